@@ -1,0 +1,257 @@
+"""The ``userportrait`` command line (SPEC §6)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from userportrait import __version__
+from userportrait.errors import ServiceError
+from userportrait.settings import Settings
+
+err_console = Console(stderr=True)
+
+DATA_DIR_OPTION = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory [env USERPORTRAIT_DATA_DIR; default ~/.local/share/userportrait].",
+)
+
+
+def fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(1)
+
+
+def make_settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    try:
+        return Settings.from_env(data_dir=data_dir, **overrides)
+    except ValueError as exc:
+        fail(str(exc))
+        raise AssertionError from exc  # unreachable
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="userportrait")
+def cli() -> None:
+    """Self-hosted WeChat mini-program user portraits.
+
+    Load visit events with `ingest`, then ask for the portrait of any date window with
+    `portrait`, or serve the WeChat-compatible API with `serve`.
+    """
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@DATA_DIR_OPTION
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--show-rejects", default=20, show_default=True, help="Rejected records to print.")
+def ingest(files: tuple[Path, ...], data_dir: Path | None, quiet: bool, show_rejects: int) -> None:
+    """Load visit events from Parquet, CSV or NDJSON FILES (optionally .gz).
+
+    Every file is checked before anything is written. Records that can't be used are
+    reported with file, line and reason and kept in DATA_DIR/rejects/. Loading the same
+    file twice changes nothing.
+    """
+    from userportrait.ingest.pipeline import check_files, ingest_file
+    from userportrait.store.lake import Lake
+
+    lake = Lake(make_settings(data_dir))
+    try:
+        check_files(lake, files)
+    except ServiceError as exc:
+        fail(exc.message)
+    total_acc = total_rej = 0
+    progress = Progress(
+        TextColumn("{task.fields[name]}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=False,
+    )
+    with progress:
+        for path in files:
+            task = progress.add_task("starting", total=1.0, name=path.name)
+
+            def tick(desc: str, frac: float, task: Any = task) -> None:
+                progress.update(task, description=desc, completed=frac)
+
+            try:
+                report = ingest_file(lake, path, tick)
+            except ServiceError as exc:
+                progress.stop()
+                fail(exc.message)
+                return
+            if report.skipped:
+                click.echo(f"{path}: already ingested (same content), skipped")
+                continue
+            total_acc += report.accepted
+            total_rej += report.rejected
+            dup = (
+                f", {report.duplicates} duplicate event_id(s) dropped" if report.duplicates else ""
+            )
+            click.echo(f"{path}: {report.accepted} accepted, {report.rejected} rejected{dup}")
+            for r in report.rejects[:show_rejects]:
+                click.echo(f"  rejected {r.file}:{r.line}: {r.reason}")
+            if report.rejected > show_rejects:
+                click.echo(f"  … {report.rejected - show_rejects} more")
+            if report.rejects_file:
+                click.echo(f"  all rejected records: {report.rejects_file}")
+    if len(files) > 1:
+        click.echo(f"total: {total_acc} accepted, {total_rej} rejected")
+
+
+def _parse_cli_date(value: str, name: str) -> dt.date:
+    from userportrait.portrait.request import parse_date
+
+    try:
+        return parse_date(value, name)
+    except ServiceError as exc:
+        raise click.BadParameter(exc.message, param_hint=f"--{name}") from None
+
+
+@cli.command()
+@click.option("--appid", required=True, help="The mini program's appid.")
+@click.option("--begin", required=True, help="First day, yyyymmdd or yyyy-mm-dd.")
+@click.option("--end", required=True, help="Last day (inclusive), yyyymmdd or yyyy-mm-dd.")
+@DATA_DIR_OPTION
+@click.option("--engine", default=None, help="duckdb (default), reference or spark.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "table", "csv"]),
+    default="json",
+    show_default=True,
+    help="json is exactly WeChat's success body.",
+)
+def portrait(
+    appid: str, begin: str, end: str, data_dir: Path | None, engine: str | None, fmt: str
+) -> None:
+    """Print the portrait of new and active users of APPID for a date window.
+
+    Any window works here (WeChat's 1/7/30-day limits apply only to the API).
+    """
+    from userportrait.engine import get_engine
+    from userportrait.portrait.request import make_query
+    from userportrait.portrait.service import portrait as compute
+    from userportrait.store.lake import Lake
+
+    settings = make_settings(data_dir, engine=engine)
+    b, e = _parse_cli_date(begin, "begin"), _parse_cli_date(end, "end")
+    try:
+        query = make_query(appid, b, e)
+        eng = get_engine(settings.engine, Lake(settings))
+        try:
+            body = compute(query, eng, "begin" if settings.ref_date_mode == "begin" else "range")
+        finally:
+            eng.close()
+    except ServiceError as exc:
+        fail(exc.message)
+        return
+    if fmt == "json":
+        click.echo(json.dumps(body, ensure_ascii=False))
+    elif fmt == "csv":
+        click.echo(portrait_csv(body), nl=False)
+    else:
+        Console().print(*portrait_tables(body))
+
+
+def portrait_csv(body: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["ref_date", "audience", "dimension", "id", "name", "value"])
+    for audience in ("visit_uv_new", "visit_uv"):
+        for dim, rows in body[audience].items():
+            for row in rows:
+                writer.writerow(
+                    [body["ref_date"], audience, dim, row.get("id", ""), row["name"], row["value"]]
+                )
+    return out.getvalue()
+
+
+def portrait_tables(body: dict[str, Any]) -> list[Table]:
+    """One table per dimension: new vs active users and the new-vs-active index."""
+    new, active = body["visit_uv_new"], body["visit_uv"]
+    tables = []
+    for dim, rows in active.items():
+        total_active = sum(r["value"] for r in rows) or 1
+        new_by_name = {r["name"]: r["value"] for r in new[dim]}
+        total_new = sum(new_by_name.values()) or 1
+        table = Table(title=f"{dim} — {body['ref_date']}", title_justify="left")
+        table.add_column("value")
+        table.add_column("new", justify="right")
+        table.add_column("active", justify="right")
+        table.add_column("share", justify="right")
+        table.add_column("index", justify="right")
+        for r in rows:
+            n = new_by_name.get(r["name"], 0)
+            index = (n / total_new) / (r["value"] / total_active) * 100
+            table.add_row(
+                r["name"],
+                str(n),
+                str(r["value"]),
+                f"{r['value'] / total_active:.1%}",
+                f"{index:.0f}",
+            )
+        tables.append(table)
+    return tables
+
+
+@cli.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--users", default=10_000, show_default=True, help="Distinct users per data set.")
+@click.option("--days", default=40, show_default=True, help="Days of events.")
+@click.option("--end", default=None, help="Last day yyyymmdd [default: yesterday, Asia/Shanghai].")
+@click.option("--apps", default=3, show_default=True, help="Number of appids.")
+@click.option("--visits-per-user", default=13.0, show_default=True, help="Mean visits per user.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same file).")
+@click.option("--event-ids/--no-event-ids", default=False, help="Add an event_id to every event.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def generate(
+    out: Path,
+    users: int,
+    days: int,
+    end: str | None,
+    apps: int,
+    visits_per_user: float,
+    seed: int,
+    event_ids: bool,
+    quiet: bool,
+) -> None:
+    """Write a realistic synthetic event file to OUT (.parquet, .csv or .ndjson, optionally .gz)."""
+    from userportrait.generate import GeneratorConfig, write_events
+    from userportrait.portrait.query import today_shanghai
+
+    last = _parse_cli_date(end, "end") if end else today_shanghai() - dt.timedelta(days=1)
+    config = GeneratorConfig(
+        users=users,
+        days=days,
+        end=last,
+        apps=apps,
+        visits_per_user=visits_per_user,
+        seed=seed,
+        event_ids=event_ids,
+    )
+    with Progress(console=err_console, disable=quiet) as progress:
+        task = progress.add_task(f"generating {out.name}", total=days)
+        try:
+            count = write_events(out, config, lambda: progress.advance(task))
+        except ValueError as exc:
+            fail(str(exc))
+    click.echo(
+        f"{out}: {count} events, {users} users, {days} days ending {last:%Y%m%d}, appids {', '.join(config.appids)}"
+    )

@@ -1,0 +1,25 @@
+"""Engines by name. Heavy engines are imported only when asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
+
+from userportrait.engine.base import Engine
+from userportrait.errors import InputError
+from userportrait.store.lake import Lake
+
+#: name -> "module:Class"; the class takes the Lake.
+ENGINES: dict[str, str] = {
+    "duckdb": "userportrait.engine.duckdb:DuckDBEngine",
+    "reference": "userportrait.engine.reference:ReferenceEngine",
+}
+
+
+def get_engine(name: str, lake: Lake) -> Engine:
+    target = ENGINES.get(name)
+    if target is None:
+        raise InputError(f"unknown engine {name!r}; choose one of {', '.join(sorted(ENGINES))}")
+    module_name, cls_name = target.split(":")
+    factory: Callable[[Lake], Engine] = getattr(import_module(module_name), cls_name)
+    return factory(lake)

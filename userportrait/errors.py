@@ -1,0 +1,163 @@
+"""The one error hierarchy of userportrait; each class carries its WeChat errcode.
+
+Domain code raises these; ``api/errors.py`` renders them as WeChat error bodies and the
+CLI prints ``errmsg`` on one line. The client maps errcodes back to the same classes.
+
+    ServiceError (-1, system error)
+    ├── InvalidRequest (47001, data format error)
+    │   ├── EmptyPostData (44002)
+    │   ├── InvalidGrantType (40002)
+    │   ├── InvalidAppId (40013)
+    │   ├── InvalidDate (61500, date format error)
+    │   └── InvalidDateRange (61501, date range error)
+    ├── AuthError
+    │   ├── InvalidCredential (40001)
+    │   ├── InvalidAppSecret (40125)
+    │   ├── AccessTokenMissing (41001)
+    │   ├── AccessTokenExpired (42001)
+    │   └── Unauthorized (48001)
+    ├── RequirePost (43002)
+    ├── QuotaExceeded
+    │   ├── DailyQuotaExceeded (45009)
+    │   └── MinuteQuotaExceeded (45011)
+    ├── PayloadTooLarge (45002 / HTTP 413)
+    ├── Busy (-1 / HTTP 503, retryable)
+    └── InputError (-1) — CLI-side problems: missing file, unknown format, wrong columns
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ServiceError(Exception):
+    """Root of every error userportrait raises on purpose."""
+
+    errcode: ClassVar[int] = -1
+    errmsg: ClassVar[str] = "system error"
+    http_status: ClassVar[int] = 200
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        """The errmsg as sent, without the rid suffix."""
+        return f"{self.errmsg}: {self.detail}" if self.detail else self.errmsg
+
+
+class InvalidRequest(ServiceError):
+    errcode = 47001
+    errmsg = "data format error"
+
+
+class EmptyPostData(InvalidRequest):
+    errcode = 44002
+    errmsg = "empty post data"
+
+
+class InvalidGrantType(InvalidRequest):
+    errcode = 40002
+    errmsg = "invalid grant_type"
+
+
+class InvalidAppId(InvalidRequest):
+    errcode = 40013
+    errmsg = "invalid appid"
+
+
+class InvalidDate(InvalidRequest):
+    errcode = 61500
+    errmsg = "date format error"
+
+
+class InvalidDateRange(InvalidRequest):
+    errcode = 61501
+    errmsg = "date range error"
+
+
+class AuthError(ServiceError):
+    errcode = 40001
+    errmsg = "invalid credential, access_token is invalid or not latest"
+
+
+class InvalidCredential(AuthError):
+    pass
+
+
+class InvalidAppSecret(AuthError):
+    errcode = 40125
+    errmsg = "invalid appsecret"
+
+
+class AccessTokenMissing(AuthError):
+    errcode = 41001
+    errmsg = "access_token missing"
+
+
+class AccessTokenExpired(AuthError):
+    errcode = 42001
+    errmsg = "access_token expired"
+
+
+class Unauthorized(AuthError):
+    errcode = 48001
+    errmsg = "api unauthorized"
+
+
+class RequirePost(ServiceError):
+    errcode = 43002
+    errmsg = "require POST method"
+
+
+class QuotaExceeded(ServiceError):
+    errcode = 45009
+    errmsg = "reach max api daily quota limit"
+
+
+class DailyQuotaExceeded(QuotaExceeded):
+    pass
+
+
+class MinuteQuotaExceeded(QuotaExceeded):
+    errcode = 45011
+    errmsg = "api minute-quota reach limit, must slower, retry next minute"
+
+
+class PayloadTooLarge(ServiceError):
+    errcode = 45002
+    errmsg = "content size out of limit"
+    http_status = 413
+
+
+class Busy(ServiceError):
+    errcode = -1
+    errmsg = "system busy, retry later"
+    http_status = 503
+
+
+class InputError(ServiceError):
+    """A problem with what the user handed the CLI (file, format, columns)."""
+
+    errmsg = "input error"
+
+    @property
+    def message(self) -> str:
+        return self.detail or self.errmsg
+
+
+def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
+    out: list[type[ServiceError]] = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def error_for_code(errcode: int) -> type[ServiceError]:
+    """The most general class carrying ``errcode`` (the client maps codes back with this)."""
+    for cls in [ServiceError, *_all_subclasses(ServiceError)]:
+        if cls.errcode == errcode and cls is not InputError:
+            return cls
+    return ServiceError

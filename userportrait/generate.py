@@ -1,0 +1,322 @@
+"""A synthetic visit-event generator for tests, the benchmark and the demo.
+
+Realistic enough to exercise every rule: Zipf-like provinces, cities and devices, users
+who started before the window, missing and unrecognised attributes, every accepted raw
+form of each field, users who move city, several appids. Vectorised with numpy, one day
+at a time, so tens of millions of events stay within a few hundred MB.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from userportrait.portrait import regions
+from userportrait.portrait.query import TZ
+
+# Rough order of provinces by mini-program users (largest first); the rest follow.
+_TOP_PROVINCES = [44, 37, 41, 32, 51, 33, 13, 43, 42, 35, 34, 11, 31, 36, 61, 45, 53, 21, 14]
+_DEVICES = {
+    "ios": ["iPhone 13", "iPhone 14 Pro", "iPhone 12", "iPhone 15", "iPhone 11", "iPhone XR",
+            "iPhone 15 Pro Max", "iPhone SE", "iPad Air", "iPhone 8 Plus"],
+    "android": ["OPPO R9", "vivo X27", "HUAWEI P40", "Xiaomi 13", "Redmi K60", "OPPO Reno8",
+                "vivo Y76s", "HONOR 70", "Xiaomi 12S", "OnePlus 11", "Redmi Note 12",
+                "SM-G9910", "OPPO A57", "vivo S16", "realme GT Neo5", "MEIZU 20"],
+    "ohos": ["HUAWEI Mate 60 Pro", "HUAWEI P60", "HUAWEI nova 11", "HUAWEI Mate X5"],
+    "windows": ["PC", "Surface Pro 9"],
+    "mac": ["MacBookPro18,3", "MacBookAir10,1"],
+    "devtools": ["devtools"],
+}  # fmt: skip
+_PLATFORM_FORMS = {
+    "ios": ["ios", "iOS", "iPhone"], "android": ["android", "Android"],
+    "ohos": ["ohos", "HarmonyOS"], "windows": ["windows", "Windows"],
+    "mac": ["mac", "macOS"], "devtools": ["devtools"],
+}  # fmt: skip
+_PLATFORM_WEIGHTS = {"ios": 0.36, "android": 0.55, "ohos": 0.05, "windows": 0.02,
+                     "mac": 0.015, "devtools": 0.005}  # fmt: skip
+_GENDER_FORMS = {1: ["1", "1", "1", "male", "m", "男"], 2: ["2", "2", "2", "female", "f", "女"]}
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorConfig:
+    users: int = 10_000
+    days: int = 40
+    end: dt.date = dt.date(2026, 1, 31)
+    apps: int = 3
+    visits_per_user: float = 13.0
+    seed: int = 7
+    event_ids: bool = False
+
+    @property
+    def start(self) -> dt.date:
+        return self.end - dt.timedelta(days=self.days - 1)
+
+    @property
+    def appids(self) -> list[str]:
+        return [f"wx{i + 1:016x}" for i in range(self.apps)]
+
+
+def _zipf(n: int, s: float = 1.0) -> np.ndarray[Any, np.dtype[np.float64]]:
+    w = 1.0 / np.arange(1, n + 1) ** s
+    return w / w.sum()
+
+
+class _Population:
+    """Per-user attributes, drawn once."""
+
+    def __init__(self, cfg: GeneratorConfig, rng: np.random.Generator) -> None:
+        n = cfg.users
+        self.n = n
+        self.app = rng.choice(cfg.apps, size=n, p=_zipf(cfg.apps, 0.8))
+        provinces = [p for p, _ in regions.all_provinces()]
+        order = _TOP_PROVINCES + [p for p in provinces if p not in _TOP_PROVINCES]
+        self.provinces = [p for p in order if p in provinces]
+        cities = regions.all_cities()
+        self.cities_of = {p: [c for c, _, cp in cities if cp == p] for p in self.provinces}
+        self.province = rng.choice(len(self.provinces), size=n, p=_zipf(len(self.provinces), 0.9))
+        self.city = self._pick_city(self.province, rng)
+        # 6% move to another city (often another province) on a random day.
+        self.moves = rng.random(n) < 0.06
+        self.move_day = rng.integers(0, cfg.days, size=n)
+        self.province2 = np.where(
+            rng.random(n) < 0.5,
+            self.province,
+            rng.choice(len(self.provinces), size=n, p=_zipf(len(self.provinces), 0.9)),
+        )
+        self.city2 = self._pick_city(self.province2, rng)
+        self.gender = rng.choice([0, 1, 2], size=n, p=[0.08, 0.49, 0.43])
+        names = list(_PLATFORM_WEIGHTS)
+        self.platform = rng.choice(len(names), size=n, p=list(_PLATFORM_WEIGHTS.values()))
+        self.platform_names = names
+        self.device = (
+            np.array(
+                [
+                    rng.choice(len(_DEVICES[names[p]]), p=_zipf(len(_DEVICES[names[p]]), 1.1))
+                    for p in self.platform
+                ]
+            )
+            if n <= 200_000
+            else self._vector_devices(rng)
+        )
+        ages = np.clip(rng.normal(31, 11, size=n).round(), 8, 80).astype(np.int16)
+        self.age = np.where(rng.random(n) < 0.18, -1, ages)
+        # 45% of users started before the data set (their first visit is on day 0 or 1).
+        early = rng.random(n) < 0.45
+        self.start = np.where(early, rng.integers(0, 2, size=n), rng.integers(0, cfg.days, size=n))
+        life = cfg.days - self.start
+        per_day = cfg.visits_per_user / 1.25 / np.maximum(life, 1)
+        self.p = np.clip(per_day * rng.gamma(2.0, 0.5, size=n), 0.0, 1.0)
+
+    def _pick_city(
+        self, province: np.ndarray[Any, Any], rng: np.random.Generator
+    ) -> np.ndarray[Any, Any]:
+        out = np.zeros(len(province), dtype=np.int64)
+        for i, p in enumerate(self.provinces):
+            mask = province == i
+            k = len(self.cities_of[p])
+            if k and mask.any():
+                out[mask] = rng.choice(k, size=int(mask.sum()), p=_zipf(k, 1.0))
+        return out
+
+    def _vector_devices(self, rng: np.random.Generator) -> np.ndarray[Any, Any]:
+        out = np.zeros(self.n, dtype=np.int64)
+        for i, name in enumerate(self.platform_names):
+            mask = self.platform == i
+            k = len(_DEVICES[name])
+            out[mask] = rng.choice(k, size=int(mask.sum()), p=_zipf(k, 1.1))
+        return out
+
+
+class _Dictionary:
+    """Strings -> dictionary indices, so per-event columns are int arrays."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self.index: dict[str, int] = {}
+
+    def add(self, value: str) -> int:
+        if value not in self.index:
+            self.index[value] = len(self.values)
+            self.values.append(value)
+        return self.index[value]
+
+    def array(self, idx: np.ndarray[Any, Any], missing: np.ndarray[Any, Any]) -> pa.Array:
+        indices = pa.array(idx.astype(np.int32), mask=missing)
+        return pa.DictionaryArray.from_arrays(indices, pa.array(self.values, pa.string()))
+
+
+def _region_forms(code: int, name: str, short: str, pinyin: str, digits: int) -> list[str]:
+    return [name, name, short, pinyin, str(code), str(code).ljust(6, "0")[:6] if digits else name]
+
+
+def generate_days(cfg: GeneratorConfig, on_day: Callable[[], None] | None = None) -> Any:
+    """Yield one Arrow table of events per day, oldest first."""
+    rng = np.random.default_rng(cfg.seed)
+    pop = _Population(cfg, rng)
+    info = regions.region_info()
+    prov_dict, city_dict, plat_dict, dev_dict, gen_dict = (_Dictionary() for _ in range(5))
+    prov_forms = np.array(
+        [[prov_dict.add(f) for f in _region_forms(p, *info[p], digits=6)] for p in pop.provinces]
+    )
+    unknown_province = prov_dict.add("海外")
+    city_codes = sorted({c for cs in pop.cities_of.values() for c in cs})
+    city_forms = {
+        c: [city_dict.add(f) for f in _region_forms(c, *info[c], digits=6)] for c in city_codes
+    }
+    max_c = max(len(v) for v in pop.cities_of.values())
+    city_table = np.zeros((len(pop.provinces), max_c, 6), dtype=np.int64)
+    for i, p in enumerate(pop.provinces):
+        for j, c in enumerate(pop.cities_of[p]):
+            city_table[i, j] = city_forms[c]
+    plat_forms = [[plat_dict.add(f) for f in _PLATFORM_FORMS[n]] for n in pop.platform_names]
+    odd_platform = plat_dict.add("PlayStation")
+    dev_table = [[dev_dict.add(d) for d in _DEVICES[n]] for n in pop.platform_names]
+    gen_forms = {g: [gen_dict.add(f) for f in forms] for g, forms in _GENDER_FORMS.items()}
+    seq = 0
+    for d in range(cfg.days):
+        day = cfg.start + dt.timedelta(days=d)
+        active = (pop.start <= d) & ((rng.random(pop.n) < pop.p) | (pop.start == d))
+        users = np.flatnonzero(active)
+        users = np.repeat(users, 1 + rng.poisson(0.25, size=len(users)))
+        m = len(users)
+        midnight = dt.datetime(day.year, day.month, day.day, tzinfo=TZ)
+        base_ms = int(midnight.timestamp() * 1000)
+        ts = base_ms + rng.integers(0, 86_400_000, size=m)
+        moved = pop.moves[users] & (pop.move_day[users] <= d)
+        prov = np.where(moved, pop.province2[users], pop.province[users])
+        city = np.where(moved, pop.city2[users], pop.city[users])
+        form = rng.choice(6, size=m, p=[0.45, 0.1, 0.2, 0.15, 0.05, 0.05])
+        no_region = rng.random(m) < 0.07
+        prov_idx = prov_forms[prov, form]
+        prov_idx = np.where(rng.random(m) < 0.004, unknown_province, prov_idx)
+        city_idx = city_table[prov, city, rng.choice(6, size=m, p=[0.4, 0.25, 0.2, 0.1, 0.05, 0.0])]
+        no_city = no_region | (rng.random(m) < 0.03)
+        g = pop.gender[users]
+        gform = rng.integers(0, 6, size=m)
+        gen_idx = np.where(g == 1, np.array(gen_forms[1])[gform], np.array(gen_forms[2])[gform])
+        no_gender = (g == 0) | (rng.random(m) < 0.03)
+        plat = pop.platform[users]
+        pform = rng.integers(0, 3, size=m)
+        plat_idx = (
+            np.array(
+                [plat_forms[p][f % len(plat_forms[p])] for p, f in zip(plat, pform, strict=True)]
+            )
+            if m < 50_000
+            else _vector_pick(plat_forms, plat, pform)
+        )
+        plat_idx = np.where(rng.random(m) < 0.002, odd_platform, plat_idx)
+        no_platform = rng.random(m) < 0.02
+        dev_idx = _vector_pick(dev_table, plat, pop.device[users])
+        no_device = rng.random(m) < 0.05
+        age = pop.age[users]
+        no_age = (age < 0) | (rng.random(m) < 0.04)
+        columns: dict[str, pa.Array] = {
+            "appid": pa.DictionaryArray.from_arrays(
+                pa.array(pop.app[users].astype(np.int32)), pa.array(cfg.appids)
+            ),
+            "openid": pa.array([f"o{u:09d}" for u in users.tolist()], pa.string()),
+            "ts": pa.array(ts, pa.timestamp("ms", tz="UTC")),
+        }
+        if cfg.event_ids:
+            columns["event_id"] = pa.array([f"e{seq + i:012d}" for i in range(m)], pa.string())
+            seq += m
+        columns.update(
+            {
+                "province": prov_dict.array(prov_idx, no_region),
+                "city": city_dict.array(city_idx, no_city),
+                "gender": gen_dict.array(gen_idx, no_gender),
+                "platform": plat_dict.array(plat_idx, no_platform),
+                "device": dev_dict.array(dev_idx, no_device),
+                "age": pa.array(age.astype(np.int16), mask=no_age),
+            }
+        )
+        order = np.argsort(ts, kind="stable")
+        table = pa.table(columns).take(pa.array(order))
+        if on_day:
+            on_day()
+        yield table
+
+
+def _vector_pick(
+    table: list[list[int]], group: np.ndarray[Any, Any], choice: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    width = max(len(r) for r in table)
+    dense = np.array([r + [r[0]] * (width - len(r)) for r in table])
+    lengths = np.array([len(r) for r in table])
+    return dense[group, choice % lengths[group]]
+
+
+def write_events(path: Path, cfg: GeneratorConfig, on_day: Callable[[], None] | None = None) -> int:
+    """Write the events to ``path`` (format from its suffix); returns the event count."""
+    suffixes = [s.lower() for s in path.suffixes]
+    gz = bool(suffixes) and suffixes[-1] == ".gz"
+    kind = suffixes[-2] if gz and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
+    if kind not in (".parquet", ".csv", ".ndjson", ".jsonl", ".json"):
+        raise ValueError(f"{path}: use a .parquet, .csv or .ndjson file name (optionally .gz)")
+    if kind == ".parquet" and gz:
+        raise ValueError(f"{path}: Parquet is compressed already; drop .gz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == ".parquet":
+        return _write_parquet(path, cfg, on_day)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "events.parquet"
+        count = _write_parquet(staged, cfg, on_day)
+        _convert_text(staged, path, "csv" if kind == ".csv" else "json", gz)
+    return count
+
+
+def _write_parquet(path: Path, cfg: GeneratorConfig, on_day: Callable[[], None] | None) -> int:
+    count = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for table in generate_days(cfg, on_day):
+            table = table.cast(_plain_schema(table.schema))
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writer.write_table(table, row_group_size=1 << 20)
+            count += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return count
+
+
+def _plain_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+            for f in schema
+        ]
+    )
+
+
+def _convert_text(src: Path, dst: Path, fmt: str, gz: bool) -> None:
+    """Parquet -> CSV/NDJSON with ts in all its text forms (RFC 3339 +08:00, Z, epoch ms)."""
+    import duckdb
+
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+    try:
+        con.execute("SET TimeZone = 'Asia/Shanghai'")
+        ts_text = (
+            "CASE hash(openid, ts) % 4 "
+            "WHEN 0 THEN strftime(ts, '%Y-%m-%dT%H:%M:%S.%g+08:00') "
+            "WHEN 1 THEN strftime(timezone('UTC', ts), '%Y-%m-%dT%H:%M:%S.%gZ') "
+            "WHEN 2 THEN CAST(epoch_ms(ts) AS VARCHAR) "
+            "ELSE strftime(ts, '%Y-%m-%d %H:%M:%S.%g') END"
+        )
+        cols = [
+            r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{src}')").fetchall()
+        ]
+        select = ", ".join(f"{ts_text} AS ts" if c == "ts" else c for c in cols)
+        options = f"FORMAT {fmt}" + (", COMPRESSION gzip" if gz else "")
+        con.execute(f"COPY (SELECT {select} FROM read_parquet('{src}')) TO '{dst}' ({options})")
+    finally:
+        con.close()

@@ -1,0 +1,96 @@
+"""Turn the shared Python normalisers into lookup tables DuckDB joins onto a batch.
+
+Only distinct raw values go through Python (a few thousand per file), so the rules stay
+written once in ``portrait/normalize.py`` and millions of rows are mapped by a hash join.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import duckdb
+import pyarrow as pa
+
+from userportrait.portrait import normalize
+from userportrait.portrait.dims import AGE_BUCKET_UPPER, MAX_AGE
+
+
+def register_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
+    """Create tables ``region_map``, ``gender_map``, ``platform_map`` for view ``src``."""
+    rows = con.execute(
+        f"SELECT province, city, gender, platform, GROUPING(province, city) AS g_region, "
+        f"GROUPING(gender) AS g_gender FROM {src} "
+        "GROUP BY GROUPING SETS ((province, city), (gender), (platform))"
+    ).fetchall()
+    regions: list[tuple[str | None, str | None, int | None, int | None]] = []
+    genders: list[tuple[str | None, int | None]] = []
+    platforms: list[tuple[str | None, int | None]] = []
+    for province, city, gender, platform, g_region, g_gender in rows:
+        if g_region == 0:
+            pid, cid = normalize.resolve_region(province, city)
+            regions.append((province, city, pid, cid))
+        elif g_gender == 0:
+            genders.append((gender, normalize.normalize_gender(gender)))
+        else:
+            platforms.append((platform, normalize.normalize_platform(platform)))
+    _register(
+        con,
+        "region_map",
+        ["province", "city", "province_id", "city_id"],
+        regions,
+        [pa.string(), pa.string(), pa.int16(), pa.int32()],
+    )
+    _register(con, "gender_map", ["gender", "gender_id"], genders, [pa.string(), pa.int8()])
+    _register(con, "platform_map", ["platform", "platform_id"], platforms, [pa.string(), pa.int8()])
+
+
+def _register(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    columns: list[str],
+    rows: list[tuple[object, ...]],
+    types: list[pa.DataType],
+) -> None:
+    arrays = [pa.array([r[i] for r in rows], type=t) for i, t in enumerate(types)]
+    table = pa.Table.from_arrays(arrays, names=columns)
+    con.register(f"{name}_arrow", table)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+    con.unregister(f"{name}_arrow")
+
+
+def age_value(expr: str) -> str:
+    """SQL: the age text as a whole number (NULL when absent or invalid)."""
+    return f"CAST(try_cast(trim({expr}) AS DOUBLE) AS SMALLINT)"
+
+
+def age_id_sql(age: str) -> str:
+    """SQL: the ``ages`` bucket id of a SMALLINT age (mirrors dims.age_bucket)."""
+    whens = " ".join(f"WHEN {age} <= {upper} THEN {bucket}" for upper, bucket in AGE_BUCKET_UPPER)
+    return f"CAST(CASE WHEN {age} IS NULL THEN NULL {whens} ELSE 6 END AS TINYINT)"
+
+
+MAX_FIELD_CHARS: Final = normalize.MAX_FIELD_CHARS
+
+
+def reason_sql() -> str:
+    """SQL: why a standard-columns row is rejected, or NULL when it is accepted."""
+    too_long = " ".join(
+        f"WHEN length({f}) > {MAX_FIELD_CHARS} THEN '{f} is longer than {MAX_FIELD_CHARS} characters'"
+        for f in ("appid", "openid", "event_id", "province", "city", "gender", "platform", "device")
+    )
+    age_num = "try_cast(trim(age) AS DOUBLE)"
+    return (
+        "CASE WHEN _err IS NOT NULL THEN _err "
+        "WHEN appid IS NULL OR trim(appid) = '' THEN 'appid is missing' "
+        f"{too_long} "
+        "WHEN NOT regexp_full_match(trim(appid), '[A-Za-z0-9_.-]{1,64}') "
+        "THEN 'appid is not a valid appid (letters, digits, _ . - only)' "
+        "WHEN openid IS NULL OR trim(openid) = '' THEN 'openid is missing' "
+        "WHEN ts_text IS NULL OR trim(ts_text) = '' THEN 'ts is missing' "
+        "WHEN ts IS NULL THEN 'ts is not a timestamp: ' || left(ts_text, 40) "
+        "WHEN age IS NOT NULL AND trim(age) <> '' AND ("
+        f"{age_num} IS NULL OR {age_num} <> floor({age_num}) "
+        f"OR {age_num} < 0 OR {age_num} > {MAX_AGE}) "
+        f"THEN 'age is not a whole number of years in 0..{MAX_AGE}: ' || left(age, 40) "
+        "END"
+    )

@@ -1,0 +1,271 @@
+"""Bulk ingest of one file into the lake: read -> validate -> normalise -> dedup -> write.
+
+Everything runs inside DuckDB over the file (no event becomes a Python object). A batch
+is written to ``_staging``, moved into ``events/`` and then committed to the catalog in
+one SQLite transaction, so a failure at any point leaves the answers as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+
+from userportrait.errors import InputError
+from userportrait.ingest.normalize_sql import age_id_sql, age_value, reason_sql, register_maps
+from userportrait.ingest.sources import Source, open_source, sql_str
+from userportrait.store.catalog import LakeFile
+from userportrait.store.lake import Lake
+
+#: Called with (step description, fraction done in 0..1).
+Progress = Callable[[str, float], None]
+
+MAX_REPORTED_REJECTS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    file: str
+    line: int
+    reason: str
+    record: dict[str, Any]
+
+
+@dataclass(slots=True)
+class IngestReport:
+    file: str
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    skipped: bool = False  # the same file (by SHA-256) was ingested before
+    batch_id: int | None = None
+    rejects: list[Reject] = field(default_factory=list)
+    rejects_file: str | None = None
+    touched: set[tuple[str, str]] = field(default_factory=set)  # (appid, day)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_files(lake: Lake, paths: Iterable[Path]) -> None:
+    """Open every file and check its columns before anything is written (all-or-nothing CLI)."""
+    con = lake.connect()
+    try:
+        for path in paths:
+            open_source(con, path)
+    finally:
+        con.close()
+
+
+def ingest_file(lake: Lake, path: Path, progress: Progress | None = None) -> IngestReport:
+    report = IngestReport(file=str(path))
+    step = progress or (lambda _desc, _frac: None)
+    con = lake.connect()
+    try:
+        source, select = open_source(con, path)
+        sha = sha256_of(path)
+        if lake.catalog.find_batch_by_sha(sha) is not None:
+            report.skipped = True
+            step("already ingested", 1.0)
+            return report
+        with lake.write_lock():
+            _run(lake, con, source, select, sha, report, step)
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
+    finally:
+        con.close()
+    return report
+
+
+def _run(
+    lake: Lake,
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    select: str,
+    sha: str,
+    report: IngestReport,
+    step: Progress,
+) -> None:
+    con.execute(f"CREATE TEMP VIEW src AS {select}")
+    con.execute(f"CREATE TEMP VIEW checked AS SELECT *, {reason_sql()} AS reason FROM src")
+    step("scanning values", 0.0)
+    _with_progress(con, lambda: register_maps(con, "src"), lambda f: step("scanning values", f))
+    has_event_id = "event_id" in source.columns
+    existing = _existing_event_ids(lake, con) if has_event_id else None
+    batch_key = uuid.uuid4().hex[:12]
+    staging = lake.staging_dir / batch_key
+    staging.mkdir(parents=True)
+    batch_id = lake.catalog.next_batch_id()
+    accepted_sql = _accepted_sql(batch_id, has_event_id, existing)
+    copy = (
+        f"COPY ({accepted_sql}) TO {sql_str(str(staging))} (FORMAT parquet, "
+        f"PARTITION_BY (appid, day), FILENAME_PATTERN 'b{batch_key}_{{i}}', "
+        "COMPRESSION zstd, ROW_GROUP_SIZE 262144)"
+    )
+    _with_progress(con, lambda: con.execute(copy), lambda f: step("writing events", f))
+    files = _move_into_lake(lake, staging)
+    report.accepted = sum(f.rows for f in files)
+    report.touched = {(f.appid, f.day) for f in files}
+    totals = con.execute(
+        "SELECT count(*) FILTER (WHERE reason IS NOT NULL AND reason <> 'blank line'), "
+        "count(*) FILTER (WHERE reason IS NULL) FROM checked"
+    ).fetchone()
+    assert totals is not None
+    report.rejected, valid = int(totals[0]), int(totals[1])
+    report.duplicates = valid - report.accepted
+    if report.rejected:
+        step("recording rejects", 0.0)
+        _write_rejects(lake, con, source, report, batch_key)
+    report.batch_id = lake.catalog.commit_batch(
+        batch_id, str(source.path), sha, report.accepted, report.rejected, files
+    )
+    step("done", 1.0)
+
+
+def _existing_event_ids(lake: Lake, con: duckdb.DuckDBPyConnection) -> str | None:
+    """A view of event ids already in the lake for the appids of this batch, if any."""
+    appids = [r[0] for r in con.execute("SELECT DISTINCT trim(appid) FROM src").fetchall() if r[0]]
+    paths = [p for a in appids for p in lake.paths(a)]
+    if not paths:
+        return None
+    listing = "[" + ", ".join(sql_str(p) for p in paths) + "]"
+    con.execute(
+        "CREATE TEMP TABLE seen AS SELECT DISTINCT appid, day, event_id FROM "
+        f"read_parquet({listing}, hive_partitioning=true, hive_types={{'appid': VARCHAR, 'day': DATE}}) "
+        "WHERE event_id IS NOT NULL"
+    )
+    return "seen"
+
+
+def _accepted_sql(batch_id: int, has_event_id: bool, existing: str | None) -> str:
+    age = age_value("c.age")
+    rows = (
+        "SELECT trim(c.appid) AS appid, CAST(timezone('Asia/Shanghai', c.ts) AS DATE) AS day, "
+        "trim(c.openid) AS openid, c.ts, nullif(trim(c.event_id), '') AS event_id, "
+        "c.province AS province_raw, c.city AS city_raw, c.gender AS gender_raw, "
+        "c.platform AS platform_raw, nullif(trim(c.device), '') AS device, "
+        f"{age} AS age, r.province_id, r.city_id, g.gender_id, p.platform_id, "
+        f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INTEGER) AS batch_id "
+        "FROM checked c "
+        "LEFT JOIN region_map r ON c.province IS NOT DISTINCT FROM r.province "
+        "AND c.city IS NOT DISTINCT FROM r.city "
+        "LEFT JOIN gender_map g ON c.gender IS NOT DISTINCT FROM g.gender "
+        "LEFT JOIN platform_map p ON c.platform IS NOT DISTINCT FROM p.platform "
+        "WHERE c.reason IS NULL"
+    )
+    if not has_event_id:
+        return rows
+    # One event per (appid, day, event_id): the first copy by content order wins,
+    # and copies of events already in the lake are dropped (docs/storage.md).
+    order = "ts, openid, province_id, city_id, gender_id, platform_id, age_id, device"
+    dedup = (
+        f"WITH b AS ({rows}) "
+        "SELECT * FROM b WHERE event_id IS NULL UNION ALL "
+        "SELECT * FROM (SELECT * FROM b WHERE event_id IS NOT NULL "
+        f"QUALIFY row_number() OVER (PARTITION BY appid, day, event_id ORDER BY {order} NULLS FIRST) = 1) d"
+    )
+    if existing:
+        dedup = (
+            f"SELECT * FROM ({dedup}) n WHERE n.event_id IS NULL OR NOT EXISTS ("
+            f"SELECT 1 FROM {existing} s WHERE s.appid = n.appid AND s.day = n.day "
+            "AND s.event_id = n.event_id)"
+        )
+    return dedup
+
+
+def _move_into_lake(lake: Lake, staging: Path) -> list[LakeFile]:
+    files: list[LakeFile] = []
+    for path in sorted(staging.rglob("*.parquet")):
+        rel = path.relative_to(staging)  # appid=A/day=D/name.parquet
+        appid = rel.parts[0].split("=", 1)[1]
+        day = rel.parts[1].split("=", 1)[1]
+        target = lake.events_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        rows = pq.ParquetFile(path).metadata.num_rows
+        path.replace(target)
+        files.append(LakeFile(str(target.relative_to(lake.root)), appid, day, rows))
+    for leftover in sorted(staging.rglob("*"), reverse=True):
+        leftover.rmdir() if leftover.is_dir() else leftover.unlink()
+    staging.rmdir()
+    return files
+
+
+def _write_rejects(
+    lake: Lake,
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    report: IngestReport,
+    batch_key: str,
+) -> None:
+    lake.rejects_dir.mkdir(parents=True, exist_ok=True)
+    target = (
+        lake.rejects_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{source.path.name}-{batch_key}.ndjson"
+    )
+    fields = ", ".join(
+        f"{f} := {f}"
+        for f in (
+            "appid",
+            "openid",
+            "event_id",
+            "province",
+            "city",
+            "gender",
+            "platform",
+            "device",
+            "age",
+        )
+    )
+    query = (
+        f"SELECT {sql_str(str(source.path))} AS file, CAST(n + {source.line_offset} AS BIGINT) AS line, "
+        f"reason, struct_pack(ts := ts_text, {fields}) AS record FROM "
+        "(SELECT row_number() OVER () AS n, * FROM checked) "
+        "WHERE reason IS NOT NULL AND reason <> 'blank line' ORDER BY n"
+    )
+    con.execute(f"COPY ({query}) TO {sql_str(str(target))} (FORMAT json)")
+    report.rejects_file = str(target)
+    with target.open(encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i >= MAX_REPORTED_REJECTS:
+                break
+            item = json.loads(line)
+            record = {k: v for k, v in item["record"].items() if v is not None}
+            report.rejects.append(Reject(item["file"], int(item["line"]), item["reason"], record))
+
+
+def _with_progress(
+    con: duckdb.DuckDBPyConnection, work: Callable[[], object], tick: Callable[[float], None]
+) -> None:
+    """Run ``work`` while a thread reports DuckDB's own query progress."""
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(0.2):
+            try:
+                pct = con.query_progress()
+            except duckdb.Error:
+                continue
+            if pct >= 0:
+                tick(min(pct, 100.0) / 100.0)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    try:
+        work()
+    finally:
+        done.set()
+        watcher.join()
+    tick(1.0)

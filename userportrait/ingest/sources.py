@@ -1,0 +1,219 @@
+"""Open an input file in DuckDB as rows of raw fields (SPEC §2), whatever its format.
+
+Every source becomes the same columns: the text of each known field (``appid`` …
+``age``), ``ts`` already parsed to TIMESTAMPTZ (NULL when unparseable), ``ts_text`` for
+error messages, and ``_err``, a reason when the record is structurally broken (not JSON,
+wrong JSON type). Structural problems of the whole file (missing, unknown format,
+missing columns, unreadable CSV) raise ``InputError`` before anything is written.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+import duckdb
+
+from userportrait.errors import InputError
+
+Format = Literal["parquet", "csv", "ndjson", "json"]
+
+REQUIRED: Final = ("appid", "openid", "ts")
+OPTIONAL: Final = ("event_id", "province", "city", "gender", "platform", "device", "age")
+FIELDS: Final = REQUIRED + OPTIONAL
+TEXT_FIELDS: Final = tuple(f for f in FIELDS if f != "ts")
+
+_SUFFIXES: Final[dict[str, Format]] = {
+    ".parquet": "parquet", ".pq": "parquet",
+    ".csv": "csv",
+    ".ndjson": "ndjson", ".jsonl": "ndjson",
+    ".json": "json",
+}  # fmt: skip
+
+EPOCH_MS_THRESHOLD: Final = 100_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    path: Path
+    format: Format
+    columns: tuple[str, ...]  # the known fields present in the file
+    line_offset: int  # add to the 1-based record number to get the file line
+
+    @property
+    def unit(self) -> str:
+        return "row" if self.format == "parquet" else "line"
+
+
+def sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def detect_format(path: Path) -> Format:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    fmt = _SUFFIXES.get(suffixes[-1]) if suffixes else None
+    if fmt is None:
+        known = ", ".join(sorted(_SUFFIXES)) + " (optionally .gz)"
+        raise InputError(
+            f"{path}: unknown format {''.join(path.suffixes) or '(none)'}; use {known}"
+        )
+    if fmt == "json" and _first_char(path) != "[":
+        fmt = "ndjson"
+    return fmt
+
+
+def _first_char(path: Path) -> str:
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        while chunk := fh.read(4096):
+            stripped = chunk.lstrip()
+            if stripped:
+                return stripped[0]
+    return ""
+
+
+def ts_from_text(expr: str) -> str:
+    """SQL: a text timestamp -> TIMESTAMPTZ (epoch s/ms, RFC 3339, naive = session tz)."""
+    t = f"trim({expr})"
+    return (
+        f"CASE WHEN regexp_full_match({t}, '[+-]?[0-9]{{1,18}}') THEN "
+        + ts_from_int(f"CAST({t} AS BIGINT)")
+        + f" ELSE try_cast({t} AS TIMESTAMPTZ) END"
+    )
+
+
+def ts_from_int(expr: str) -> str:
+    """SQL: epoch seconds or milliseconds (by magnitude) -> TIMESTAMPTZ."""
+    return (
+        f"timezone('UTC', CASE WHEN abs({expr}) >= {EPOCH_MS_THRESHOLD}"
+        f" THEN try(epoch_ms({expr})) ELSE try(epoch_ms({expr} * 1000)) END)"
+    )
+
+
+def open_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
+    """Check ``path`` and return it with a SELECT yielding the standard columns."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    fmt = detect_format(path)
+    try:
+        if fmt == "parquet":
+            return _parquet(con, path)
+        if fmt == "csv":
+            return _csv(con, path)
+        return _json_lines(con, path, fmt)
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: cannot read as {fmt}: {first}") from None
+
+
+def _check_columns(path: Path, present: list[str]) -> tuple[str, ...]:
+    missing = [c for c in REQUIRED if c not in present]
+    if missing:
+        raise InputError(
+            f"{path}: missing required column(s) {', '.join(missing)}; "
+            f"found {', '.join(present) or 'none'}"
+        )
+    return tuple(c for c in FIELDS if c in present)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _parquet(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
+    scan = f"read_parquet({sql_str(str(path))})"
+    types = dict(
+        con.execute(
+            f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {scan})"
+        ).fetchall()
+    )
+    lowered = {name.lower(): name for name in types}
+    columns = _check_columns(path, list(lowered))
+    cols: list[str] = []
+    ts_type = str(types[lowered["ts"]]).upper()
+    ts_col = _quote(lowered["ts"])
+    if ts_type.startswith("TIMESTAMP WITH TIME ZONE"):
+        ts_expr = ts_col
+    elif ts_type.startswith("TIMESTAMP"):
+        ts_expr = f"timezone('Asia/Shanghai', CAST({ts_col} AS TIMESTAMP))"
+    elif ts_type in ("BIGINT", "INTEGER", "UBIGINT", "UINTEGER", "HUGEINT", "SMALLINT"):
+        ts_expr = ts_from_int(f"CAST({ts_col} AS BIGINT)")
+    else:
+        ts_expr = ts_from_text(f"CAST({ts_col} AS VARCHAR)")
+    cols.append(f"{ts_expr} AS ts")
+    cols.append(f"CAST({ts_col} AS VARCHAR) AS ts_text")
+    for f in TEXT_FIELDS:
+        cols.append(
+            f"CAST({_quote(lowered[f])} AS VARCHAR) AS {f}"
+            if f in lowered
+            else f"CAST(NULL AS VARCHAR) AS {f}"
+        )
+    cols.append("CAST(NULL AS VARCHAR) AS _err")
+    return Source(path, "parquet", columns, 0), f"SELECT {', '.join(cols)} FROM {scan}"
+
+
+def _csv(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
+    scan = (
+        f"read_csv({sql_str(str(path))}, header=true, all_varchar=true, "
+        "auto_detect=true, strict_mode=true)"
+    )
+    names = [
+        r[0]
+        for r in con.execute(f"SELECT column_name FROM (DESCRIBE SELECT * FROM {scan})").fetchall()
+    ]
+    lowered = {n.strip().lower(): n for n in names}
+    columns = _check_columns(path, list(lowered))
+    cols = [f"{ts_from_text(_quote(lowered['ts']))} AS ts", f"{_quote(lowered['ts'])} AS ts_text"]
+    for f in TEXT_FIELDS:
+        cols.append(
+            f"{_quote(lowered[f])} AS {f}" if f in lowered else f"CAST(NULL AS VARCHAR) AS {f}"
+        )
+    cols.append("CAST(NULL AS VARCHAR) AS _err")
+    return Source(path, "csv", columns, 1), f"SELECT {', '.join(cols)} FROM {scan}"
+
+
+_BAD_JSON_TYPES: Final = ("OBJECT", "ARRAY", "BOOLEAN")
+
+
+def _json_lines(con: duckdb.DuckDBPyConnection, path: Path, fmt: Format) -> tuple[Source, str]:
+    if fmt == "json":
+        scan = f"(SELECT CAST(json AS VARCHAR) AS line FROM read_json({sql_str(str(path))}, format='array', records=false))"
+    else:
+        scan = (
+            f"read_csv({sql_str(str(path))}, columns={{'line': 'VARCHAR'}}, delim='\\x01', "
+            "quote='', escape='', header=false, auto_detect=false, max_line_size=16777216)"
+        )
+    paths = ", ".join(sql_str(f"$.{f}") for f in FIELDS)
+    keys = con.execute(
+        f"SELECT DISTINCT unnest(json_keys(line)) FROM {scan} "
+        "WHERE json_valid(line) AND json_type(line) = 'OBJECT' LIMIT 1000"
+    ).fetchall()
+    present = [k[0] for k in keys]
+    columns = _check_columns(path, present) if present else REQUIRED
+    cols = [f"{ts_from_text('v[3] ->> ' + sql_str('$'))} AS ts", "v[3] ->> '$' AS ts_text"]
+    # v holds the fields in FIELDS order; JSON null reads as SQL NULL (absent).
+    for i, f in enumerate(FIELDS, start=1):
+        if f != "ts":
+            cols.append(f"v[{i}] ->> '$' AS {f}")
+    bad_type = " ".join(
+        f"WHEN json_type(v[{i}]) IN {_BAD_JSON_TYPES} THEN "
+        f"'{f} has the wrong type (' || lower(json_type(v[{i}])) || ')'"
+        for i, f in enumerate(FIELDS, start=1)
+    )
+    cols.append(
+        "CASE WHEN line IS NULL OR trim(line) = '' THEN 'blank line' "
+        "WHEN NOT json_valid(line) THEN 'not valid JSON' "
+        "WHEN json_type(line) <> 'OBJECT' THEN 'not a JSON object' "
+        f"{bad_type} END AS _err"
+    )
+    inner = (
+        f"SELECT line, CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT' "
+        f"THEN json_extract(line, [{paths}]) END AS v FROM {scan}"
+    )
+    return Source(path, fmt, columns, 0), f"SELECT {', '.join(cols)} FROM ({inner})"

@@ -1,0 +1,97 @@
+"""The one settings object. Built explicitly (``Settings.from_env()``), never at import time.
+
+Every field has a default and a help line in ``SETTINGS``; environment variables carry the
+``USERPORTRAIT_`` prefix and their unit in the name. ``docs/settings.md`` lists them all
+(a test keeps it in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+ENV_PREFIX: Final = "USERPORTRAIT_"
+
+
+def default_data_dir() -> Path:
+    """``$USERPORTRAIT_DATA_DIR``, else ``$XDG_DATA_HOME/userportrait`` (~/.local/share)."""
+    env = os.environ.get(f"{ENV_PREFIX}DATA_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "userportrait"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    engine: str = "duckdb"
+    duckdb_memory_limit_mb: int = 1024
+    duckdb_threads: int = 2
+    host: str = "127.0.0.1"
+    port: int = 8000
+    wechat_limits: bool = True
+    ref_date_mode: str = "range"
+    token_ttl_s: int = 7200
+    token_overlap_s: int = 300
+    quota_per_day: int = 0
+    quota_per_minute: int = 0
+    query_time_limit_ms: int = 30_000
+    wechat_base_url: str = "https://api.weixin.qq.com"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``USERPORTRAIT_*`` variables, then explicit (non-None) overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.type, raw, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(values["data_dir"])
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(type_name: object, raw: str, name: str) -> Any:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}: cannot read {raw!r} as {kind}") from None
+    return raw
+
+
+#: One help line per setting (rendered into docs/settings.md).
+SETTINGS: Final[dict[str, str]] = {
+    "data_dir": "Directory holding the event lake, derived state and metadata.",
+    "engine": "Engine that computes portraits: duckdb (default), reference or spark.",
+    "duckdb_memory_limit_mb": "Memory limit for DuckDB work (ingest and queries), in MiB.",
+    "duckdb_threads": "Threads DuckDB may use.",
+    "host": "Address `serve` binds to.",
+    "port": "Port `serve` listens on (0 picks a free one).",
+    "wechat_limits": "Enforce WeChat's limits on the datacube API: 1/7/30-day spans, end <= yesterday.",
+    "ref_date_mode": "`range` (yyyymmdd-yyyymmdd for multi-day windows) or `begin` (always yyyymmdd).",
+    "token_ttl_s": "Lifetime of an access_token, in seconds.",
+    "token_overlap_s": "How long the previous token stays valid after /cgi-bin/token issues a new one.",
+    "quota_per_day": "Datacube calls allowed per app per day (0 = unlimited); beyond it 45009.",
+    "quota_per_minute": "Datacube calls allowed per app per minute (0 = unlimited); beyond it 45011.",
+    "query_time_limit_ms": "Time limit for one portrait computation, in milliseconds.",
+    "wechat_base_url": "Base URL that API-security signatures name (WeChat's own host).",
+}

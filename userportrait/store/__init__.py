@@ -1,0 +1,1 @@
+"""The event lake and its catalog (see docs/storage.md for the layout)."""

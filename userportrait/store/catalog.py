@@ -1,0 +1,143 @@
+"""The catalog: which lake files are committed, and the ingest log (SQLite, WAL mode).
+
+Readers only ever see files listed here, so a crash between writing Parquet files and
+committing them leaves orphans that ``Lake.collect_garbage`` removes, never half a batch.
+SQLite in WAL mode lets a CLI ingest and a running server share the catalog safely.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    sha256 TEXT,
+    accepted INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_sha ON batches(sha256);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    appid TEXT NOT NULL,
+    day TEXT NOT NULL,
+    batch_id INTEGER NOT NULL REFERENCES batches(id),
+    rows INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_appid_day ON files(appid, day);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LakeFile:
+    path: str  # relative to the data directory
+    appid: str
+    day: str  # yyyy-mm-dd
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    id: int
+    source: str
+    sha256: str | None
+    accepted: int
+    rejected: int
+    created_at: float
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        with self.connect() as con:
+            con.executescript(SCHEMA)
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            yield con
+        finally:
+            con.close()
+
+    def find_batch_by_sha(self, sha256: str) -> Batch | None:
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT id, source, sha256, accepted, rejected, created_at FROM batches"
+                " WHERE sha256 = ? ORDER BY id LIMIT 1",
+                (sha256,),
+            ).fetchone()
+        return Batch(*row) if row else None
+
+    def next_batch_id(self) -> int:
+        with self.connect() as con:
+            row = con.execute("SELECT seq FROM sqlite_sequence WHERE name='batches'").fetchone()
+        return (row[0] if row else 0) + 1
+
+    def commit_batch(
+        self,
+        batch_id: int,
+        source: str,
+        sha256: str | None,
+        accepted: int,
+        rejected: int,
+        files: Iterable[LakeFile],
+    ) -> int:
+        """Record batch ``batch_id`` and its files atomically; returns the batch id."""
+        with self.connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute(
+                    "INSERT INTO batches(id, source, sha256, accepted, rejected, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (batch_id, source, sha256, accepted, rejected, time.time()),
+                )
+                con.executemany(
+                    "INSERT INTO files(path, appid, day, batch_id, rows) VALUES (?, ?, ?, ?, ?)",
+                    [(f.path, f.appid, f.day, batch_id, f.rows) for f in files],
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return batch_id
+
+    def files(self, appid: str | None = None) -> list[LakeFile]:
+        sql = "SELECT path, appid, day, rows FROM files"
+        args: tuple[str, ...] = ()
+        if appid is not None:
+            sql += " WHERE appid = ?"
+            args = (appid,)
+        with self.connect() as con:
+            return [LakeFile(*r) for r in con.execute(sql + " ORDER BY day, path", args)]
+
+    def appids(self) -> list[str]:
+        with self.connect() as con:
+            return [r[0] for r in con.execute("SELECT DISTINCT appid FROM files ORDER BY 1")]
+
+    def batches(self) -> list[Batch]:
+        with self.connect() as con:
+            return [
+                Batch(*r)
+                for r in con.execute(
+                    "SELECT id, source, sha256, accepted, rejected, created_at FROM batches"
+                    " ORDER BY id"
+                )
+            ]
+
+    def version(self) -> int:
+        """A number that grows with every committed batch (cache keys use it)."""
+        with self.connect() as con:
+            row = con.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()
+        return int(row[0])

@@ -1,0 +1,92 @@
+"""The data directory: the Parquet event lake, its catalog and the writer lock.
+
+Layout (docs/storage.md)::
+
+    DATA_DIR/
+      catalog.sqlite                       committed files, ingest log, apps, tokens
+      events/appid=A/day=YYYY-MM-DD/*.parquet   normalised events, one file per batch
+      rejects/*.ndjson                     every rejected record, with file, line, reason
+      state/                               derived state kept by the incremental store
+      _staging/                            a batch being written (removed on success)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from userportrait.settings import Settings
+from userportrait.store.catalog import Catalog, LakeFile
+
+
+class Lake:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.data_dir
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(self.root / "catalog.sqlite")
+
+    @property
+    def events_dir(self) -> Path:
+        return self.root / "events"
+
+    @property
+    def rejects_dir(self) -> Path:
+        return self.root / "rejects"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / "_staging"
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection configured for lake work (Shanghai time zone)."""
+        tmp = self.root / "_tmp"
+        tmp.mkdir(exist_ok=True)
+        con = duckdb.connect(
+            config={
+                "memory_limit": f"{self.settings.duckdb_memory_limit_mb}MB",
+                "threads": self.settings.duckdb_threads,
+                "temp_directory": str(tmp),
+            }
+        )
+        con.execute("SET TimeZone = 'Asia/Shanghai'")
+        return con
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Serialise writers (CLI ingests, the server's flusher) across processes."""
+        with open(self.root / "write.lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def files(self, appid: str) -> list[LakeFile]:
+        return self.catalog.files(appid)
+
+    def paths(self, appid: str) -> list[str]:
+        return [str(self.root / f.path) for f in self.catalog.files(appid)]
+
+    def collect_garbage(self) -> int:
+        """Remove staging leftovers and event files no batch committed; returns the count."""
+        removed = 0
+        with self.write_lock():
+            if self.staging_dir.exists():
+                shutil.rmtree(self.staging_dir, ignore_errors=True)
+            known = {f.path for f in self.catalog.files()}
+            if self.events_dir.exists():
+                for path in self.events_dir.rglob("*.parquet"):
+                    if str(path.relative_to(self.root)) not in known:
+                        path.unlink()
+                        removed += 1
+        return removed
