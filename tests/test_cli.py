@@ -59,7 +59,10 @@ def test_csv_gzip_and_parquet_inputs(runner: CliRunner, tmp_path: Path) -> None:
     for e in EVENTS[:5]:
         lines.append(",".join(str(e.get(f, "")) for f in fields))
     csv_path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-    table = pa.Table.from_pylist([{k: (str(v) if k != "age" else v) for k, v in e.items()} for e in EVENTS[5:]])
+    keys = ["appid", "openid", "ts", *fields[3:]]
+    table = pa.Table.from_pylist(
+        [{k: (str(e[k]) if k != "age" else e[k]) if k in e else None for k in keys} for e in EVENTS[5:]]
+    )
     pq.write_table(table, tmp_path / "e.parquet")
     res = runner.invoke(cli, ["ingest", "-q", str(csv_path), str(tmp_path / "e.parquet")])
     assert res.exit_code == 0, res.output

@@ -157,7 +157,8 @@ def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
 
 def error_for_code(errcode: int) -> type[ServiceError]:
     """The most general class carrying ``errcode`` (the client maps codes back with this)."""
-    for cls in [ServiceError, *_all_subclasses(ServiceError)]:
+    candidates: list[type[ServiceError]] = [ServiceError, *_all_subclasses(ServiceError)]
+    for cls in candidates:
         if cls.errcode == errcode and cls is not InputError:
             return cls
     return ServiceError

@@ -65,8 +65,9 @@ class GeneratorConfig:
 
 
 def _zipf(n: int, s: float = 1.0) -> np.ndarray[Any, np.dtype[np.float64]]:
-    w = 1.0 / np.arange(1, n + 1) ** s
-    return w / w.sum()
+    w = 1.0 / np.arange(1, n + 1, dtype=np.float64) ** s
+    out: np.ndarray[Any, np.dtype[np.float64]] = w / w.sum()
+    return out
 
 
 class _Population:
@@ -106,6 +107,8 @@ class _Population:
             if n <= 200_000
             else self._vector_devices(rng)
         )
+        self.no_device = rng.random(n) < 0.06  # clients that never report a model
+        self.no_platform = rng.random(n) < 0.03
         ages = np.clip(rng.normal(31, 11, size=n).round(), 8, 80).astype(np.int16)
         self.age = np.where(rng.random(n) < 0.18, -1, ages)
         # 45% of users started before the data set (their first visit is on day 0 or 1).
@@ -153,8 +156,10 @@ class _Dictionary:
         return pa.DictionaryArray.from_arrays(indices, pa.array(self.values, pa.string()))
 
 
-def _region_forms(code: int, name: str, short: str, pinyin: str, digits: int) -> list[str]:
-    return [name, name, short, pinyin, str(code), str(code).ljust(6, "0")[:6] if digits else name]
+def _region_forms(code: int, names: tuple[str, str, str]) -> list[str]:
+    """Every raw form of a region the generator emits: full, full, short, pinyin, codes."""
+    name, short, pinyin = names
+    return [name, name, short, pinyin, str(code), str(code).ljust(6, "0")]
 
 
 def generate_days(cfg: GeneratorConfig, on_day: Callable[[], None] | None = None) -> Any:
@@ -164,12 +169,12 @@ def generate_days(cfg: GeneratorConfig, on_day: Callable[[], None] | None = None
     info = regions.region_info()
     prov_dict, city_dict, plat_dict, dev_dict, gen_dict = (_Dictionary() for _ in range(5))
     prov_forms = np.array(
-        [[prov_dict.add(f) for f in _region_forms(p, *info[p], digits=6)] for p in pop.provinces]
+        [[prov_dict.add(f) for f in _region_forms(p, info[p])] for p in pop.provinces]
     )
     unknown_province = prov_dict.add("海外")
     city_codes = sorted({c for cs in pop.cities_of.values() for c in cs})
     city_forms = {
-        c: [city_dict.add(f) for f in _region_forms(c, *info[c], digits=6)] for c in city_codes
+        c: [city_dict.add(f) for f in _region_forms(c, info[c])] for c in city_codes
     }
     max_c = max(len(v) for v in pop.cities_of.values())
     city_table = np.zeros((len(pop.provinces), max_c, 6), dtype=np.int64)
@@ -213,9 +218,9 @@ def generate_days(cfg: GeneratorConfig, on_day: Callable[[], None] | None = None
             else _vector_pick(plat_forms, plat, pform)
         )
         plat_idx = np.where(rng.random(m) < 0.002, odd_platform, plat_idx)
-        no_platform = rng.random(m) < 0.02
+        no_platform = pop.no_platform[users] | (rng.random(m) < 0.02)
         dev_idx = _vector_pick(dev_table, plat, pop.device[users])
-        no_device = rng.random(m) < 0.05
+        no_device = pop.no_device[users] | (rng.random(m) < 0.03)
         age = pop.age[users]
         no_age = (age < 0) | (rng.random(m) < 0.04)
         columns: dict[str, pa.Array] = {
@@ -251,7 +256,8 @@ def _vector_pick(
     width = max(len(r) for r in table)
     dense = np.array([r + [r[0]] * (width - len(r)) for r in table])
     lengths = np.array([len(r) for r in table])
-    return dense[group, choice % lengths[group]]
+    picked: np.ndarray[Any, Any] = dense[group, choice % lengths[group]]
+    return picked
 
 
 def write_events(path: Path, cfg: GeneratorConfig, on_day: Callable[[], None] | None = None) -> int:

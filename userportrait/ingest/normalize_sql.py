@@ -6,6 +6,7 @@ written once in ``portrait/normalize.py`` and millions of rows are mapped by a h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import duckdb
@@ -48,7 +49,7 @@ def _register(
     con: duckdb.DuckDBPyConnection,
     name: str,
     columns: list[str],
-    rows: list[tuple[object, ...]],
+    rows: Sequence[tuple[object, ...]],
     types: list[pa.DataType],
 ) -> None:
     arrays = [pa.array([r[i] for r in rows], type=t) for i, t in enumerate(types)]

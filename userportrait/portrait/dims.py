@@ -57,5 +57,5 @@ def value_name(dim: Dim, value_id: int) -> str:
         return regions.province_name(value_id)
     if dim == "city":
         return regions.city_name(value_id)
-    table = {"genders": GENDERS, "platforms": PLATFORMS, "ages": AGES}[dim]
+    table: dict[int, str] = {"genders": GENDERS, "platforms": PLATFORMS, "ages": AGES}[dim]
     return table[value_id]
