@@ -61,7 +61,8 @@ def pinyin(short: str) -> str:
 def main(data_py: str) -> None:
     tree = ast.parse(open(data_py, encoding="utf-8").read())
     node = next(
-        n.value for n in tree.body
+        n.value
+        for n in tree.body
         if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "DIVISION_DATA"
     )
     table: dict[str, str] = ast.literal_eval(node)

@@ -13,7 +13,9 @@ print("`--data-dir`, `--host`, `--port`, `--engine` override them.\n")
 print("| variable | default | meaning |")
 print("|---|---|---|")
 for f in dataclasses.fields(Settings):
-    default = "~/.local/share/userportrait" if f.name == "data_dir" else (
-        f.default if f.default is not dataclasses.MISSING else ""
+    default = (
+        "~/.local/share/userportrait"
+        if f.name == "data_dir"
+        else (f.default if f.default is not dataclasses.MISSING else "")
     )
     print(f"| `{ENV_PREFIX}{f.name.upper()}` | `{default}` | {SETTINGS[f.name]} |")

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import write_ndjson
-from tests.fixtures import A, EVENTS, WINDOW_0610_0612
+from tests.fixtures import EVENTS, WINDOW_0610_0612, A
 from userportrait.cli import cli
 
 
@@ -61,7 +61,10 @@ def test_csv_gzip_and_parquet_inputs(runner: CliRunner, tmp_path: Path) -> None:
     csv_path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     keys = ["appid", "openid", "ts", *fields[3:]]
     table = pa.Table.from_pylist(
-        [{k: (str(e[k]) if k != "age" else e[k]) if k in e else None for k in keys} for e in EVENTS[5:]]
+        [
+            {k: (str(e[k]) if k != "age" else e[k]) if k in e else None for k in keys}
+            for e in EVENTS[5:]
+        ]
     )
     pq.write_table(table, tmp_path / "e.parquet")
     res = runner.invoke(cli, ["ingest", "-q", str(csv_path), str(tmp_path / "e.parquet")])
@@ -111,7 +114,11 @@ def test_bad_records_are_reported_and_kept(runner: CliRunner, tmp_path: Path) ->
     [
         ("missing.ndjson", None, "no such file"),
         ("events.xlsx", b"x", "unknown format .xlsx"),
-        ("cols.csv", b"appid,user,time\nwx1,u,2024-06-10\n", "missing required column(s) openid, ts"),
+        (
+            "cols.csv",
+            b"appid,user,time\nwx1,u,2024-06-10\n",
+            "missing required column(s) openid, ts",
+        ),
         ("cols.parquet", "parquet", "missing required column(s) ts"),
     ],
 )
@@ -141,7 +148,9 @@ def test_portrait_formats_and_bad_dates(runner: CliRunner, tmp_path: Path) -> No
     assert "20240610-20240612,visit_uv,city,4403,深圳,1" in csv_out.output
     table = runner.invoke(cli, [*args, "--format", "table"])
     assert table.exit_code == 0 and "HarmonyOS" in table.output
-    bad = runner.invoke(cli, ["portrait", "--appid", A, "--begin", "2024-13-01", "--end", "20240612"])
+    bad = runner.invoke(
+        cli, ["portrait", "--appid", A, "--begin", "2024-13-01", "--end", "20240612"]
+    )
     assert bad.exit_code == 2 and "not a calendar date" in bad.output
     rev = runner.invoke(cli, ["portrait", "--appid", A, "--begin", "20240612", "--end", "20240610"])
     assert rev.exit_code == 1 and "end_date is before begin_date" in rev.output

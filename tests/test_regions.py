@@ -10,7 +10,9 @@ from userportrait.portrait import regions as r
 def test_table_covers_every_division() -> None:
     assert len(r.all_provinces()) == 34
     cities = r.all_cities()
-    mainland = [c for c in cities if c[2] not in (71, 81, 82) and c[0] not in (1101, 1201, 3101, 5001)]
+    mainland = [
+        c for c in cities if c[2] not in (71, 81, 82) and c[0] not in (1101, 1201, 3101, 5001)
+    ]
     assert len(mainland) == 333
     codes = {c[0] for c in cities}
     assert {1101, 1201, 3101, 5001, 8101, 8201, 7101} <= codes

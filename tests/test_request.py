@@ -46,7 +46,13 @@ def test_body_errors() -> None:
 def test_wechat_limits() -> None:
     today = D(2024, 6, 20)
     for span in (1, 7, 30):
-        make_query("a", D(2024, 6, 20) - dt.timedelta(days=span), D(2024, 6, 19), wechat_limits=True, today=today)
+        make_query(
+            "a",
+            D(2024, 6, 20) - dt.timedelta(days=span),
+            D(2024, 6, 19),
+            wechat_limits=True,
+            today=today,
+        )
     with pytest.raises(InvalidDateRange):
         make_query("a", D(2024, 6, 10), D(2024, 6, 19), wechat_limits=True, today=today)
     with pytest.raises(InvalidDateRange):

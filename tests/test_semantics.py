@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from tests.conftest import load
-from tests.fixtures import A, DAY_0609, EMPTY, EVENTS, WINDOW_0610_0612
+from tests.fixtures import DAY_0609, EMPTY, EVENTS, WINDOW_0610_0612, A
 from userportrait.engine import ENGINES, get_engine
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.service import portrait
@@ -60,7 +60,12 @@ def test_late_event_moves_first_day_earlier(lake: Lake, engine: str) -> None:
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
 def test_top_20_devices_and_name_order(lake: Lake, engine: str) -> None:
     events = [
-        {"appid": A, "openid": f"d{i}-{j}", "ts": "2024-06-10T10:00:00+08:00", "device": f"M{i:02d}"}
+        {
+            "appid": A,
+            "openid": f"d{i}-{j}",
+            "ts": "2024-06-10T10:00:00+08:00",
+            "device": f"M{i:02d}",
+        }
         for i in range(25)
         for j in range(1 + (i % 3))
     ]

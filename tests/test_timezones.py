@@ -8,10 +8,10 @@ import pytest
 
 from tests.conftest import load
 from userportrait.engine import get_engine
+from userportrait.errors import InvalidDateRange
 from userportrait.portrait import normalize
 from userportrait.portrait.query import PortraitQuery, today_shanghai
 from userportrait.portrait.request import make_query
-from userportrait.errors import InvalidDateRange
 from userportrait.store.lake import Lake
 
 A = "wxtz"

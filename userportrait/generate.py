@@ -173,9 +173,7 @@ def generate_days(cfg: GeneratorConfig, on_day: Callable[[], None] | None = None
     )
     unknown_province = prov_dict.add("海外")
     city_codes = sorted({c for cs in pop.cities_of.values() for c in cs})
-    city_forms = {
-        c: [city_dict.add(f) for f in _region_forms(c, info[c])] for c in city_codes
-    }
+    city_forms = {c: [city_dict.add(f) for f in _region_forms(c, info[c])] for c in city_codes}
     max_c = max(len(v) for v in pop.cities_of.values())
     city_table = np.zeros((len(pop.provinces), max_c, 6), dtype=np.int64)
     for i, p in enumerate(pop.provinces):

@@ -21,7 +21,7 @@ MUNICIPALITY_CITY: Final = {11: 1101, 12: 1201, 31: 3101, 50: 5001, 81: 8101, 82
 # Traditional characters that occur in division names -> simplified.
 _T2S: Final = str.maketrans(
     "廣東臺灣門內貴遼寧龍蘇慶雲陝肅區維爾陽濱漢長蘭島灣齊烏魯嶺關鄭開葉懷華鄂錫"
-    "滬濟瀋陽鎮嘉與壽貢廈莊潮鍾頭佛韶興澳", 
+    "滬濟瀋陽鎮嘉與壽貢廈莊潮鍾頭佛韶興澳",
     "广东台湾门内贵辽宁龙苏庆云陕肃区维尔阳滨汉长兰岛湾齐乌鲁岭关郑开叶怀华鄂锡"
     "沪济沈阳镇嘉与寿贡厦庄潮钟头佛韶兴澳",
 )
@@ -123,7 +123,9 @@ def all_cities() -> list[tuple[int, str, int]]:
 def region_info() -> dict[int, tuple[str, str, str]]:
     """code -> (full name, short name, pinyin) for every province and city."""
     t = _tables()
-    return {r.code: (r.name, r.short, r.pinyin) for r in [*t.provinces.values(), *t.cities.values()]}
+    return {
+        r.code: (r.name, r.short, r.pinyin) for r in [*t.provinces.values(), *t.cities.values()]
+    }
 
 
 def _clean(raw: str | None) -> str | None:
@@ -140,9 +142,15 @@ def normalize_province(raw: str | None) -> int | None:
         return None
     t = _tables()
     if text.isdigit():
-        if len(text) in (2, 6) and int(text[:2]) in t.provinces and (
-            len(text) == 2 or text[2:] == "0000" or int(text[:4]) in t.cities
-            or int(text[:2]) in MUNICIPALITY_CITY
+        if (
+            len(text) in (2, 6)
+            and int(text[:2]) in t.provinces
+            and (
+                len(text) == 2
+                or text[2:] == "0000"
+                or int(text[:4]) in t.cities
+                or int(text[:2]) in MUNICIPALITY_CITY
+            )
         ):
             return int(text[:2])
         return OTHER_PROVINCE
@@ -158,7 +166,9 @@ def normalize_city(raw: str | None, province_id: int | None) -> int | None:
     if text is None:
         return None
     t = _tables()
-    other = (province_id if province_id and province_id in t.provinces else OTHER_PROVINCE) * 100 + 99
+    other = (
+        province_id if province_id and province_id in t.provinces else OTHER_PROVINCE
+    ) * 100 + 99
     if text.isdigit():
         return _city_from_code(text, t) or other
     candidates: tuple[int, ...] = ()
