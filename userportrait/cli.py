@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 import sys
 from pathlib import Path
@@ -162,25 +160,14 @@ def portrait(
     except ServiceError as exc:
         fail(exc.message)
         return
+    from userportrait.portrait.export import portrait_csv
+
     if fmt == "json":
         click.echo(json.dumps(body, ensure_ascii=False))
     elif fmt == "csv":
         click.echo(portrait_csv(body), nl=False)
     else:
         Console().print(*portrait_tables(body))
-
-
-def portrait_csv(body: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["ref_date", "audience", "dimension", "id", "name", "value"])
-    for audience in ("visit_uv_new", "visit_uv"):
-        for dim, rows in body[audience].items():
-            for row in rows:
-                writer.writerow(
-                    [body["ref_date"], audience, dim, row.get("id", ""), row["name"], row["value"]]
-                )
-    return out.getvalue()
 
 
 def portrait_tables(body: dict[str, Any]) -> list[Table]:
@@ -255,3 +242,13 @@ def generate(
     click.echo(
         f"{out}: {count} events, {users} users, {days} days ending {last:%Y%m%d}, appids {', '.join(config.appids)}"
     )
+
+
+def _register_server_commands() -> None:
+    from userportrait.cli_server import apps, serve
+
+    cli.add_command(serve)
+    cli.add_command(apps)
+
+
+_register_server_commands()

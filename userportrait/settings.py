@@ -41,6 +41,11 @@ class Settings:
     quota_per_minute: int = 0
     query_time_limit_ms: int = 30_000
     wechat_base_url: str = "https://api.weixin.qq.com"
+    live_ingest: bool = True
+    live_flush_interval_ms: int = 2000
+    live_max_pending_events: int = 2_000_000
+    live_max_batch_records: int = 10_000
+    live_max_body_bytes: int = 16 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -94,4 +99,9 @@ SETTINGS: Final[dict[str, str]] = {
     "quota_per_minute": "Datacube calls allowed per app per minute (0 = unlimited); beyond it 45011.",
     "query_time_limit_ms": "Time limit for one portrait computation, in milliseconds.",
     "wechat_base_url": "Base URL that API-security signatures name (WeChat's own host).",
+    "live_ingest": "Accept events over HTTP (POST /v1/events) through the write-ahead log.",
+    "live_flush_interval_ms": "How often received events are loaded into the store (visible in portraits), in ms.",
+    "live_max_pending_events": "Events received but not yet in the store beyond which ingestion answers 503 + Retry-After.",
+    "live_max_batch_records": "Records allowed in one POST /v1/events request (more: HTTP 413).",
+    "live_max_body_bytes": "Bytes allowed in one POST /v1/events body after gzip decoding (more: HTTP 413).",
 }

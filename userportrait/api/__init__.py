@@ -1,0 +1,1 @@
+"""The HTTP layer: routes translate requests into domain calls and back."""

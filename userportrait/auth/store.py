@@ -1,0 +1,234 @@
+"""Apps (appid + hashed secret) and access tokens, kept in ``DATA_DIR/meta.sqlite``.
+
+Token rules follow WeChat (docs/api.md): a token lives ``token_ttl_s`` (7200 s); a new
+``/cgi-bin/token`` call cuts the app's previous tokens to at most ``token_overlap_s``
+(300 s) more; ``stable_token`` returns the same token while it has more than the overlap
+left, and ``force_refresh`` replaces it at once, at most 20 times a day and 30 s apart.
+Only SHA-256 digests of tokens and scrypt digests of secrets are stored, so neither can be
+read back from the file; tokens survive restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from userportrait.errors import (
+    AccessTokenExpired,
+    AccessTokenMissing,
+    InvalidAppId,
+    InvalidAppSecret,
+    InvalidCredential,
+    InvalidRequest,
+)
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS apps (
+    appid TEXT PRIMARY KEY, salt BLOB NOT NULL, secret_hash BLOB NOT NULL,
+    created_at REAL NOT NULL, secret_version INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    digest TEXT PRIMARY KEY, appid TEXT NOT NULL, kind TEXT NOT NULL,
+    issued_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL
+);
+CREATE INDEX IF NOT EXISTS tokens_app ON tokens(appid, kind);
+CREATE TABLE IF NOT EXISTS force_refresh (appid TEXT NOT NULL, at REAL NOT NULL);
+"""
+FORCE_REFRESH_PER_DAY: Final = 20
+FORCE_REFRESH_GAP_S: Final = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    token: str
+    expires_in: int
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _hash_secret(secret: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(secret.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+
+
+class AuthStore:
+    def __init__(
+        self, path: Path, *, ttl_s: int = 7200, overlap_s: int = 300,
+        now: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        self.path = path
+        self.ttl = ttl_s
+        self.overlap = overlap_s
+        self.now = now
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as con:
+            con.executescript(SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            yield con
+        finally:
+            con.close()
+
+    # -- apps ------------------------------------------------------------------------------
+    def add_app(self, appid: str, secret: str) -> None:
+        from userportrait.portrait.normalize import APPID_RE
+
+        if not APPID_RE.match(appid):
+            raise InvalidAppId(f"{appid!r}: letters, digits, _ . - only, at most 64")
+        if len(secret) < 8:
+            raise InvalidRequest("secret must be at least 8 characters")
+        salt = secrets.token_bytes(16)
+        with self._db() as con:
+            try:
+                con.execute(
+                    "INSERT INTO apps(appid, salt, secret_hash, created_at) VALUES (?, ?, ?, ?)",
+                    (appid, salt, _hash_secret(secret, salt), self.now()),
+                )
+            except sqlite3.IntegrityError:
+                raise InvalidAppId(f"{appid} is registered already") from None
+
+    def set_secret(self, appid: str, secret: str) -> None:
+        """Replace the secret; every token of the app stops working."""
+        salt = secrets.token_bytes(16)
+        with self._db() as con:
+            cur = con.execute(
+                "UPDATE apps SET salt = ?, secret_hash = ?, secret_version = secret_version + 1"
+                " WHERE appid = ?",
+                (salt, _hash_secret(secret, salt), appid),
+            )
+            if cur.rowcount == 0:
+                raise InvalidAppId(f"{appid} is not registered")
+            con.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE appid = ? AND revoked_at IS NULL",
+                (self.now(), appid),
+            )
+
+    def remove_app(self, appid: str) -> None:
+        with self._db() as con:
+            if con.execute("DELETE FROM apps WHERE appid = ?", (appid,)).rowcount == 0:
+                raise InvalidAppId(f"{appid} is not registered")
+            con.execute("DELETE FROM tokens WHERE appid = ?", (appid,))
+
+    def apps(self) -> list[tuple[str, float]]:
+        with self._db() as con:
+            return list(con.execute("SELECT appid, created_at FROM apps ORDER BY appid"))
+
+    def check_secret(self, appid: str, secret: str) -> None:
+        with self._db() as con:
+            row = con.execute(
+                "SELECT salt, secret_hash FROM apps WHERE appid = ?", (appid,)
+            ).fetchone()
+        if row is None:
+            raise InvalidAppId()
+        if not hmac.compare_digest(_hash_secret(secret, row[0]), row[1]):
+            raise InvalidAppSecret()
+
+    # -- tokens ----------------------------------------------------------------------------
+    def issue_token(self, appid: str, secret: str) -> Issued:
+        """``/cgi-bin/token``: a new token; earlier ones keep at most the overlap."""
+        self.check_secret(appid, secret)
+        now = self.now()
+        with self._db() as con:
+            con.execute(
+                "UPDATE tokens SET expires_at = MIN(expires_at, ?) "
+                "WHERE appid = ? AND kind = 'token' AND revoked_at IS NULL",
+                (now + self.overlap, appid),
+            )
+            return self._new(con, appid, "token", now)
+
+    def stable_token(self, appid: str, secret: str, force_refresh: bool) -> Issued:
+        """``/cgi-bin/stable_token``: the same token while valid (refreshed near expiry)."""
+        self.check_secret(appid, secret)
+        now = self.now()
+        with self._db() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                issued = self._stable(con, appid, force_refresh, now)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return issued
+
+    def _stable(self, con: sqlite3.Connection, appid: str, force: bool, now: float) -> Issued:
+        row = con.execute(
+            "SELECT digest, expires_at FROM tokens WHERE appid = ? AND kind = 'stable' "
+            "AND revoked_at IS NULL AND expires_at > ? ORDER BY issued_at DESC LIMIT 1",
+            (appid, now),
+        ).fetchone()
+        if force and self._may_force(con, appid, now):
+            con.execute("INSERT INTO force_refresh(appid, at) VALUES (?, ?)", (appid, now))
+            con.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE appid = ? AND kind = 'stable' "
+                "AND revoked_at IS NULL",
+                (now, appid),
+            )
+            return self._new(con, appid, "stable", now)
+        if row is not None and row[1] - now > self.overlap:
+            token = con.execute(
+                "SELECT token FROM stable_plain WHERE digest = ?", (row[0],)
+            ).fetchone()
+            if token is not None:
+                return Issued(token[0], int(row[1] - now))
+        return self._new(con, appid, "stable", now)
+
+    def _may_force(self, con: sqlite3.Connection, appid: str, now: float) -> bool:
+        recent = con.execute(
+            "SELECT COUNT(*), MAX(at) FROM force_refresh WHERE appid = ? AND at > ?",
+            (appid, now - 86_400),
+        ).fetchone()
+        count, last = recent
+        return count < FORCE_REFRESH_PER_DAY and (last is None or now - last >= FORCE_REFRESH_GAP_S)
+
+    def _new(self, con: sqlite3.Connection, appid: str, kind: str, now: float) -> Issued:
+        token = secrets.token_urlsafe(96)
+        con.execute(
+            "INSERT INTO tokens(digest, appid, kind, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            (_digest(token), appid, kind, now, now + self.ttl),
+        )
+        if kind == "stable":
+            # The same stable token is handed out again, so it must be recoverable; it is
+            # kept beside its digest (the file is the server's own, like its TLS key).
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS stable_plain (digest TEXT PRIMARY KEY, token TEXT)"
+            )
+            con.execute("INSERT INTO stable_plain VALUES (?, ?)", (_digest(token), token))
+        return Issued(token, self.ttl)
+
+    def appid_for(self, token: str | None) -> str:
+        """The appid a token belongs to; 41001 / 40001 / 42001 otherwise."""
+        if not token:
+            raise AccessTokenMissing()
+        with self._db() as con:
+            row = con.execute(
+                "SELECT appid, expires_at, revoked_at FROM tokens WHERE digest = ?",
+                (_digest(token),),
+            ).fetchone()
+        if row is None or row[2] is not None:
+            raise InvalidCredential()
+        appid, expires_at, _ = row
+        if expires_at <= self.now():
+            if expires_at - self._issued(token) < self.ttl:  # cut short by a newer token
+                raise InvalidCredential()
+            raise AccessTokenExpired()
+        return str(appid)
+
+    def _issued(self, token: str) -> float:
+        with self._db() as con:
+            row = con.execute(
+                "SELECT issued_at FROM tokens WHERE digest = ?", (_digest(token),)
+            ).fetchone()
+        return float(row[0]) if row else 0.0

@@ -1,0 +1,124 @@
+"""CLI commands of the server side: ``serve`` and ``apps``."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from userportrait.cli import DATA_DIR_OPTION, fail, make_settings
+from userportrait.errors import ServiceError
+
+
+@click.command()
+@DATA_DIR_OPTION
+@click.option("--host", default=None, help="Address to bind [default 127.0.0.1].")
+@click.option("--port", default=None, type=int, help="Port [default 8000; 0 = any free].")
+@click.option("--engine", default=None, help="duckdb (default), reference or spark.")
+@click.option("--no-wechat-limits", is_flag=True, help="Allow any window on the datacube API.")
+@click.option(
+    "--get", "get_path", default=None, help="Make one GET request in-process, print it, exit."
+)
+def serve(
+    data_dir: Path | None, host: str | None, port: int | None, engine: str | None,
+    no_wechat_limits: bool, get_path: str | None,
+) -> None:  # fmt: skip
+    """Serve the WeChat-compatible API and the native /v1 API.
+
+    SDKs only need their base URL pointed here; register apps first with `apps add`.
+    """
+    import uvicorn
+
+    from userportrait.app import create_app
+
+    overrides: dict[str, object] = {"host": host, "port": port, "engine": engine}
+    if no_wechat_limits:
+        overrides["wechat_limits"] = False
+    settings = make_settings(data_dir, **overrides)
+    app = create_app(settings)
+    if get_path:
+        import asyncio
+
+        import httpx
+
+        async def one_get() -> httpx.Response:
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://up") as c:
+                    return await c.get(get_path)
+
+        res = asyncio.run(one_get())
+        click.echo(res.text)
+        sys.exit(0 if res.status_code == 200 and '"errcode"' not in res.text[:12] else 1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="info", access_log=False,
+        timeout_graceful_shutdown=10,
+    )  # fmt: skip
+
+
+@click.group()
+def apps() -> None:
+    """Register and manage the apps (appid + secret) that may call the API."""
+
+
+def _store(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    from userportrait.auth.store import AuthStore
+
+    settings = make_settings(data_dir)
+    return AuthStore(settings.data_dir / "meta.sqlite")
+
+
+@apps.command("add")
+@click.option("--appid", required=True)
+@click.option(
+    "--secret", default=None, help="At least 8 characters; generated and shown once if omitted."
+)
+@DATA_DIR_OPTION
+def apps_add(appid: str, secret: str | None, data_dir: Path | None) -> None:
+    """Register an app. The secret is stored hashed and never shown again."""
+    generated = secret is None
+    secret = secret or secrets.token_hex(16)
+    try:
+        _store(data_dir).add_app(appid, secret)
+    except ServiceError as exc:
+        fail(exc.message)
+    click.echo(f"registered {appid}" + (f"; secret (shown once): {secret}" if generated else ""))
+
+
+@apps.command("list")
+@DATA_DIR_OPTION
+def apps_list(data_dir: Path | None) -> None:
+    """List registered appids (never their secrets)."""
+    import datetime as dt
+
+    for appid, created in _store(data_dir).apps():
+        click.echo(f"{appid}\tregistered {dt.datetime.fromtimestamp(created):%Y-%m-%d %H:%M}")
+
+
+@apps.command("remove")
+@click.option("--appid", required=True)
+@DATA_DIR_OPTION
+def apps_remove(appid: str, data_dir: Path | None) -> None:
+    """Unregister an app; its tokens stop working (its events stay in the store)."""
+    try:
+        _store(data_dir).remove_app(appid)
+    except ServiceError as exc:
+        fail(exc.message)
+    click.echo(f"removed {appid}")
+
+
+@apps.command("rotate-secret")
+@click.option("--appid", required=True)
+@DATA_DIR_OPTION
+def apps_rotate(appid: str, data_dir: Path | None) -> None:
+    """Give an app a new secret (shown once); its old tokens stop working."""
+    secret = secrets.token_hex(16)
+    try:
+        _store(data_dir).set_secret(appid, secret)
+    except ServiceError as exc:
+        fail(exc.message)
+    click.echo(f"new secret for {appid} (shown once): {secret}")

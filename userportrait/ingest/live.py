@@ -1,0 +1,240 @@
+"""Live ingestion: a write-ahead log that acknowledges events only once they are on disk.
+
+Requests append canonical NDJSON lines to the current WAL segment; one writer thread
+batches the appends of concurrent requests into a single ``write`` + ``fsync`` (group
+commit), and only then are the requests answered. A flusher thread closes the segment
+every ``live_flush_interval_ms`` and loads it into the lake with the bulk pipeline, so live
+and bulk events share one path (and its ``event_id`` de-duplication). A segment is deleted
+only after its batch is committed; on start every segment left over is replayed, and one
+that was committed already is recognised by its SHA-256 and skipped. After ``kill -9`` at
+any moment, every acknowledged event is therefore counted exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from userportrait.errors import Busy
+from userportrait.ingest.pipeline import ingest_file
+from userportrait.ingest.records import RecordError, check_record
+from userportrait.store.lake import Lake
+
+log = logging.getLogger("userportrait.live")
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRecord:
+    index: int
+    reason: str
+
+
+@dataclass(slots=True)
+class LiveReport:
+    accepted: int = 0
+    rejected: list[RejectedRecord] = field(default_factory=list)
+
+
+class LiveIngest:
+    """The WAL writer and the flusher that turns closed segments into lake batches."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        *,
+        flush_interval_ms: int = 2000,
+        max_pending_events: int = 2_000_000,
+        on_flush: Callable[[], None] | None = None,
+    ) -> None:
+        self.lake = lake
+        self.dir = lake.root / "wal"
+        self.flush_interval = flush_interval_ms / 1000
+        self.max_pending = max_pending_events
+        self.on_flush = on_flush
+        self._appends: queue.Queue[tuple[bytes, int, Future[None]] | None] = queue.Queue()
+        self._segment_lock = threading.Lock()
+        self._pending = 0  # acknowledged or queued events not yet in a committed batch
+        self._pending_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._seq = 0
+        self._file: Any = None
+        self._file_events = 0
+        self.flush_errors = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._recover()
+        self._open_segment()
+        for target, name in ((self._write_loop, "wal-writer"), (self._flush_loop, "wal-flusher")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Write what was queued, load every segment into the lake, stop the threads."""
+        self._appends.put(None)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+        self.flush()
+        with self._segment_lock:
+            if self._file is not None:
+                path = Path(self._file.name)
+                self._file.close()
+                self._file = None
+                if path.stat().st_size == 0:
+                    path.unlink()
+
+    # -- requests --------------------------------------------------------------------------
+    def submit(self, records: list[Any], appid: str | None) -> tuple[LiveReport, Future[None]]:
+        """Check records; queue the valid ones. Await the future before acknowledging."""
+        report = LiveReport()
+        lines: list[bytes] = []
+        for i, record in enumerate(records):
+            try:
+                canonical = check_record(record, appid)
+            except RecordError as exc:
+                report.rejected.append(RejectedRecord(i, str(exc)))
+                continue
+            lines.append(json.dumps(canonical, ensure_ascii=False).encode() + b"\n")
+        report.accepted = len(lines)
+        done: Future[None] = Future()
+        if not lines:
+            done.set_result(None)
+            return report, done
+        with self._pending_lock:
+            if self._pending + len(lines) > self.max_pending:
+                raise Busy("ingest queue is full, retry later")
+            self._pending += len(lines)
+        self._appends.put((b"".join(lines), len(lines), done))
+        return report, done
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    # -- WAL writer (group commit) ---------------------------------------------------------
+    def _write_loop(self) -> None:
+        while True:
+            item = self._appends.get()
+            batch = [item]
+            while len(batch) < 512:
+                try:
+                    batch.append(self._appends.get_nowait())
+                except queue.Empty:
+                    break
+            work = [b for b in batch if b is not None]
+            if work:
+                self._write(work)
+            if any(b is None for b in batch):
+                return
+
+    def _write(self, work: list[tuple[bytes, int, Future[None]]]) -> None:
+        try:
+            with self._segment_lock:
+                self._file.write(b"".join(data for data, _, _ in work))
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file_events += sum(n for _, n, _ in work)
+        except Exception as exc:  # the disk failed: nothing in this group is acknowledged
+            log.exception("WAL write failed")
+            with self._pending_lock:
+                self._pending -= sum(n for _, n, _ in work)
+            for _, _, fut in work:
+                fut.set_exception(exc)
+            return
+        for _, _, fut in work:
+            fut.set_result(None)
+
+    # -- segments --------------------------------------------------------------------------
+    def _segments(self) -> list[Path]:
+        return sorted(self.dir.glob("segment-*.ndjson"))
+
+    def _open_segment(self) -> None:
+        existing = self._segments()
+        if existing:
+            self._seq = max(self._seq, int(existing[-1].stem.split("-")[1]))
+        self._seq += 1
+        path = self.dir / f"segment-{self._seq:012d}.ndjson"
+        self._file = path.open("ab")
+        self._file_events = 0
+        _fsync_dir(self.dir)
+
+    def _rotate(self) -> None:
+        """Close the current segment if it holds events, and start a new one."""
+        with self._segment_lock:
+            if self._file_events == 0:
+                return
+            self._file.close()
+            self._open_segment()
+
+    def _recover(self) -> None:
+        """Cut a torn last line (never acknowledged) off every segment left by a crash."""
+        for path in self._segments():
+            data = path.read_bytes()
+            end = data.rfind(b"\n") + 1
+            if end != len(data):
+                with path.open("r+b") as fh:
+                    fh.truncate(end)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            with self._pending_lock:
+                self._pending += data[:end].count(b"\n")
+        self.flush()
+
+    # -- flusher ---------------------------------------------------------------------------
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            self._rotate()
+            try:
+                self.flush(closed_only=True)
+            except Exception:
+                self.flush_errors += 1
+                log.exception("flushing the WAL into the lake failed; will retry")
+
+    def flush(self, closed_only: bool = False) -> int:
+        """Load segments into the lake (all of them, or all but the open one)."""
+        if not closed_only:
+            self._rotate()
+        current = Path(self._file.name) if self._file is not None else None
+        loaded = 0
+        for path in self._segments():
+            if path == current:
+                continue
+            events = path.read_bytes().count(b"\n")
+            if events:
+                ingest_file(self.lake, path)
+            path.unlink()
+            _fsync_dir(self.dir)
+            with self._pending_lock:
+                self._pending = max(0, self._pending - events)
+            loaded += events
+        if loaded and self.on_flush:
+            self.on_flush()
+        return loaded
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def wait_acknowledged(done: Future[None], timeout_s: float = 30.0) -> None:
+    """Block until the WAL has the events on disk (raises what the writer raised)."""
+    start = time.monotonic()
+    done.result(timeout=max(0.0, timeout_s - (time.monotonic() - start)))

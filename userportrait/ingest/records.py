@@ -1,0 +1,105 @@
+"""Validate one event record received as JSON (the HTTP path), with the rules of bulk ingest.
+
+Bulk files are checked in SQL (``normalize_sql.reason_sql``); this is the same list of
+checks in the same order for records that arrive one request at a time, so a record is
+accepted or rejected for the same reason either way (``tests/test_records.py`` holds the two
+side by side). An accepted record comes back canonical: ``ts`` as an RFC 3339 UTC string
+with microseconds, every other field as text, so the write-ahead log replays exactly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Final
+
+from userportrait.ingest.sources import FIELDS
+from userportrait.portrait.normalize import APPID_RE, MAX_FIELD_CHARS, parse_age, parse_ts
+
+_LENGTH_CHECKED: Final = (
+    "appid", "openid", "event_id", "province", "city", "gender", "platform", "device",
+)  # fmt: skip
+_JSON_TYPES: Final = {dict: "object", list: "array", bool: "boolean"}
+
+
+class RecordError(ValueError):
+    """Why one record was rejected."""
+
+
+class _NotJSON:
+    """Stands in for an NDJSON line that did not parse."""
+
+
+NOT_JSON: Final = _NotJSON()
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(value)
+    return str(value)
+
+
+def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
+    """The canonical record, or RecordError naming the field and the problem."""
+    if record is NOT_JSON:
+        raise RecordError("not valid JSON")
+    if not isinstance(record, dict):
+        raise RecordError("not a JSON object")
+    for field in FIELDS:
+        kind = _JSON_TYPES.get(type(record.get(field)))
+        if kind:
+            raise RecordError(f"{field} has the wrong type ({kind})")
+    text = {f: _text(record.get(f)) for f in FIELDS}
+    if text["appid"] is None or not text["appid"].strip():
+        raise RecordError("appid is missing")
+    for field in _LENGTH_CHECKED:
+        value = text[field]
+        if value is not None and len(value) > MAX_FIELD_CHARS:
+            raise RecordError(f"{field} is longer than {MAX_FIELD_CHARS} characters")
+    if not APPID_RE.match(text["appid"].strip()):
+        raise RecordError("appid is not a valid appid (letters, digits, _ . - only)")
+    if text["openid"] is None or not text["openid"].strip():
+        raise RecordError("openid is missing")
+    ts_raw = record.get("ts")
+    if ts_raw is None or (isinstance(ts_raw, str) and not ts_raw.strip()):
+        raise RecordError("ts is missing")
+    try:
+        ts_us = parse_ts_us(ts_raw)
+    except ValueError:
+        raise RecordError(f"ts is not a timestamp: {str(ts_raw)[:40]}") from None
+    try:
+        age = parse_age(text["age"])
+    except ValueError:
+        raise RecordError(
+            f"age is not a whole number of years in 0..150: {str(text['age'])[:40]}"
+        ) from None
+    if appid is not None and text["appid"].strip() != appid:
+        raise RecordError("appid does not match the access_token's app")
+    out: dict[str, Any] = {f: text[f] for f in FIELDS if text[f] is not None}
+    out["ts"] = _rfc3339_us(ts_us)
+    if age is not None:
+        out["age"] = age
+    return out
+
+
+def parse_ts_us(raw: Any) -> int:
+    """Epoch microseconds (RFC 3339 keeps sub-millisecond digits; numbers are s or ms)."""
+    if isinstance(raw, str) and not raw.strip().lstrip("+-").isdigit():
+        text = raw.strip().replace("Z", "+00:00").replace("z", "+00:00")
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(raw) from None
+        from userportrait.portrait.query import TZ
+
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=TZ)
+        delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return parse_ts(raw) * 1000
+
+
+def _rfc3339_us(ts_us: int) -> str:
+    moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts_us)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
