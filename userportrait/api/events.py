@@ -19,10 +19,13 @@ router = APIRouter(prefix="/v1", tags=["ingest"])
 
 def _decode(raw: bytes, encoding: str | None, limit: int) -> bytes:
     if encoding and encoding.lower() == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            out = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, limit + 1)
+            out = inflater.decompress(raw, limit + 1)
         except zlib.error:
             raise InvalidRequest("body is not valid gzip") from None
+        if not inflater.eof and len(out) <= limit:
+            raise InvalidRequest("body is not valid gzip (truncated)")
         raw = out
     elif encoding and encoding.lower() not in ("identity", ""):
         raise InvalidRequest(f"unsupported Content-Encoding {encoding}")

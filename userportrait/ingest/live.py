@@ -12,6 +12,7 @@ any moment, every acknowledged event is therefore counted exactly once.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from userportrait.errors import Busy
+from userportrait.errors import Busy, InputError
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.ingest.records import RecordError, check_record
 from userportrait.store.lake import Lake
@@ -70,10 +71,21 @@ class LiveIngest:
         self._file: Any = None
         self._file_events = 0
         self.flush_errors = 0
+        self._owner: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        # One server per data directory owns the WAL: a second one would replay and delete
+        # segments under the first one's feet.
+        self._owner = (self.dir / "owner.lock").open("a+b")
+        try:
+            fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._owner.close()
+            raise InputError(
+                f"{self.lake.root}: another server is using this data directory"
+            ) from None
         self._recover()
         self._open_segment()
         for target, name in ((self._write_loop, "wal-writer"), (self._flush_loop, "wal-flusher")):
@@ -96,6 +108,7 @@ class LiveIngest:
                 self._file = None
                 if path.stat().st_size == 0:
                     path.unlink()
+        self._owner.close()  # releases the flock
 
     # -- requests --------------------------------------------------------------------------
     def submit(self, records: list[Any], appid: str | None) -> tuple[LiveReport, Future[None]]:
