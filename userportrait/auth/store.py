@@ -29,6 +29,7 @@ from userportrait.errors import (
     InvalidCredential,
     InvalidRequest,
 )
+from userportrait.store.sqlite import open_db
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS apps (
@@ -75,12 +76,8 @@ class AuthStore:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
+        with open_db(self.path) as con:
             yield con
-        finally:
-            con.close()
 
     # -- apps ------------------------------------------------------------------------------
     def add_app(self, appid: str, secret: str) -> None:

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from userportrait.store.sqlite import open_db
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -63,13 +65,8 @@ class Catalog:
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=FULL")
+        with open_db(self.path) as con:
             yield con
-        finally:
-            con.close()
 
     def find_batch_by_sha(self, sha256: str) -> Batch | None:
         with self.connect() as con:
