@@ -13,6 +13,7 @@ from userportrait.store.lake import Lake
 ENGINES: dict[str, str] = {
     "duckdb": "userportrait.engine.duckdb:DuckDBEngine",
     "reference": "userportrait.engine.reference:ReferenceEngine",
+    "sql": "userportrait.engine.sql:SQLEngine",
 }
 
 

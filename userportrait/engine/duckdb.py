@@ -1,48 +1,15 @@
-"""The DuckDB engine: one SQL query over the appid's lake files up to the window's end."""
+"""The default engine: portraits from the incremental store (``store/state.py``).
+
+DuckDB builds the derived state from the lake; numpy merges day partitions. Standard
+1/7/30-day windows are a lookup; any other window is computed from the day partitions.
+"""
 
 from __future__ import annotations
 
-from userportrait.ingest.sources import sql_str
-from userportrait.portrait.counts import AudienceCounts, PortraitCounts
-from userportrait.portrait.dims import ID_DIMS, Dim
+from userportrait.portrait.counts import PortraitCounts
 from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
-
-_COLUMNS: dict[str, str] = {
-    "province": "province_id",
-    "city": "city_id",
-    "genders": "gender_id",
-    "platforms": "platform_id",
-    "ages": "age_id",
-    "devices": "device",
-}
-
-
-def portrait_sql(files: list[str], query: PortraitQuery) -> str:
-    """Exact portrait counts per (dimension, value, is_new) for ``files`` (SPEC §3)."""
-    listing = "[" + ", ".join(sql_str(p) for p in files) + "]"
-    b, e = query.begin.isoformat(), query.end.isoformat()
-    # Latest event carrying the attribute; at equal ts the larger value wins (struct order).
-    latest = ", ".join(
-        f"max({{'t': ts, 'v': {col}}}) FILTER (WHERE {col} IS NOT NULL).v AS {dim}"
-        for dim, col in _COLUMNS.items()
-    )
-    sets = ", ".join(f"(is_new, {dim})" for dim in _COLUMNS)
-    return f"""
-    WITH ev AS (
-        SELECT * FROM read_parquet({listing}, hive_partitioning=true,
-                                   hive_types={{'appid': VARCHAR, 'day': DATE}})
-    ),
-    first_seen AS (SELECT openid, min(day) AS first_day FROM ev GROUP BY openid),
-    users AS (
-        SELECT openid, {latest} FROM ev
-        WHERE day BETWEEN DATE '{b}' AND DATE '{e}' GROUP BY openid
-    )
-    SELECT {", ".join(_COLUMNS)}, first_day >= DATE '{b}' AS is_new,
-           {", ".join(f"GROUPING({d}) AS g_{d}" for d in _COLUMNS)}, count(*) AS n
-    FROM users JOIN first_seen USING (openid)
-    GROUP BY GROUPING SETS ({sets})
-    """
+from userportrait.store.state import StateStore
 
 
 class DuckDBEngine:
@@ -50,40 +17,10 @@ class DuckDBEngine:
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
+        self.store = StateStore(lake)
 
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
-        end = query.end.isoformat()
-        files = [str(self.lake.root / f.path) for f in self.lake.files(query.appid) if f.day <= end]
-        counts = PortraitCounts.empty()
-        if not files:
-            return counts
-        con = self.lake.connect()
-        try:
-            rows = con.execute(portrait_sql(files, query)).fetchall()
-        finally:
-            con.close()
-        dims = list(_COLUMNS)
-        for row in rows:
-            is_new, n = row[len(dims)], row[-1]
-            groupings = row[len(dims) + 1 : -1]
-            dim = dims[list(groupings).index(0)]
-            value = row[dims.index(dim)]
-            for audience in (counts.active, counts.new) if is_new else (counts.active,):
-                _add(audience, dim, value, n)
-        return counts
+        return self.store.portrait(query)
 
     def close(self) -> None:
         pass
-
-
-def _add(audience: AudienceCounts, dim: str, value: object, n: int) -> None:
-    if dim == "devices":
-        key = value if isinstance(value, str) else None
-        audience.devices[key] = audience.devices.get(key, 0) + n
-    else:
-        d: Dim = dim  # type: ignore[assignment]
-        vid = 0 if value is None else int(value)  # type: ignore[call-overload]
-        audience.ids[d][vid] = audience.ids[d].get(vid, 0) + n
-
-
-__all__ = ["ID_DIMS", "DuckDBEngine", "portrait_sql"]

@@ -88,6 +88,11 @@ def ingest_file(lake: Lake, path: Path, progress: Progress | None = None) -> Ing
         raise InputError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
     finally:
         con.close()
+    if report.batch_id is not None:
+        # Derived state follows the committed batch (issue 5); a crash here loses nothing.
+        from userportrait.store.state import update_state
+
+        update_state(lake)
     return report
 
 

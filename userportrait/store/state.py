@@ -1,0 +1,699 @@
+"""The incremental portrait store: derived state under ``DATA_DIR/state/`` (docs/storage.md).
+
+It is a cache of the lake. ``manifest.json`` names the catalog version it reflects and the
+files of that version; every file name carries the batch id that wrote it, and the
+manifest is replaced last (atomic rename), so readers always see one consistent version
+and a crash between a lake commit and the state update loses nothing: ``catch_up`` applies
+every batch the manifest has not seen (and builds everything when there is no state).
+
+Per appid:
+
+* a user dictionary (``users/uN.parquet``: openid -> dense uid, append-only parts) and
+  ``first_day`` per uid (``first_day.bN.npy``, days since 1970, min over all data);
+* a device dictionary (``devices.bN.parquet``: model string -> id, from 1);
+* one day partition per day with data (``days/YYYY-MM-DD.bN.npz``): the users active
+  that day and, per dimension, the day's winning value id (0 = none that day);
+* ``windows.bN.npz``: the counts of every 1/7/30-day window that overlaps the data.
+
+DuckDB builds day partitions from the lake; numpy merges them (``store/windows.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from userportrait.ingest.sources import sql_str
+from userportrait.portrait.counts import AudienceCounts, PortraitCounts
+from userportrait.portrait.dims import DIMS, ID_DIMS, Dim
+from userportrait.portrait.query import PortraitQuery
+from userportrait.store.lake import Lake
+from userportrait.store.windows import NO_DAY, DayPart, IntArray, WindowCounts, compute_windows
+
+log = logging.getLogger("userportrait.state")
+
+FORMAT = 1
+#: Window lengths whose counts are kept for every end day (WeChat's spans).
+STANDARD_LENGTHS = (1, 7, 30)
+#: Events per DuckDB pass when building day partitions (bounds memory).
+CHUNK_EVENTS = 6_000_000
+#: Bytes of day partitions a reader keeps in memory for ad-hoc windows.
+DAY_CACHE_BYTES = 384 << 20
+#: Lake column -> day-partition key per dimension (devices are dictionary ids).
+COLUMNS: dict[Dim, str] = {
+    "province": "province_id",
+    "city": "city_id",
+    "genders": "gender_id",
+    "platforms": "platform_id",
+    "ages": "age_id",
+    "devices": "device",
+}
+_ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
+EPOCH = dt.date(1970, 1, 1)
+
+
+def day_number(day: dt.date | str) -> int:
+    d = dt.date.fromisoformat(day) if isinstance(day, str) else day
+    return (d - EPOCH).days
+
+
+def day_date(n: int) -> dt.date:
+    return EPOCH + dt.timedelta(days=n)
+
+
+@dataclass(slots=True)
+class AppState:
+    """The manifest entry of one appid (file names relative to the app's directory)."""
+
+    users: list[str] = field(default_factory=list)
+    n_users: int = 0
+    first_day: str | None = None
+    devices: str | None = None
+    days: dict[str, str] = field(default_factory=dict)  # yyyy-mm-dd -> file
+    windows: str | None = None
+    sizes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DIMS, 1))
+
+    def files(self) -> set[str]:
+        named = [self.first_day, self.devices, self.windows, *self.days.values(), *self.users]
+        return {f for f in named if f}
+
+
+@dataclass(slots=True)
+class Manifest:
+    version: int = 0
+    apps: dict[str, AppState] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        apps = {
+            a: {
+                "users": s.users,
+                "n_users": s.n_users,
+                "first_day": s.first_day,
+                "devices": s.devices,
+                "days": s.days,
+                "windows": s.windows,
+                "sizes": s.sizes,
+            }
+            for a, s in sorted(self.apps.items())
+        }
+        return json.dumps({"format": FORMAT, "version": self.version, "apps": apps}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        raw = json.loads(text)
+        if raw.get("format") != FORMAT:
+            return cls()  # an unknown layout: rebuild
+        return cls(raw["version"], {a: AppState(**s) for a, s in raw["apps"].items()})
+
+
+class StateStore:
+    """Reads and maintains the derived state of one data directory."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self.root = lake.state_dir
+        self.manifest = self._read_manifest()
+        self._lock = threading.RLock()
+        self._days: OrderedDict[tuple[str, str], DayPart] = OrderedDict()
+        self._days_bytes = 0
+        self._first: dict[str, tuple[str, IntArray]] = {}
+        self._devices: dict[str, tuple[str, list[str]]] = {}
+        self._windows: dict[str, tuple[str, _WindowTable]] = {}
+
+    # -- reading ------------------------------------------------------------------------
+
+    def app_dir(self, appid: str) -> Path:
+        return self.root / f"appid={appid}"
+
+    def _read_manifest(self) -> Manifest:
+        try:
+            return Manifest.from_json((self.root / "manifest.json").read_text("utf-8"))
+        except FileNotFoundError:
+            return Manifest()
+
+    def refresh(self) -> None:
+        """Follow the catalog: load a newer manifest, catching up first if it lags."""
+        version = self.lake.catalog.version()
+        with self._lock:
+            if self.manifest.version == version:
+                return
+            manifest = self._read_manifest()
+            if manifest.version < version and _try_write_lock(self.lake):
+                try:
+                    self.catch_up()
+                finally:
+                    _unlock(self.lake)
+                manifest = self._read_manifest()
+            # Otherwise a writer holds the lock and publishes the new version when done.
+            self.manifest = manifest
+
+    def portrait(self, query: PortraitQuery) -> PortraitCounts:
+        for attempt in range(3):
+            self.refresh()
+            try:
+                with self._lock:
+                    return self._portrait(query)
+            except FileNotFoundError:  # a writer replaced files of an old manifest
+                with self._lock:
+                    self.manifest = self._read_manifest()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _portrait(self, query: PortraitQuery) -> PortraitCounts:
+        app = self.manifest.apps.get(query.appid)
+        if app is None or not app.days:
+            return PortraitCounts.empty()
+        n, end = query.days, day_number(query.end)
+        devices = self._device_list(query.appid, app)
+        if n in STANDARD_LENGTHS and app.windows:
+            table = self._window_table(query.appid, app)
+            hit = table.get(n, end, devices)
+            if hit is not None:
+                return hit
+        return self.compute(query.appid, app, n, end, devices)
+
+    def compute(
+        self, appid: str, app: AppState, n: int, end: int, devices: list[str]
+    ) -> PortraitCounts:
+        """One window from the day partitions (the ad-hoc path; no window table)."""
+        begin = end - n + 1
+        present = {day_number(d) for d in app.days}
+        if not any(begin <= t <= end for t in present):
+            return PortraitCounts.empty()
+        days = _LazyDays(lambda t: self._day(appid, app, t), present)
+        sizes = _sizes(app)
+        counts = compute_windows(days, self._first_day(appid, app), sizes, [(n, [end])])
+        return to_portrait(counts[(n, end)], devices)
+
+    def _day(self, appid: str, app: AppState, t: int) -> DayPart:
+        name = app.days[day_date(t).isoformat()]
+        key = (appid, name)
+        part = self._days.get(key)
+        if part is not None:
+            self._days.move_to_end(key)
+            return part
+        part = load_day(self.app_dir(appid) / name, t)
+        self._days[key] = part
+        self._days_bytes += part.nbytes
+        while self._days_bytes > DAY_CACHE_BYTES and len(self._days) > 1:
+            _, old = self._days.popitem(last=False)
+            self._days_bytes -= old.nbytes
+        return part
+
+    def _first_day(self, appid: str, app: AppState) -> IntArray:
+        assert app.first_day is not None
+        cached = self._first.get(appid)
+        if cached is None or cached[0] != app.first_day:
+            cached = (app.first_day, np.load(self.app_dir(appid) / app.first_day))
+            self._first[appid] = cached
+        return cached[1]
+
+    def _device_list(self, appid: str, app: AppState) -> list[str]:
+        if app.devices is None:
+            return []
+        cached = self._devices.get(appid)
+        if cached is None or cached[0] != app.devices:
+            table = pq.read_table(self.app_dir(appid) / app.devices).sort_by("id")
+            names = table.column("device").to_pylist()
+            assert table.column("id").to_pylist() == list(range(1, len(names) + 1))
+            cached = (app.devices, names)
+            self._devices[appid] = cached
+        return cached[1]
+
+    def _window_table(self, appid: str, app: AppState) -> _WindowTable:
+        assert app.windows is not None
+        cached = self._windows.get(appid)
+        if cached is None or cached[0] != app.windows:
+            cached = (app.windows, _WindowTable.load(self.app_dir(appid) / app.windows))
+            self._windows[appid] = cached
+        return cached[1]
+
+    # -- writing (callers hold the lake's write lock) -----------------------------------
+
+    def catch_up(self) -> int:
+        """Apply every committed batch the state has not seen; returns the new version."""
+        with self._lock:
+            manifest = self._read_manifest()
+            with self.lake.catalog.connect() as con:
+                version = int(con.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0])
+                rows = con.execute(
+                    "SELECT DISTINCT appid, day FROM files WHERE batch_id > ? AND batch_id <= ?",
+                    (manifest.version, version),
+                ).fetchall()
+            if version == manifest.version:
+                self.manifest = manifest
+                return version
+            touched: dict[str, set[str]] = {}
+            for appid, day in rows:
+                touched.setdefault(appid, set()).add(day)
+            new = Manifest(version, dict(manifest.apps))
+            for appid, days in sorted(touched.items()):
+                old = manifest.apps.get(appid, AppState())
+                new.apps[appid] = _Builder(self, appid, old, version).apply(days)
+            self._publish(manifest, new)
+            self.manifest = new
+            return version
+
+    def rebuild(self) -> int:
+        """Throw the state away and build it again from the lake."""
+        import shutil
+
+        with self._lock:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.manifest = Manifest()
+            self._first.clear()
+            self._devices.clear()
+            self._windows.clear()
+            self._days.clear()
+            self._days_bytes = 0
+            return self.catch_up()
+
+    def _publish(self, old: Manifest, new: Manifest) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.root / "manifest.json", new.to_json().encode())
+        # Keep the previous version's files for readers still using it; drop the rest.
+        keep = {
+            self.app_dir(a) / f for m in (old, new) for a, s in m.apps.items() for f in s.files()
+        }
+        for path in self.root.glob("appid=*/**/*"):
+            if path.is_file() and path not in keep:
+                path.unlink(missing_ok=True)
+
+
+class _Builder:
+    """Applies the touched days of one appid at catalog version ``version``."""
+
+    def __init__(self, store: StateStore, appid: str, old: AppState, version: int) -> None:
+        self.store = store
+        self.appid = appid
+        self.old = old
+        self.version = version
+        self.dir = store.app_dir(appid)
+        self.app = AppState(
+            users=list(old.users),
+            n_users=old.n_users,
+            first_day=old.first_day,
+            devices=old.devices,
+            days=dict(old.days),
+            windows=old.windows,
+            sizes=dict(old.sizes),
+        )
+
+    def apply(self, days: set[str]) -> AppState:
+        (self.dir / "days").mkdir(parents=True, exist_ok=True)
+        (self.dir / "users").mkdir(parents=True, exist_ok=True)
+        first = (
+            np.load(self.dir / self.old.first_day) if self.old.first_day else np.empty(0, np.int32)
+        )
+        lowered: set[int] = set()
+        con = self.store.lake.connect()
+        try:
+            self._load_dictionaries(con)
+            for chunk in self._chunks(sorted(days)):
+                for part in self._build(con, chunk):
+                    if len(first) < self.app.n_users:
+                        first = np.concatenate(
+                            [first, np.full(self.app.n_users - len(first), NO_DAY, np.int32)]
+                        )
+                    before = first[part.uid]
+                    moved = (before > part.day) & (before != NO_DAY)
+                    lowered.update(int(d) for d in np.unique(before[moved]))
+                    first[part.uid] = np.minimum(before, part.day)
+                    self._write_day(part)
+            self._write_devices(con)
+        finally:
+            con.close()
+        self.app.first_day = f"first_day.b{self.version}.npy"
+        _atomic_save(self.dir / self.app.first_day, first)
+        self._update_windows({day_number(d) for d in days} | lowered, first)
+        return self.app
+
+    def _load_dictionaries(self, con: Any) -> None:
+        if self.app.users:
+            listing = ", ".join(sql_str(str(self.dir / f)) for f in self.app.users)
+            con.execute(
+                "CREATE TEMP TABLE users AS SELECT openid, uid "
+                f"FROM read_parquet([{listing}], hive_partitioning=false)"
+            )
+        else:
+            con.execute("CREATE TEMP TABLE users (openid VARCHAR, uid UINTEGER)")
+        if self.app.devices:
+            path = sql_str(str(self.dir / self.app.devices))
+            con.execute(
+                "CREATE TEMP TABLE devices AS SELECT device, id "
+                f"FROM read_parquet({path}, hive_partitioning=false)"
+            )
+        else:
+            con.execute("CREATE TEMP TABLE devices (device VARCHAR, id INTEGER)")
+        self.n_devices = _scalar(con, "SELECT count(*) FROM devices")
+
+    def _chunks(self, days: list[str]) -> Iterator[list[str]]:
+        rows: dict[str, int] = {}
+        for f in self.store.lake.files(self.appid):
+            rows[f.day] = rows.get(f.day, 0) + f.rows
+        chunk: list[str] = []
+        size = 0
+        for day in days:
+            if chunk and size + rows.get(day, 0) > CHUNK_EVENTS:
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(day)
+            size += rows.get(day, 0)
+        if chunk:
+            yield chunk
+
+    def _build(self, con: Any, days: list[str]) -> Iterator[DayPart]:
+        """Day partitions of ``days``, rebuilt from all their lake files up to the version."""
+        wanted = set(days)
+        with self.store.lake.catalog.connect() as cat:
+            files = [
+                str(self.store.lake.root / r[0])
+                for r in cat.execute(
+                    "SELECT path, day FROM files WHERE appid = ? AND batch_id <= ? ORDER BY path",
+                    (self.appid, self.version),
+                )
+                if r[1] in wanted
+            ]
+        if not files:
+            return
+        listing = "[" + ", ".join(sql_str(p) for p in files) + "]"
+        # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT
+        # key: microseconds since the day's midnight, then the id) or the larger model.
+        rel = "(epoch_us(ts) - epoch_us(CAST(day AS TIMESTAMPTZ)))"
+        winners = ", ".join(
+            f"CAST(max({rel} * {1 << _ID_BITS} + {col}) % {1 << _ID_BITS} AS INTEGER) AS {dim}"
+            for dim, col in COLUMNS.items()
+            if dim != "devices"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE daily AS "
+            f"SELECT day, openid, {winners}, "
+            "max({'t': ts, 'v': device}) FILTER (WHERE device IS NOT NULL).v AS device "
+            f"FROM read_parquet({listing}, hive_partitioning=true, "
+            "hive_types={'appid': VARCHAR, 'day': DATE}) GROUP BY day, openid"
+        )
+        n = self.app.n_users
+        con.execute(
+            f"INSERT INTO users SELECT openid, CAST({n} + row_number() OVER (ORDER BY first, openid)"
+            " - 1 AS UINTEGER) FROM (SELECT openid, min(day) AS first FROM daily d"
+            " WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.openid = d.openid) GROUP BY openid)"
+        ).fetchall()
+        added = _scalar(con, f"SELECT count(*) FROM users WHERE uid >= {n}")
+        if added:
+            part = f"users/u{self.version}_{n}.parquet"
+            target = sql_str(str(self.dir / part))
+            con.execute(
+                f"COPY (SELECT * FROM users WHERE uid >= {n} ORDER BY uid) TO {target} "
+                "(FORMAT parquet, COMPRESSION zstd)"
+            )
+            self.app.users.append(part)
+            self.app.n_users = n + added
+        con.execute(
+            f"INSERT INTO devices SELECT device, CAST({self.n_devices} + row_number() OVER"
+            " (ORDER BY device) AS INTEGER)"
+            " FROM (SELECT DISTINCT device FROM daily WHERE device IS NOT NULL) d"
+            " WHERE NOT EXISTS (SELECT 1 FROM devices x WHERE x.device = d.device)"
+        ).fetchall()
+        self.n_devices = _scalar(con, "SELECT count(*) FROM devices")
+        values = ", ".join(f"COALESCE(d.{dim}, 0) AS {dim}" for dim in ID_DIMS)
+        result = con.sql(
+            f"SELECT d.day, u.uid, {values}, COALESCE(x.id, 0) AS devices FROM daily d "
+            "JOIN users u USING (openid) LEFT JOIN devices x ON x.device = d.device "
+            "ORDER BY d.day, u.uid"
+        ).to_arrow_table()
+        day_col = result.column("day").cast(pa.int32()).to_numpy()
+        cuts = np.flatnonzero(np.diff(day_col)) + 1
+        starts = [0, *cuts.tolist()]
+        stops = [*cuts.tolist(), len(day_col)]
+        columns = {name: result.column(name).to_numpy() for name in ("uid", *DIMS)}
+        for a, b in zip(starts, stops, strict=True):
+            if a == b:
+                continue
+            yield DayPart(
+                int(day_col[a]),
+                columns["uid"][a:b].astype(np.uint32),
+                {d: columns[d][a:b].astype(_DTYPES[d]) for d in DIMS},
+            )
+
+    def _write_day(self, part: DayPart) -> None:
+        day = day_date(part.day).isoformat()
+        name = f"days/{day}.b{self.version}.npz"
+        buf = self.dir / (name + ".tmp")
+        with buf.open("wb") as fh:
+            arrays: dict[str, Any] = {"uid": part.uid}
+            arrays.update({d: part.values[d] for d in DIMS})
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        buf.replace(self.dir / name)
+        self.app.days[day] = name
+        for d in DIMS:
+            top = int(part.values[d].max()) if len(part.uid) else 0
+            self.app.sizes[d] = max(self.app.sizes[d], top + 1)
+        self.store._days.pop((self.appid, name), None)
+
+    def _write_devices(self, con: Any) -> None:
+        if self.n_devices == 0:
+            return
+        self.app.devices = f"devices.b{self.version}.parquet"
+        target = self.dir / self.app.devices
+        table = con.sql("SELECT device, id FROM devices ORDER BY id").to_arrow_table()
+        pq.write_table(table, str(target) + ".tmp")
+        Path(str(target) + ".tmp").replace(target)
+
+    def _update_windows(self, changed: set[int], first: IntArray) -> None:
+        """Recompute the standard windows that contain a changed day (see docs)."""
+        present = {day_number(d) for d in self.app.days}
+        lo, hi = min(present), max(present)
+        wanted = []
+        for n in STANDARD_LENGTHS:
+            ends = {e for t in changed for e in range(t, t + n) if lo <= e <= hi + n - 1}
+            wanted.append((n, sorted(ends)))
+        old = (
+            _WindowTable.load(self.dir / self.old.windows)
+            if self.old.windows
+            else _WindowTable.empty()
+        )
+        days = _LazyDays(lambda t: self._load_day(t), present)
+        fresh = compute_windows(days, first, _sizes(self.app), wanted)
+        table = old.without(set(fresh)).plus(fresh)
+        self.app.windows = f"windows.b{self.version}.npz"
+        table.save(self.dir / self.app.windows)
+
+    def _load_day(self, t: int) -> DayPart:
+        return load_day(self.dir / self.app.days[day_date(t).isoformat()], t)
+
+
+_DTYPES: dict[Dim, Any] = {
+    "province": np.int16,
+    "city": np.int16,
+    "genders": np.int8,
+    "platforms": np.int8,
+    "ages": np.int8,
+    "devices": np.int32,
+}
+
+
+def _scalar(con: Any, sql: str) -> int:
+    # fetchall, not fetchone: DuckDB 2 keeps a half-read result open on the connection.
+    return int(con.execute(sql).fetchall()[0][0])
+
+
+def load_day(path: Path, t: int) -> DayPart:
+    with np.load(path) as z:
+        return DayPart(t, z["uid"], {d: z[d] for d in DIMS})
+
+
+def _sizes(app: AppState) -> dict[Dim, int]:
+    return {d: int(app.sizes[d]) for d in DIMS}
+
+
+class _LazyDays(Mapping[int, DayPart]):
+    """Day partitions loaded on access, so a pass over 40 days holds one at a time."""
+
+    def __init__(self, load: Any, present: set[int]) -> None:
+        self._load = load
+        self._present = present
+
+    def __getitem__(self, t: int) -> DayPart:
+        if t not in self._present:
+            raise KeyError(t)
+        part: DayPart = self._load(t)
+        return part
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(sorted(self._present))
+
+    def __len__(self) -> int:
+        return len(self._present)
+
+
+_AUDIENCES = ("new", "active")
+
+
+class _WindowTable:
+    """Nonzero counts of many windows, sorted by (length, end), with an index of slices."""
+
+    def __init__(self, cols: dict[str, np.ndarray[Any, Any]]) -> None:
+        order = np.lexsort((cols["end"], cols["length"]))
+        self.cols = {k: v[order] for k, v in cols.items()}
+        self.index: dict[tuple[int, int], tuple[int, int]] = {}
+        if len(order):
+            keys = np.stack([self.cols["length"], self.cols["end"]], axis=1)
+            cuts = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1
+            starts = [0, *cuts.tolist()]
+            stops = [*cuts.tolist(), len(order)]
+            for a, b in zip(starts, stops, strict=True):
+                self.index[(int(keys[a, 0]), int(keys[a, 1]))] = (a, b)
+
+    @classmethod
+    def empty(cls) -> _WindowTable:
+        return cls({k: np.empty(0, t) for k, t in _WINDOW_COLS.items()})
+
+    @classmethod
+    def load(cls, path: Path) -> _WindowTable:
+        with np.load(path) as z:
+            return cls({k: z[k] for k in _WINDOW_COLS})
+
+    def save(self, path: Path) -> None:
+        _atomic_savez(path, self.cols)
+
+    def without(self, keys: set[tuple[int, int]]) -> _WindowTable:
+        if not keys:
+            return self
+        drop = np.zeros(len(self.cols["end"]), bool)
+        for key in keys & set(self.index):
+            a, b = self.index[key]
+            drop[a:b] = True
+        return _WindowTable({k: v[~drop] for k, v in self.cols.items()})
+
+    def plus(self, windows: Mapping[tuple[int, int], WindowCounts]) -> _WindowTable:
+        parts = [self.cols]
+        for (n, e), w in windows.items():
+            for a, audience in enumerate((w.new, w.active)):
+                for di, d in enumerate(DIMS):
+                    ids = np.flatnonzero(audience[d])
+                    parts.append(
+                        {
+                            "length": np.full(len(ids), n, np.int16),
+                            "end": np.full(len(ids), e, np.int32),
+                            "audience": np.full(len(ids), a, np.int8),
+                            "dim": np.full(len(ids), di, np.int8),
+                            "value": ids.astype(np.int32),
+                            "n": audience[d][ids].astype(np.int64),
+                        }
+                    )
+        return _WindowTable({k: np.concatenate([p[k] for p in parts]) for k in _WINDOW_COLS})
+
+    def get(self, n: int, end: int, devices: list[str]) -> PortraitCounts | None:
+        hit = self.index.get((n, end))
+        if hit is None:
+            return None
+        a, b = hit
+        out = PortraitCounts.empty()
+        cols = [self.cols[k][a:b].tolist() for k in ("audience", "dim", "value", "n")]
+        for aud, di, value, count in zip(*cols, strict=True):
+            _add(out.new if aud == 0 else out.active, DIMS[di], value, count, devices)
+        return out
+
+
+_WINDOW_COLS: dict[str, Any] = {
+    "length": np.int16,
+    "end": np.int32,
+    "audience": np.int8,
+    "dim": np.int8,
+    "value": np.int32,
+    "n": np.int64,
+}
+
+
+def to_portrait(w: WindowCounts, devices: list[str]) -> PortraitCounts:
+    out = PortraitCounts.empty()
+    for audience, arrays in ((out.new, w.new), (out.active, w.active)):
+        for d in DIMS:
+            ids = np.flatnonzero(arrays[d])
+            for value, count in zip(ids.tolist(), arrays[d][ids].tolist(), strict=True):
+                _add(audience, d, value, count, devices)
+    return out
+
+
+def _add(audience: AudienceCounts, dim: Dim, value: int, count: int, devices: list[str]) -> None:
+    if dim == "devices":
+        audience.devices[devices[value - 1] if value else None] = count
+    else:
+        audience.ids[dim][value] = count
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def _atomic_save(path: Path, array: np.ndarray[Any, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        np.save(fh, array)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def _atomic_savez(path: Path, arrays: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+_lock_files: dict[Path, Any] = {}
+
+
+def _try_write_lock(lake: Lake) -> bool:
+    """Take the lake's writer lock if nobody holds it (readers never wait for writers)."""
+    fh = open(lake.root / "write.lock", "a+b")  # noqa: SIM115 - held until _unlock
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return False
+    _lock_files[lake.root] = fh
+    return True
+
+
+def _unlock(lake: Lake) -> None:
+    fh = _lock_files.pop(lake.root)
+    fcntl.flock(fh, fcntl.LOCK_UN)
+    fh.close()
+
+
+def update_state(lake: Lake) -> None:
+    """The ingest hook: bring the state up to the catalog after a committed batch.
+
+    A failure here never undoes the batch (the lake is the truth); the next reader or
+    writer catches up.
+    """
+    try:
+        with lake.write_lock():
+            StateStore(lake).catch_up()
+    except Exception:
+        log.exception("incremental state update failed; it will catch up later")
