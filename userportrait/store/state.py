@@ -84,10 +84,12 @@ class AppState:
     devices: str | None = None
     days: dict[str, str] = field(default_factory=dict)  # yyyy-mm-dd -> file
     windows: str | None = None
+    head: str | None = None
     sizes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DIMS, 1))
 
     def files(self) -> set[str]:
-        named = [self.first_day, self.devices, self.windows, *self.days.values(), *self.users]
+        named = [self.first_day, self.devices, self.windows, self.head]
+        named += [*self.days.values(), *self.users]
         return {f for f in named if f}
 
 
@@ -105,6 +107,7 @@ class Manifest:
                 "devices": s.devices,
                 "days": s.days,
                 "windows": s.windows,
+                "head": s.head,
                 "sizes": s.sizes,
             }
             for a, s in sorted(self.apps.items())
@@ -310,6 +313,7 @@ class _Builder:
             devices=old.devices,
             days=dict(old.days),
             windows=old.windows,
+            head=old.head,
             sizes=dict(old.sizes),
         )
 
@@ -320,6 +324,8 @@ class _Builder:
             np.load(self.dir / self.old.first_day) if self.old.first_day else np.empty(0, np.int32)
         )
         lowered: set[int] = set()
+        old_days = {day_number(d) for d in self.old.days}
+        built: list[DayPart] = []
         con = self.store.lake.connect()
         try:
             self._load_dictionaries(con)
@@ -334,13 +340,49 @@ class _Builder:
                     lowered.update(int(d) for d in np.unique(before[moved]))
                     first[part.uid] = np.minimum(before, part.day)
                     self._write_day(part)
+                    if len(built) < 2:
+                        built.append(part)
             self._write_devices(con)
         finally:
             con.close()
         self.app.first_day = f"first_day.b{self.version}.npy"
         _atomic_save(self.dir / self.app.first_day, first)
-        self._update_windows({day_number(d) for d in days} | lowered, first)
+        changed = {day_number(d) for d in days}
+        if (
+            len(built) == 1
+            and self.old.head
+            and old_days
+            and built[0].day > max(old_days)
+            and not lowered
+        ):
+            self._append_day(built[0], first)  # the common case: a new newest day
+        else:
+            self._update_windows(changed | lowered, first)
         return self.app
+
+    def _append_day(self, part: DayPart, first: IntArray) -> None:
+        """A new newest day: move the head state forward; windows ending on it from it."""
+        assert self.old.head is not None
+        head = _Head.load(self.dir / self.old.head, self.app.n_users)
+        head.apply(part)
+        self._save_head(head)
+        fresh = {(n, part.day): head.window(n, part.day, first, _sizes(self.app))
+                 for n in STANDARD_LENGTHS}  # fmt: skip
+        self._save_windows(fresh)
+
+    def _save_head(self, head: _Head) -> None:
+        self.app.head = f"head.b{self.version}.npz"
+        _atomic_savez(self.dir / self.app.head, head.arrays())
+
+    def _save_windows(self, fresh: Mapping[tuple[int, int], WindowCounts]) -> None:
+        old = (
+            _WindowTable.load(self.dir / self.old.windows)
+            if self.old.windows
+            else _WindowTable.empty()
+        )
+        table = old.without(set(fresh)).plus(fresh)
+        self.app.windows = f"windows.b{self.version}.npz"
+        table.save(self.dir / self.app.windows)
 
     def _load_dictionaries(self, con: Any) -> None:
         if self.app.users:
@@ -476,23 +518,23 @@ class _Builder:
         Path(str(target) + ".tmp").replace(target)
 
     def _update_windows(self, changed: set[int], first: IntArray) -> None:
-        """Recompute the standard windows that contain a changed day (see docs)."""
+        """Recompute the standard windows that contain a changed day (see docs).
+
+        Windows ending after the newest day are not kept (they are computed when asked;
+        the next day replaces them anyway).
+        """
         present = {day_number(d) for d in self.app.days}
         lo, hi = min(present), max(present)
         wanted = []
         for n in STANDARD_LENGTHS:
-            ends = {e for t in changed for e in range(t, t + n) if lo <= e <= hi + n - 1}
+            ends = {e for t in changed for e in range(t, t + n) if lo <= e <= hi}
             wanted.append((n, sorted(ends)))
-        old = (
-            _WindowTable.load(self.dir / self.old.windows)
-            if self.old.windows
-            else _WindowTable.empty()
-        )
         days = _LazyDays(lambda t: self._load_day(t), present)
-        fresh = compute_windows(days, first, _sizes(self.app), wanted)
-        table = old.without(set(fresh)).plus(fresh)
-        self.app.windows = f"windows.b{self.version}.npz"
-        table.save(self.dir / self.app.windows)
+        self._save_windows(compute_windows(days, first, _sizes(self.app), wanted))
+        head = _Head(self.app.n_users)
+        for t in sorted(present):
+            head.apply(self._load_day(t))
+        self._save_head(head)
 
     def _load_day(self, t: int) -> DayPart:
         return load_day(self.dir / self.app.days[day_date(t).isoformat()], t)
@@ -506,6 +548,54 @@ _DTYPES: dict[Dim, Any] = {
     "ages": np.int8,
     "devices": np.int32,
 }
+
+
+class _Head:
+    """Per user, as of the newest day: last active day and per dim the latest value and
+    its day. Any window ending on the newest day is one vectorised pass over it."""
+
+    def __init__(self, n_users: int, arrays: Mapping[str, Any] | None = None) -> None:
+        self.last = np.full(n_users, -1, np.int32)
+        self.val = {d: np.zeros(n_users, _DTYPES[d]) for d in DIMS}
+        self.day = {d: np.full(n_users, -1, np.int32) for d in DIMS}
+        if arrays is not None:
+            k = len(arrays["last"])
+            self.last[:k] = arrays["last"]
+            for d in DIMS:
+                self.val[d][:k] = arrays[f"v_{d}"]
+                self.day[d][:k] = arrays[f"d_{d}"]
+
+    @classmethod
+    def load(cls, path: Path, n_users: int) -> _Head:
+        with np.load(path) as z:
+            return cls(n_users, {k: z[k] for k in z.files})
+
+    def arrays(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"last": self.last}
+        for d in DIMS:
+            out[f"v_{d}"] = self.val[d]
+            out[f"d_{d}"] = self.day[d]
+        return out
+
+    def apply(self, part: DayPart) -> None:
+        """Days must come in ascending order: a later day always wins."""
+        self.last[part.uid] = part.day
+        for d in DIMS:
+            has = part.values[d] != 0
+            u = part.uid[has]
+            self.val[d][u] = part.values[d][has]
+            self.day[d][u] = part.day
+
+    def window(self, n: int, end: int, first: IntArray, sizes: Mapping[Dim, int]) -> WindowCounts:
+        begin = end - n + 1
+        active = self.last >= begin
+        new = active & (first >= begin)
+        out = WindowCounts(new={}, active={})
+        for d in DIMS:
+            v = np.where(self.day[d] >= begin, self.val[d], 0).astype(np.int64)
+            out.active[d] = np.bincount(v[active], minlength=sizes[d])
+            out.new[d] = np.bincount(v[new], minlength=sizes[d])
+        return out
 
 
 def _scalar(con: Any, sql: str) -> int:

@@ -1,0 +1,344 @@
+"""Issue 5 benchmark: the incremental store against the naive one-query DuckDB baseline.
+
+    .venv/bin/python bench/perf.py --small     # ~1.9 M events, under a minute
+    .venv/bin/python bench/perf.py             # ~40 M events, 3 M users, 40 days
+
+Every measured step runs in its own subprocess (``--step NAME``), so its time and peak RSS
+are its own. Generated input is cached in bench/cache/ (git-ignored). The naive baseline's
+30-day answer is CHECKED equal to the store's. Prints one table (Markdown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / "cache"
+APPID = "wx0000000000000001"
+SECRET = "bench-secret-1"
+END = dt.date(2026, 1, 31)  # generator default; the extra day is END + 1
+
+
+def config(users: int, days: int) -> Any:
+    from userportrait.generate import GeneratorConfig
+
+    return GeneratorConfig(
+        users=users, days=days, apps=1, visits_per_user=13.0, end=END + dt.timedelta(days=1)
+    )
+
+
+def inputs(users: int) -> tuple[Path, Path]:
+    """(40-day file, the 41st day) from one 41-day generated data set, cached."""
+    base, extra = CACHE / f"u{users}-base.parquet", CACHE / f"u{users}-extra.parquet"
+    if base.exists() and extra.exists():
+        return base, extra
+    import duckdb
+
+    from userportrait.generate import write_events
+
+    CACHE.mkdir(exist_ok=True)
+    full = CACHE / f"u{users}-all.parquet"
+    t = time.perf_counter()
+    n = write_events(full, config(users, 41))
+    print(f"generated {n:,} events in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+    con.execute("SET TimeZone = 'Asia/Shanghai'")
+    cut = f"TIMESTAMPTZ '{END + dt.timedelta(days=1)} 00:00:00+08'"
+    for path, cond in ((base, f"ts < {cut}"), (extra, f"ts >= {cut}")):
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet('{full}') WHERE {cond}) TO '{path}' "
+            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1048576)"
+        )
+    con.close()
+    full.unlink()
+    return base, extra
+
+
+# -- steps (each in a fresh process) ------------------------------------------------------
+
+
+def _lake(data: Path) -> Any:
+    from userportrait.settings import Settings
+    from userportrait.store.lake import Lake
+
+    return Lake(Settings(data_dir=data))
+
+
+def step_decode(src: Path, _data: Path) -> dict[str, Any]:
+    """DuckDB reading every value of every column of the raw file once."""
+    import duckdb
+
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "1024MB"})
+    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{src}')").fetchall()]
+    # hash() of every value: nothing can be answered from Parquet statistics.
+    aggs = ", ".join(f"sum(hash({c}))" for c in cols)
+    t = time.perf_counter()
+    con.execute(f"SELECT count(*), {aggs} FROM read_parquet('{src}')").fetchall()
+    return {"s": time.perf_counter() - t}
+
+
+def step_ingest(src: Path, data: Path) -> dict[str, Any]:
+    from userportrait.ingest.pipeline import ingest_file
+
+    shutil.rmtree(data, ignore_errors=True)
+    t = time.perf_counter()
+    report = ingest_file(_lake(data), src)
+    return {"s": time.perf_counter() - t, "events": report.accepted}
+
+
+def step_ingest_lake_only(src: Path, data: Path) -> dict[str, Any]:
+    """The same ingest with the state update switched off (what the lake alone costs)."""
+    from userportrait.store import state
+
+    state.update_state = lambda lake: None
+    return step_ingest(src, data)
+
+
+def step_rebuild(_src: Path, data: Path) -> dict[str, Any]:
+    from userportrait.store.state import StateStore
+
+    t = time.perf_counter()
+    StateStore(_lake(data)).rebuild()
+    return {"s": time.perf_counter() - t}
+
+
+def _query(days: int, end: dt.date = END) -> Any:
+    from userportrait.portrait.query import PortraitQuery
+
+    return PortraitQuery(APPID, end - dt.timedelta(days=days - 1), end)
+
+
+def _dump(counts: Any) -> str:
+    def audience(a: Any) -> dict[str, Any]:
+        a = a.normalized()
+        ids = {d: sorted(v.items()) for d, v in a.ids.items()}
+        return ids | {"devices": sorted((k or "", v) for k, v in a.devices.items())}
+
+    return json.dumps({"new": audience(counts.new), "active": audience(counts.active)})
+
+
+def step_naive(_src: Path, data: Path) -> dict[str, Any]:
+    from userportrait.engine.sql import SQLEngine
+
+    t = time.perf_counter()
+    counts = SQLEngine(_lake(data)).run_portrait(_query(30))
+    return {"s": time.perf_counter() - t, "answer": _dump(counts)}
+
+
+def step_cold(_src: Path, data: Path) -> dict[str, Any]:
+    """30-day window from the day partitions: no window table, nothing cached."""
+    from userportrait.store.state import StateStore, day_number
+
+    t = time.perf_counter()
+    store = StateStore(_lake(data))
+    store.refresh()
+    app = store.manifest.apps[APPID]
+    devices = store._device_list(APPID, app)
+    counts = store.compute(APPID, app, 30, day_number(END), devices)
+    return {"s": time.perf_counter() - t, "answer": _dump(counts)}
+
+
+def step_lookup(_src: Path, data: Path) -> dict[str, Any]:
+    """30-day window through the engine in a fresh process (loads the window table)."""
+    from userportrait.engine import get_engine
+
+    t = time.perf_counter()
+    counts = get_engine("duckdb", _lake(data)).run_portrait(_query(30))
+    return {"s": time.perf_counter() - t, "answer": _dump(counts)}
+
+
+def step_add_day(src: Path, data: Path) -> dict[str, Any]:
+    from userportrait.ingest.pipeline import ingest_file
+
+    t = time.perf_counter()
+    report = ingest_file(_lake(data), src)
+    return {"s": time.perf_counter() - t, "events": report.accepted}
+
+
+STEPS = {
+    "decode": step_decode,
+    "ingest": step_ingest,
+    "ingest_lake_only": step_ingest_lake_only,
+    "rebuild": step_rebuild,
+    "naive": step_naive,
+    "cold": step_cold,
+    "lookup": step_lookup,
+    "add_day": step_add_day,
+}
+
+
+def run_step(name: str, src: Path, data: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--step", name, "--src", str(src), "--data", str(data)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if out.returncode:
+        raise SystemExit(f"step {name} failed:\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  {name}: {result['s']:.2f} s, peak RSS {result['rss_mb']:.0f} MiB", file=sys.stderr)
+    return result
+
+
+# -- served latency over HTTP ---------------------------------------------------------------
+
+
+def served(data: Path, requests: int) -> dict[str, Any]:
+    import httpx
+
+    up = [sys.executable, "-m", "userportrait"]
+    subprocess.run([*up, "apps", "add", "--appid", APPID, "--secret", SECRET,
+                    "--data-dir", str(data)], check=True, capture_output=True)  # fmt: skip
+    env = {**os.environ, "USERPORTRAIT_LIVE_INGEST": "false"}
+    proc = subprocess.Popen([*up, "serve", "--data-dir", str(data), "--port", "0"], env=env,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stderr is not None
+    url = None
+    for line in proc.stderr:
+        m = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
+        if m:
+            url = m.group(1)
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            break
+    assert url, "server did not start"
+    try:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            tok = c.get("/cgi-bin/token", params={"grant_type": "client_credential",
+                        "appid": APPID, "secret": SECRET}).json()["access_token"]  # fmt: skip
+            windows = [(n, END - dt.timedelta(days=k)) for n in (1, 7, 30) for k in range(40)]
+            rng = random.Random(5)
+            rng.shuffle(windows)
+            # First pass: every window once (no answer cache can help); then random repeats.
+            plan = windows + [rng.choice(windows) for _ in range(max(0, requests - len(windows)))]
+            lat_first, lat_all = [], []
+            path = "/datacube/getweanalysisappiduserportrait"
+            for i, (n, end) in enumerate(plan):
+                body = {"begin_date": (end - dt.timedelta(days=n - 1)).strftime("%Y%m%d"),
+                        "end_date": end.strftime("%Y%m%d")}  # fmt: skip
+                t = time.perf_counter()
+                r = c.post(path, params={"access_token": tok}, json=body)
+                ms = (time.perf_counter() - t) * 1000
+                assert r.status_code == 200 and "visit_uv" in r.json(), r.text
+                (lat_first if i < len(windows) else lat_all).append(ms)
+        hwm = _proc_hwm(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return {"first": lat_first, "repeat": lat_all, "rss_mb": hwm}
+
+
+def _proc_hwm(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--small", action="store_true", help="150,000 users (~1.9 M events)")
+    ap.add_argument("--users", type=int, default=None, help="override the user count")
+    ap.add_argument("--requests", type=int, default=600)
+    ap.add_argument("--step", choices=sorted(STEPS))
+    ap.add_argument("--src", type=Path)
+    ap.add_argument("--data", type=Path)
+    args = ap.parse_args()
+    if args.step:
+        result = STEPS[args.step](args.src, args.data)
+        result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+    users = args.users or (150_000 if args.small else 3_000_000)
+    base, extra = inputs(users)
+    data = CACHE / f"u{users}-data"
+    print(f"bench: {users:,} users, data in {data}", file=sys.stderr)
+    r: dict[str, dict[str, Any]] = {}
+    r["decode"] = run_step("decode", base, data)
+    r["ingest_lake_only"] = run_step("ingest_lake_only", base, data)
+    r["ingest"] = run_step("ingest", base, data)
+    r["naive"] = run_step("naive", base, data)
+    r["cold"] = run_step("cold", base, data)
+    r["lookup"] = run_step("lookup", base, data)
+    for name in ("cold", "lookup"):
+        if r[name]["answer"] != r["naive"]["answer"]:
+            raise SystemExit(f"MISMATCH: {name} differs from the naive baseline")
+    print("  answers: store == naive baseline (30-day window)", file=sys.stderr)
+    try:
+        import userportrait.app  # noqa: F401
+
+        http = served(data, args.requests)
+    except ImportError:
+        http = {}
+    r["rebuild"] = run_step("rebuild", base, data)
+    r["add_day"] = run_step("add_day", extra, data)
+    report(users, r, http)
+
+
+def report(users: int, r: dict[str, dict[str, Any]], http: dict[str, Any]) -> None:
+    ev = r["ingest"]["events"]
+    rows = [
+        ("bulk ingest, lake + state (`ingest_file`)", r["ingest"], "≤ 5× decode"),
+        ("  of which lake only (state update off)", r["ingest_lake_only"], ""),
+        ("DuckDB decoding every value of the raw file", r["decode"], "baseline"),
+        ("30-day portrait, naive one-query DuckDB (`sql`)", r["naive"], "baseline"),
+        ("30-day portrait, store, cold, from day partitions", r["cold"], "≥ 10× faster"),
+        ("30-day portrait, store, fresh process, window table", r["lookup"], ""),
+        ("full rebuild of the state from the lake", r["rebuild"], "baseline"),
+        (
+            f"add one day ({r['add_day']['events']:,} events) to the lake + state",
+            r["add_day"],
+            "≤ 1/20 rebuild",
+        ),  # fmt: skip
+    ]
+    print(f"\n{ev:,} events, {users:,} users, 40 days, one appid — "
+          f"{dt.date.today()}, {platform.node()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}\n")  # fmt: skip
+    print("| step | time | peak RSS | target |")
+    print("|---|---:|---:|---|")
+    for name, res, target in rows:
+        print(f"| {name} | {res['s']:.2f} s | {res['rss_mb']:.0f} MiB | {target} |")
+    if http:
+        for label, xs in (("each 1/7/30-day window once", http["first"]),
+                          ("random repeats", http["repeat"])):  # fmt: skip
+            if xs:
+                print(f"| served over HTTP, {label} ({len(xs)} requests) | "
+                      f"p50 {pct(xs, 0.5):.1f} ms, p99 {pct(xs, 0.99):.1f} ms, "
+                      f"mean {statistics.mean(xs):.1f} ms | server {http['rss_mb']:.0f} MiB | "
+                      "p50 ≤ 20 ms, p99 ≤ 100 ms |")  # fmt: skip
+    else:
+        print("| served over HTTP | not measured: userportrait.app is missing | | |")
+    ratios = [
+        ("ingest / decode", r["ingest"]["s"] / r["decode"]["s"], "≤ 5"),
+        ("naive / cold 30-day", r["naive"]["s"] / r["cold"]["s"], "≥ 10"),
+        ("rebuild / add-a-day (state)", r["rebuild"]["s"] / r["add_day"]["s"], "≥ 20"),
+        ("bulk ingest / add-a-day", r["ingest"]["s"] / r["add_day"]["s"], "≥ 20"),
+    ]
+    print("\n| ratio | measured | target |\n|---|---:|---|")
+    for name, value, target in ratios:
+        print(f"| {name} | {value:.1f} | {target} |")
+
+
+if __name__ == "__main__":
+    main()
