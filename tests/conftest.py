@@ -11,6 +11,8 @@ from userportrait.ingest.pipeline import IngestReport, ingest_file
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 
+pytest_plugins = ["tests.server"]  # asgi_client, real_server (issue 4)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")

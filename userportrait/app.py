@@ -1,54 +1,48 @@
-"""``create_app(settings)``: the ASGI app, its routes, error handler and lifespan."""
+"""``create_app(settings)``: the ASGI app, its routes, error handler and lifespan.
+
+Nothing is opened at import time or in ``create_app`` itself: the lifespan opens the lake,
+the engine (``get_engine(settings.engine, lake)``), the app/token store and live ingestion,
+and puts them on ``app.state``.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from userportrait import __version__
 from userportrait.api import errors, native, wechat
+from userportrait.api.access import RequestContext
 from userportrait.auth.quota import Quota
 from userportrait.auth.store import AuthStore
 from userportrait.engine import get_engine
-from userportrait.errors import Busy
 from userportrait.portrait.cached import PortraitCache
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.result import RefDateMode
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 
-access_log = logging.getLogger("userportrait.access")
-
 
 def create_app(settings: Settings) -> FastAPI:
+    mode: RefDateMode = "begin" if settings.ref_date_mode == "begin" else "range"
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         lake = Lake(settings)
         lake.collect_garbage()
         engine = get_engine(settings.engine, lake)
-        cache = PortraitCache(lake, engine)
-        limit_s = settings.query_time_limit_ms / 1000
+        cache = PortraitCache(lake, engine, settings.portrait_cache_entries)
 
         async def run_portrait(query: PortraitQuery) -> dict[str, Any]:
-            mode: RefDateMode = "begin" if settings.ref_date_mode == "begin" else "range"
-            try:
-                body: dict[str, Any] = await asyncio.wait_for(
-                    run_in_threadpool(cache.get, query, mode), limit_s
-                )
-            except TimeoutError:
-                raise Busy(f"portrait took longer than {settings.query_time_limit_ms} ms") from None
-            return body
+            return await cache.aget(query, mode, settings.query_time_limit_ms)
 
         app.state.settings = settings
         app.state.lake = lake
+        app.state.engine = engine
         app.state.auth = AuthStore(
             settings.data_dir / "meta.sqlite",
             ttl_s=settings.token_ttl_s,
@@ -78,10 +72,14 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="userportrait",
         version=__version__,
-        description="WeChat-compatible user portraits (analysis.getUserPortrait) and a native API.",
+        description=(
+            "WeChat-compatible user portraits (analysis.getUserPortrait) and a native API. "
+            "Errors are HTTP 200 with `{errcode, errmsg}` (docs/api.md)."
+        ),
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(RequestContext)
     app.include_router(wechat.router)
     app.include_router(native.router)
     app.include_router(native.health)
@@ -89,20 +87,4 @@ def create_app(settings: Settings) -> FastAPI:
         from userportrait.api import events
 
         app.include_router(events.router)
-
-    @app.middleware("http")
-    async def log_access(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        rid = errors.rid_of(request)
-        response = await call_next(request)
-        response.headers.setdefault("X-Request-Id", rid)
-        access_log.info(json.dumps({
-            "rid": rid, "method": request.method, "path": request.url.path,
-            "status": response.status_code,
-            "ms": round((time.perf_counter() - start) * 1000, 2),
-        }))  # fmt: skip
-        return response
-
     return app

@@ -6,11 +6,17 @@ import logging
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from userportrait.cli import DATA_DIR_OPTION, fail, make_settings
 from userportrait.errors import ServiceError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from userportrait.auth.store import AuthStore
 
 
 @click.command()
@@ -40,24 +46,37 @@ def serve(
     settings = make_settings(data_dir, **overrides)
     app = create_app(settings)
     if get_path:
-        import asyncio
-
-        import httpx
-
-        async def one_get() -> httpx.Response:
-            async with app.router.lifespan_context(app):
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://up") as c:
-                    return await c.get(get_path)
-
-        res = asyncio.run(one_get())
-        click.echo(res.text)
-        sys.exit(0 if res.status_code == 200 and '"errcode"' not in res.text[:12] else 1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        sys.exit(_one_get(app, get_path))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Access lines come from userportrait.access as JSON (rid, method, path, status, ms);
+    # on SIGINT/SIGTERM uvicorn stops accepting, lets requests finish (10 s at most), then
+    # runs the lifespan shutdown (live ingestion flushes, the engine closes).
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level="info", access_log=False,
         timeout_graceful_shutdown=10,
     )  # fmt: skip
+
+
+def _one_get(app: FastAPI, path: str) -> int:
+    """datasette-style smoke test: one in-process GET, body printed; 0 unless an error."""
+    import asyncio
+
+    import httpx
+
+    async def get() -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+                return await c.get(path)
+
+    res = asyncio.run(get())
+    click.echo(res.text)
+    try:
+        body = res.json()
+    except ValueError:
+        body = None
+    failed = isinstance(body, dict) and body.get("errcode", 0) != 0
+    return 1 if res.status_code != 200 or failed else 0
 
 
 @click.group()
@@ -65,7 +84,7 @@ def apps() -> None:
     """Register and manage the apps (appid + secret) that may call the API."""
 
 
-def _store(data_dir: Path | None):  # type: ignore[no-untyped-def]
+def _store(data_dir: Path | None) -> AuthStore:
     from userportrait.auth.store import AuthStore
 
     settings = make_settings(data_dir)

@@ -14,14 +14,18 @@ CLI prints ``errmsg`` on one line. The client maps errcodes back to the same cla
     │   ├── InvalidCredential (40001)
     │   ├── InvalidAppSecret (40125)
     │   ├── AccessTokenMissing (41001)
+    │   ├── AppIdMissing (41002)
+    │   ├── AppSecretMissing (41004)
     │   ├── AccessTokenExpired (42001)
     │   └── Unauthorized (48001)
+    ├── RequireGet (43001)
     ├── RequirePost (43002)
     ├── QuotaExceeded
     │   ├── DailyQuotaExceeded (45009)
     │   └── MinuteQuotaExceeded (45011)
     ├── PayloadTooLarge (45002 / HTTP 413)
     ├── Busy (-1 / HTTP 503, retryable)
+    ├── QueryTimeout (-1, system busy) — a portrait ran past query_time_limit_ms
     └── InputError (-1) — CLI-side problems: missing file, unknown format, wrong columns
 """
 
@@ -101,9 +105,24 @@ class AccessTokenExpired(AuthError):
     errmsg = "access_token expired"
 
 
+class AppIdMissing(AuthError):
+    errcode = 41002
+    errmsg = "appid missing"
+
+
+class AppSecretMissing(AuthError):
+    errcode = 41004
+    errmsg = "appsecret missing"
+
+
 class Unauthorized(AuthError):
     errcode = 48001
     errmsg = "api unauthorized"
+
+
+class RequireGet(ServiceError):
+    errcode = 43001
+    errmsg = "require GET method"
 
 
 class RequirePost(ServiceError):
@@ -137,6 +156,12 @@ class Busy(ServiceError):
     http_status = 503
 
 
+class QueryTimeout(ServiceError):
+    """HTTP 200 (unlike Busy), so WeChat SDKs see errcode -1 rather than a transport error."""
+
+    errmsg = "system busy"
+
+
 class InputError(ServiceError):
     """A problem with what the user handed the CLI (file, format, columns)."""
 
@@ -155,10 +180,21 @@ def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
     return out
 
 
+#: Classes the client never maps a code back to: they share -1 with ServiceError.
+_SIDELINES: tuple[type[ServiceError], ...] = (InputError, Busy, QueryTimeout)
+
+
 def error_for_code(errcode: int) -> type[ServiceError]:
-    """The most general class carrying ``errcode`` (the client maps codes back with this)."""
-    candidates: list[type[ServiceError]] = [ServiceError, *_all_subclasses(ServiceError)]
-    for cls in candidates:
-        if cls.errcode == errcode and cls is not InputError:
-            return cls
-    return ServiceError
+    """The class to raise for ``errcode`` seen in a response body.
+
+    The most specific class carrying the code (40001 -> InvalidCredential, 45009 ->
+    DailyQuotaExceeded), so that ``except`` clauses on either the leaf or its parents work;
+    -1 and unknown codes give ServiceError.
+    """
+    best: type[ServiceError] = ServiceError
+    for cls in _all_subclasses(ServiceError):
+        if cls.errcode != errcode or issubclass(cls, _SIDELINES):
+            continue
+        if best is ServiceError or len(cls.__mro__) > len(best.__mro__):
+            best = cls
+    return best

@@ -40,6 +40,7 @@ class Settings:
     quota_per_day: int = 0
     quota_per_minute: int = 0
     query_time_limit_ms: int = 30_000
+    portrait_cache_entries: int = 512
     wechat_base_url: str = "https://api.weixin.qq.com"
     live_ingest: bool = True
     live_flush_interval_ms: int = 2000
@@ -97,7 +98,8 @@ SETTINGS: Final[dict[str, str]] = {
     "token_overlap_s": "How long the previous token stays valid after /cgi-bin/token issues a new one.",
     "quota_per_day": "Datacube calls allowed per app per day (0 = unlimited); beyond it 45009.",
     "quota_per_minute": "Datacube calls allowed per app per minute (0 = unlimited); beyond it 45011.",
-    "query_time_limit_ms": "Time limit for one portrait computation, in milliseconds.",
+    "query_time_limit_ms": "Time limit for one portrait request, in milliseconds; beyond it -1 system busy.",
+    "portrait_cache_entries": "Answers kept in the server's LRU cache (keyed by window and store version).",
     "wechat_base_url": "Base URL that API-security signatures name (WeChat's own host).",
     "live_ingest": "Accept events over HTTP (POST /v1/events) through the write-ahead log.",
     "live_flush_interval_ms": "How often received events are loaded into the store (visible in portraits), in ms.",

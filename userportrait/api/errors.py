@@ -1,21 +1,29 @@
-"""The one place errors become WeChat error bodies (SPEC §4, wechat-protocol §4.1-4.3)."""
+"""The one place errors become WeChat error bodies (SPEC §4, wechat-protocol §4.1-4.3).
+
+``handle`` is the only exception handler; it is registered for ``ServiceError``,
+FastAPI's validation error, Starlette's ``HTTPException`` and ``Exception`` (Starlette looks
+handlers up along the exception's MRO). Routes under ``/wxa/cloud/<api>`` get the
+cloud-call form ``{"errCode", "errMsg": "openapi.<api>:fail <msg> rid: …"}``.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from userportrait.errors import InvalidRequest, RequirePost, ServiceError
+from userportrait.errors import InvalidRequest, RequireGet, RequirePost, ServiceError
 
 log = logging.getLogger("userportrait.api")
-WECHAT_JSON = "application/json; encoding=utf-8"
+WECHAT_JSON: Final = "application/json; encoding=utf-8"
+CLOUD_PREFIX: Final = "/wxa/cloud/"
 
 
 class WeChatJSON(JSONResponse):
@@ -24,8 +32,6 @@ class WeChatJSON(JSONResponse):
     media_type = WECHAT_JSON
 
     def render(self, content: Any) -> bytes:
-        import json
-
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -41,45 +47,58 @@ def rid_of(request: Request) -> str:
     return str(rid)
 
 
-def error_body(exc: ServiceError, rid: str) -> dict[str, Any]:
-    return {"errcode": exc.errcode, "errmsg": f"{exc.message} rid: {rid}"}
+def cloud_api(path: str) -> str | None:
+    """``analysis.getUserPortrait`` for ``/wxa/cloud/analysis.getUserPortrait``, else None."""
+    if path.startswith(CLOUD_PREFIX) and len(path) > len(CLOUD_PREFIX):
+        return path[len(CLOUD_PREFIX) :]
+    return None
 
 
-def error_response(exc: ServiceError, request: Request) -> WeChatJSON:
+def error_body(exc: ServiceError, rid: str, path: str = "/") -> dict[str, Any]:
+    errmsg = f"{exc.message} rid: {rid}"
+    api = cloud_api(path)
+    if api is not None:
+        return {"errCode": exc.errcode, "errMsg": f"openapi.{api}:fail {errmsg}"}
+    return {"errcode": exc.errcode, "errmsg": errmsg}
+
+
+def _translate(request: Request, exc: Exception) -> tuple[ServiceError, int | None]:
+    """The ServiceError to render for ``exc``, and an HTTP status overriding its own."""
+    if isinstance(exc, ServiceError):
+        return exc, None
+    if isinstance(exc, RequestValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+            for e in exc.errors()
+        )
+        return InvalidRequest(problems[:200]), None
+    if isinstance(exc, HTTPException):
+        if exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            return (RequirePost() if "POST" in allowed else RequireGet()), None
+        if exc.status_code == 404:
+            return ServiceError(f"no such API: {request.method} {request.url.path}"), 404
+        return ServiceError(f"{exc.status_code} {exc.detail}"), exc.status_code
+    log.error("rid=%s unexpected error", rid_of(request), exc_info=exc)
+    return ServiceError(), None
+
+
+async def handle(request: Request, exc: Exception) -> WeChatJSON:
+    """The one exception handler: any exception -> WeChat (or cloud-call) error body."""
+    err, status = _translate(request, exc)
     rid = rid_of(request)
+    if isinstance(exc, ServiceError):
+        log.info("rid=%s errcode=%s %s", rid, err.errcode, err.message)
     headers = {"X-Request-Id": rid}
-    if exc.http_status == 503:
+    if err.http_status == 503:
         headers["Retry-After"] = "1"
-    return WeChatJSON(error_body(exc, rid), status_code=exc.http_status, headers=headers)
-
-
-async def _service_error(request: Request, exc: Exception) -> WeChatJSON:
-    assert isinstance(exc, ServiceError)
-    log.info("rid=%s errcode=%s %s", rid_of(request), exc.errcode, exc.message)
-    return error_response(exc, request)
-
-
-async def _validation_error(request: Request, exc: Exception) -> WeChatJSON:
-    return error_response(InvalidRequest(str(exc)[:200]), request)
-
-
-async def _http_error(request: Request, exc: Exception) -> WeChatJSON:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 405:
-        return error_response(RequirePost(), request)
-    err = ServiceError(f"{exc.status_code} {exc.detail}")
-    response = error_response(err, request)
-    response.status_code = exc.status_code
-    return response
-
-
-async def _unexpected(request: Request, exc: Exception) -> WeChatJSON:
-    log.exception("rid=%s unexpected error", rid_of(request))
-    return error_response(ServiceError(), request)
+    return WeChatJSON(
+        error_body(err, rid, request.url.path),
+        status_code=status or err.http_status,
+        headers=headers,
+    )
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    for key in (ServiceError, RequestValidationError, HTTPException, Exception):
+        app.add_exception_handler(key, handle)

@@ -1,12 +1,14 @@
-"""The native API (``/v1``): any window, JSON or CSV, documented in OpenAPI."""
+"""The native API (``/v1``): any window, JSON or CSV, documented in OpenAPI; ``/healthz``."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
 
 from userportrait import __version__
 from userportrait.api.errors import WeChatJSON
@@ -14,12 +16,52 @@ from userportrait.errors import Unauthorized
 from userportrait.portrait.export import portrait_csv
 from userportrait.portrait.request import make_query, parse_date
 
+log = logging.getLogger("userportrait.api")
 router = APIRouter(prefix="/v1", tags=["native"])
+
+
+class Item(BaseModel):
+    id: int | None = Field(None, description="Value id (absent for devices)")
+    name: str
+    value: int = Field(description="Distinct users")
+
+
+class Audience(BaseModel):
+    province: list[Item]
+    city: list[Item]
+    genders: list[Item]
+    platforms: list[Item]
+    devices: list[Item]
+    ages: list[Item]
+
+
+class PortraitBody(BaseModel):
+    """WeChat's getUserPortrait success body."""
+
+    ref_date: str = Field(examples=["20240610-20240612"])
+    visit_uv_new: Audience
+    visit_uv: Audience
+
+
+class ErrorBody(BaseModel):
+    """Every error, HTTP 200: ``errmsg`` ends with `` rid: xxxxxxxx-xxxxxxxx-xxxxxxxx``."""
+
+    errcode: int = Field(examples=[40001])
+    errmsg: str = Field(
+        examples=["invalid credential, access_token is invalid or not latest rid: 6690ab12-…"]
+    )
+
+
+class Health(BaseModel):
+    status: Literal["ok", "error"]
+    version: str
+    store_version: int | None = Field(description="Grows with every committed ingest batch")
 
 
 async def app_of_token(
     request: Request, access_token: str | None, authorization: str | None
 ) -> str:
+    """The appid of the query ``access_token`` or the ``Authorization: Bearer`` token."""
     token = access_token
     if not token and authorization and authorization.lower().startswith("bearer "):
         token = authorization[7:].strip()
@@ -30,9 +72,15 @@ async def app_of_token(
 @router.get(
     "/apps/{appid}/portrait",
     summary="Portrait of new and active users for any window",
-    responses={200: {"description": "WeChat's success body (JSON) or its rows (CSV)",
-                     "content": {"text/csv": {}}}},
-)  # fmt: skip
+    response_model=PortraitBody | ErrorBody,
+    responses={
+        200: {
+            "description": "WeChat's success body (JSON) or its rows (CSV: ref_date, "
+            "audience, dimension, id, name, value); errors are ErrorBody, also HTTP 200.",
+            "content": {"text/csv": {}},
+        }
+    },
+)
 async def native_portrait(
     request: Request,
     appid: str,
@@ -54,7 +102,19 @@ async def native_portrait(
 health = APIRouter(tags=["health"])
 
 
-@health.get("/healthz", summary="Liveness and store version")
-async def healthz(request: Request) -> dict[str, Any]:
-    version = await run_in_threadpool(request.app.state.lake.catalog.version)
-    return {"status": "ok", "version": __version__, "store_version": version}
+@health.get(
+    "/healthz",
+    summary="Liveness: the store answers; versions",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The store cannot be read"}},
+)
+async def healthz(request: Request) -> JSONResponse:
+    try:
+        version: int | None = await run_in_threadpool(request.app.state.lake.catalog.version)
+        status, code = "ok", 200
+    except Exception:
+        log.exception("health check: store unreachable")
+        version, status, code = None, "error", 503
+    return JSONResponse(
+        {"status": status, "version": __version__, "store_version": version}, status_code=code
+    )

@@ -1,58 +1,80 @@
-"""WeChat-compatible routes: tokens, the datacube portrait, and the cloud-call form."""
+"""WeChat-compatible routes: tokens, the datacube portrait, and the cloud-call form.
+
+Each handler reads what WeChat's clients send (raw bodies, whatever the Content-Type), calls
+one domain function and serializes; errors are raised and rendered by ``api/errors.py``.
+A GET on a POST-only route is a 405 there, answered as 43002 ``require POST method``.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from userportrait.api.errors import WeChatJSON, error_body, rid_of
-from userportrait.errors import InvalidGrantType, InvalidRequest, RequirePost, ServiceError
+from userportrait.api.errors import CLOUD_PREFIX, WeChatJSON
+from userportrait.errors import EmptyPostData, InvalidGrantType, InvalidRequest
 from userportrait.portrait.request import make_query, parse_body
+from userportrait.portrait.result import to_cloud
 
-router = APIRouter(include_in_schema=False)
-PORTRAIT_PATH = "/datacube/getweanalysisappiduserportrait"
-CLOUD_PATH = "/wxa/cloud/analysis.getUserPortrait"
+router = APIRouter(tags=["WeChat-compatible"])
+PORTRAIT_PATH: Final = "/datacube/getweanalysisappiduserportrait"
+CLOUD_PATH: Final = CLOUD_PREFIX + "analysis.getUserPortrait"
+GRANT_TYPE: Final = "client_credential"
+
+_TOKEN_DOC: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"description": '`{"access_token": "…", "expires_in": 7200}`'}
+}
 
 
-def _need(value: str | None, name: str) -> str:
-    if not value:
-        raise InvalidRequest(f"{name} missing")
-    return value
+def _json_body(description: str, example: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI text for a route that reads its raw body itself."""
+    return {
+        "requestBody": {
+            "description": description,
+            "content": {"application/json": {"example": example}},
+        }
+    }
 
 
-@router.get("/cgi-bin/token")
+@router.get("/cgi-bin/token", summary="access_token (auth.getAccessToken)", responses=_TOKEN_DOC)
 async def token(
-    request: Request, grant_type: str | None = None, appid: str | None = None,
+    request: Request,
+    grant_type: str | None = None,
+    appid: str | None = None,
     secret: str | None = None,
-) -> WeChatJSON:  # fmt: skip
-    if grant_type != "client_credential":
+) -> WeChatJSON:
+    if grant_type != GRANT_TYPE:
         raise InvalidGrantType()
-    auth = request.app.state.auth
-    issued = await run_in_threadpool(
-        auth.issue_token, _need(appid, "appid"), _need(secret, "secret")
-    )
+    issued = await run_in_threadpool(request.app.state.auth.issue_token, appid, secret)
     return WeChatJSON({"access_token": issued.token, "expires_in": issued.expires_in})
 
 
-@router.post("/cgi-bin/stable_token")
+@router.post(
+    "/cgi-bin/stable_token",
+    summary="Stable access_token (auth.getStableAccessToken)",
+    responses=_TOKEN_DOC,
+    openapi_extra=_json_body(
+        "JSON, whatever the Content-Type",
+        {"grant_type": GRANT_TYPE, "appid": "wx…", "secret": "…", "force_refresh": False},
+    ),
+)
 async def stable_token(request: Request) -> WeChatJSON:
     body = _json_object(await request.body())
-    if body.get("grant_type") != "client_credential":
+    if body.get("grant_type") != GRANT_TYPE:
         raise InvalidGrantType()
     appid, secret = body.get("appid"), body.get("secret")
     force = body.get("force_refresh", False)
-    if not isinstance(appid, str) or not isinstance(secret, str) or not isinstance(force, bool):
-        raise InvalidRequest("appid and secret must be strings, force_refresh a boolean")
+    if not isinstance(appid, str | None) or not isinstance(secret, str | None):
+        raise InvalidRequest("appid and secret must be strings")
+    if not isinstance(force, bool):
+        raise InvalidRequest("force_refresh must be true or false")
     issued = await run_in_threadpool(request.app.state.auth.stable_token, appid, secret, force)
     return WeChatJSON({"access_token": issued.token, "expires_in": issued.expires_in})
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
-    from userportrait.errors import EmptyPostData
-
     if not raw.strip():
         raise EmptyPostData()
     try:
@@ -74,28 +96,24 @@ async def _portrait(request: Request, camel: bool) -> dict[str, Any]:
     return body
 
 
-@router.post(PORTRAIT_PATH)
+@router.post(
+    PORTRAIT_PATH,
+    summary="User portrait (analysis.getUserPortrait)",
+    openapi_extra=_json_body(
+        "JSON, whatever the Content-Type; dates yyyymmdd or yyyy-mm-dd",
+        {"begin_date": "20170611", "end_date": "20170617"},
+    ),
+)
 async def user_portrait(request: Request) -> WeChatJSON:
     return WeChatJSON(await _portrait(request, camel=False))
 
 
-@router.post(CLOUD_PATH)
+@router.post(
+    CLOUD_PATH,
+    summary="User portrait, cloud-call form (camelCase in and out)",
+    openapi_extra=_json_body(
+        "JSON, whatever the Content-Type", {"beginDate": "20170611", "endDate": "20170617"}
+    ),
+)
 async def cloud_user_portrait(request: Request) -> WeChatJSON:
-    """The cloud-call form: camelCase in and out, errCode/errMsg on every answer."""
-    from userportrait.portrait.result import to_cloud
-
-    try:
-        return WeChatJSON(to_cloud(await _portrait(request, camel=True)))
-    except ServiceError as exc:
-        body = error_body(exc, rid_of(request))
-        return WeChatJSON({
-            "errCode": body["errcode"],
-            "errMsg": f"openapi.analysis.getUserPortrait:fail {body['errmsg']}",
-        })  # fmt: skip
-
-
-@router.get(PORTRAIT_PATH)
-@router.get(CLOUD_PATH)
-@router.get("/cgi-bin/stable_token")
-async def require_post() -> None:
-    raise RequirePost()
+    return WeChatJSON(to_cloud(await _portrait(request, camel=True)))

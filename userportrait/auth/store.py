@@ -24,6 +24,8 @@ from typing import Final
 from userportrait.errors import (
     AccessTokenExpired,
     AccessTokenMissing,
+    AppIdMissing,
+    AppSecretMissing,
     InvalidAppId,
     InvalidAppSecret,
     InvalidCredential,
@@ -42,6 +44,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 CREATE INDEX IF NOT EXISTS tokens_app ON tokens(appid, kind);
 CREATE TABLE IF NOT EXISTS force_refresh (appid TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS stable_plain (digest TEXT PRIMARY KEY, token TEXT);
 """
 FORCE_REFRESH_PER_DAY: Final = 20
 FORCE_REFRESH_GAP_S: Final = 30
@@ -112,18 +115,29 @@ class AuthStore:
                 "UPDATE tokens SET revoked_at = ? WHERE appid = ? AND revoked_at IS NULL",
                 (self.now(), appid),
             )
+            self._forget_plain(con, appid)
 
     def remove_app(self, appid: str) -> None:
         with self._db() as con:
             if con.execute("DELETE FROM apps WHERE appid = ?", (appid,)).rowcount == 0:
                 raise InvalidAppId(f"{appid} is not registered")
+            self._forget_plain(con, appid)
             con.execute("DELETE FROM tokens WHERE appid = ?", (appid,))
 
     def apps(self) -> list[tuple[str, float]]:
         with self._db() as con:
             return list(con.execute("SELECT appid, created_at FROM apps ORDER BY appid"))
 
-    def check_secret(self, appid: str, secret: str) -> None:
+    def check_secret(self, appid: str | None, secret: str | None) -> str:
+        """The appid if ``secret`` is its secret; 41002 / 41004 / 40013 / 40125 otherwise.
+
+        A wrong secret is 40125 ``invalid appsecret``, as the live platform answers today
+        (its docs still name 40001 for it; docs/api.md).
+        """
+        if not appid:
+            raise AppIdMissing()
+        if not secret:
+            raise AppSecretMissing()
         with self._db() as con:
             row = con.execute(
                 "SELECT salt, secret_hash FROM apps WHERE appid = ?", (appid,)
@@ -132,11 +146,12 @@ class AuthStore:
             raise InvalidAppId()
         if not hmac.compare_digest(_hash_secret(secret, row[0]), row[1]):
             raise InvalidAppSecret()
+        return appid
 
     # -- tokens ----------------------------------------------------------------------------
-    def issue_token(self, appid: str, secret: str) -> Issued:
+    def issue_token(self, appid: str | None, secret: str | None) -> Issued:
         """``/cgi-bin/token``: a new token; earlier ones keep at most the overlap."""
-        self.check_secret(appid, secret)
+        appid = self.check_secret(appid, secret)
         now = self.now()
         with self._db() as con:
             con.execute(
@@ -146,9 +161,9 @@ class AuthStore:
             )
             return self._new(con, appid, "token", now)
 
-    def stable_token(self, appid: str, secret: str, force_refresh: bool) -> Issued:
+    def stable_token(self, appid: str | None, secret: str | None, force_refresh: bool) -> Issued:
         """``/cgi-bin/stable_token``: the same token while valid (refreshed near expiry)."""
-        self.check_secret(appid, secret)
+        appid = self.check_secret(appid, secret)
         now = self.now()
         with self._db() as con:
             con.execute("BEGIN IMMEDIATE")
@@ -173,6 +188,7 @@ class AuthStore:
                 "AND revoked_at IS NULL",
                 (now, appid),
             )
+            self._forget_plain(con, appid)
             return self._new(con, appid, "stable", now)
         if row is not None and row[1] - now > self.overlap:
             token = con.execute(
@@ -190,7 +206,24 @@ class AuthStore:
         count, last = recent
         return count < FORCE_REFRESH_PER_DAY and (last is None or now - last >= FORCE_REFRESH_GAP_S)
 
+    @staticmethod
+    def _forget_plain(con: sqlite3.Connection, appid: str) -> None:
+        con.execute(
+            "DELETE FROM stable_plain WHERE digest IN "
+            "(SELECT digest FROM tokens WHERE appid = ? AND kind = 'stable')",
+            (appid,),
+        )
+
     def _new(self, con: sqlite3.Connection, appid: str, kind: str, now: float) -> Issued:
+        # Tokens dead for a day are of no use, even to tell 40001 from 42001.
+        dead = (appid, now - 86_400)
+        con.execute(
+            "DELETE FROM stable_plain WHERE digest IN "
+            "(SELECT digest FROM tokens WHERE appid = ? AND expires_at < ?)",
+            dead,
+        )
+        con.execute("DELETE FROM tokens WHERE appid = ? AND expires_at < ?", dead)
+        con.execute("DELETE FROM force_refresh WHERE appid = ? AND at < ?", dead)
         token = secrets.token_urlsafe(96)
         con.execute(
             "INSERT INTO tokens(digest, appid, kind, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
@@ -199,9 +232,6 @@ class AuthStore:
         if kind == "stable":
             # The same stable token is handed out again, so it must be recoverable; it is
             # kept beside its digest (the file is the server's own, like its TLS key).
-            con.execute(
-                "CREATE TABLE IF NOT EXISTS stable_plain (digest TEXT PRIMARY KEY, token TEXT)"
-            )
             con.execute("INSERT INTO stable_plain VALUES (?, ?)", (_digest(token), token))
         return Issued(token, self.ttl)
 
@@ -211,21 +241,14 @@ class AuthStore:
             raise AccessTokenMissing()
         with self._db() as con:
             row = con.execute(
-                "SELECT appid, expires_at, revoked_at FROM tokens WHERE digest = ?",
+                "SELECT appid, issued_at, expires_at, revoked_at FROM tokens WHERE digest = ?",
                 (_digest(token),),
             ).fetchone()
-        if row is None or row[2] is not None:
+        if row is None or row[3] is not None:
             raise InvalidCredential()
-        appid, expires_at, _ = row
+        appid, issued_at, expires_at, _ = row
         if expires_at <= self.now():
-            if expires_at - self._issued(token) < self.ttl:  # cut short by a newer token
+            if expires_at - issued_at < self.ttl:  # cut short by a newer token: "not latest"
                 raise InvalidCredential()
             raise AccessTokenExpired()
         return str(appid)
-
-    def _issued(self, token: str) -> float:
-        with self._db() as con:
-            row = con.execute(
-                "SELECT issued_at FROM tokens WHERE digest = ?", (_digest(token),)
-            ).fetchone()
-        return float(row[0]) if row else 0.0

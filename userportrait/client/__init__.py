@@ -1,4 +1,7 @@
-"""Python client for userportrait's WeChat-compatible and native APIs (imports only httpx)."""
+"""Python client for userportrait's WeChat-compatible and native APIs (imports only httpx).
+
+Errors are the server's own classes (``userportrait.errors``), mapped back from errcodes.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +10,38 @@ from userportrait.client._exceptions import TransportError
 from userportrait.errors import (
     AccessTokenExpired,
     AccessTokenMissing,
+    AuthError,
+    DailyQuotaExceeded,
+    EmptyPostData,
+    InvalidAppId,
     InvalidAppSecret,
     InvalidCredential,
     InvalidDate,
     InvalidDateRange,
     InvalidRequest,
+    MinuteQuotaExceeded,
+    QuotaExceeded,
     ServiceError,
+    Unauthorized,
 )
 
 __all__ = [
     "AccessTokenExpired",
     "AccessTokenMissing",
     "AsyncClient",
+    "AuthError",
     "Client",
+    "DailyQuotaExceeded",
+    "EmptyPostData",
+    "InvalidAppId",
     "InvalidAppSecret",
     "InvalidCredential",
     "InvalidDate",
     "InvalidDateRange",
     "InvalidRequest",
+    "MinuteQuotaExceeded",
+    "QuotaExceeded",
     "ServiceError",
     "TransportError",
+    "Unauthorized",
 ]

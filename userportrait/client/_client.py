@@ -1,18 +1,26 @@
-"""``Client`` / ``AsyncClient``: tokens fetched and cached, both portrait APIs, typed errors."""
+"""``Client`` / ``AsyncClient``: tokens fetched and cached, both portrait APIs, typed errors.
+
+The two classes share everything but I/O (``_Session``): the token cache (refreshed
+``refresh_margin_s`` before it expires) and the rule that a request rejected with
+40001/42001 is retried once with a fresh token (the token may have been superseded by
+another process or have run out early).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final, Literal
 
 import httpx
 
 from userportrait.client._exceptions import TransportError, raise_for_body
-from userportrait.errors import AccessTokenExpired, InvalidCredential
 
-REFRESH_MARGIN_S = 60
-PORTRAIT_PATH = "/datacube/getweanalysisappiduserportrait"
+PORTRAIT_PATH: Final = "/datacube/getweanalysisappiduserportrait"
+TOKEN_PATH: Final = "/cgi-bin/token"
+RETRY_CODES: Final = frozenset({40001, 40014, 42001})
+Format = Literal["json", "csv"]
 
 
 def _day(value: dt.date | str) -> str:
@@ -20,40 +28,83 @@ def _day(value: dt.date | str) -> str:
 
 
 def _json(res: httpx.Response) -> Any:
+    """The JSON body, or the mapped exception for an error body or a transport failure."""
     try:
         body = res.json()
     except ValueError:
-        raise TransportError(f"HTTP {res.status_code}: not JSON") from None
+        raise TransportError(f"HTTP {res.status_code}: the answer is not JSON") from None
     raise_for_body(body)
     if res.status_code >= 400:
         raise TransportError(f"HTTP {res.status_code}")
     return body
 
 
-class _Tokens:
-    def __init__(self) -> None:
+def _token_rejected(res: httpx.Response) -> bool:
+    if "json" not in res.headers.get("content-type", ""):
+        return False
+    try:
+        body = res.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("errcode") in RETRY_CODES
+
+
+class _Session:
+    """Token state and request shapes, without I/O."""
+
+    def __init__(
+        self, appid: str, secret: str, refresh_margin_s: float, now: Callable[[], float]
+    ) -> None:
+        self.appid, self.secret = appid, secret
+        self.margin = refresh_margin_s
+        self.now = now
         self.token: str | None = None
         self.expires_at = 0.0
 
-    def valid(self) -> bool:
-        return self.token is not None and time.time() < self.expires_at - REFRESH_MARGIN_S
+    def cached(self) -> str | None:
+        if self.token is not None and self.now() < self.expires_at - self.margin:
+            return self.token
+        return None
 
-    def set(self, body: dict[str, Any]) -> str:
+    def token_params(self) -> dict[str, str]:
+        return {"grant_type": "client_credential", "appid": self.appid, "secret": self.secret}
+
+    def store(self, body: Any) -> str:
         self.token = str(body["access_token"])
-        self.expires_at = time.time() + int(body.get("expires_in", 7200))
+        self.expires_at = self.now() + int(body.get("expires_in", 7200))
         return self.token
+
+    def portrait_request(self, begin: dt.date | str, end: dt.date | str) -> dict[str, Any]:
+        return {"method": "POST", "url": PORTRAIT_PATH,
+                "json": {"begin_date": _day(begin), "end_date": _day(end)}}  # fmt: skip
+
+    def native_request(
+        self, begin: dt.date | str, end: dt.date | str, format: Format
+    ) -> dict[str, Any]:
+        return {"method": "GET", "url": f"/v1/apps/{self.appid}/portrait",
+                "params": {"begin": _day(begin), "end": _day(end), "format": format}}  # fmt: skip
 
 
 class Client:
     """Synchronous client. ``transport`` lets tests use ``httpx.MockTransport``."""
 
     def __init__(
-        self, base_url: str, appid: str, secret: str, *,
-        transport: httpx.BaseTransport | None = None, timeout: float = 30.0,
-    ) -> None:  # fmt: skip
-        self.appid, self.secret = appid, secret
+        self,
+        base_url: str,
+        appid: str,
+        secret: str,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        timeout: float = 30.0,
+        refresh_margin_s: float = 60.0,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._session = _Session(appid, secret, refresh_margin_s, now)
         self._http = httpx.Client(base_url=base_url, transport=transport, timeout=timeout)
-        self._tokens = _Tokens()
+
+    @property
+    def appid(self) -> str:
+        return self._session.appid
 
     def __enter__(self) -> Client:
         return self
@@ -65,45 +116,34 @@ class Client:
         self._http.close()
 
     def access_token(self, refresh: bool = False) -> str:
-        if refresh or not self._tokens.valid():
-            params = {"grant_type": "client_credential", "appid": self.appid, "secret": self.secret}
-            return self._tokens.set(_json(self._http.get("/cgi-bin/token", params=params)))
-        assert self._tokens.token is not None
-        return self._tokens.token
+        """The cached token, or a new one from ``/cgi-bin/token``."""
+        token = None if refresh else self._session.cached()
+        if token is None:
+            res = self._http.get(TOKEN_PATH, params=self._session.token_params())
+            token = self._session.store(_json(res))
+        return token
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, request: dict[str, Any]) -> httpx.Response:
+        params = request.pop("params", {})
         for attempt in (0, 1):
-            params = {**kwargs.pop("params", {}), "access_token": self.access_token(attempt == 1)}
-            res = self._http.request(method, path, params=params, **kwargs)
-            try:
-                _json(res) if res.headers.get("content-type", "").startswith(
-                    "application/json"
-                ) else None
-            except (InvalidCredential, AccessTokenExpired):
-                if attempt == 0:
-                    kwargs["params"] = {k: v for k, v in params.items() if k != "access_token"}
-                    continue
-                raise
+            token = self.access_token(refresh=attempt == 1)
+            res = self._http.request(**request, params={**params, "access_token": token})
+            if attempt == 0 and _token_rejected(res):
+                continue
             return res
         raise AssertionError("unreachable")
 
     def portrait(self, begin: dt.date | str, end: dt.date | str) -> dict[str, Any]:
         """WeChat's getUserPortrait (WeChat's limits apply unless the server lifts them)."""
-        res = self._call(
-            "POST", PORTRAIT_PATH, json={"begin_date": _day(begin), "end_date": _day(end)}
-        )
-        body: dict[str, Any] = _json(res)
+        body: dict[str, Any] = _json(self._send(self._session.portrait_request(begin, end)))
         return body
 
     def native_portrait(
-        self, begin: dt.date | str, end: dt.date | str, format: str = "json"
+        self, begin: dt.date | str, end: dt.date | str, format: Format = "json"
     ) -> dict[str, Any] | str:
         """Any window through the native API; ``format='csv'`` returns CSV text."""
-        res = self._call(
-            "GET", f"/v1/apps/{self.appid}/portrait",
-            params={"begin": _day(begin), "end": _day(end), "format": format},
-        )  # fmt: skip
-        if format == "csv":
+        res = self._send(self._session.native_request(begin, end, format))
+        if format == "csv" and res.headers.get("content-type", "").startswith("text/csv"):
             return res.text
         body: dict[str, Any] = _json(res)
         return body
@@ -113,12 +153,22 @@ class AsyncClient:
     """The same API for asyncio."""
 
     def __init__(
-        self, base_url: str, appid: str, secret: str, *,
-        transport: httpx.AsyncBaseTransport | None = None, timeout: float = 30.0,
-    ) -> None:  # fmt: skip
-        self.appid, self.secret = appid, secret
+        self,
+        base_url: str,
+        appid: str,
+        secret: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        timeout: float = 30.0,
+        refresh_margin_s: float = 60.0,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._session = _Session(appid, secret, refresh_margin_s, now)
         self._http = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout)
-        self._tokens = _Tokens()
+
+    @property
+    def appid(self) -> str:
+        return self._session.appid
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -130,24 +180,31 @@ class AsyncClient:
         await self._http.aclose()
 
     async def access_token(self, refresh: bool = False) -> str:
-        if refresh or not self._tokens.valid():
-            params = {"grant_type": "client_credential", "appid": self.appid, "secret": self.secret}
-            return self._tokens.set(_json(await self._http.get("/cgi-bin/token", params=params)))
-        assert self._tokens.token is not None
-        return self._tokens.token
+        token = None if refresh else self._session.cached()
+        if token is None:
+            res = await self._http.get(TOKEN_PATH, params=self._session.token_params())
+            token = self._session.store(_json(res))
+        return token
+
+    async def _send(self, request: dict[str, Any]) -> httpx.Response:
+        params = request.pop("params", {})
+        for attempt in (0, 1):
+            token = await self.access_token(refresh=attempt == 1)
+            res = await self._http.request(**request, params={**params, "access_token": token})
+            if attempt == 0 and _token_rejected(res):
+                continue
+            return res
+        raise AssertionError("unreachable")
 
     async def portrait(self, begin: dt.date | str, end: dt.date | str) -> dict[str, Any]:
-        for attempt in (0, 1):
-            token = await self.access_token(attempt == 1)
-            res = await self._http.post(
-                PORTRAIT_PATH, params={"access_token": token},
-                json={"begin_date": _day(begin), "end_date": _day(end)},
-            )  # fmt: skip
-            try:
-                body: dict[str, Any] = _json(res)
-            except (InvalidCredential, AccessTokenExpired):
-                if attempt == 0:
-                    continue
-                raise
-            return body
-        raise AssertionError("unreachable")
+        body: dict[str, Any] = _json(await self._send(self._session.portrait_request(begin, end)))
+        return body
+
+    async def native_portrait(
+        self, begin: dt.date | str, end: dt.date | str, format: Format = "json"
+    ) -> dict[str, Any] | str:
+        res = await self._send(self._session.native_request(begin, end, format))
+        if format == "csv" and res.headers.get("content-type", "").startswith("text/csv"):
+            return res.text
+        body: dict[str, Any] = _json(res)
+        return body

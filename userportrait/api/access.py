@@ -1,0 +1,63 @@
+"""Request context as a pure ASGI middleware: rid, ``X-Request-Id``, one JSON access-log line.
+
+An exception no handler took (it escaped FastAPI's exception middleware) is rendered here
+by ``errors.handle`` as ``-1 system error``, so the traceback is logged once, with its rid,
+and never reaches the client or the server's own error log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from userportrait.api.errors import handle, new_rid
+
+access_log = logging.getLogger("userportrait.access")
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        rid = new_rid()
+        scope.setdefault("state", {})["rid"] = rid
+        status = 0
+
+        async def send_with_rid(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_rid)
+        except Exception as exc:
+            if status:  # the response had started; nothing more can be sent
+                raise
+            response = await handle(Request(scope), exc)
+            await response(scope, receive, send_with_rid)
+        finally:
+            access_log.info(
+                json.dumps(
+                    {
+                        "rid": rid,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "ms": round((time.perf_counter() - start) * 1000, 2),
+                    }
+                )  # fmt: skip
+            )
