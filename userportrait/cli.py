@@ -127,7 +127,11 @@ def _parse_cli_date(value: str, name: str) -> dt.date:
 @click.option("--begin", required=True, help="First day, yyyymmdd or yyyy-mm-dd.")
 @click.option("--end", required=True, help="Last day (inclusive), yyyymmdd or yyyy-mm-dd.")
 @DATA_DIR_OPTION
-@click.option("--engine", default=None, help="duckdb (default), sql, reference or spark.")
+@click.option(
+    "--engine",
+    default=None,
+    help="duckdb (default; the incremental store), sql (one DuckDB query over the lake) or reference (pure Python, row by row).",
+)
 @click.option(
     "--format",
     "fmt",

@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 @DATA_DIR_OPTION
 @click.option("--host", default=None, help="Address to bind [default 127.0.0.1].")
 @click.option("--port", default=None, type=int, help="Port [default 8000; 0 = any free].")
-@click.option("--engine", default=None, help="duckdb (default), reference or spark.")
+@click.option(
+    "--engine",
+    default=None,
+    help="duckdb (default; the incremental store), sql (one DuckDB query over the lake) or reference (pure Python, row by row).",
+)
 @click.option("--no-wechat-limits", is_flag=True, help="Allow any window on the datacube API.")
 @click.option(
     "--get", "get_path", default=None, help="Make one GET request in-process, print it, exit."

@@ -87,7 +87,7 @@ def _convert(type_name: object, raw: str, name: str) -> Any:
 #: One help line per setting (rendered into docs/settings.md).
 SETTINGS: Final[dict[str, str]] = {
     "data_dir": "Directory holding the event lake, derived state and metadata.",
-    "engine": "Engine that computes portraits: duckdb (default), reference or spark.",
+    "engine": "Engine that computes portraits: duckdb (default; the incremental store), sql (one DuckDB query over the lake) or reference (pure Python, row by row).",
     "duckdb_memory_limit_mb": "Memory limit for DuckDB work (ingest and queries), in MiB.",
     "duckdb_threads": "Threads DuckDB may use.",
     "host": "Address `serve` binds to.",

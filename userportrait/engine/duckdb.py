@@ -22,5 +22,9 @@ class DuckDBEngine:
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
         return self.store.portrait(query)
 
+    def data_version(self) -> int:
+        """The catalog version of this thread's last answer (the cache files it under it)."""
+        return self.store.answered_version()
+
     def close(self) -> None:
         pass

@@ -135,6 +135,7 @@ class StateStore:
         self._first: dict[str, tuple[str, IntArray]] = {}
         self._devices: dict[str, tuple[str, list[str]]] = {}
         self._windows: dict[str, tuple[str, _WindowTable]] = {}
+        self._answered = threading.local()
 
     # -- reading ------------------------------------------------------------------------
 
@@ -168,6 +169,7 @@ class StateStore:
             self.refresh()
             try:
                 with self._lock:
+                    self._answered.version = self.manifest.version
                     return self._portrait(query)
             except FileNotFoundError:  # a writer replaced files of an old manifest
                 with self._lock:
@@ -175,6 +177,13 @@ class StateStore:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def answered_version(self) -> int:
+        """The catalog version the calling thread's last answer reflected.
+
+        It may lag the catalog while another writer holds the lock (see ``refresh``).
+        """
+        return int(getattr(self._answered, "version", self.manifest.version))
 
     def _portrait(self, query: PortraitQuery) -> PortraitCounts:
         app = self.manifest.apps.get(query.appid)
