@@ -73,6 +73,9 @@ def age_id_sql(age: str) -> str:
 MAX_FIELD_CHARS: Final = normalize.MAX_FIELD_CHARS
 
 
+TS_RANGE_REASON = "ts is outside the years 1970..9999 (Asia/Shanghai): "
+
+
 def reason_sql() -> str:
     """SQL: why a standard-columns row is rejected, or NULL when it is accepted."""
     too_long = " ".join(
@@ -89,6 +92,8 @@ def reason_sql() -> str:
         "WHEN openid IS NULL OR trim(openid) = '' THEN 'openid is missing' "
         "WHEN ts_text IS NULL OR trim(ts_text) = '' THEN 'ts is missing' "
         "WHEN ts IS NULL THEN 'ts is not a timestamp: ' || left(ts_text, 40) "
+        "WHEN ts < TIMESTAMPTZ '1970-01-01 00:00:00+08' OR ts >= TIMESTAMPTZ '9999-12-31 16:00:00+00' "
+        f"THEN '{TS_RANGE_REASON}' || left(ts_text, 40) "
         "WHEN age IS NOT NULL AND trim(age) <> '' AND ("
         f"{age_num} IS NULL OR {age_num} <> floor({age_num}) "
         f"OR {age_num} < 0 OR {age_num} > {MAX_AGE}) "

@@ -12,12 +12,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Final
 
+from userportrait.ingest.normalize_sql import TS_RANGE_REASON
 from userportrait.ingest.sources import FIELDS
 from userportrait.portrait.normalize import APPID_RE, MAX_FIELD_CHARS, parse_age, parse_ts
 
 _LENGTH_CHECKED: Final = (
     "appid", "openid", "event_id", "province", "city", "gender", "platform", "device",
 )  # fmt: skip
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_TS_MIN_US: Final = -8 * 3600 * 1_000_000  # 1970-01-01 00:00 Asia/Shanghai
+_TS_END_US: Final = int(
+    (dt.datetime(9999, 12, 31, 16, tzinfo=dt.UTC) - _EPOCH) / dt.timedelta(microseconds=1)
+)
 _JSON_TYPES: Final = {dict: "object", list: "array", bool: "boolean"}
 
 
@@ -67,7 +73,11 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
     try:
         ts_us = parse_ts_us(ts_raw)
     except ValueError:
-        raise RecordError(f"ts is not a timestamp: {str(ts_raw)[:40]}") from None
+        ts_us = None
+    if ts_us is None or not -(2**63) < ts_us < 2**63 - 1:  # DuckDB cannot hold it either
+        raise RecordError(f"ts is not a timestamp: {str(ts_raw)[:40]}")
+    if not _TS_MIN_US <= ts_us < _TS_END_US:  # day numbers and dates stay representable
+        raise RecordError(f"{TS_RANGE_REASON}{str(ts_raw)[:40]}")
     try:
         age = parse_age(text["age"])
     except ValueError:
@@ -84,7 +94,13 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
 
 
 def parse_ts_us(raw: Any) -> int:
-    """Epoch microseconds (RFC 3339 keeps sub-millisecond digits; numbers are s or ms)."""
+    """Epoch microseconds (RFC 3339 keeps sub-millisecond digits; numbers are s or ms).
+
+    Epoch numbers must be integers (SPEC §2): bulk files reject ``1718000000.0`` as text
+    that is neither an integer nor RFC 3339, so a JSON float is rejected here too.
+    """
+    if isinstance(raw, float):
+        raise ValueError(raw)
     if isinstance(raw, str) and not raw.strip().lstrip("+-").isdigit():
         text = raw.strip().replace("Z", "+00:00").replace("z", "+00:00")
         try:
