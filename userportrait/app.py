@@ -59,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
                 lake,
                 flush_interval_ms=settings.live_flush_interval_ms,
                 max_pending_events=settings.live_max_pending_events,
+                compact_files=settings.live_compact_files,
             )
             await run_in_threadpool(live.start)
         app.state.live = live

@@ -248,6 +248,38 @@ def generate(
     )
 
 
+@cli.command()
+@click.option("--appid", default=None, help="Only this appid's partitions [default: all].")
+@click.option(
+    "--min-files",
+    default=2,
+    show_default=True,
+    help="Compact an (appid, day) partition once it has at least this many files.",
+)
+@click.option(
+    "--grace",
+    default=600.0,
+    show_default=True,
+    help="Seconds a replaced file stays on disk for readers that listed it before.",
+)
+@DATA_DIR_OPTION
+def compact(appid: str | None, min_files: int, grace: float, data_dir: Path | None) -> None:
+    """Merge the small files of each lake partition into one (same rows, same answers).
+
+    Every ingest batch writes one file per (appid, day); a server taking live events
+    writes one per flush (it compacts on its own, see live_compact_files). Safe while
+    the server runs: the swap is one catalog transaction.
+    """
+    from userportrait.store.compact import compact as run
+    from userportrait.store.lake import Lake
+
+    report = run(Lake(make_settings(data_dir)), appid, max(2, min_files), grace)
+    click.echo(
+        f"compacted {report.partitions} partitions ({report.files_merged} files, "
+        f"{report.rows} events); deleted {report.deleted} replaced files"
+    )
+
+
 def _register_server_commands() -> None:
     from userportrait.cli_server import apps, serve
 

@@ -47,6 +47,7 @@ class Settings:
     live_max_pending_events: int = 2_000_000
     live_max_batch_records: int = 10_000
     live_max_body_bytes: int = 16 * 1024 * 1024
+    live_compact_files: int = 16
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -103,6 +104,7 @@ SETTINGS: Final[dict[str, str]] = {
     "wechat_base_url": "Base URL that API-security signatures name (WeChat's own host).",
     "live_ingest": "Accept events over HTTP (POST /v1/events) through the write-ahead log.",
     "live_flush_interval_ms": "How often received events are loaded into the store (visible in portraits), in ms.",
+    "live_compact_files": "After a flush, merge a day's lake files into one once it has this many (0 = never).",
     "live_max_pending_events": "Events received but not yet in the store beyond which ingestion answers 503 + Retry-After.",
     "live_max_batch_records": "Records allowed in one POST /v1/events request (more: HTTP 413).",
     "live_max_body_bytes": "Bytes allowed in one POST /v1/events body after gzip decoding (more: HTTP 413).",

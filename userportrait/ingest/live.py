@@ -28,6 +28,7 @@ from typing import Any
 from userportrait.errors import Busy, InputError
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.ingest.records import RecordError, check_record
+from userportrait.store.compact import compact
 from userportrait.store.lake import Lake
 
 log = logging.getLogger("userportrait.live")
@@ -54,12 +55,14 @@ class LiveIngest:
         *,
         flush_interval_ms: int = 2000,
         max_pending_events: int = 2_000_000,
+        compact_files: int = 16,
         on_flush: Callable[[], None] | None = None,
     ) -> None:
         self.lake = lake
         self.dir = lake.root / "wal"
         self.flush_interval = flush_interval_ms / 1000
         self.max_pending = max_pending_events
+        self.compact_files = compact_files
         self.on_flush = on_flush
         self._appends: queue.Queue[tuple[bytes, int, Future[None]] | None] = queue.Queue()
         self._segment_lock = threading.Lock()
@@ -234,6 +237,13 @@ class LiveIngest:
             with self._pending_lock:
                 self._pending = max(0, self._pending - events)
             loaded += events
+        if loaded and self.compact_files:
+            # Each flush adds a file to today's partition; merge them before they pile up.
+            # The events are committed already, so a failure here only postpones it.
+            try:
+                compact(self.lake, min_files=self.compact_files)
+            except Exception:
+                log.exception("compacting the lake failed; the next flush retries")
         if loaded and self.on_flush:
             self.on_flush()
         return loaded

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_appid_day ON files(appid, day);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS retired (path TEXT PRIMARY KEY, retired_at REAL NOT NULL);
 """
 
 
@@ -109,6 +110,62 @@ class Catalog:
                 con.execute("ROLLBACK")
                 raise
         return batch_id
+
+    def replace_files(
+        self, batch_id: int, source: str, old: Iterable[str], new: Iterable[LakeFile]
+    ) -> int:
+        """Swap lake files for others holding the same events (compaction), atomically.
+
+        The swap is a batch of its own, so the catalog version moves on (caches and the
+        derived state follow); the old paths are listed as retired, to be deleted once no
+        reader can still be using them.
+        """
+        old = list(old)
+        with self.connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute(
+                    "INSERT INTO batches(id, source, sha256, accepted, rejected, created_at)"
+                    " VALUES (?, ?, NULL, 0, 0, ?)",
+                    (batch_id, source, time.time()),
+                )
+                con.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in old])
+                con.executemany(
+                    "INSERT INTO files(path, appid, day, batch_id, rows) VALUES (?, ?, ?, ?, ?)",
+                    [(f.path, f.appid, f.day, batch_id, f.rows) for f in new],
+                )
+                now = time.time()
+                con.executemany(
+                    "INSERT OR REPLACE INTO retired(path, retired_at) VALUES (?, ?)",
+                    [(p, now) for p in old],
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return batch_id
+
+    def retired(self, before: float) -> list[str]:
+        """Paths retired before the given time (seconds since the epoch)."""
+        with self.connect() as con:
+            rows = con.execute("SELECT path FROM retired WHERE retired_at < ?", (before,))
+            return [r[0] for r in rows]
+
+    def forget_retired(self, paths: Iterable[str]) -> None:
+        with self.connect() as con:
+            con.executemany("DELETE FROM retired WHERE path = ?", [(p,) for p in paths])
+
+    def day_file_counts(self, min_files: int) -> list[tuple[str, str, int]]:
+        """(appid, day, files) for every partition with at least ``min_files`` files."""
+        with self.connect() as con:
+            return [
+                (r[0], r[1], int(r[2]))
+                for r in con.execute(
+                    "SELECT appid, day, count(*) FROM files GROUP BY appid, day"
+                    " HAVING count(*) >= ? ORDER BY appid, day",
+                    (min_files,),
+                )
+            ]
 
     def files(self, appid: str | None = None) -> list[LakeFile]:
         sql = "SELECT path, appid, day, rows FROM files"
