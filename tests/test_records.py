@@ -59,6 +59,11 @@ CASES: list[Any] = [
     {**OK, "age": 151},
     {**OK, "age": "thirty"},
     {**OK, "age": ""},
+    {**OK, "age": "１２"},  # full-width digits: not for DuckDB, so not here either
+    {**OK, "age": "nan"},
+    {**OK, "openid": "\u3000"},  # trim removes Unicode spaces ...
+    {**OK, "openid": "\t"},  # ... but not tabs
+    {**OK, "appid": A + "\u00a0"},
     {**OK, "province": "广东", "city": "深圳", "gender": "female", "platform": "ios"},
     {**OK, "province": None, "gender": 1, "platform": 2},
     {**OK, "event_id": "e1"},

@@ -1,6 +1,6 @@
 """Validate one event record received as JSON (the HTTP path), with the rules of bulk ingest.
 
-Blank means empty after trimming spaces (as DuckDB's ``trim``), not other whitespace.
+Blank means empty after trimming Unicode spaces, as DuckDB's ``trim`` does (not tabs).
 Bulk files are checked in SQL (``normalize_sql.reason_sql``); this is the same list of
 checks in the same order for records that arrive one request at a time, so a record is
 accepted or rejected for the same reason either way (``tests/test_records.py`` holds the two
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from typing import Any, Final
 
 from userportrait.ingest.normalize_sql import TS_RANGE_REASON
@@ -26,6 +27,8 @@ _TS_MIN_US: Final = -8 * 3600 * 1_000_000  # 1970-01-01 00:00 Asia/Shanghai
 _TS_END_US: Final = int(
     (dt.datetime(9999, 12, 31, 16, tzinfo=dt.UTC) - _EPOCH) / dt.timedelta(microseconds=1)
 )
+#: What DuckDB's ``trim`` removes: the Unicode space separators (Zs), not tabs or newlines.
+_SPACES: Final = "".join(chr(c) for c in range(0x3001) if unicodedata.category(chr(c)) == "Zs")
 #: What the SQL path reads as epoch seconds or ms (``sources.ts_from_text``).
 _INT_TEXT: Final = re.compile(r"[+-]?[0-9]{1,18}")
 _JSON_TYPES: Final = {dict: "object", list: "array", bool: "boolean"}
@@ -61,18 +64,18 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
         if kind:
             raise RecordError(f"{field} has the wrong type ({kind})")
     text = {f: _text(record.get(f)) for f in FIELDS}
-    if text["appid"] is None or not text["appid"].strip(" "):
+    if text["appid"] is None or not text["appid"].strip(_SPACES):
         raise RecordError("appid is missing")
     for field in _LENGTH_CHECKED:
         value = text[field]
         if value is not None and len(value) > MAX_FIELD_CHARS:
             raise RecordError(f"{field} is longer than {MAX_FIELD_CHARS} characters")
-    if not APPID_RE.match(text["appid"].strip(" ")):
+    if not APPID_RE.match(text["appid"].strip(_SPACES)):
         raise RecordError("appid is not a valid appid (letters, digits, _ . - only)")
-    if text["openid"] is None or not text["openid"].strip(" "):
+    if text["openid"] is None or not text["openid"].strip(_SPACES):
         raise RecordError("openid is missing")
     ts_raw = record.get("ts")
-    if ts_raw is None or (isinstance(ts_raw, str) and not ts_raw.strip(" ")):
+    if ts_raw is None or (isinstance(ts_raw, str) and not ts_raw.strip(_SPACES)):
         raise RecordError("ts is missing")
     try:
         ts_us = parse_ts_us(ts_raw)
@@ -83,12 +86,14 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
     if not _TS_MIN_US <= ts_us < _TS_END_US:  # day numbers and dates stay representable
         raise RecordError(f"{TS_RANGE_REASON}{str(ts_raw)[:40]}")
     try:
+        if text["age"] is not None and not text["age"].isascii():
+            raise ValueError(text["age"])  # DuckDB reads ASCII digits only (not １２)
         age = parse_age(text["age"])
     except ValueError:
         raise RecordError(
             f"age is not a whole number of years in 0..150: {str(text['age'])[:40]}"
         ) from None
-    if appid is not None and text["appid"].strip(" ") != appid:
+    if appid is not None and text["appid"].strip(_SPACES) != appid:
         raise RecordError("appid does not match the access_token's app")
     out: dict[str, Any] = {f: text[f] for f in FIELDS if text[f] is not None}
     out["ts"] = _rfc3339_us(ts_us)
@@ -105,8 +110,8 @@ def parse_ts_us(raw: Any) -> int:
     """
     if isinstance(raw, float):
         raise ValueError(raw)
-    if isinstance(raw, str) and not _INT_TEXT.fullmatch(raw.strip(" ")):
-        text = raw.strip(" ").replace("Z", "+00:00").replace("z", "+00:00")
+    if isinstance(raw, str) and not _INT_TEXT.fullmatch(raw.strip(_SPACES)):
+        text = raw.strip(_SPACES).replace("Z", "+00:00").replace("z", "+00:00")
         try:
             moment = dt.datetime.fromisoformat(text)
         except ValueError:
