@@ -31,6 +31,13 @@ CASES: list[Any] = [
     {**OK, "ts": 1718000000},  # epoch seconds
     {**OK, "ts": 1718000000123},  # epoch milliseconds
     {**OK, "ts": "1718000000"},
+    {**OK, "ts": "2024-06-10T10:00:00+08:00\t"},  # trim keeps tabs
+    {**OK, "ts": "2024-06-10 10:00:00 +08:00"},
+    {**OK, "ts": "2024-06-10T10:00:00 Asia/Shanghai"},  # DuckDB's cast reads zone names
+    {**OK, "ts": "2024-06-10T24:00:00"},  # ... and 24:00
+    {**OK, "ts": "2024-06-10T10:00:00z"},
+    {**OK, "ts": "2024-06-10"},
+    {**OK, "ts": "2024-06-10T10:00+0530"},
     {**OK, "ts": 0.0},  # epoch numbers must be integers
     {**OK, "ts": 1718000000.0},
     {**OK, "ts": 253402315489280.0},

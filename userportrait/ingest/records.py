@@ -5,7 +5,8 @@ Bulk files are checked in SQL (``normalize_sql.reason_sql``); this is the same l
 checks in the same order for records that arrive one request at a time, so a record is
 accepted or rejected for the same reason either way (``tests/test_records.py`` holds the two
 side by side). An accepted record comes back canonical: ``ts`` as an RFC 3339 UTC string
-with microseconds, every other field as text, so the write-ahead log replays exactly.
+with microseconds, ``age`` as an integer, every other field as received, so the
+write-ahead log replays exactly what a file with these records would give.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import unicodedata
 from typing import Any, Final
 
 from userportrait.ingest.normalize_sql import TS_RANGE_REASON
-from userportrait.ingest.sources import FIELDS
+from userportrait.ingest.sources import FIELDS, TS_TEXT
 from userportrait.portrait.normalize import APPID_RE, MAX_FIELD_CHARS, parse_age, parse_ts
 
 _LENGTH_CHECKED: Final = (
@@ -31,6 +32,7 @@ _TS_END_US: Final = int(
 _SPACES: Final = "".join(chr(c) for c in range(0x3001) if unicodedata.category(chr(c)) == "Zs")
 #: What the SQL path reads as epoch seconds or ms (``sources.ts_from_text``).
 _INT_TEXT: Final = re.compile(r"[+-]?[0-9]{1,18}")
+_TS_TEXT: Final = re.compile(TS_TEXT)
 _JSON_TYPES: Final = {dict: "object", list: "array", bool: "boolean"}
 
 
@@ -95,7 +97,9 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
         ) from None
     if appid is not None and text["appid"].strip(_SPACES) != appid:
         raise RecordError("appid does not match the access_token's app")
-    out: dict[str, Any] = {f: text[f] for f in FIELDS if text[f] is not None}
+    # Other fields keep their JSON value: the bulk reader turns a number into text itself
+    # (from the parsed double: 6.103515625e-05 -> '0.00006103515625'), so it must see one.
+    out: dict[str, Any] = {f: record[f] for f in FIELDS if record.get(f) is not None}
     out["ts"] = _rfc3339_us(ts_us)
     if age is not None:
         out["age"] = age
@@ -111,7 +115,10 @@ def parse_ts_us(raw: Any) -> int:
     if isinstance(raw, float):
         raise ValueError(raw)
     if isinstance(raw, str) and not _INT_TEXT.fullmatch(raw.strip(_SPACES)):
-        text = raw.strip(_SPACES).replace("Z", "+00:00").replace("z", "+00:00")
+        text = raw.strip(_SPACES)
+        if not _TS_TEXT.fullmatch(text):
+            raise ValueError(raw)
+        text = text.replace("Z", "+00:00")
         try:
             moment = dt.datetime.fromisoformat(text)
         except ValueError:

@@ -76,13 +76,22 @@ def _first_char(path: Path) -> str:
     return ""
 
 
+#: The text timestamps accepted (RFC 3339 and its naive / space-separated forms), written
+#: out so that the HTTP path (``ingest/records.py``) accepts exactly the same strings:
+#: DuckDB's cast alone also takes ``24:00:00``, ``+24:00`` or zone names.
+TS_TEXT = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?"
+    r"(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?"
+)
+
+
 def ts_from_text(expr: str) -> str:
     """SQL: a text timestamp -> TIMESTAMPTZ (epoch s/ms, RFC 3339, naive = session tz)."""
     t = f"trim({expr})"
     return (
         f"CASE WHEN regexp_full_match({t}, '[+-]?[0-9]{{1,18}}') THEN "
         + ts_from_int(f"CAST({t} AS BIGINT)")
-        + f" ELSE try_cast({t} AS TIMESTAMPTZ) END"
+        + f" WHEN regexp_full_match({t}, '{TS_TEXT}') THEN try_cast({t} AS TIMESTAMPTZ) END"
     )
 
 
