@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 from pathlib import Path
@@ -156,3 +157,23 @@ def test_portrait_formats_and_bad_dates(runner: CliRunner, tmp_path: Path) -> No
     assert rev.exit_code == 1 and "end_date is before begin_date" in rev.output
     eng = runner.invoke(cli, [*args, "--engine", "nope"])
     assert eng.exit_code == 1 and "unknown engine 'nope'" in eng.output
+
+
+def test_parquet_rejects_counted_without_a_second_pass(runner: CliRunner, tmp_path: Path) -> None:
+    """Typed Parquet: rejected = rows - accepted, and each reject still has row and reason."""
+    ts = dt.datetime(2024, 6, 10, 2, tzinfo=dt.UTC)
+    table = pa.table(
+        {
+            "appid": [A, A, None, A, A],
+            "openid": ["p1", "", "p3", "p4", "p5"],
+            "ts": pa.array([ts, ts, ts, None, ts], pa.timestamp("us", tz="UTC")),
+            "age": pa.array([30, 31, 32, 33, 999], pa.int16()),
+        }
+    )
+    pq.write_table(table, tmp_path / "typed.parquet")
+    res = runner.invoke(cli, ["ingest", str(tmp_path / "typed.parquet")])
+    assert res.exit_code == 0, res.output
+    assert "1 accepted, 4 rejected" in res.output
+    for expected in ("typed.parquet:2: openid is missing", "typed.parquet:3: appid is missing", "typed.parquet:4: ts is missing",
+                     "typed.parquet:5: age is not a whole number of years in 0..150: 999"):  # fmt: skip
+        assert expected in res.output

@@ -90,7 +90,9 @@ def reason_sql() -> str:
         "WHEN NOT regexp_full_match(trim(appid), '[A-Za-z0-9_.-]{1,64}') "
         "THEN 'appid is not a valid appid (letters, digits, _ . - only)' "
         "WHEN openid IS NULL OR trim(openid) = '' THEN 'openid is missing' "
-        "WHEN ts_text IS NULL OR trim(ts_text) = '' THEN 'ts is missing' "
+        # ts is NULL whenever ts_text is blank; testing ts first spares turning every
+        # typed Parquet timestamp into text.
+        "WHEN ts IS NULL AND (ts_text IS NULL OR trim(ts_text) = '') THEN 'ts is missing' "
         "WHEN ts IS NULL THEN 'ts is not a timestamp: ' || left(ts_text, 40) "
         "WHEN ts < TIMESTAMPTZ '1970-01-01 00:00:00+08' OR ts >= TIMESTAMPTZ '9999-12-31 16:00:00+00' "
         f"THEN '{TS_RANGE_REASON}' || left(ts_text, 40) "

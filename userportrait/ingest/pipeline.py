@@ -30,6 +30,8 @@ from userportrait.store.lake import Lake
 Progress = Callable[[str, float], None]
 
 MAX_REPORTED_REJECTS = 1000
+#: Rows per Parquet row group of a lake file (a multiple of DuckDB's 2048-row vectors).
+ROW_GROUP_ROWS = 122_880
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,18 +121,32 @@ def _run(
     copy = (
         f"COPY ({accepted_sql}) TO {sql_str(str(staging))} (FORMAT parquet, "
         f"PARTITION_BY (appid, day), FILENAME_PATTERN 'b{batch_key}_{{i}}', "
-        "COMPRESSION zstd, ROW_GROUP_SIZE 262144)"
+        f"COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
     )
+    # Row order inside a lake file means nothing (dedup orders by content), and letting
+    # DuckDB write partitions in any order is much faster; flushing each partition's
+    # buffer every row group (not every 512 Ki rows) keeps 40 day partitions in memory
+    # without spilling (42 s -> 25 s for 36 M events on 2 cores).
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(f"SET partitioned_write_flush_threshold = {ROW_GROUP_ROWS}")
     _with_progress(con, lambda: con.execute(copy), lambda f: step("writing events", f))
+    con.execute("RESET partitioned_write_flush_threshold")
+    con.execute("SET preserve_insertion_order = true")
     files = _move_into_lake(lake, staging)
     report.accepted = sum(f.rows for f in files)
     report.touched = {(f.appid, f.day) for f in files}
-    totals = con.execute(
-        "SELECT count(*) FILTER (WHERE reason IS NOT NULL AND reason <> 'blank line'), "
-        "count(*) FILTER (WHERE reason IS NULL) FROM checked"
-    ).fetchone()
-    assert totals is not None
-    report.rejected, valid = int(totals[0]), int(totals[1])
+    rows = _parquet_rows(source)
+    if rows is not None and not has_event_id:
+        # A Parquet file has no blank lines and without event ids nothing is a duplicate:
+        # every row not written was rejected, so no second pass over the file is needed.
+        report.rejected, valid = rows - report.accepted, report.accepted
+    else:
+        totals = con.execute(
+            "SELECT count(*) FILTER (WHERE reason IS NOT NULL AND reason <> 'blank line'), "
+            "count(*) FILTER (WHERE reason IS NULL) FROM checked"
+        ).fetchone()
+        assert totals is not None
+        report.rejected, valid = int(totals[0]), int(totals[1])
     report.duplicates = valid - report.accepted
     if report.rejected:
         step("recording rejects", 0.0)
@@ -139,6 +155,13 @@ def _run(
         batch_id, str(source.path), sha, report.accepted, report.rejected, files
     )
     step("done", 1.0)
+
+
+def _parquet_rows(source: Source) -> int | None:
+    """The row count of a Parquet source from its footer (None for other formats)."""
+    if source.format != "parquet":
+        return None
+    return int(pq.ParquetFile(source.path).metadata.num_rows)
 
 
 def _existing_event_ids(lake: Lake, con: duckdb.DuckDBPyConnection) -> str | None:
