@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from userportrait.errors import InputError
 from userportrait.ingest.normalize_sql import age_id_sql, age_value, reason_sql, register_maps
 from userportrait.ingest.sources import Source, open_source, sql_str
+from userportrait.portrait.normalize import APPID_RE
 from userportrait.store.catalog import LakeFile
 from userportrait.store.lake import Lake
 
@@ -118,11 +119,23 @@ def _run(
     staging.mkdir(parents=True)
     batch_id = lake.catalog.next_batch_id()
     accepted_sql = _accepted_sql(batch_id, has_event_id, existing)
-    copy = (
-        f"COPY ({accepted_sql}) TO {sql_str(str(staging))} (FORMAT parquet, "
-        f"PARTITION_BY (appid, day), FILENAME_PATTERN 'b{batch_key}_{{i}}', "
-        f"COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
-    )
+    only = _single_partition(con)
+    if only is not None:
+        # One (appid, day), the usual incremental batch: one plain file, which DuckDB
+        # writes faster than a one-partition PARTITION_BY.
+        target = staging / f"appid={only[0]}" / f"day={only[1]}" / f"b{batch_key}_0.parquet"
+        target.parent.mkdir(parents=True)
+        copy = (
+            f"COPY (SELECT * EXCLUDE (appid, day) FROM ({accepted_sql})) TO "
+            f"{sql_str(str(target))} (FORMAT parquet, COMPRESSION zstd, "
+            f"ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+        )
+    else:
+        copy = (
+            f"COPY ({accepted_sql}) TO {sql_str(str(staging))} (FORMAT parquet, "
+            f"PARTITION_BY (appid, day), FILENAME_PATTERN 'b{batch_key}_{{i}}', "
+            f"COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+        )
     # Row order inside a lake file means nothing (dedup orders by content), and letting
     # DuckDB write partitions in any order is much faster; flushing each partition's
     # buffer every row group (not every 512 Ki rows) keeps 40 day partitions in memory
@@ -155,6 +168,24 @@ def _run(
         batch_id, str(source.path), sha, report.accepted, report.rejected, files
     )
     step("done", 1.0)
+
+
+def _single_partition(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
+    """(appid, day) when every row that could be accepted falls in that one partition.
+
+    Bounds over all rows (rejected ones too), so the answer errs towards None; min/max
+    cost a fraction of a pass (Parquet statistics answer part of it).
+    """
+    row = con.execute(
+        "SELECT min(trim(appid)), max(trim(appid)), "
+        "CAST(timezone('Asia/Shanghai', min(ts)) AS DATE), "
+        "CAST(timezone('Asia/Shanghai', max(ts)) AS DATE) FROM src"
+    ).fetchall()[0]
+    if row[0] is None or row[0] != row[1] or row[2] is None or row[2] != row[3]:
+        return None
+    if not APPID_RE.match(row[0]):
+        return None
+    return str(row[0]), row[2].isoformat()
 
 
 def _parquet_rows(source: Source) -> int | None:
