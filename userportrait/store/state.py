@@ -45,7 +45,7 @@ from userportrait.store.windows import NO_DAY, DayPart, IntArray, WindowCounts, 
 
 log = logging.getLogger("userportrait.state")
 
-FORMAT = 1
+FORMAT = 2  # 2: the head is a stream of .npy arrays
 #: Window lengths whose counts are kept for every end day (WeChat's spans).
 STANDARD_LENGTHS = (1, 7, 30)
 #: Events per DuckDB pass when building day partitions (bounds memory).
@@ -380,8 +380,8 @@ class _Builder:
         self._save_windows(fresh)
 
     def _save_head(self, head: _Head) -> None:
-        self.app.head = f"head.b{self.version}.npz"
-        _atomic_savez(self.dir / self.app.head, head.arrays())
+        self.app.head = f"head.b{self.version}.npys"
+        head.save(self.dir / self.app.head)
 
     def _save_windows(self, fresh: Mapping[tuple[int, int], WindowCounts]) -> None:
         old = (
@@ -549,6 +549,7 @@ class _Builder:
         return load_day(self.dir / self.app.days[day_date(t).isoformat()], t)
 
 
+_HEAD_ARRAYS = ("last", *(f"v_{d}" for d in DIMS), *(f"d_{d}" for d in DIMS))
 _DTYPES: dict[Dim, Any] = {
     "province": np.int16,
     "city": np.int16,
@@ -576,8 +577,20 @@ class _Head:
 
     @classmethod
     def load(cls, path: Path, n_users: int) -> _Head:
-        with np.load(path) as z:
-            return cls(n_users, {k: z[k] for k in z.files})
+        # The arrays one after the other, each with its .npy header: no zip, no CRC pass
+        # over ~100 MB as np.savez/np.load would do on every added day.
+        with path.open("rb") as fh:
+            return cls(n_users, {k: np.load(fh) for k in _HEAD_ARRAYS})
+
+    def save(self, path: Path) -> None:
+        arrays = self.arrays()
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as fh:
+            for k in _HEAD_ARRAYS:
+                np.save(fh, arrays[k])
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
 
     def arrays(self) -> dict[str, Any]:
         out: dict[str, Any] = {"last": self.last}
@@ -597,12 +610,12 @@ class _Head:
 
     def window(self, n: int, end: int, first: IntArray, sizes: Mapping[Dim, int]) -> WindowCounts:
         begin = end - n + 1
-        active = self.last >= begin
-        new = active & (first >= begin)
+        active = np.flatnonzero(self.last >= begin)  # only they are counted: gather once
+        new = first[active] >= begin
         out = WindowCounts(new={}, active={})
         for d in DIMS:
-            v = np.where(self.day[d] >= begin, self.val[d], 0).astype(np.int64)
-            out.active[d] = np.bincount(v[active], minlength=sizes[d])
+            v = np.where(self.day[d][active] >= begin, self.val[d][active], 0)
+            out.active[d] = np.bincount(v, minlength=sizes[d])
             out.new[d] = np.bincount(v[new], minlength=sizes[d])
         return out
 
