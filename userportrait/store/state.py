@@ -62,6 +62,7 @@ COLUMNS: dict[Dim, str] = {
     "devices": "device",
 }
 _ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
+_RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
 EPOCH = dt.date(1970, 1, 1)
 
 
@@ -442,20 +443,29 @@ class _Builder:
         if not files:
             return
         listing = "[" + ", ".join(sql_str(p) for p in files) + "]"
+        # Devices of these days ranked in string order, so that "latest ts, then the larger
+        # model" packs into one integer like the id dimensions (a struct max costs 2x).
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE drank AS SELECT device, "
+            "CAST(row_number() OVER (ORDER BY device) AS BIGINT) AS r FROM (SELECT DISTINCT "
+            f"device FROM read_parquet({listing}, hive_partitioning=false) "
+            "WHERE device IS NOT NULL)"
+        )
         # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT
-        # key: microseconds since the day's midnight, then the id) or the larger model.
-        rel = "(epoch_us(ts) - epoch_us(CAST(day AS TIMESTAMPTZ)))"
+        # key: microseconds since the day's midnight, < 2^37, then the id or the rank).
+        rel = "(epoch_us(e.ts) - epoch_us(CAST(e.day AS TIMESTAMPTZ)))"
         winners = ", ".join(
-            f"CAST(max({rel} * {1 << _ID_BITS} + {col}) % {1 << _ID_BITS} AS INTEGER) AS {dim}"
+            f"CAST(max({rel} * {1 << _ID_BITS} + e.{col}) % {1 << _ID_BITS} AS INTEGER) AS {dim}"
             for dim, col in COLUMNS.items()
             if dim != "devices"
         )
         con.execute(
             "CREATE OR REPLACE TEMP TABLE daily AS "
-            f"SELECT day, openid, {winners}, "
-            "max({'t': ts, 'v': device}) FILTER (WHERE device IS NOT NULL).v AS device "
+            f"SELECT e.day, e.openid, {winners}, "
+            f"CAST(max({rel} * {1 << _RANK_BITS} + k.r) % {1 << _RANK_BITS} AS BIGINT) AS drank "
             f"FROM read_parquet({listing}, hive_partitioning=true, "
-            "hive_types={'appid': VARCHAR, 'day': DATE}) GROUP BY day, openid"
+            "hive_types={'appid': VARCHAR, 'day': DATE}) e "
+            "LEFT JOIN drank k ON k.device = e.device GROUP BY e.day, e.openid"
         )
         n = self.app.n_users
         con.execute(
@@ -475,15 +485,18 @@ class _Builder:
             self.app.n_users = n + added
         con.execute(
             f"INSERT INTO devices SELECT device, CAST({self.n_devices} + row_number() OVER"
-            " (ORDER BY device) AS INTEGER)"
-            " FROM (SELECT DISTINCT device FROM daily WHERE device IS NOT NULL) d"
+            " (ORDER BY device) AS INTEGER) FROM drank d"
             " WHERE NOT EXISTS (SELECT 1 FROM devices x WHERE x.device = d.device)"
         ).fetchall()
         self.n_devices = _scalar(con, "SELECT count(*) FROM devices")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE drank_id AS "
+            "SELECT k.r, x.id FROM drank k JOIN devices x USING (device)"
+        )
         values = ", ".join(f"COALESCE(d.{dim}, 0) AS {dim}" for dim in ID_DIMS)
         result = con.sql(
             f"SELECT d.day, u.uid, {values}, COALESCE(x.id, 0) AS devices FROM daily d "
-            "JOIN users u USING (openid) LEFT JOIN devices x ON x.device = d.device "
+            "JOIN users u USING (openid) LEFT JOIN drank_id x ON x.r = d.drank "
             "ORDER BY d.day, u.uid"
         ).to_arrow_table()
         day_col = result.column("day").cast(pa.int32()).to_numpy()
