@@ -81,3 +81,20 @@ def test_province_rows_sum_to_users(lake: Lake) -> None:
     body = run(lake, "duckdb", "2024-06-01", "2024-06-30")
     for dim in ("province", "city", "genders", "platforms", "ages"):
         assert sum(r["value"] for r in body["visit_uv"][dim]) == 5  # type: ignore[index]
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_equal_ts_the_larger_value_wins(lake: Lake, engine: str) -> None:
+    # Same user, same instant: the larger id wins, and for devices the larger name in byte
+    # order (lower case after upper case, CJK after ASCII), whichever file came first.
+    ts = "2024-06-10T10:00:00+08:00"
+    pairs = [("iPhone 15", "Mi 14"), ("华为 Mate 60", "iPhone 15"), ("ab", "aB"), ("M1", "M10")]
+    for i, (x, y) in enumerate(pairs):
+        one = {"appid": A, "openid": f"u{i}", "ts": ts, "gender": "1", "device": x}
+        two = {"appid": A, "openid": f"u{i}", "ts": ts, "gender": "2", "device": y}
+        load(lake, [one], f"x{i}.ndjson")
+        load(lake, [two], f"y{i}.ndjson")
+    body = run(lake, engine, "2024-06-10", "2024-06-10")["visit_uv"]
+    winners = sorted(max(p) for p in pairs)
+    assert body["devices"] == [{"name": n, "value": winners.count(n)} for n in sorted(set(winners))]  # type: ignore[index]
+    assert body["genders"] == [{"id": 2, "name": "女", "value": 4}]  # type: ignore[index]
