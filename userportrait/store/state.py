@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numpy.lib import format as npformat
 
 from userportrait.ingest.sources import sql_str
 from userportrait.portrait.counts import AudienceCounts, PortraitCounts
@@ -577,23 +578,32 @@ class _Head:
     """Per user, as of the newest day: last active day and per dim the latest value and
     its day. Any window ending on the newest day is one vectorised pass over it."""
 
-    def __init__(self, n_users: int, arrays: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, n_users: int) -> None:
         self.last = np.full(n_users, -1, np.int32)
         self.val = {d: np.zeros(n_users, _DTYPES[d]) for d in DIMS}
         self.day = {d: np.full(n_users, -1, np.int32) for d in DIMS}
-        if arrays is not None:
-            k = len(arrays["last"])
-            self.last[:k] = arrays["last"]
-            for d in DIMS:
-                self.val[d][:k] = arrays[f"v_{d}"]
-                self.day[d][:k] = arrays[f"d_{d}"]
 
     @classmethod
     def load(cls, path: Path, n_users: int) -> _Head:
         # The arrays one after the other, each with its .npy header: no zip, no CRC pass
-        # over ~100 MB as np.savez/np.load would do on every added day.
+        # over ~100 MB as np.savez/np.load would do on every added day. Each is read
+        # straight into its slot of the (possibly longer, new users) target array.
+        head = cls(n_users)
+        targets = head.arrays()
         with path.open("rb") as fh:
-            return cls(n_users, {k: np.load(fh) for k in _HEAD_ARRAYS})
+            for k in _HEAD_ARRAYS:
+                version = npformat.read_magic(fh)
+                read = npformat.read_array_header_1_0
+                if version != (1, 0):
+                    read = npformat.read_array_header_2_0
+                shape, _, dtype = read(fh)
+                target = targets[k]
+                if dtype != target.dtype or len(shape) != 1 or shape[0] > n_users:
+                    raise ValueError(f"{path}: unexpected array {k} {dtype}{shape}")
+                view = memoryview(target[: shape[0]]).cast("B")
+                if fh.readinto(view) != view.nbytes:
+                    raise ValueError(f"{path}: truncated at {k}")
+        return head
 
     def save(self, path: Path) -> None:
         arrays = self.arrays()
