@@ -236,3 +236,25 @@ def test_deleted_state_is_rebuilt_from_the_lake(lake: Lake) -> None:
     q = PortraitQuery(a, dt.date(2024, 6, 10), dt.date(2024, 6, 10))
     assert get_engine("duckdb", lake).run_portrait(q).active.ids["ages"] == {4: 1}
     assert day_number("1970-01-02") == 1
+
+
+def test_appended_days_with_gaps_age_values_out_of_windows(lake: Lake) -> None:
+    # Each load is a new newest day (the append path through the head): gaps of 1, 6, 29,
+    # 30 and 400 days move every age; a value older than the window must become 未知.
+    a = "wxgaps0000000001"
+    ref = get_engine("reference", lake)
+    day = dt.date(2023, 1, 1)
+    for i, gap in enumerate([0, 1, 6, 29, 30, 400, 1]):
+        day += D(gap)
+        events = [
+            {"appid": a, "openid": "steady", "ts": f"{day}T09:00:00+08:00"},
+            {"appid": a, "openid": f"u{i}", "ts": f"{day}T10:00:00+08:00", "gender": 1 + i % 2,
+             "device": f"M{i}", "city": "深圳" if i % 2 else "广州"},
+        ]  # fmt: skip
+        if i == 0:
+            events.append({"appid": a, "openid": "steady", "ts": f"{day}T08:00:00+08:00",
+                           "gender": 2, "age": 30, "province": "西藏"})  # fmt: skip
+        load(lake, events, f"d{i}.ndjson")
+        for n in STANDARD_LENGTHS:
+            q = PortraitQuery(a, day - D(n - 1), day)
+            assert portrait(q, get_engine("duckdb", lake)) == portrait(q, ref), (day, n)
