@@ -17,7 +17,7 @@ import csv
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Final
 
@@ -215,6 +215,7 @@ def _code(row: _Row) -> int:
     return row.code
 
 
+@lru_cache(maxsize=1 << 14)
 def normalize_province(raw: str | None) -> int | None:
     """Province id of a raw string; None when absent, 99 (其他) when not recognised."""
     text = _clean(raw)

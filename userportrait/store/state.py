@@ -377,8 +377,8 @@ class _Builder:
         head = _Head.load(self.dir / self.old.head, self.app.n_users)
         head.apply(part)
         self._save_head(head)
-        fresh = {(n, part.day): head.window(n, part.day, first, _sizes(self.app))
-                 for n in STANDARD_LENGTHS}  # fmt: skip
+        windows = head.windows(STANDARD_LENGTHS, first, _sizes(self.app))
+        fresh = {(n, part.day): w for n, w in windows.items()}
         self._save_windows(fresh)
 
     def _save_head(self, head: _Head) -> None:
@@ -649,17 +649,46 @@ class _Head:
             self.val[d][u] = part.values[d][has]
             self.age[d][u] = 0
 
-    def window(self, n: int, end: int, first: IntArray, sizes: Mapping[Dim, int]) -> WindowCounts:
-        if end != int(self.newest[0]) or not 1 <= n < _LONG_AGO:
-            raise ValueError(f"head at day {int(self.newest[0])} has no {n}-day window to {end}")
-        oldest = n - 1  # the largest age inside the window
-        active = np.flatnonzero(self.last <= oldest)  # only they are counted: gather once
-        new = first[active] >= end - oldest
-        out = WindowCounts(new={}, active={})
+    def windows(
+        self, lengths: tuple[int, ...], first: IntArray, sizes: Mapping[Dim, int]
+    ) -> dict[int, WindowCounts]:
+        """The windows of ``lengths`` days ending on the newest day, one bincount per dim.
+
+        Every age falls in a bucket j = the shortest window that contains it (len(lengths)
+        = none). A value counts in window j when its bucket is <= j, a user is active when
+        the bucket of ``last`` is and new when the bucket of the first day's age is; so
+        one histogram over (value, value bucket, first bucket, last bucket) gives them all.
+        """
+        newest = int(self.newest[0])
+        m = len(lengths)
+        if list(lengths) != sorted(lengths) or not 1 <= lengths[0] <= lengths[-1] < _LONG_AGO:
+            raise ValueError(f"window lengths must ascend within 1..{_LONG_AGO - 1}: {lengths}")
+        bucket = np.full(_LONG_AGO + 1, m, np.uint8)  # age -> bucket
+        for j in reversed(range(m)):
+            bucket[: lengths[j]] = j
+        b = m + 1
+        first_age = np.clip(newest - first[: len(self.last)].astype(np.int64), 0, _LONG_AGO)
+        who = bucket[first_age].astype(np.int32) * b + bucket[self.last]  # (first, last) bucket
+        keep = np.flatnonzero(bucket[self.last] < m)  # users in no window are never counted
+        who = who[keep]
+        j_le = np.arange(b)[:, None] <= np.arange(m)[None, :]  # [bucket, window]: inside?
+        out = {n: WindowCounts(new={}, active={}) for n in lengths}
         for d in DIMS:
-            v = np.where(self.age[d][active] <= oldest, self.val[d][active], 0)
-            out.active[d] = np.bincount(v, minlength=sizes[d])
-            out.new[d] = np.bincount(v[new], minlength=sizes[d])
+            key = self.val[d][keep].astype(np.int64) * b + bucket[self.age[d][keep]]
+            key = key * (b * b) + who
+            hist = np.bincount(key, minlength=sizes[d] * b**3).reshape(sizes[d], b, b, b)
+            by_value = hist.sum(axis=2)  # [value, value bucket, last bucket]
+            by_value_new = hist.sum(axis=3)  # [value, value bucket, first bucket]
+            for j, n in enumerate(lengths):
+                inside = j_le[:, j]
+                active = by_value[:, inside][:, :, inside].sum(axis=(1, 2))
+                new = by_value_new[:, inside][:, :, inside].sum(axis=(1, 2))
+                active_users = by_value[:, :, inside].sum()
+                new_users = by_value_new[:, :, inside].sum()
+                active[0] += active_users - active.sum()  # active, no value inside: 未知
+                new[0] += new_users - new.sum()
+                out[n].active[d] = active
+                out[n].new[d] = new
         return out
 
 
