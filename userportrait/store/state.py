@@ -494,9 +494,13 @@ class _Builder:
             "CREATE OR REPLACE TEMP TABLE drank_id AS "
             "SELECT k.r, x.id FROM drank k JOIN devices x USING (device)"
         )
-        values = ", ".join(f"COALESCE(d.{dim}, 0) AS {dim}" for dim in ID_DIMS)
+        # Each column in the dtype the day partition keeps, so numpy takes it as it is.
+        values = ", ".join(
+            f"CAST(COALESCE(d.{dim}, 0) AS {_SQL_TYPES[dim]}) AS {dim}" for dim in ID_DIMS
+        )
         result = con.sql(
-            f"SELECT d.day, u.uid, {values}, COALESCE(x.id, 0) AS devices FROM daily d "
+            f"SELECT d.day, u.uid, {values}, CAST(COALESCE(x.id, 0) AS "
+            f"{_SQL_TYPES['devices']}) AS devices FROM daily d "
             "JOIN users u USING (openid) LEFT JOIN drank_id x ON x.r = d.drank "
             "ORDER BY d.day, u.uid"
         ).to_arrow_table()
@@ -510,8 +514,8 @@ class _Builder:
                 continue
             yield DayPart(
                 int(day_col[a]),
-                columns["uid"][a:b].astype(np.uint32),
-                {d: columns[d][a:b].astype(_DTYPES[d]) for d in DIMS},
+                columns["uid"][a:b].astype(np.uint32, copy=False),
+                {d: columns[d][a:b].astype(_DTYPES[d], copy=False) for d in DIMS},
             )
 
     def _write_day(self, part: DayPart) -> None:
@@ -571,6 +575,10 @@ _DTYPES: dict[Dim, Any] = {
     "platforms": np.int8,
     "ages": np.int8,
     "devices": np.int32,
+}
+_SQL_TYPES: dict[Dim, str] = {
+    d: {np.int8: "TINYINT", np.int16: "SMALLINT", np.int32: "INTEGER"}[t]
+    for d, t in _DTYPES.items()
 }
 _LONG_AGO = 255  # an age (days before the newest day) of 255 or more, or never
 
@@ -667,15 +675,21 @@ class _Head:
         for j in reversed(range(m)):
             bucket[: lengths[j]] = j
         b = m + 1
-        first_age = np.clip(newest - first[: len(self.last)].astype(np.int64), 0, _LONG_AGO)
-        who = bucket[first_age].astype(np.int32) * b + bucket[self.last]  # (first, last) bucket
-        keep = np.flatnonzero(bucket[self.last] < m)  # users in no window are never counted
-        who = who[keep]
+        # Users in no window (bucket m) stay in: cheaper than gathering the others.
+        first_age = np.subtract(newest, first[: len(self.last)], dtype=np.int64)
+        np.clip(first_age, 0, _LONG_AGO, out=first_age)
+        who = bucket[first_age].astype(np.int64)  # (first bucket, last bucket)
+        who *= b
+        who += bucket[self.last]
+        key = np.empty(len(self.last), np.int64)  # one buffer, updated in place per dim
         j_le = np.arange(b)[:, None] <= np.arange(m)[None, :]  # [bucket, window]: inside?
         out = {n: WindowCounts(new={}, active={}) for n in lengths}
         for d in DIMS:
-            key = self.val[d][keep].astype(np.int64) * b + bucket[self.age[d][keep]]
-            key = key * (b * b) + who
+            np.copyto(key, self.val[d], casting="unsafe")
+            key *= b
+            key += bucket[self.age[d]]
+            key *= b * b
+            key += who
             hist = np.bincount(key, minlength=sizes[d] * b**3).reshape(sizes[d], b, b, b)
             by_value = hist.sum(axis=2)  # [value, value bucket, last bucket]
             by_value_new = hist.sum(axis=3)  # [value, value bucket, first bucket]
