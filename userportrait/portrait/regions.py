@@ -230,6 +230,7 @@ def normalize_province(raw: str | None) -> int | None:
     return OTHER_PROVINCE
 
 
+@lru_cache(maxsize=1 << 16)
 def normalize_city(raw: str | None, province_id: int | None) -> int | None:
     """City id of a raw string; None when absent, province*100+99 (其他) when not recognised.
 
