@@ -29,6 +29,7 @@ from userportrait.errors import Busy, InputError
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.ingest.records import RecordError, check_record
 from userportrait.store.compact import compact
+from userportrait.store.durable import fsync_path
 from userportrait.store.lake import Lake
 
 log = logging.getLogger("userportrait.live")
@@ -186,7 +187,7 @@ class LiveIngest:
         path = self.dir / f"segment-{self._seq:012d}.ndjson"
         self._file = path.open("ab")
         self._file_events = 0
-        _fsync_dir(self.dir)
+        fsync_path(self.dir)
 
     def _rotate(self) -> None:
         """Close the current segment if it holds events, and start a new one."""
@@ -233,7 +234,7 @@ class LiveIngest:
             if events:
                 ingest_file(self.lake, path)
             path.unlink()
-            _fsync_dir(self.dir)
+            fsync_path(self.dir)
             with self._pending_lock:
                 self._pending = max(0, self._pending - events)
             loaded += events
@@ -247,14 +248,6 @@ class LiveIngest:
         if loaded and self.on_flush:
             self.on_flush()
         return loaded
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def wait_acknowledged(done: Future[None], timeout_s: float = 30.0) -> None:

@@ -25,6 +25,7 @@ from userportrait.ingest.normalize_sql import age_id_sql, age_value, reason_sql,
 from userportrait.ingest.sources import Source, open_source, sql_str
 from userportrait.portrait.normalize import APPID_RE
 from userportrait.store.catalog import LakeFile
+from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake
 
 #: Called with (step description, fraction done in 0..1).
@@ -257,6 +258,8 @@ def _move_into_lake(lake: Lake, staging: Path) -> list[LakeFile]:
         rows = pq.ParquetFile(path).metadata.num_rows
         path.replace(target)
         files.append(LakeFile(str(target.relative_to(lake.root)), appid, day, rows))
+    # On disk before the catalog names them (and before a WAL segment is dropped).
+    fsync_tree((lake.root / f.path for f in files), lake.root)
     for leftover in sorted(staging.rglob("*"), reverse=True):
         leftover.rmdir() if leftover.is_dir() else leftover.unlink()
     staging.rmdir()

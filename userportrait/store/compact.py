@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from userportrait.ingest.sources import sql_str
 from userportrait.store.catalog import LakeFile
+from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake
 
 #: Partitions with at least this many files are compacted.
@@ -79,6 +80,7 @@ def _compact_partition(lake: Lake, appid: str, day: str, report: CompactReport) 
         raise RuntimeError(f"compaction of {appid}/{day}: {rows} rows written, {expected} read")
     target = lake.root / rel
     staging.replace(target)
+    fsync_tree([target], lake.root)
     lake.catalog.replace_files(
         batch_id,
         f"compaction of appid={appid}/day={day} ({len(files)} files)",

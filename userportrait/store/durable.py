@@ -1,0 +1,34 @@
+"""fsync helpers: what the catalog points at must be on disk before the catalog says so.
+
+A Parquet file renamed into the lake is only durable once its data and the directory
+entries up to the lake root are flushed; otherwise a power loss after the catalog commit
+(and after the live WAL segment is deleted) could lose acknowledged events.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a directory's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(files: Iterable[Path], root: Path) -> None:
+    """Flush ``files`` and every directory from their parents up to ``root`` (once each)."""
+    dirs: set[Path] = set()
+    for f in files:
+        fsync_path(f)
+        d = f.parent
+        while d not in dirs and (d == root or root in d.parents):
+            dirs.add(d)
+            d = d.parent
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        fsync_path(d)
