@@ -42,7 +42,14 @@ from userportrait.portrait.counts import AudienceCounts, PortraitCounts
 from userportrait.portrait.dims import DIMS, ID_DIMS, Dim
 from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
-from userportrait.store.windows import NO_DAY, DayPart, IntArray, WindowCounts, compute_windows
+from userportrait.store.windows import (
+    NO_DAY,
+    DayPart,
+    IntArray,
+    WindowCounts,
+    compute_windows,
+    one_window,
+)
 
 log = logging.getLogger("userportrait.state")
 
@@ -210,8 +217,8 @@ class StateStore:
             return PortraitCounts.empty()
         days = _LazyDays(lambda t: self._day(appid, app, t), present)
         sizes = _sizes(app)
-        counts = compute_windows(days, self._first_day(appid, app), sizes, [(n, [end])])
-        return to_portrait(counts[(n, end)], devices)
+        counts = one_window(days, self._first_day(appid, app), sizes, n, end)
+        return to_portrait(counts, devices)
 
     def _day(self, appid: str, app: AppState, t: int) -> DayPart:
         name = app.days[day_date(t).isoformat()]

@@ -134,3 +134,40 @@ def _hist_interval(
 ) -> None:
     diff[start * size : (start + 1) * size] += np.bincount(x, minlength=size)
     diff -= np.bincount(stops * size + x, minlength=span * size)
+
+
+def one_window(
+    days: Mapping[int, DayPart],
+    first_day: IntArray,
+    sizes: Mapping[Dim, int],
+    n: int,
+    end: int,
+) -> WindowCounts:
+    """Counts of the one window of ``n`` days ending on ``end`` (the ad-hoc path).
+
+    Cheaper than ``compute_windows`` for a single window: the days inside it are applied
+    oldest first, each overwriting the values of its users, so what is left is the latest
+    value in the window (0 where a user carried none).
+    """
+    begin = end - n + 1
+    n_users = len(first_day)
+    seen = np.zeros(n_users, bool)
+    value: dict[Dim, IntArray] = {}
+    for t in sorted(t for t in days if begin <= t <= end):
+        part = days[t]
+        uid = part.uid.astype(np.intp)  # once, not once per fancy index
+        seen[uid] = True
+        for d in DIMS:
+            vals = part.values[d]
+            if d not in value:  # in the partition's own (small) dtype
+                value[d] = np.zeros(n_users, vals.dtype)
+            has = vals != 0
+            value[d][uid[has]] = vals[has]
+    active = np.flatnonzero(seen)
+    new = first_day[active] >= begin
+    out = WindowCounts(new={}, active={})
+    for d in DIMS:
+        v = value[d][active] if d in value else np.zeros(len(active), np.int64)
+        out.active[d] = np.bincount(v, minlength=sizes[d])
+        out.new[d] = np.bincount(v[new], minlength=sizes[d])
+    return out

@@ -1,0 +1,41 @@
+"""The two window algorithms (all windows by difference arrays; one window by overwriting
+days oldest first) agree on random day partitions, gaps and first days included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from userportrait.portrait.dims import DIMS, Dim
+from userportrait.store.windows import DayPart, compute_windows, one_window
+
+SIZES: dict[Dim, int] = {
+    "province": 5,
+    "city": 9,
+    "genders": 3,
+    "platforms": 4,
+    "ages": 7,
+    "devices": 6,
+}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_window_equals_compute_windows(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_users = 300
+    days: dict[int, DayPart] = {}
+    for t in sorted(rng.choice(np.arange(100, 160), size=35, replace=False).tolist()):
+        uid = np.sort(rng.choice(n_users, size=int(rng.integers(1, 120)), replace=False))
+        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(np.int16) for d in DIMS}
+        days[t] = DayPart(t, uid.astype(np.uint32), values)
+    first = np.full(n_users, 10**6, np.int32)
+    for t in sorted(days, reverse=True):
+        first[days[t].uid] = t
+    first[::7] -= 40  # users seen before any partition here
+    wanted = [(n, list(range(95, 165, 3))) for n in (1, 7, 30, 11)]
+    every = compute_windows(days, first, SIZES, wanted)
+    for (n, end), counts in every.items():
+        one = one_window(days, first, SIZES, n, end)
+        for d in DIMS:
+            assert one.active[d].tolist() == counts.active[d].tolist(), (n, end, d)
+            assert one.new[d].tolist() == counts.new[d].tolist(), (n, end, d)
