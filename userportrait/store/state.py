@@ -346,7 +346,7 @@ class _Builder:
         built: list[DayPart] = []
         con = self.store.lake.connect()
         try:
-            self._load_dictionaries(con)
+            self._load_devices(con)
             for chunk in self._chunks(sorted(days)):
                 for part in self._build(con, chunk):
                     if len(first) < self.app.n_users:
@@ -402,15 +402,7 @@ class _Builder:
         self.app.windows = f"windows.b{self.version}.npz"
         table.save(self.dir / self.app.windows)
 
-    def _load_dictionaries(self, con: Any) -> None:
-        if self.app.users:
-            listing = ", ".join(sql_str(str(self.dir / f)) for f in self.app.users)
-            con.execute(
-                "CREATE TEMP TABLE users AS SELECT openid, uid "
-                f"FROM read_parquet([{listing}], hive_partitioning=false)"
-            )
-        else:
-            con.execute("CREATE TEMP TABLE users (openid VARCHAR, uid UINTEGER)")
+    def _load_devices(self, con: Any) -> None:
         if self.app.devices:
             path = sql_str(str(self.dir / self.app.devices))
             con.execute(
@@ -475,18 +467,30 @@ class _Builder:
             "hive_types={'appid': VARCHAR, 'day': DATE}) e "
             "LEFT JOIN drank k ON k.device = e.device GROUP BY e.day, e.openid"
         )
+        # One pass over the user dictionary: each (day, user) row gets its uid or NULL
+        # (DuckDB builds the hash table on the smaller side, so the 3 M known users are
+        # streamed from their Parquet parts, never loaded into a table).
+        if self.app.users:
+            listing = ", ".join(sql_str(str(self.dir / f)) for f in self.app.users)
+            known = f"read_parquet([{listing}], hive_partitioning=false)"
+        else:
+            known = "(SELECT NULL::VARCHAR AS openid, NULL::UINTEGER AS uid WHERE false)"
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE matched AS SELECT d.*, u.uid FROM daily d "
+            f"LEFT JOIN {known} u USING (openid)"
+        )
         n = self.app.n_users
         con.execute(
-            f"INSERT INTO users SELECT openid, CAST({n} + row_number() OVER (ORDER BY first, openid)"
-            " - 1 AS UINTEGER) FROM (SELECT openid, min(day) AS first FROM daily d"
-            " WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.openid = d.openid) GROUP BY openid)"
-        ).fetchall()
-        added = _scalar(con, f"SELECT count(*) FROM users WHERE uid >= {n}")
+            "CREATE OR REPLACE TEMP TABLE fresh AS SELECT openid, CAST("
+            f"{n} + row_number() OVER (ORDER BY first, openid) - 1 AS UINTEGER) AS uid FROM "
+            "(SELECT openid, min(day) AS first FROM matched WHERE uid IS NULL GROUP BY openid)"
+        )
+        added = _scalar(con, "SELECT count(*) FROM fresh")
         if added:
             part = f"users/u{self.version}_{n}.parquet"
             target = sql_str(str(self.dir / part))
             con.execute(
-                f"COPY (SELECT * FROM users WHERE uid >= {n} ORDER BY uid) TO {target} "
+                f"COPY (SELECT * FROM fresh ORDER BY uid) TO {target} "
                 "(FORMAT parquet, COMPRESSION zstd)"
             )
             self.app.users.append(part)
@@ -506,10 +510,10 @@ class _Builder:
             f"CAST(COALESCE(d.{dim}, 0) AS {_SQL_TYPES[dim]}) AS {dim}" for dim in ID_DIMS
         )
         result = con.sql(
-            f"SELECT d.day, u.uid, {values}, CAST(COALESCE(x.id, 0) AS "
-            f"{_SQL_TYPES['devices']}) AS devices FROM daily d "
-            "JOIN users u USING (openid) LEFT JOIN drank_id x ON x.r = d.drank "
-            "ORDER BY d.day, u.uid"
+            f"SELECT d.day, COALESCE(d.uid, f.uid) AS uid, {values}, CAST(COALESCE(x.id, 0) AS "
+            f"{_SQL_TYPES['devices']}) AS devices FROM matched d "
+            "LEFT JOIN fresh f ON d.uid IS NULL AND f.openid = d.openid "
+            "LEFT JOIN drank_id x ON x.r = d.drank ORDER BY d.day, uid"
         ).to_arrow_table()
         day_col = result.column("day").cast(pa.int32()).to_numpy()
         cuts = np.flatnonzero(np.diff(day_col)) + 1
