@@ -31,7 +31,7 @@ from userportrait.errors import (
     InvalidCredential,
     InvalidRequest,
 )
-from userportrait.store.sqlite import open_db
+from userportrait.store.sqlite import open_db, transaction
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS apps (
@@ -165,14 +165,8 @@ class AuthStore:
         """``/cgi-bin/stable_token``: the same token while valid (refreshed near expiry)."""
         appid = self.check_secret(appid, secret)
         now = self.now()
-        with self._db() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                issued = self._stable(con, appid, force_refresh, now)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self._db() as con, transaction(con):
+            issued = self._stable(con, appid, force_refresh, now)
         return issued
 
     def _stable(self, con: sqlite3.Connection, appid: str, force: bool, now: float) -> Issued:

@@ -11,16 +11,8 @@ from userportrait.ingest.sources import sql_str
 from userportrait.portrait.counts import AudienceCounts, PortraitCounts
 from userportrait.portrait.dims import ID_DIMS, Dim
 from userportrait.portrait.query import PortraitQuery
+from userportrait.store.lake import DIM_COLUMNS as _COLUMNS
 from userportrait.store.lake import Lake
-
-_COLUMNS: dict[str, str] = {
-    "province": "province_id",
-    "city": "city_id",
-    "genders": "gender_id",
-    "platforms": "platform_id",
-    "ages": "age_id",
-    "devices": "device",
-}
 
 
 def portrait_sql(files: list[str], query: PortraitQuery) -> str:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from userportrait.store.sqlite import open_db
+from userportrait.store.sqlite import open_db, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -93,22 +93,16 @@ class Catalog:
         files: Iterable[LakeFile],
     ) -> int:
         """Record batch ``batch_id`` and its files atomically; returns the batch id."""
-        with self.connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.execute(
-                    "INSERT INTO batches(id, source, sha256, accepted, rejected, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (batch_id, source, sha256, accepted, rejected, time.time()),
-                )
-                con.executemany(
-                    "INSERT INTO files(path, appid, day, batch_id, rows) VALUES (?, ?, ?, ?, ?)",
-                    [(f.path, f.appid, f.day, batch_id, f.rows) for f in files],
-                )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self.connect() as con, transaction(con):
+            con.execute(
+                "INSERT INTO batches(id, source, sha256, accepted, rejected, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (batch_id, source, sha256, accepted, rejected, time.time()),
+            )
+            con.executemany(
+                "INSERT INTO files(path, appid, day, batch_id, rows) VALUES (?, ?, ?, ?, ?)",
+                [(f.path, f.appid, f.day, batch_id, f.rows) for f in files],
+            )
         return batch_id
 
     def replace_files(
@@ -121,28 +115,22 @@ class Catalog:
         reader can still be using them.
         """
         old = list(old)
-        with self.connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.execute(
-                    "INSERT INTO batches(id, source, sha256, accepted, rejected, created_at)"
-                    " VALUES (?, ?, NULL, 0, 0, ?)",
-                    (batch_id, source, time.time()),
-                )
-                con.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in old])
-                con.executemany(
-                    "INSERT INTO files(path, appid, day, batch_id, rows) VALUES (?, ?, ?, ?, ?)",
-                    [(f.path, f.appid, f.day, batch_id, f.rows) for f in new],
-                )
-                now = time.time()
-                con.executemany(
-                    "INSERT OR REPLACE INTO retired(path, retired_at) VALUES (?, ?)",
-                    [(p, now) for p in old],
-                )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self.connect() as con, transaction(con):
+            con.execute(
+                "INSERT INTO batches(id, source, sha256, accepted, rejected, created_at)"
+                " VALUES (?, ?, NULL, 0, 0, ?)",
+                (batch_id, source, time.time()),
+            )
+            con.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in old])
+            con.executemany(
+                "INSERT INTO files(path, appid, day, batch_id, rows) VALUES (?, ?, ?, ?, ?)",
+                [(f.path, f.appid, f.day, batch_id, f.rows) for f in new],
+            )
+            now = time.time()
+            con.executemany(
+                "INSERT OR REPLACE INTO retired(path, retired_at) VALUES (?, ?)",
+                [(p, now) for p in old],
+            )
         return batch_id
 
     def retired(self, before: float) -> list[str]:

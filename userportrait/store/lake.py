@@ -20,8 +20,19 @@ from pathlib import Path
 
 import duckdb
 
+from userportrait.portrait.dims import Dim
 from userportrait.settings import Settings
 from userportrait.store.catalog import Catalog, LakeFile
+
+#: The lake column each portrait dimension is counted by (devices: the model string).
+DIM_COLUMNS: dict[Dim, str] = {
+    "province": "province_id",
+    "city": "city_id",
+    "genders": "gender_id",
+    "platforms": "platform_id",
+    "ages": "age_id",
+    "devices": "device",
+}
 
 
 class Lake:

@@ -41,7 +41,7 @@ from userportrait.ingest.sources import sql_str
 from userportrait.portrait.counts import AudienceCounts, PortraitCounts
 from userportrait.portrait.dims import DIMS, ID_DIMS, Dim
 from userportrait.portrait.query import PortraitQuery
-from userportrait.store.lake import Lake
+from userportrait.store.lake import DIM_COLUMNS, Lake
 from userportrait.store.windows import (
     NO_DAY,
     DayPart,
@@ -60,15 +60,6 @@ STANDARD_LENGTHS = (1, 7, 30)
 CHUNK_EVENTS = 6_000_000
 #: Bytes of day partitions a reader keeps in memory for ad-hoc windows.
 DAY_CACHE_BYTES = 384 << 20
-#: Lake column -> day-partition key per dimension (devices are dictionary ids).
-COLUMNS: dict[Dim, str] = {
-    "province": "province_id",
-    "city": "city_id",
-    "genders": "gender_id",
-    "platforms": "platform_id",
-    "ages": "age_id",
-    "devices": "device",
-}
 _ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
 _RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
 EPOCH = dt.date(1970, 1, 1)
@@ -456,7 +447,7 @@ class _Builder:
         rel = "(epoch_us(e.ts) - epoch_us(CAST(e.day AS TIMESTAMPTZ)))"
         winners = ", ".join(
             f"CAST(max({rel} * {1 << _ID_BITS} + e.{col}) % {1 << _ID_BITS} AS INTEGER) AS {dim}"
-            for dim, col in COLUMNS.items()
+            for dim, col in DIM_COLUMNS.items()
             if dim != "devices"
         )
         con.execute(
