@@ -247,6 +247,8 @@ def normalize_city(raw: str | None, province_id: int | None) -> int | None:
     other = (real or OTHER_PROVINCE) * 100 + _OTHER_CITY
     if text.isascii() and text.isdigit():
         return _city_from_code(text, t) or other
+    if text in t.city_alias:  # the first of the forms, and the common case: no _forms()
+        return _choose(t.city_alias[text], real)
     forms = _forms(text)
     for key in forms:
         if key in t.city_alias:
