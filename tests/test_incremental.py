@@ -258,3 +258,34 @@ def test_appended_days_with_gaps_age_values_out_of_windows(lake: Lake) -> None:
         for n in STANDARD_LENGTHS:
             q = PortraitQuery(a, day - D(n - 1), day)
             assert portrait(q, get_engine("duckdb", lake)) == portrait(q, ref), (day, n)
+
+
+def test_more_events_for_the_newest_day_equal_a_fresh_load(lake: Lake, tmp_path: Path) -> None:
+    # Live flushes: the newest day grows batch by batch (the head is moved again over the
+    # same day). Later events override values, earlier ones must not, users gain values
+    # and appear; a retried event (same event_id) counts once. Every window equals a fresh
+    # load.
+    a = "wxgrow0000000001"
+    day = dt.date(2024, 6, 10)
+
+    def ev(user: str, hh: int, **fields: Any) -> dict[str, Any]:
+        return {"appid": a, "openid": user, "ts": f"{day}T{hh:02d}:00:00+08:00", **fields}
+
+    batches = [
+        [ev("old", 9, gender=1, city="广州", device="A1")],  # a day before: see below
+        [ev("u1", 10, gender=1, device="M1"), ev("u2", 10), ev("u3", 12, age=30)],
+        [ev("u1", 11, gender=2), ev("u2", 9, platform="ios"), ev("u3", 8, age=50)],
+        [ev("u4", 23, city="深圳", event_id="e1"), ev("u1", 9, device="Z9")],
+        [ev("u4", 23, city="深圳", event_id="e1"), ev("old", 13, province="西藏")],
+    ]
+    batches[0][0]["ts"] = f"{day - D(3)}T09:00:00+08:00"
+    for i, batch in enumerate(batches):
+        load(lake, batch, f"b{i}.ndjson")
+    fresh = Lake(Settings(data_dir=tmp_path / "fresh"))
+    load(fresh, [e for b in batches for e in b], "all.ndjson")
+    for n in STANDARD_LENGTHS:
+        for end in (day, day + D(1), day - D(1)):
+            q = PortraitQuery(a, end - D(n - 1), end)
+            grown = portrait(q, get_engine("duckdb", lake))
+            assert grown == portrait(q, get_engine("duckdb", fresh)), (n, end)
+            assert grown == portrait(q, get_engine("reference", lake)), (n, end)

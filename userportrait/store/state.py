@@ -357,20 +357,24 @@ class _Builder:
         self.app.first_day = f"first_day.b{self.version}.npy"
         _atomic_save(self.dir / self.app.first_day, first)
         changed = {day_number(d) for d in days}
+        # The common cases: a new newest day, or more events for the newest day (a live
+        # flush). Lake events are only ever added (compaction keeps them), so a rebuilt
+        # newest day holds every value its previous version held or a later one of the
+        # same day: applying it again over the head gives the head as if applied once.
         if (
             len(built) == 1
             and self.old.head
             and old_days
-            and built[0].day > max(old_days)
+            and built[0].day >= max(old_days)
             and not lowered
         ):
-            self._append_day(built[0], first)  # the common case: a new newest day
+            self._append_day(built[0], first)
         else:
             self._update_windows(changed | lowered, first)
         return self.app
 
     def _append_day(self, part: DayPart, first: IntArray) -> None:
-        """A new newest day: move the head state forward; windows ending on it from it."""
+        """A new (or grown) newest day: move the head forward; windows ending on it from it."""
         assert self.old.head is not None
         head = _Head.load(self.dir / self.old.head, self.app.n_users)
         head.apply(part)
