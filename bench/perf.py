@@ -105,7 +105,7 @@ def step_ingest_lake_only(src: Path, data: Path) -> dict[str, Any]:
     """The same ingest with the state update switched off (what the lake alone costs)."""
     from userportrait.store import state
 
-    state.update_state = lambda lake: None
+    state.update_state = lambda *_args: None
     return step_ingest(src, data)
 
 

@@ -9,6 +9,7 @@ reader that stays open while another writer ingests.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import shutil
 from pathlib import Path
@@ -206,7 +207,7 @@ def test_state_catches_up_after_crash_between_commit_and_update(
     load(lake, [{"appid": a, "openid": "u1", "ts": "2024-06-10T10:00:00+08:00"}], "a.ndjson")
     version = StateStore(lake).manifest.version
 
-    def crash(_lake: Lake) -> None:
+    def crash(_lake: Lake, _progress: object = None) -> None:
         raise SystemExit("killed after the lake commit")
 
     monkeypatch.setattr(state_mod, "update_state", crash)
@@ -289,3 +290,14 @@ def test_more_events_for_the_newest_day_equal_a_fresh_load(lake: Lake, tmp_path:
             grown = portrait(q, get_engine("duckdb", lake))
             assert grown == portrait(q, get_engine("duckdb", fresh)), (n, end)
             assert grown == portrait(q, get_engine("reference", lake)), (n, end)
+
+
+def test_ingest_reports_the_state_update_as_progress(lake: Lake, tmp_path: Path) -> None:
+    seen: list[tuple[str, float]] = []
+    events = [{"appid": "wxprog000000001", "openid": "u", "ts": "2024-06-10T10:00:00+08:00"}]
+    path = tmp_path / "p.ndjson"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n", encoding="utf-8")
+    ingest_file(lake, path, lambda desc, frac: seen.append((desc, frac)))
+    state = [(d, f) for d, f in seen if d.startswith("updating portraits: ")]
+    assert state and state[-1] == ("updating portraits: wxprog000000001: portraits up to date", 1.0)
+    assert [f for _, f in state] == sorted(f for _, f in state)

@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,12 @@ DAY_CACHE_BYTES = 384 << 20
 _ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
 _RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
 EPOCH = dt.date(1970, 1, 1)
+#: Reports what the state update is doing: (description, fraction done).
+Progress = Callable[[str, float], None]
+
+
+def _no_progress(_desc: str, _frac: float) -> None:
+    pass
 
 
 def day_number(day: dt.date | str) -> int:
@@ -256,7 +262,7 @@ class StateStore:
 
     # -- writing (callers hold the lake's write lock) -----------------------------------
 
-    def catch_up(self) -> int:
+    def catch_up(self, progress: Progress = _no_progress) -> int:
         """Apply every committed batch the state has not seen; returns the new version."""
         with self._lock:
             manifest = self._read_manifest()
@@ -275,12 +281,12 @@ class StateStore:
             new = Manifest(version, dict(manifest.apps))
             for appid, days in sorted(touched.items()):
                 old = manifest.apps.get(appid, AppState())
-                new.apps[appid] = _Builder(self, appid, old, version).apply(days)
+                new.apps[appid] = _Builder(self, appid, old, version).apply(days, progress)
             self._publish(manifest, new)
             self.manifest = new
             return version
 
-    def rebuild(self) -> int:
+    def rebuild(self, progress: Progress = _no_progress) -> int:
         """Throw the state away and build it again from the lake."""
         import shutil
 
@@ -292,7 +298,7 @@ class StateStore:
             self._windows.clear()
             self._days.clear()
             self._days_bytes = 0
-            return self.catch_up()
+            return self.catch_up(progress)
 
     def _publish(self, old: Manifest, new: Manifest) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -326,7 +332,7 @@ class _Builder:
             sizes=dict(old.sizes),
         )
 
-    def apply(self, days: set[str]) -> AppState:
+    def apply(self, days: set[str], progress: Progress = _no_progress) -> AppState:
         (self.dir / "days").mkdir(parents=True, exist_ok=True)
         (self.dir / "users").mkdir(parents=True, exist_ok=True)
         first = (
@@ -338,7 +344,9 @@ class _Builder:
         con = self.store.lake.connect()
         try:
             self._load_devices(con)
-            for chunk in self._chunks(sorted(days)):
+            chunks = list(self._chunks(sorted(days)))
+            for i, chunk in enumerate(chunks):
+                progress(f"{self.appid}: day partitions", 0.7 * i / len(chunks))
                 for part in self._build(con, chunk):
                     if len(first) < self.app.n_users:
                         first = np.concatenate(
@@ -368,9 +376,11 @@ class _Builder:
             and built[0].day >= max(old_days)
             and not lowered
         ):
+            progress(f"{self.appid}: windows", 0.7)
             self._append_day(built[0], first)
         else:
-            self._update_windows(changed | lowered, first)
+            self._update_windows(changed | lowered, first, progress)
+        progress(f"{self.appid}: portraits up to date", 1.0)
         return self.app
 
     def _append_day(self, part: DayPart, first: IntArray) -> None:
@@ -550,7 +560,9 @@ class _Builder:
         pq.write_table(table, str(target) + ".tmp")
         Path(str(target) + ".tmp").replace(target)
 
-    def _update_windows(self, changed: set[int], first: IntArray) -> None:
+    def _update_windows(
+        self, changed: set[int], first: IntArray, progress: Progress = _no_progress
+    ) -> None:
         """Recompute the standard windows that contain a changed day (see docs).
 
         Windows ending after the newest day are not kept (they are computed when asked;
@@ -563,7 +575,15 @@ class _Builder:
             ends = {e for t in changed for e in range(t, t + n) if lo <= e <= hi}
             wanted.append((n, sorted(ends)))
         days = _LazyDays(lambda t: self._load_day(t), present)
-        self._save_windows(compute_windows(days, first, _sizes(self.app), wanted))
+        windows = compute_windows(
+            days,
+            first,
+            _sizes(self.app),
+            wanted,
+            tick=lambda f: progress(f"{self.appid}: windows", 0.7 + 0.25 * f),
+        )
+        self._save_windows(windows)
+        progress(f"{self.appid}: latest values", 0.95)
         head = _Head(self.app.n_users)
         for t in sorted(present):
             head.apply(self._load_day(t))
@@ -890,7 +910,7 @@ def _unlock(lake: Lake) -> None:
     fh.close()
 
 
-def update_state(lake: Lake) -> None:
+def update_state(lake: Lake, progress: Progress = _no_progress) -> None:
     """The ingest hook: bring the state up to the catalog after a committed batch.
 
     A failure here never undoes the batch (the lake is the truth); the next reader or
@@ -898,6 +918,6 @@ def update_state(lake: Lake) -> None:
     """
     try:
         with lake.write_lock():
-            StateStore(lake).catch_up()
+            StateStore(lake).catch_up(progress)
     except Exception:
         log.exception("incremental state update failed; it will catch up later")

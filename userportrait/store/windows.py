@@ -17,7 +17,7 @@ active users minus the users counted under a value. See docs/performance.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,11 +59,13 @@ def compute_windows(
     first_day: IntArray,
     sizes: Mapping[Dim, int],
     wanted: Sequence[tuple[int, Sequence[int]]],
+    tick: Callable[[float], None] | None = None,
 ) -> dict[tuple[int, int], WindowCounts]:
     """Counts of the windows ``(length L, end e)`` for every ``L, ends`` in ``wanted``.
 
     ``days`` must hold every day partition that any wanted window covers (missing days
     are days without data); ``sizes`` is one more than the largest value id per dim.
+    ``tick`` is told the fraction of days done.
     """
     wanted = [(n, sorted(set(ends))) for n, ends in wanted if ends]
     if not wanted:
@@ -80,7 +82,10 @@ def compute_windows(
     hist_new = {n: {d: np.zeros(span * sizes[d], np.int64) for d in DIMS} for n in lengths}
     next_act = np.full(n_users, hi + 1, np.int32)
     next_val = {d: np.full(n_users, hi + 1, np.int32) for d in DIMS}
-    for t in sorted((t for t in days if lo <= t <= hi), reverse=True):
+    todo = sorted((t for t in days if lo <= t <= hi), reverse=True)
+    for i, t in enumerate(todo):
+        if tick is not None:
+            tick(i / len(todo))
         part = days[t]
         uid = part.uid
         fd = first_day[uid]
