@@ -298,6 +298,6 @@ def test_ingest_reports_the_state_update_as_progress(lake: Lake, tmp_path: Path)
     path = tmp_path / "p.ndjson"
     path.write_text("\n".join(json.dumps(e) for e in events) + "\n", encoding="utf-8")
     ingest_file(lake, path, lambda desc, frac: seen.append((desc, frac)))
-    state = [(d, f) for d, f in seen if d.startswith("updating portraits: ")]
-    assert state and state[-1] == ("updating portraits: wxprog000000001: portraits up to date", 1.0)
+    state = [(d, f) for d, f in seen if d.startswith("portraits: ")]
+    assert state and state[-1] == ("portraits: up to date", 1.0)
     assert [f for _, f in state] == sorted(f for _, f in state)

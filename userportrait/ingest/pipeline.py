@@ -96,7 +96,7 @@ def ingest_file(lake: Lake, path: Path, progress: Progress | None = None) -> Ing
         # Derived state follows the committed batch (issue 5); a crash here loses nothing.
         from userportrait.store.state import update_state
 
-        update_state(lake, lambda desc, frac: step(f"updating portraits: {desc}", frac))
+        update_state(lake, lambda desc, frac: step(f"portraits: {desc}", frac))
     return report
 
 

@@ -279,9 +279,13 @@ class StateStore:
             for appid, day in rows:
                 touched.setdefault(appid, set()).add(day)
             new = Manifest(version, dict(manifest.apps))
-            for appid, days in sorted(touched.items()):
+            for k, (appid, days) in enumerate(sorted(touched.items())):
                 old = manifest.apps.get(appid, AppState())
-                new.apps[appid] = _Builder(self, appid, old, version).apply(days, progress)
+
+                def one_of_all(desc: str, frac: float, k: int = k) -> None:
+                    progress(desc, (k + frac) / len(touched))
+
+                new.apps[appid] = _Builder(self, appid, old, version).apply(days, one_of_all)
             self._publish(manifest, new)
             self.manifest = new
             return version
@@ -346,7 +350,7 @@ class _Builder:
             self._load_devices(con)
             chunks = list(self._chunks(sorted(days)))
             for i, chunk in enumerate(chunks):
-                progress(f"{self.appid}: day partitions", 0.7 * i / len(chunks))
+                progress("day partitions", 0.7 * i / len(chunks))
                 for part in self._build(con, chunk):
                     if len(first) < self.app.n_users:
                         first = np.concatenate(
@@ -376,11 +380,11 @@ class _Builder:
             and built[0].day >= max(old_days)
             and not lowered
         ):
-            progress(f"{self.appid}: windows", 0.7)
+            progress("windows", 0.7)
             self._append_day(built[0], first)
         else:
             self._update_windows(changed | lowered, first, progress)
-        progress(f"{self.appid}: portraits up to date", 1.0)
+        progress("up to date", 1.0)
         return self.app
 
     def _append_day(self, part: DayPart, first: IntArray) -> None:
@@ -580,10 +584,10 @@ class _Builder:
             first,
             _sizes(self.app),
             wanted,
-            tick=lambda f: progress(f"{self.appid}: windows", 0.7 + 0.25 * f),
+            tick=lambda f: progress("windows", 0.7 + 0.25 * f),
         )
         self._save_windows(windows)
-        progress(f"{self.appid}: latest values", 0.95)
+        progress("latest values", 0.95)
         head = _Head(self.app.n_users)
         for t in sorted(present):
             head.apply(self._load_day(t))
