@@ -3,12 +3,22 @@ days oldest first) agree on random day partitions, gaps and first days included.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from userportrait.portrait.dims import DIMS, Dim
 from userportrait.store.windows import DayPart, compute_windows, one_window
 
+_DTYPE: dict[Dim, type[np.integer[Any]]] = {
+    "province": np.int16,
+    "city": np.int16,
+    "genders": np.int8,
+    "platforms": np.int8,
+    "ages": np.int8,
+    "devices": np.int32,
+}
 SIZES: dict[Dim, int] = {
     "province": 5,
     "city": 9,
@@ -39,3 +49,24 @@ def test_one_window_equals_compute_windows(seed: int) -> None:
         for d in DIMS:
             assert one.active[d].tolist() == counts.active[d].tolist(), (n, end, d)
             assert one.new[d].tolist() == counts.new[d].tolist(), (n, end, d)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_head_built_at_once_equals_head_moved_day_by_day(seed: int) -> None:
+    from userportrait.store.state import _Head  # the two ways the store builds its head
+
+    rng = np.random.default_rng(seed)
+    n_users = 200
+    parts = []
+    t = 1000
+    for _ in range(25):
+        t += int(rng.choice([1, 1, 2, 6, 30, 300]))
+        uid = np.sort(rng.choice(n_users, size=int(rng.integers(1, 80)), replace=False))
+        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(_DTYPE[d]) for d in DIMS}
+        parts.append(DayPart(t, uid.astype(np.uint32), values))
+    moved = _Head(n_users)
+    for part in parts:
+        moved.apply(part)
+    built = _Head.from_days(parts, n_users)
+    for name, array in moved.arrays().items():
+        assert array.tolist() == built.arrays()[name].tolist(), name

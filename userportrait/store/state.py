@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -588,9 +588,7 @@ class _Builder:
         )
         self._save_windows(windows)
         progress("latest values", 0.95)
-        head = _Head(self.app.n_users)
-        for t in sorted(present):
-            head.apply(self._load_day(t))
+        head = _Head.from_days((self._load_day(t) for t in sorted(present)), self.app.n_users)
         self._save_head(head)
 
     def _load_day(self, t: int) -> DayPart:
@@ -667,6 +665,35 @@ class _Head:
             out[f"v_{d}"] = self.val[d]
             out[f"a_{d}"] = self.age[d]
         return out
+
+    @classmethod
+    def from_days(cls, parts: Iterable[DayPart], n_users: int) -> _Head:
+        """The head after ``parts`` (ascending days), with absolute days while building
+        and ages once at the end: no per-day shift of every user's ages."""
+        head = cls(n_users)
+        last = np.full(n_users, -1, np.int32)
+        day = {d: np.full(n_users, -1, np.int32) for d in DIMS}
+        newest = None
+        for part in parts:
+            if newest is not None and part.day <= newest:
+                raise ValueError(f"days must ascend: {part.day} after {newest}")
+            newest = part.day
+            uid = part.uid.astype(np.intp)
+            last[uid] = part.day
+            for d in DIMS:
+                has = part.values[d] != 0
+                u = uid[has]
+                head.val[d][u] = part.values[d][has]
+                day[d][u] = part.day
+        if newest is None:
+            return head
+        head.newest[0] = newest
+        for days, ages in ((last, head.last), *((day[d], head.age[d]) for d in DIMS)):
+            age = np.subtract(newest, days, dtype=np.int64)
+            age[days < 0] = _LONG_AGO  # never
+            np.minimum(age, _LONG_AGO, out=age)
+            ages[:] = age
+        return head
 
     def apply(self, part: DayPart) -> None:
         """Days must come in ascending order: a later day always wins."""
