@@ -1,4 +1,4 @@
-"""The two window algorithms (all windows by difference arrays; one window by overwriting
+"""The window algorithms (all windows by difference arrays; a few windows by overwriting
 days oldest first) agree on random day partitions, gaps and first days included."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from userportrait.portrait.dims import DIMS, Dim
-from userportrait.store.windows import DayPart, compute_windows, one_window
+from userportrait.store.windows import DayPart, compute_windows, few_windows, one_window
 
 _DTYPE: dict[Dim, type[np.integer[Any]]] = {
     "province": np.int16,
@@ -44,8 +44,13 @@ def test_one_window_equals_compute_windows(seed: int) -> None:
     first[::7] -= 40  # users seen before any partition here
     wanted = [(n, list(range(95, 165, 3))) for n in (1, 7, 30, 11)]
     every = compute_windows(days, first, SIZES, wanted)
+    few = few_windows(days, first, SIZES, list(every)[::7])
     for (n, end), counts in every.items():
         one = one_window(days, first, SIZES, n, end)
+        if (n, end) in few:
+            for d in DIMS:
+                assert few[(n, end)].active[d].tolist() == counts.active[d].tolist()
+                assert few[(n, end)].new[d].tolist() == counts.new[d].tolist()
         for d in DIMS:
             assert one.active[d].tolist() == counts.active[d].tolist(), (n, end, d)
             assert one.new[d].tolist() == counts.new[d].tolist(), (n, end, d)

@@ -148,31 +148,55 @@ def one_window(
     n: int,
     end: int,
 ) -> WindowCounts:
-    """Counts of the one window of ``n`` days ending on ``end`` (the ad-hoc path).
+    """Counts of the one window of ``n`` days ending on ``end`` (the ad-hoc path)."""
+    return few_windows(days, first_day, sizes, [(n, end)])[(n, end)]
 
-    Cheaper than ``compute_windows`` for a single window: the days inside it are applied
-    oldest first, each overwriting the values of its users, so what is left is the latest
-    value in the window (0 where a user carried none).
+
+def few_windows(
+    days: Mapping[int, DayPart],
+    first_day: IntArray,
+    sizes: Mapping[Dim, int],
+    wanted: Sequence[tuple[int, int]],
+) -> dict[tuple[int, int], WindowCounts]:
+    """Counts of a few windows ``(length, end)``, each day partition read once.
+
+    Cheaper than ``compute_windows`` when the windows are few: the days inside a window
+    are applied oldest first, each overwriting the values of its users, so what is left
+    is the latest value in the window (0 where a user carried none). Memory: a bool and
+    the value ids per user and window.
     """
-    begin = end - n + 1
+    wanted = sorted(set(wanted))
+    if not wanted:
+        return {}
     n_users = len(first_day)
-    seen = np.zeros(n_users, bool)
-    value: dict[Dim, IntArray] = {}
-    for t in sorted(t for t in days if begin <= t <= end):
+    seen = {w: np.zeros(n_users, bool) for w in wanted}
+    value: dict[tuple[int, int], dict[Dim, IntArray]] = {w: {} for w in wanted}
+    lo = min(e - n + 1 for n, e in wanted)
+    hi = max(e for _, e in wanted)
+    for t in sorted(t for t in days if lo <= t <= hi):
+        inside = [(n, e) for n, e in wanted if e - n + 1 <= t <= e]
+        if not inside:
+            continue
         part = days[t]
         uid = part.uid.astype(np.intp)  # once, not once per fancy index
-        seen[uid] = True
+        has = {d: part.values[d] != 0 for d in DIMS}
         for d in DIMS:
-            vals = part.values[d]
-            if d not in value:  # in the partition's own (small) dtype
-                value[d] = np.zeros(n_users, vals.dtype)
-            has = vals != 0
-            value[d][uid[has]] = vals[has]
-    active = np.flatnonzero(seen)
-    new = first_day[active] >= begin
-    out = WindowCounts(new={}, active={})
-    for d in DIMS:
-        v = value[d][active] if d in value else np.zeros(len(active), np.int64)
-        out.active[d] = np.bincount(v, minlength=sizes[d])
-        out.new[d] = np.bincount(v[new], minlength=sizes[d])
+            u, vals = uid[has[d]], part.values[d][has[d]]
+            for w in inside:
+                if d not in value[w]:  # in the partition's own (small) dtype
+                    value[w][d] = np.zeros(n_users, vals.dtype)
+                value[w][d][u] = vals
+        for w in inside:
+            seen[w][uid] = True
+    out: dict[tuple[int, int], WindowCounts] = {}
+    for n, e in wanted:
+        active = np.flatnonzero(seen[(n, e)])
+        new = first_day[active] >= e - n + 1
+        counts = WindowCounts(new={}, active={})
+        for d in DIMS:
+            held = value[(n, e)].get(d)
+            v = held[active] if held is not None else np.zeros(len(active), np.int64)
+            counts.active[d] = np.bincount(v, minlength=sizes[d])
+            counts.new[d] = np.bincount(v[new], minlength=sizes[d])
+        out[(n, e)] = counts
     return out
