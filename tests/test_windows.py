@@ -75,3 +75,44 @@ def test_head_built_at_once_equals_head_moved_day_by_day(seed: int) -> None:
     built = _Head.from_days(parts, n_users)
     for name, array in moved.arrays().items():
         assert array.tolist() == built.arrays()[name].tolist(), name
+
+
+def _grown(part: DayPart, rng: np.random.Generator, n_users: int) -> DayPart:
+    """``part`` rebuilt after more events of its day: more users, values gained or
+    replaced by later ones, none lost (what the lake guarantees)."""
+    extra = rng.choice(np.setdiff1d(np.arange(n_users), part.uid), size=5, replace=False)
+    uid = np.concatenate([part.uid.astype(np.int64), extra])
+    order = np.argsort(uid)
+    values = {}
+    for d in DIMS:
+        old = np.concatenate([part.values[d], np.zeros(len(extra), part.values[d].dtype)])
+        later = rng.integers(1, SIZES[d], len(uid)).astype(old.dtype)
+        change = rng.random(len(uid)) < 0.3
+        values[d] = np.where(change, later, old)[order]
+    return DayPart(part.day, uid[order].astype(np.uint32), values)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_patching_a_grown_day_equals_building_the_head_again(seed: int) -> None:
+    from userportrait.store.state import _Head
+
+    rng = np.random.default_rng(seed)
+    n_users = 200
+    parts = []
+    t = 5000
+    for _ in range(20):
+        t += int(rng.choice([1, 1, 3, 40, 300]))
+        uid = np.sort(rng.choice(n_users, size=int(rng.integers(5, 80)), replace=False))
+        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(_DTYPE[d]) for d in DIMS}
+        parts.append(DayPart(t, uid.astype(np.uint32), values))
+    head = _Head.from_days(parts, n_users)
+    for i in rng.choice(len(parts), size=4, replace=False).tolist():
+        parts[i] = _grown(parts[i], rng, n_users)
+        head.patch(parts[i])
+    want = _Head.from_days(parts, n_users)
+    newest = int(want.newest[0])
+    for d in DIMS:  # values older than any window may differ; what windows read may not
+        fresh = want.age[d] < 255
+        assert head.age[d].tolist() == want.age[d].tolist(), d
+        assert head.val[d][fresh].tolist() == want.val[d][fresh].tolist(), d
+    assert head.last.tolist() == want.last.tolist() and newest == int(head.newest[0])

@@ -387,6 +387,7 @@ class _Builder:
             self._append_day(built[0], first)
         else:
             self._update_windows(changed | lowered, first, progress)
+            self._update_head(changed)
         progress("up to date", 1.0)
         return self.app
 
@@ -601,8 +602,21 @@ class _Builder:
                 tick=lambda f: progress("windows", 0.7 + 0.25 * f),
             )
         self._save_windows(windows)
-        progress("latest values", 0.95)
-        head = _Head.from_days((self._load_day(t) for t in sorted(present)), self.app.n_users)
+
+    def _update_head(self, changed: set[int]) -> None:
+        """The head after the rebuilt days ``changed``: patched in place when there is one
+        (exact because lake events are only ever added, see _Head.patch), else built."""
+        if self.old.head is None:
+            present = sorted(day_number(d) for d in self.app.days)
+            head = _Head.from_days((self._load_day(t) for t in present), self.app.n_users)
+        else:
+            head = _Head.load(self.dir / self.old.head, self.app.n_users)
+            newest = int(head.newest[0])
+            for t in sorted(changed):  # older days first, then new days in order
+                if t <= newest:
+                    head.patch(self._load_day(t))
+                else:
+                    head.apply(self._load_day(t))
         self._save_head(head)
 
     def _load_day(self, t: int) -> DayPart:
@@ -708,6 +722,28 @@ class _Head:
             np.minimum(age, _LONG_AGO, out=age)
             ages[:] = age
         return head
+
+    def patch(self, part: DayPart) -> None:
+        """Fold in a rebuilt day at or before the newest day.
+
+        A rebuilt day holds, per user and dim, the value its previous version held or a
+        later one of that day (events are only ever added), so a user's value is replaced
+        when the head's is from that day or older, and kept when it is from a later day.
+        """
+        newest = int(self.newest[0])
+        if part.day > newest:
+            raise ValueError(f"head is at day {newest}; day {part.day} must be applied")
+        age = newest - part.day
+        if age >= _LONG_AGO:
+            return  # too old to be in any window, now or later (ages only grow)
+        uid = part.uid.astype(np.intp)
+        self.last[uid] = np.minimum(self.last[uid], age)
+        for d in DIMS:
+            has = part.values[d] != 0
+            u = uid[has]
+            take = self.age[d][u] >= age
+            self.val[d][u[take]] = part.values[d][has][take]
+            self.age[d][u[take]] = age
 
     def apply(self, part: DayPart) -> None:
         """Days must come in ascending order: a later day always wins."""
