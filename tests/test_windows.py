@@ -3,22 +3,13 @@ days oldest first) agree on random day partitions, gaps and first days included.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
 from userportrait.portrait.dims import DIMS, Dim
+from userportrait.store.state import _DTYPES, _Head  # the head's two ways of being built
 from userportrait.store.windows import DayPart, compute_windows, few_windows, one_window
 
-_DTYPE: dict[Dim, type[np.integer[Any]]] = {
-    "province": np.int16,
-    "city": np.int16,
-    "genders": np.int8,
-    "platforms": np.int8,
-    "ages": np.int8,
-    "devices": np.int32,
-}
 SIZES: dict[Dim, int] = {
     "province": 5,
     "city": 9,
@@ -56,19 +47,22 @@ def test_one_window_equals_compute_windows(seed: int) -> None:
             assert one.new[d].tolist() == counts.new[d].tolist(), (n, end, d)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_head_built_at_once_equals_head_moved_day_by_day(seed: int) -> None:
-    from userportrait.store.state import _Head  # the two ways the store builds its head
-
-    rng = np.random.default_rng(seed)
-    n_users = 200
+def _random_days(rng: np.random.Generator, n_users: int, count: int) -> list[DayPart]:
+    """``count`` ascending day partitions with gaps from 1 to 300 days."""
     parts = []
     t = 1000
-    for _ in range(25):
-        t += int(rng.choice([1, 1, 2, 6, 30, 300]))
-        uid = np.sort(rng.choice(n_users, size=int(rng.integers(1, 80)), replace=False))
-        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(_DTYPE[d]) for d in DIMS}
+    for _ in range(count):
+        t += int(rng.choice([1, 1, 2, 6, 30, 40, 300]))
+        uid = np.sort(rng.choice(n_users, size=int(rng.integers(5, 80)), replace=False))
+        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(_DTYPES[d]) for d in DIMS}
         parts.append(DayPart(t, uid.astype(np.uint32), values))
+    return parts
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_head_built_at_once_equals_head_moved_day_by_day(seed: int) -> None:
+    n_users = 200
+    parts = _random_days(np.random.default_rng(seed), n_users, 25)
     moved = _Head(n_users)
     for part in parts:
         moved.apply(part)
@@ -94,17 +88,9 @@ def _grown(part: DayPart, rng: np.random.Generator, n_users: int) -> DayPart:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_patching_a_grown_day_equals_building_the_head_again(seed: int) -> None:
-    from userportrait.store.state import _Head
-
     rng = np.random.default_rng(seed)
     n_users = 200
-    parts = []
-    t = 5000
-    for _ in range(20):
-        t += int(rng.choice([1, 1, 3, 40, 300]))
-        uid = np.sort(rng.choice(n_users, size=int(rng.integers(5, 80)), replace=False))
-        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(_DTYPE[d]) for d in DIMS}
-        parts.append(DayPart(t, uid.astype(np.uint32), values))
+    parts = _random_days(rng, n_users, 20)
     head = _Head.from_days(parts, n_users)
     for i in rng.choice(len(parts), size=4, replace=False).tolist():
         parts[i] = _grown(parts[i], rng, n_users)
