@@ -331,3 +331,14 @@ def test_late_events_for_yesterday_recount_only_their_windows(
         for end in (day - D(2), day - D(1), day):
             q = PortraitQuery(a, end - D(n - 1), end)
             assert portrait(q, get_engine("duckdb", lake)) == portrait(q, ref), (n, end)
+
+
+def test_state_of_another_format_is_rebuilt(lake: Lake) -> None:
+    a = "wxformat00000001"
+    load(lake, [{"appid": a, "openid": "u1", "ts": "2024-06-10T10:00:00+08:00", "gender": 2}])
+    manifest = lake.state_dir / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps(raw | {"format": state_mod.FORMAT - 1}))
+    q = PortraitQuery(a, dt.date(2024, 6, 10), dt.date(2024, 6, 10))
+    assert portrait(q, get_engine("duckdb", lake)) == portrait(q, get_engine("reference", lake))
+    assert json.loads(manifest.read_text())["format"] == state_mod.FORMAT
