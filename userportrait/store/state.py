@@ -584,14 +584,16 @@ class _Builder:
             wanted.append((n, sorted(ends)))
         days = _LazyDays(lambda t: self._load_day(t), present)
         pairs = [(n, e) for n, ends in wanted for e in ends]
-        # A few windows (late events for the last days: 5 windows) cost less one by one
-        # than the all-ends pass: per window, a day costs about 1/5 of a day per length
-        # there (measured on 3 M users), and each window holds per-user arrays, so cap them.
-        overwrite = sum(sum(1 for t in present if e - n < t <= e) for n, e in pairs)
-        lengths = {n for n, ends in wanted if ends}
-        starts = [e - n + 1 for n, e in pairs]
-        scanned = sum(1 for t in present if starts and min(starts) <= t) * len(lengths)
-        if len(pairs) <= FEW_WINDOWS and overwrite < 5 * scanned:
+        # One by one, a window costs one overwrite per day inside it; the all-ends pass
+        # costs about five of those per day it spans and per length (measured on 3 M
+        # users). Late events for the last days change a few windows (5 for yesterday);
+        # each window counted one by one holds per-user arrays, hence the cap.
+        one_by_one = all_ends = 0
+        if 0 < len(pairs) <= FEW_WINDOWS:
+            one_by_one = sum(sum(1 for t in present if e - n < t <= e) for n, e in pairs)
+            begin = min(e - n + 1 for n, e in pairs)
+            all_ends = 5 * sum(1 for t in present if t >= begin) * len({n for n, _ in pairs})
+        if one_by_one < all_ends:
             windows = few_windows(days, first, _sizes(self.app), pairs)
         else:
             windows = compute_windows(

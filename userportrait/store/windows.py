@@ -13,6 +13,9 @@ length ``L`` in one pass over the days, newest first (``t'`` comes from a dense
 A user is new in the window ending at ``e`` iff ``first_day >= e-L+1``, i.e. ``e <
 first_day+L``, which clips the interval once more. Users without a value are 未知:
 active users minus the users counted under a value. See docs/performance.md.
+
+For one or a few windows ``few_windows`` is cheaper: the days inside each window are
+applied oldest first, later days overwriting earlier ones.
 """
 
 from __future__ import annotations
