@@ -16,7 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from userportrait.ingest.pipeline import ingest_file
-from userportrait.ingest.records import RecordError, check_record
+from userportrait.ingest.records import (
+    NOT_JSON,
+    RecordError,
+    check_record,
+    dump_record,
+    parse_records,
+)
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 
@@ -91,11 +97,16 @@ def python_reason(record: Any) -> str | None:
     return None
 
 
-def bulk(tmp: Path, name: str, records: list[Any]) -> tuple[dict[int, str], list[tuple[Any, ...]]]:
-    """Ingest ``records`` as one NDJSON file: (line -> reject reason, stored rows)."""
+def bulk(
+    tmp: Path, name: str, records: list[Any], raw: bytes | None = None
+) -> tuple[dict[int, str], list[tuple[Any, ...]]]:
+    """Ingest ``records`` (or the NDJSON bytes ``raw``) as one file: (line -> reject
+    reason, stored rows)."""
     lake = Lake(Settings(data_dir=tmp / name, duckdb_memory_limit_mb=256))
     path = tmp / f"{name}.ndjson"
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
+    if raw is None:
+        raw = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+    path.write_bytes(raw)
     report = ingest_file(lake, path)
     reasons = {r.line: r.reason for r in report.rejects}
     assert report.rejected == len(reasons)
@@ -118,8 +129,9 @@ def assert_same(tmp: Path, records: list[Any], echo: bool = True) -> None:
         expected = {k: v.split(": ")[0] for k, v in expected.items()}
     assert reasons == expected
     canonical = [check_record(r) for r in records if python_reason(r) is None]
-    if canonical:
-        again, replayed = bulk(tmp, "canonical", canonical)
+    if canonical:  # replayed as the write-ahead log holds them
+        wal = b"".join(dump_record(c) for c in canonical)
+        again, replayed = bulk(tmp, "canonical", canonical, wal)
         assert again == {}
         assert replayed == rows
 
@@ -152,3 +164,51 @@ _record = st.fixed_dictionaries(
 @given(st.lists(_record, min_size=1, max_size=12))
 def test_random_records_get_the_same_verdict(tmp_path_factory: Any, records: list[Any]) -> None:
     assert_same(tmp_path_factory.mktemp("rec"), records, echo=False)
+
+
+def test_a_lone_surrogate_is_not_json_either_way(tmp_path: Path) -> None:
+    good = json.dumps(OK)
+    bad = good.replace('"o1"', '"a\\ud800b"')  # an escape no UTF-8 text can hold
+    pair = good.replace('"o1"', '"\\ud83d\\ude00"')  # a valid pair: an emoji
+    body = f"{bad}\n{good}\n{pair}\n".encode()
+    reasons, _rows = bulk(tmp_path, "surrogate", [], body)
+    http = {i + 1: r for i, rec in enumerate(parse_records(body)) if (r := python_reason(rec))}
+    assert reasons == http == {1: "not valid JSON"}
+    array = parse_records(f"[{bad}, {good}]".encode())
+    assert array[0] is NOT_JSON and array[1] == OK
+
+
+TRICKY = [
+    "18446744073709551616",  # beyond 64 bits: orjson would make it a float
+    "-123456789012345678901234567890",
+    "NaN",
+    "1e400",
+    '{"a": 1, "a": 2}',
+    '{"x": 1e16, "y": -0.0, "z": 5e-324}',
+    "[" * 3000 + "]" * 3000,  # deeper than either parser goes
+    '"\\u0000"',
+    "{",
+]
+
+
+@given(
+    st.lists(
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+            | st.text(max_size=6),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+            max_leaves=8,
+        ),
+        min_size=1, max_size=5,
+    )
+)  # fmt: skip
+def test_http_bodies_parse_as_json_does(values: list[Any]) -> None:
+    lines = ['{"first": 1}', *(json.dumps(v) for v in values), *TRICKY]  # NDJSON, not "[...]"
+    expected: list[Any] = []
+    for line in lines:
+        try:
+            expected.append(json.loads(line))
+        except (json.JSONDecodeError, RecursionError):
+            expected.append(NOT_JSON)
+    got = parse_records("\n".join(lines).encode())
+    assert repr(got) == repr(expected)

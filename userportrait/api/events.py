@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import zlib
 from typing import Annotated, Any
 
@@ -12,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from userportrait.api.errors import WeChatJSON
 from userportrait.api.native import app_of_token
 from userportrait.errors import InvalidRequest, PayloadTooLarge
-from userportrait.ingest.records import NOT_JSON
+from userportrait.ingest.records import parse_records
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -35,23 +34,10 @@ def _decode(raw: bytes, encoding: str | None, limit: int) -> bytes:
 
 
 def _records(body: bytes) -> list[Any]:
-    """A JSON array, or NDJSON (one value per line; a bad line becomes a rejected record)."""
-    text = body.decode("utf-8", errors="replace")
-    if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError:
-            raise InvalidRequest("body is not a valid JSON array") from None
-        return records if isinstance(records, list) else [records]
-    out: list[Any] = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            out.append(NOT_JSON)
-    return out
+    try:
+        return parse_records(body)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 @router.post("/events", summary="Send visit events (NDJSON or a JSON array, optionally gzip)")

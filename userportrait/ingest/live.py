@@ -13,7 +13,6 @@ any moment, every acknowledged event is therefore counted exactly once.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import queue
@@ -27,7 +26,7 @@ from typing import Any
 
 from userportrait.errors import Busy, InputError
 from userportrait.ingest.pipeline import ingest_file
-from userportrait.ingest.records import RecordError, check_record
+from userportrait.ingest.records import RecordError, check_record, dump_record
 from userportrait.store.compact import compact
 from userportrait.store.durable import fsync_path
 from userportrait.store.lake import Lake
@@ -121,11 +120,9 @@ class LiveIngest:
         lines: list[bytes] = []
         for i, record in enumerate(records):
             try:
-                canonical = check_record(record, appid)
+                lines.append(dump_record(check_record(record, appid)))
             except RecordError as exc:
                 report.rejected.append(RejectedRecord(i, str(exc)))
-                continue
-            lines.append(json.dumps(canonical, ensure_ascii=False).encode() + b"\n")
         report.accepted = len(lines)
         done: Future[None] = Future()
         if not lines:
