@@ -65,7 +65,7 @@ def test_head_built_at_once_equals_head_moved_day_by_day(seed: int) -> None:
     parts = _random_days(np.random.default_rng(seed), n_users, 25)
     moved = _Head(n_users)
     for part in parts:
-        moved.apply(part)
+        moved.fold(part)
     built = _Head.from_days(parts, n_users)
     for name, array in moved.arrays().items():
         assert array.tolist() == built.arrays()[name].tolist(), name
@@ -94,7 +94,7 @@ def test_patching_a_grown_day_equals_building_the_head_again(seed: int) -> None:
     head = _Head.from_days(parts, n_users)
     for i in rng.choice(len(parts), size=4, replace=False).tolist():
         parts[i] = _grown(parts[i], rng, n_users)
-        head.patch(parts[i])
+        head.fold(parts[i])
     want = _Head.from_days(parts, n_users)
     newest = int(want.newest[0])
     for d in DIMS:  # values older than any window may differ; what windows read may not

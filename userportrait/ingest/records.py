@@ -113,14 +113,6 @@ def dump_record(canonical: dict[str, Any]) -> bytes:
         raise RecordError("not valid JSON") from None
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(value)
-    return str(value)
-
-
 def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
     """The canonical record, or RecordError naming the field and the problem."""
     if record is NOT_JSON:
@@ -139,7 +131,7 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
         kind = _JSON_TYPES.get(type(value))
         if kind:
             raise RecordError(f"{field} has the wrong type ({kind})")
-        text[field] = value if type(value) is str else _text(value)
+        text[field] = str(value)
         out[field] = value
     if text["appid"] is None or not text["appid"].strip(_SPACES):
         raise RecordError("appid is missing")

@@ -8,7 +8,6 @@ back, so millions of rows cost a few thousand calls.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 from typing import Final
 
@@ -84,12 +83,8 @@ def age_id(age: int | None) -> int | None:
     return None if age is None else age_bucket(age)
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def resolve_region(province_raw: str | None, city_raw: str | None) -> tuple[int | None, int | None]:
-    """(province id, city id); a recognised city supplies the province when none is given.
-
-    Cached: every batch (each live flush too) brings mostly the same few thousand pairs.
-    """
+    """(province id, city id); a recognised city supplies the province when none is given."""
     pid = regions.normalize_province(province_raw)
     cid = regions.normalize_city(city_raw, pid if pid not in (None, 0) else None)
     if pid is None and cid is not None and cid % 100 != 99:

@@ -395,7 +395,7 @@ class _Builder:
         """A new (or grown) newest day: move the head forward; windows ending on it from it."""
         assert self.old.head is not None
         head = _Head.load(self.dir / self.old.head, self.app.n_users)
-        head.apply(part)
+        head.fold(part)
         self._save_head(head)
         windows = head.windows(STANDARD_LENGTHS, first, _sizes(self.app))
         fresh = {(n, part.day): w for n, w in windows.items()}
@@ -613,12 +613,8 @@ class _Builder:
             head = _Head.from_days((self._load_day(t) for t in present), self.app.n_users)
         else:
             head = _Head.load(self.dir / self.old.head, self.app.n_users)
-            newest = int(head.newest[0])
             for t in sorted(changed):  # older days first, then new days in order
-                if t <= newest:
-                    head.patch(self._load_day(t))
-                else:
-                    head.apply(self._load_day(t))
+                head.fold(self._load_day(t))
         self._save_head(head)
 
     def _load_day(self, t: int) -> DayPart:
@@ -725,16 +721,23 @@ class _Head:
             ages[:] = age
         return head
 
-    def patch(self, part: DayPart) -> None:
-        """Fold in a rebuilt day at or before the newest day.
+    def fold(self, part: DayPart) -> None:
+        """Fold in a (rebuilt) day partition: a new newest day, or one at or before it.
 
-        A rebuilt day holds, per user and dim, the value its previous version held or a
-        later one of that day (events are only ever added), so a user's value is replaced
-        when the head's is from that day or older, and kept when it is from a later day.
+        A newer day first moves the head forward (every age grows). Then a user's value
+        is replaced where the head's is from that day or older and kept where it is from
+        a later day: exact for a day seen before, because a rebuilt day holds, per user
+        and dim, the value its previous version held or a later one of that day (lake
+        events are only ever added).
         """
         newest = int(self.newest[0])
-        if part.day > newest:
-            raise ValueError(f"head is at day {newest}; day {part.day} must be applied")
+        if newest == NO_DAY or part.day > newest:
+            shift = min(part.day - newest, _LONG_AGO) if newest != NO_DAY else 0
+            if shift:
+                for ages in (self.last, *self.age.values()):  # everything is older now
+                    np.minimum(ages, _LONG_AGO - shift, out=ages)
+                    ages += shift
+            self.newest[0] = newest = part.day
         age = newest - part.day
         if age >= _LONG_AGO:
             return  # too old to be in any window, now or later (ages only grow)
@@ -746,25 +749,6 @@ class _Head:
             take = self.age[d][u] >= age
             self.val[d][u[take]] = part.values[d][has][take]
             self.age[d][u[take]] = age
-
-    def apply(self, part: DayPart) -> None:
-        """Days must come in ascending order: a later day always wins."""
-        newest = int(self.newest[0])
-        if newest != NO_DAY:
-            if part.day < newest:
-                raise ValueError(f"head is at day {newest}, cannot apply older day {part.day}")
-            shift = part.day - newest
-            if shift:
-                for ages in (self.last, *self.age.values()):  # everything is older now
-                    np.minimum(ages, _LONG_AGO - min(shift, _LONG_AGO), out=ages)
-                    ages += min(shift, _LONG_AGO)
-        self.newest[0] = part.day
-        self.last[part.uid] = 0
-        for d in DIMS:
-            has = part.values[d] != 0
-            u = part.uid[has]
-            self.val[d][u] = part.values[d][has]
-            self.age[d][u] = 0
 
     def windows(
         self, lengths: tuple[int, ...], first: IntArray, sizes: Mapping[Dim, int]
