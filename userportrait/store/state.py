@@ -607,7 +607,7 @@ class _Builder:
 
     def _update_head(self, changed: set[int]) -> None:
         """The head after the rebuilt days ``changed``: patched in place when there is one
-        (exact because lake events are only ever added, see _Head.patch), else built."""
+        (exact because lake events are only ever added, see _Head.fold), else built."""
         if self.old.head is None:
             present = sorted(day_number(d) for d in self.app.days)
             head = _Head.from_days((self._load_day(t) for t in present), self.app.n_users)
