@@ -3,6 +3,8 @@ days oldest first) agree on random day partitions, gaps and first days included.
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -42,6 +44,39 @@ def test_one_window_equals_compute_windows(seed: int) -> None:
             for d in DIMS:
                 assert few[(n, end)].active[d].tolist() == counts.active[d].tolist()
                 assert few[(n, end)].new[d].tolist() == counts.new[d].tolist()
+        for d in DIMS:
+            assert one.active[d].tolist() == counts.active[d].tolist(), (n, end, d)
+            assert one.new[d].tolist() == counts.new[d].tolist(), (n, end, d)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compute_windows_over_decades_is_exact_and_small(seed: int) -> None:
+    """Days far apart (1970, 2026, 9999) and ends spread over more than ``MAX_SPAN`` days:
+    the groups of ends give the answers of one window at a time, and the memory of a few
+    groups, not of the calendar between them."""
+    rng = np.random.default_rng(seed)
+    n_users = 200
+    spots = [0, 3, 20_000, 20_001, 20_150, 20_340, 2_932_000]
+    days: dict[int, DayPart] = {}
+    for t in spots:
+        uid = np.sort(rng.choice(n_users, size=int(rng.integers(1, 60)), replace=False))
+        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(np.int16) for d in DIMS}
+        days[t] = DayPart(t, uid.astype(np.uint32), values)
+    first = np.full(n_users, 10**7, np.int32)
+    for t in sorted(days, reverse=True):
+        first[days[t].uid] = t
+    ends = sorted({e for t in spots for e in range(t, t + 30)})
+    wanted = [(n, ends) for n in (1, 7, 30)]
+    tracemalloc.start()
+    try:
+        every = compute_windows(days, first, SIZES, wanted)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"peak {peak >> 20} MiB"
+    assert len(every) == 3 * len(ends)
+    for (n, end), counts in list(every.items())[:: 5 + seed]:
+        one = one_window(days, first, SIZES, n, end)
         for d in DIMS:
             assert one.active[d].tolist() == counts.active[d].tolist(), (n, end, d)
             assert one.new[d].tolist() == counts.new[d].tolist(), (n, end, d)

@@ -16,6 +16,11 @@ Per appid:
 * ``windows.bN.npz``: the counts of every 1/7/30-day window that overlaps the data.
 
 DuckDB builds day partitions from the lake; numpy merges them (``store/windows.py``).
+
+Apps are updated one by one: when one app's update fails, the others still move on and
+the manifest records the failure (``failed``: the days still to apply, the error, the
+attempts). Such an app is retried with back-off; until then ``portrait`` raises
+``StaleState`` for it, and the engine answers from the lake instead (never a stale answer).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +70,9 @@ FEW_WINDOWS = 8
 #: Bytes of day partitions a reader keeps in memory for ad-hoc windows.
 DAY_CACHE_BYTES = 384 << 20
 _ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
+#: Seconds before the first retry of a failed app update; doubled per attempt up to the max.
+RETRY_BACKOFF_S = 5.0
+RETRY_BACKOFF_MAX_S = 900.0
 _RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
 EPOCH = dt.date(1970, 1, 1)
 #: Reports what the state update is doing: (description, fraction done).
@@ -102,10 +111,43 @@ class AppState:
         return {f for f in named if f}
 
 
+class StaleState(Exception):
+    """The appid's state is behind the catalog after a failed update (see ``failed``)."""
+
+    def __init__(self, appid: str) -> None:
+        super().__init__(f"the portrait state of {appid} failed to update")
+        self.appid = appid
+
+
+@dataclass(slots=True)
+class Failure:
+    """A failed state update of one appid: what is still to apply, and when to retry."""
+
+    days: list[str]
+    error: str
+    attempts: int
+    last_try: float  # epoch seconds
+
+    def next_try(self) -> float:
+        wait = RETRY_BACKOFF_S * 2.0 ** (self.attempts - 1)
+        return self.last_try + min(wait, RETRY_BACKOFF_MAX_S)
+
+    def public(self) -> dict[str, Any]:
+        """What /healthz shows (no paths or data: the error's type and first line)."""
+        return {
+            "error": self.error,
+            "attempts": self.attempts,
+            "last_try": dt.datetime.fromtimestamp(self.last_try, dt.UTC).isoformat(),
+            "next_try": dt.datetime.fromtimestamp(self.next_try(), dt.UTC).isoformat(),
+            "days_pending": len(self.days),
+        }
+
+
 @dataclass(slots=True)
 class Manifest:
     version: int = 0
     apps: dict[str, AppState] = field(default_factory=dict)
+    failed: dict[str, Failure] = field(default_factory=dict)
 
     def to_json(self) -> str:
         apps = {
@@ -121,14 +163,34 @@ class Manifest:
             }
             for a, s in sorted(self.apps.items())
         }
-        return json.dumps({"format": FORMAT, "version": self.version, "apps": apps}, indent=1)
+        failed = {
+            a: {"days": f.days, "error": f.error, "attempts": f.attempts, "last_try": f.last_try}
+            for a, f in sorted(self.failed.items())
+        }
+        body = {"format": FORMAT, "version": self.version, "apps": apps, "failed": failed}
+        return json.dumps(body, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         raw = json.loads(text)
         if raw.get("format") != FORMAT:
             return cls()  # an unknown layout: rebuild
-        return cls(raw["version"], {a: AppState(**s) for a, s in raw["apps"].items()})
+        apps = {a: AppState(**s) for a, s in raw["apps"].items()}
+        failed = {a: Failure(**f) for a, f in raw.get("failed", {}).items()}
+        return cls(raw["version"], apps, failed)
+
+    def due(self, now: float) -> set[str]:
+        """Failed apps whose back-off has passed."""
+        return {a for a, f in self.failed.items() if now >= f.next_try()}
+
+
+def state_failures(lake: Lake) -> dict[str, dict[str, Any]]:
+    """The apps whose state update failed and is waiting for a retry (for /healthz)."""
+    try:
+        text = (lake.state_dir / "manifest.json").read_text("utf-8")
+    except FileNotFoundError:
+        return {}
+    return {a: f.public() for a, f in sorted(Manifest.from_json(text).failed.items())}
 
 
 class StateStore:
@@ -161,10 +223,12 @@ class StateStore:
         """Follow the catalog: load a newer manifest, catching up first if it lags."""
         version = self.lake.catalog.version()
         with self._lock:
-            if self.manifest.version == version:
+            due = self.manifest.due(time.time()) if self.manifest.failed else set()
+            if self.manifest.version == version and not due:
                 return
             manifest = self._read_manifest()
-            if manifest.version < version and _try_write_lock(self.lake):
+            lagging = manifest.version < version or manifest.due(time.time())
+            if lagging and _try_write_lock(self.lake):
                 try:
                     self.catch_up()
                 finally:
@@ -178,6 +242,8 @@ class StateStore:
             self.refresh()
             try:
                 with self._lock:
+                    if query.appid in self.manifest.failed:
+                        raise StaleState(query.appid)
                     self._answered.version = self.manifest.version
                     return self._portrait(query)
             except FileNotFoundError:  # a writer replaced files of an old manifest
@@ -275,20 +341,46 @@ class StateStore:
                     "SELECT DISTINCT appid, day FROM files WHERE batch_id > ? AND batch_id <= ?",
                     (manifest.version, version),
                 ).fetchall()
-            if version == manifest.version:
+            now = time.time()
+            due = manifest.due(now)
+            if version == manifest.version and not due:
                 self.manifest = manifest
                 return version
             touched: dict[str, set[str]] = {}
             for appid, day in rows:
                 touched.setdefault(appid, set()).add(day)
-            new = Manifest(version, dict(manifest.apps))
+            new = Manifest(version, dict(manifest.apps), dict(manifest.failed))
+            for appid, failure in manifest.failed.items():  # its days wait for the retry
+                days = touched.pop(appid, set()) | set(failure.days)
+                if appid in due:
+                    touched[appid] = days
+                else:
+                    new.failed[appid] = Failure(
+                        sorted(days), failure.error, failure.attempts, failure.last_try
+                    )
             for k, (appid, days) in enumerate(sorted(touched.items())):
                 old = manifest.apps.get(appid, AppState())
 
                 def one_of_all(desc: str, frac: float, k: int = k) -> None:
                     progress(desc, (k + frac) / len(touched))
 
-                new.apps[appid] = _Builder(self, appid, old, version).apply(days, one_of_all)
+                try:
+                    new.apps[appid] = _Builder(self, appid, old, version).apply(days, one_of_all)
+                    if new.failed.pop(appid, None) is not None:
+                        log.info("portrait state of %s is up to date again", appid)
+                except Exception as exc:
+                    # One app's failure must not hold back the others (nor their answers).
+                    attempts = manifest.failed[appid].attempts + 1 if appid in due else 1
+                    first_line = (str(exc).splitlines() or [""])[0][:200]
+                    error = f"{type(exc).__name__}: {first_line}"
+                    new.failed[appid] = Failure(sorted(days), error, attempts, now)
+                    log.exception(
+                        "portrait state of %s failed to update (attempt %d); its portraits "
+                        "are computed from the lake until a retry after %s",
+                        appid,
+                        attempts,
+                        dt.datetime.fromtimestamp(new.failed[appid].next_try(), dt.UTC),
+                    )
             self._publish(manifest, new)
             self.manifest = new
             return version
