@@ -47,6 +47,7 @@ def compact(
     report = CompactReport()
     with lake.write_lock():
         report.deleted = _delete_retired(lake, time.time() - grace_s)
+        lake.collect_garbage_locked()
         for app, day, _count in lake.catalog.day_file_counts(max(2, min_files)):
             if appid is None or app == appid:
                 _compact_partition(lake, app, day, report)
