@@ -23,7 +23,9 @@ from userportrait.portrait.service import portrait
 from userportrait.settings import Settings
 from userportrait.store import state as state_mod
 from userportrait.store.lake import Lake
+from userportrait.store.state import manifest as state_manifest
 from userportrait.store.state import state_failures
+from userportrait.store.state import update as state_update
 
 A, B = "wxa000000000000001", "wxb000000000000002"
 TODAY = dt.date(2026, 11, 29)
@@ -91,7 +93,7 @@ def test_a_batch_spanning_decades_costs_memory_by_its_days(lake: Lake) -> None:
 def broken_a(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """The state update of appid A fails (as a full disk or a bug would); B's works."""
     calls = {"A": 0}
-    apply = state_mod._Builder.apply
+    apply = state_update.AppUpdate.apply
 
     def failing(self: Any, days: set[str], progress: Any = None) -> Any:
         if self.appid == A:
@@ -101,8 +103,8 @@ def broken_a(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
             raise RuntimeError("disk on fire\nsecond line")
         return apply(self, days, progress) if progress else apply(self, days)
 
-    monkeypatch.setattr(state_mod._Builder, "apply", failing)
-    monkeypatch.setattr(state_mod, "RETRY_BACKOFF_S", 3600.0)
+    monkeypatch.setattr(state_update.AppUpdate, "apply", failing)
+    monkeypatch.setattr(state_manifest, "RETRY_BACKOFF_S", 3600.0)
     return calls
 
 
@@ -138,7 +140,7 @@ def test_failed_app_is_retried_with_back_off(
     lake: Lake, broken_a: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     load(lake, BATCH)
-    monkeypatch.setattr(state_mod, "RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(state_manifest, "RETRY_BACKOFF_S", 0.0)
     eng = get_engine("duckdb", lake)
     try:
         portrait(QUERIES[0], eng)  # due: retried, fails again

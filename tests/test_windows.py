@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from userportrait.portrait.dims import DIMS, Dim
-from userportrait.store.state import _DTYPES, _Head  # the head's two ways of being built
+from userportrait.store.state import VALUE_DTYPES, Head  # the head's two ways of being built
 from userportrait.store.windows import DayPart, compute_windows, few_windows, one_window
 
 SIZES: dict[Dim, int] = {
@@ -89,7 +89,7 @@ def _random_days(rng: np.random.Generator, n_users: int, count: int) -> list[Day
     for _ in range(count):
         t += int(rng.choice([1, 1, 2, 6, 30, 40, 300]))
         uid = np.sort(rng.choice(n_users, size=int(rng.integers(5, 80)), replace=False))
-        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(_DTYPES[d]) for d in DIMS}
+        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(VALUE_DTYPES[d]) for d in DIMS}
         parts.append(DayPart(t, uid.astype(np.uint32), values))
     return parts
 
@@ -98,10 +98,10 @@ def _random_days(rng: np.random.Generator, n_users: int, count: int) -> list[Day
 def test_head_built_at_once_equals_head_moved_day_by_day(seed: int) -> None:
     n_users = 200
     parts = _random_days(np.random.default_rng(seed), n_users, 25)
-    moved = _Head(n_users)
+    moved = Head(n_users)
     for part in parts:
         moved.fold(part)
-    built = _Head.from_days(parts, n_users)
+    built = Head.from_days(parts, n_users)
     for name, array in moved.arrays().items():
         assert array.tolist() == built.arrays()[name].tolist(), name
 
@@ -126,11 +126,11 @@ def test_patching_a_grown_day_equals_building_the_head_again(seed: int) -> None:
     rng = np.random.default_rng(seed)
     n_users = 200
     parts = _random_days(rng, n_users, 20)
-    head = _Head.from_days(parts, n_users)
+    head = Head.from_days(parts, n_users)
     for i in rng.choice(len(parts), size=4, replace=False).tolist():
         parts[i] = _grown(parts[i], rng, n_users)
         head.fold(parts[i])
-    want = _Head.from_days(parts, n_users)
+    want = Head.from_days(parts, n_users)
     newest = int(want.newest[0])
     for d in DIMS:  # values older than any window may differ; what windows read may not
         fresh = want.age[d] < 255

@@ -1,4 +1,4 @@
-"""The default engine: portraits from the incremental store (``store/state.py``).
+"""The default engine: portraits from the incremental store (``store/state/``).
 
 DuckDB builds the derived state from the lake; numpy merges day partitions. Standard
 1/7/30-day windows are a lookup; any other window is computed from the day partitions.

@@ -7,10 +7,10 @@ incremental store instead. Kept as a second, independent implementation (tests, 
 
 from __future__ import annotations
 
-from userportrait.ingest.sources import sql_str
 from userportrait.portrait.counts import AudienceCounts, PortraitCounts
 from userportrait.portrait.dims import ID_DIMS, Dim
 from userportrait.portrait.query import PortraitQuery
+from userportrait.sqltext import sql_str
 from userportrait.store.lake import DIM_COLUMNS as _COLUMNS
 from userportrait.store.lake import Lake
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
-from userportrait.ingest.sources import sql_str
+from userportrait.sqltext import sql_str
 from userportrait.store.catalog import LakeFile
 from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake

@@ -82,6 +82,21 @@ class Lake:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @contextmanager
+    def try_write_lock(self) -> Iterator[bool]:
+        """The writer lock if nobody holds it, else False at once (a reader that would
+        catch up never waits for a writer: the writer publishes when it is done)."""
+        with open(self.root / "write.lock", "a+b") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def files(self, appid: str) -> list[LakeFile]:
         return self.catalog.files(appid)
 
