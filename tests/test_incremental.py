@@ -23,6 +23,7 @@ import pytest
 from tests.conftest import load
 from userportrait.engine import get_engine
 from userportrait.generate import GeneratorConfig, write_events
+from userportrait.ingest import pipeline
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.service import portrait
@@ -211,7 +212,7 @@ def test_state_catches_up_after_crash_between_commit_and_update(
     def crash(_lake: Lake, _progress: object = None) -> None:
         raise SystemExit("killed after the lake commit")
 
-    monkeypatch.setattr(state_mod, "update_state", crash)
+    monkeypatch.setattr(pipeline, "update_state", crash)
     with pytest.raises(SystemExit):
         load(lake, [{"appid": a, "openid": "u2", "ts": "2024-06-11T10:00:00+08:00",
                      "gender": 2}], "b.ndjson")  # fmt: skip

@@ -17,10 +17,10 @@ from fastapi.concurrency import run_in_threadpool
 from userportrait import __version__
 from userportrait.api import errors, native, wechat
 from userportrait.api.access import RequestContext
+from userportrait.api.cache import PortraitCache
 from userportrait.auth.quota import Quota
 from userportrait.auth.store import AuthStore
 from userportrait.engine import get_engine
-from userportrait.portrait.cached import PortraitCache
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.result import RefDateMode
 from userportrait.settings import Settings

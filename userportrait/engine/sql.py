@@ -1,7 +1,7 @@
 """The ``sql`` engine: one DuckDB query over the appid's raw lake files (the naive baseline).
 
 It deduplicates users and picks their latest values at query time, so it costs a scan of
-every event up to the window's end; the default ``duckdb`` engine answers from the
+every event up to the window's end; the default ``incremental`` engine answers from the
 incremental store instead. Kept as a second, independent implementation (tests, bench).
 """
 

@@ -28,6 +28,7 @@ from userportrait.sqltext import sql_str
 from userportrait.store.catalog import LakeFile
 from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake
+from userportrait.store.state import update_state
 
 #: Called with (step description, fraction done in 0..1).
 Progress = Callable[[str, float], None]
@@ -96,8 +97,6 @@ def ingest_file(lake: Lake, path: Path, progress: Progress | None = None) -> Ing
         con.close()
     if report.batch_id is not None:
         # Derived state follows the committed batch (issue 5); a crash here loses nothing.
-        from userportrait.store.state import update_state
-
         update_state(lake, lambda desc, frac: step(f"portraits: {desc}", frac))
     return report
 

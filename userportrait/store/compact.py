@@ -21,6 +21,7 @@ from userportrait.sqltext import sql_str
 from userportrait.store.catalog import LakeFile
 from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake
+from userportrait.store.state import update_state
 
 #: Partitions with at least this many files are compacted.
 MIN_FILES = 16
@@ -52,8 +53,6 @@ def compact(
             if appid is None or app == appid:
                 _compact_partition(lake, app, day, report)
     if report.batches:
-        from userportrait.store.state import update_state
-
         update_state(lake)
     return report
 

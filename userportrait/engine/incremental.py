@@ -1,4 +1,4 @@
-"""The default engine: portraits from the incremental store (``store/state/``).
+"""The default engine, ``incremental``: portraits from the incremental store (``store/state/``).
 
 DuckDB builds the derived state from the lake; numpy merges day partitions. Standard
 1/7/30-day windows are a lookup; any other window is computed from the day partitions.
@@ -19,8 +19,8 @@ from userportrait.store.state import StaleState, StateStore
 log = logging.getLogger("userportrait.engine")
 
 
-class DuckDBEngine:
-    name = "duckdb"
+class IncrementalEngine:
+    name = "incremental"
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
