@@ -181,16 +181,6 @@ class Catalog:
         with self.connect() as con:
             return [r[0] for r in con.execute("SELECT DISTINCT appid FROM files ORDER BY 1")]
 
-    def batches(self) -> list[Batch]:
-        with self.connect() as con:
-            return [
-                Batch(*r)
-                for r in con.execute(
-                    "SELECT id, source, sha256, accepted, rejected, created_at FROM batches"
-                    " ORDER BY id"
-                )
-            ]
-
     def version(self) -> int:
         """A number that grows with every committed batch (cache keys use it)."""
         with self.connect() as con:
