@@ -37,11 +37,19 @@ _KINDS = ("a", "n")  # by the value's age (active) / by max(value age, first age
 
 
 class SpanCounter:
-    """Dense span histograms of one appid as of ``day``, updated day by day."""
+    """Dense span histograms of one appid as of ``day``, updated day by day.
+
+    Rows are the values seen so far, not every possible id (a few hundred of the 10,000
+    city ids), so a day's update touches small arrays.
+    """
 
     def __init__(self, sizes: dict[Dim, int], day: int) -> None:
         self.day = day
-        self.hist = {(k, d): np.zeros((sizes[d], _B), np.int64) for k in _KINDS for d in DIMS}
+        self.row = {d: np.full(sizes[d], -1, np.int64) for d in DIMS}  # value id -> row
+        self.ids = {d: [0] for d in DIMS}  # row -> value id; row 0 is "no value"
+        for d in DIMS:
+            self.row[d][0] = 0
+        self.hist = {(k, d): np.zeros((1, _B), np.int64) for k in _KINDS for d in DIMS}
         self.last = np.zeros(_B, np.int64)
         self.first = np.zeros(_B, np.int64)
 
@@ -62,20 +70,27 @@ class SpanCounter:
         with np.load(path) as z:
             out.last[:] = z["last"]
             out.first[:] = z["first"]
-            for k, d in out.hist:
+            for k, d in list(out.hist):
                 ptr, value, n = z[f"{k}_{d}_ptr"], z[f"{k}_{d}_value"], z[f"{k}_{d}_n"]
                 age = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
-                out.hist[(k, d)][value, age] = n
+                rows = out._rows(d, value.astype(np.int64))  # grows the grid: first
+                out.hist[(k, d)][rows, age] = n
         return out
 
-    def resize(self, sizes: dict[Dim, int]) -> None:
-        """Room for value ids that appeared since (the dictionaries only grow)."""
-        for k, d in self.hist:
-            grid = self.hist[(k, d)]
-            if len(grid) < sizes[d]:
-                grown = np.zeros((sizes[d], _B), np.int64)
+    def _rows(self, d: Dim, x: IntArray) -> IntArray:
+        """Rows of the value ids ``x``, adding rows for values not seen before."""
+        rows = self.row[d][x]
+        if (rows < 0).any():
+            new = np.unique(x[rows < 0])
+            self.row[d][new] = np.arange(len(self.ids[d]), len(self.ids[d]) + len(new))
+            self.ids[d].extend(new.tolist())
+            for k in _KINDS:
+                grid = self.hist[(k, d)]
+                grown = np.zeros((len(self.ids[d]), _B), np.int64)
                 grown[: len(grid)] = grid
                 self.hist[(k, d)] = grown
+            rows = self.row[d][x]
+        return rows
 
     def fold(self, head: Head, part: DayPart, first: IntArray) -> None:
         """Move to ``part.day`` (after this day) and apply the day: head and histograms.
@@ -115,7 +130,7 @@ class SpanCounter:
         self._add(self.first, f, sign)
         self._add(self.last, head.last[uid].astype(np.int64), sign)
         for d in DIMS:
-            x = head.val[d][uid].astype(np.int64)
+            x = self._rows(d, head.val[d][uid].astype(np.int64))
             x *= _B
             v = head.age[d][uid].astype(np.int64)
             self._add(self.hist[("a", d)].reshape(-1), x + v, sign)
@@ -133,11 +148,12 @@ class SpanCounter:
     def save(self, path: Path) -> None:
         arrays: dict[str, Any] = {"last": self.last, "first": self.first}
         for (k, d), grid in self.hist.items():
-            ages, value = np.nonzero(grid[1:, :HORIZON].T)  # value 0 (none) is never read
-            value += 1
+            ages, row = np.nonzero(grid[1:, :HORIZON].T)  # row 0 (no value) is never read
+            row += 1
+            ids = np.asarray(self.ids[d], np.int32)
             arrays[f"{k}_{d}_ptr"] = np.searchsorted(ages, np.arange(HORIZON + 1))
-            arrays[f"{k}_{d}_value"] = value.astype(np.int32)
-            arrays[f"{k}_{d}_n"] = grid[value, ages].astype(np.int32)
+            arrays[f"{k}_{d}_value"] = ids[row]
+            arrays[f"{k}_{d}_n"] = grid[row, ages].astype(np.int32)
         atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
