@@ -264,11 +264,22 @@ def test_appended_days_with_gaps_age_values_out_of_windows(lake: Lake) -> None:
             assert portrait(q, get_engine("duckdb", lake)) == portrait(q, ref), (day, n)
 
 
-def test_more_events_for_the_newest_day_equal_a_fresh_load(lake: Lake, tmp_path: Path) -> None:
-    # Live flushes: the newest day grows batch by batch (the head is moved again over the
-    # same day). Later events override values, earlier ones must not, users gain values
-    # and appear; a retried event (same event_id) counts once. Every window equals a fresh
-    # load.
+def test_more_events_for_the_newest_day_equal_a_fresh_load(
+    lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Live flushes: the newest day grows batch by batch, each batch's winners merged into
+    # the day (issue 14: a flush costs its batch). Later events override values, earlier
+    # ones must not, equal times go to the larger id or device name whichever batch holds
+    # them, users gain values and appear; a retried event (same event_id) counts once.
+    # Every window equals a fresh load.
+    merged: list[int] = []
+    grow = state_update.AppUpdate._grow_newest
+
+    def counted(self: Any, t: int, first: Any, progress: Any) -> None:
+        merged.append(t)
+        grow(self, t, first, progress)
+
+    monkeypatch.setattr(state_update.AppUpdate, "_grow_newest", counted)
     a = "wxgrow0000000001"
     day = dt.date(2024, 6, 10)
 
@@ -281,13 +292,16 @@ def test_more_events_for_the_newest_day_equal_a_fresh_load(lake: Lake, tmp_path:
         [ev("u1", 11, gender=2), ev("u2", 9, platform="ios"), ev("u3", 8, age=50)],
         [ev("u4", 23, city="深圳", event_id="e1"), ev("u1", 9, device="Z9")],
         [ev("u4", 23, city="深圳", event_id="e1"), ev("old", 13, province="西藏")],
+        [ev("u5", 14, device="Bbb", gender=1, age=20), ev("u6", 14, device="Aaa", gender=2)],
+        [ev("u5", 14, device="Aaa", gender=2, age=19), ev("u6", 14, device="Bbb", gender=1)],
     ]
     batches[0][0]["ts"] = f"{day - D(3)}T09:00:00+08:00"
     for i, batch in enumerate(batches):
         load(lake, batch, f"b{i}.ndjson")
     fresh = Lake(Settings(data_dir=tmp_path / "fresh"))
     load(fresh, [e for b in batches for e in b], "all.ndjson")
-    for n in STANDARD_LENGTHS:
+    assert merged == [day_number(day)] * 5  # every batch after the day's first one
+    for n in (*STANDARD_LENGTHS, 2, 90):
         for end in (day, day + D(1), day - D(1)):
             q = PortraitQuery(a, end - D(n - 1), end)
             grown = portrait(q, get_engine("duckdb", lake))

@@ -155,8 +155,10 @@ class Catalog:
                 )
             ]
 
-    def files(self, appid: str | None = None, upto: int | None = None) -> list[LakeFile]:
-        """The committed files (of ``appid``; written by batches up to ``upto``)."""
+    def files(
+        self, appid: str | None = None, upto: int | None = None, after: int | None = None
+    ) -> list[LakeFile]:
+        """The committed files (of ``appid``; written by batches ``after < id <= upto``)."""
         sql = "SELECT path, appid, day, rows FROM files WHERE 1 = 1"
         args: list[str | int] = []
         if appid is not None:
@@ -165,6 +167,9 @@ class Catalog:
         if upto is not None:
             sql += " AND batch_id <= ?"
             args.append(upto)
+        if after is not None:
+            sql += " AND batch_id > ?"
+            args.append(after)
         with self.connect() as con:
             return [LakeFile(*r) for r in con.execute(sql + " ORDER BY day, path", args)]
 

@@ -32,6 +32,9 @@ class DayPart:
     day: int  # days since 1970-01-01
     uid: IntArray  # uint32, unique
     values: Mapping[Dim, IntArray]  # aligned with uid; 0 = no value that day
+    #: When known: per dim the winning event's microseconds since the day's midnight
+    #: (-1 = no value), so that more events of the day can be merged in (newest day only).
+    keys: Mapping[Dim, IntArray] | None = None
 
     @property
     def nbytes(self) -> int:

@@ -33,11 +33,14 @@ class AppState:
     days: dict[str, str] = field(default_factory=dict)  # yyyy-mm-dd -> file
     spans: dict[str, str] = field(default_factory=dict)  # end day -> span histograms
     heads: dict[str, str] = field(default_factory=dict)  # the last few days -> head
+    keys: dict[str, str] = field(default_factory=dict)  # the newest day -> winners' times
+    version: int = 0  # the catalog version this app's state reflects
     sizes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DIMS, 1))
 
     def files(self) -> set[str]:
         named = [self.first_day, self.devices]
         named += [*self.days.values(), *self.spans.values(), *self.heads.values(), *self.users]
+        named += list(self.keys.values())
         return {f for f in named if f}
 
     def copy(self) -> AppState:
@@ -49,6 +52,8 @@ class AppState:
             days=dict(self.days),
             spans=dict(self.spans),
             heads=dict(self.heads),
+            keys=dict(self.keys),
+            version=self.version,
             sizes=dict(self.sizes),
         )
 
@@ -97,6 +102,8 @@ class Manifest:
                 "days": s.days,
                 "spans": s.spans,
                 "heads": s.heads,
+                "keys": s.keys,
+                "version": s.version,
                 "sizes": s.sizes,
             }
             for a, s in sorted(self.apps.items())

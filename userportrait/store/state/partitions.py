@@ -82,12 +82,13 @@ class PartitionBuilder:
         if chunk:
             yield chunk
 
-    def build(self, days: list[str]) -> Iterator[DayPart]:
-        """Day partitions of ``days``, rebuilt from all their lake files up to the version."""
+    def build(self, days: list[str], after: int | None = None) -> Iterator[DayPart]:
+        """Day partitions of ``days``, rebuilt from all their lake files up to the version
+        (or from the files of batches ``after`` a version only: what a flush added)."""
         wanted = set(days)
         files = [
             str(self.lake.root / f.path)
-            for f in self.lake.catalog.files(self.appid, upto=self.version)
+            for f in self.lake.catalog.files(self.appid, upto=self.version, after=after)
             if f.day in wanted
         ]
         if not files:
@@ -106,14 +107,14 @@ class PartitionBuilder:
         # key: microseconds since the day's midnight, < 2^37, then the id or the rank).
         rel = "(epoch_us(e.ts) - epoch_us(CAST(e.day AS TIMESTAMPTZ)))"
         winners = ", ".join(
-            f"CAST(max({rel} * {1 << _ID_BITS} + e.{col}) % {1 << _ID_BITS} AS INTEGER) AS {dim}"
+            f"max({rel} * {1 << _ID_BITS} + e.{col}) AS {dim}"
             for dim, col in DIM_COLUMNS.items()
             if dim != "devices"
         )
         con.execute(
             "CREATE OR REPLACE TEMP TABLE daily AS "
             f"SELECT e.day, e.openid, {winners}, "
-            f"CAST(max({rel} * {1 << _RANK_BITS} + k.r) % {1 << _RANK_BITS} AS BIGINT) AS drank "
+            f"max({rel} * {1 << _RANK_BITS} + k.r) AS drank "
             f"FROM read_parquet({listing}, hive_partitioning=true, "
             "hive_types={'appid': VARCHAR, 'day': DATE}) e "
             "LEFT JOIN drank k ON k.device = e.device GROUP BY e.day, e.openid"
@@ -156,21 +157,27 @@ class PartitionBuilder:
             "CREATE OR REPLACE TEMP TABLE drank_id AS "
             "SELECT k.r, x.id FROM drank k JOIN devices x USING (device)"
         )
-        # Each column in the dtype the day partition keeps, so numpy takes it as it is.
+        # Each column in the dtype the day partition keeps, so numpy takes it as it is; the
+        # winner's time (the key's high bits) too, for merging a later flush in.
         values = ", ".join(
-            f"CAST(COALESCE(d.{dim}, 0) AS {SQL_TYPES[dim]}) AS {dim}" for dim in ID_DIMS
+            f"CAST(COALESCE(d.{dim} % {1 << _ID_BITS}, 0) AS {SQL_TYPES[dim]}) AS {dim}, "
+            f"COALESCE(d.{dim} // {1 << _ID_BITS}, -1) AS {dim}_t"
+            for dim in ID_DIMS
         )
         result = con.sql(
             f"SELECT d.day, COALESCE(d.uid, f.uid) AS uid, {values}, CAST(COALESCE(x.id, 0) AS "
-            f"{SQL_TYPES['devices']}) AS devices FROM matched d "
+            f"{SQL_TYPES['devices']}) AS devices, "
+            f"COALESCE(d.drank // {1 << _RANK_BITS}, -1) AS devices_t FROM matched d "
             "LEFT JOIN fresh f ON d.uid IS NULL AND f.openid = d.openid "
-            "LEFT JOIN drank_id x ON x.r = d.drank ORDER BY d.day, uid"
+            "LEFT JOIN drank_id x ON x.r = d.drank % " + str(1 << _RANK_BITS) + " "
+            "ORDER BY d.day, uid"
         ).to_arrow_table()
         day_col = result.column("day").cast(pa.int32()).to_numpy()
         cuts = np.flatnonzero(np.diff(day_col)) + 1
         starts = [0, *cuts.tolist()]
         stops = [*cuts.tolist(), len(day_col)]
-        columns = {name: result.column(name).to_numpy() for name in ("uid", *DIMS)}
+        names = ("uid", *DIMS, *(f"{d}_t" for d in DIMS))
+        columns = {name: result.column(name).to_numpy() for name in names}
         for a, b in zip(starts, stops, strict=True):
             if a == b:
                 continue
@@ -178,7 +185,17 @@ class PartitionBuilder:
                 int(day_col[a]),
                 columns["uid"][a:b].astype(np.uint32, copy=False),
                 {d: columns[d][a:b].astype(VALUE_DTYPES[d], copy=False) for d in DIMS},
+                {d: columns[f"{d}_t"][a:b].astype(np.int64, copy=False) for d in DIMS},
             )
+
+    def device_names(self, ids: list[int]) -> dict[int, str]:
+        """Model names of device ids (to break ties between two flushes' winners)."""
+        if not ids:
+            return {}
+        rows = self.con.execute(
+            f"SELECT id, device FROM devices WHERE id IN ({', '.join(map(str, ids))})"
+        ).fetchall()
+        return {int(i): str(name) for i, name in rows}
 
     def finish(self) -> None:
         """Write the device dictionary if this build added devices."""

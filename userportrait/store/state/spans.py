@@ -108,6 +108,17 @@ class SpanCounter:
         head.apply(part)
         self._count(head, first, uid, +1)
 
+    def regrow(self, head: Head, part: DayPart, first: IntArray, counted: IntArray) -> None:
+        """Apply more of this very day (a live flush): the users of ``part`` that were
+        counted (``counted``, a mask) go out as the head has them, and all of them in as
+        they are now (``part`` holds their merged values of the day)."""
+        if part.day != self.day or int(head.newest[0]) != self.day:
+            raise ValueError(f"day {part.day} is not the histograms' day {self.day}")
+        uid = part.uid.astype(np.intp)
+        self._count(head, first, uid[counted], -1)
+        head.apply(part)
+        self._count(head, first, uid, +1)
+
     def _shift(self, k: int) -> None:
         if k <= 0:
             return

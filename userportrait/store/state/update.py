@@ -21,7 +21,14 @@ import numpy as np
 
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import Lake
-from userportrait.store.state.days import day_date, day_number, load_day, save_day
+from userportrait.store.state.days import (
+    day_date,
+    day_number,
+    load_day,
+    merge_day,
+    save_day,
+    save_keys,
+)
 from userportrait.store.state.head import LONG_AGO, Head
 from userportrait.store.state.manifest import AppState, Failure, Manifest
 from userportrait.store.state.partitions import PartitionBuilder
@@ -141,6 +148,13 @@ class AppUpdate:
         first = (
             np.load(self.dir / self.old.first_day) if self.old.first_day else np.empty(0, np.int32)
         )
+        self.app.version = self.version
+        newest = max(day_number(d) for d in set(self.app.days) | days)
+        if self._grows_newest(days):
+            self._grow_newest(day_number(next(iter(days))), first, progress)
+            progress("up to date", 1.0)
+            return self.app
+        self.app.keys = {d: f for d, f in self.app.keys.items() if day_number(d) == newest}
         with PartitionBuilder(self.lake, self.appid, self.app, self.dir, self.version) as parts:
             chunks = list(parts.chunks(sorted(days)))
             for i, chunk in enumerate(chunks):
@@ -154,6 +168,8 @@ class AppUpdate:
                     # are replayed below anyway (t0 is the earliest changed day).
                     first[part.uid] = np.minimum(first[part.uid], part.day)
                     self._write_day(part)
+                    if part.day == newest:
+                        self._write_keys(part)
             parts.finish()
         self.app.first_day = f"first_day.b{self.version}.npy"
         atomic_write(self.dir / self.app.first_day, lambda fh: np.save(fh, first))
@@ -197,6 +213,59 @@ class AppUpdate:
                 (self.dir / "heads").mkdir(exist_ok=True)
                 head.save(self.dir / heads[day])
         self.app.heads = heads
+
+    def _grows_newest(self, days: set[str]) -> bool:
+        """More events for the newest day only (a live flush), with what merging needs."""
+        if len(days) != 1 or not self.old.days:
+            return False
+        (day,) = days
+        return (
+            day == max(self.old.days)
+            and day in self.old.keys
+            and day in self.old.heads
+            and day in self.old.spans
+            and self.old.version > 0
+        )
+
+    def _grow_newest(self, t: int, first: IntArray, progress: Progress) -> None:
+        """Merge the new batches' winners into the newest day and move its head and span
+        histograms by those users only: a flush costs its batch, not its day (plus a few
+        sequential per-user arrays: the head and first days)."""
+        day = day_date(t).isoformat()
+        with PartitionBuilder(self.lake, self.appid, self.app, self.dir, self.version) as parts:
+            progress("day partitions", 0.0)
+            batch = list(parts.build([day], after=self.old.version))
+            if not batch:
+                return
+            (added,) = batch
+            old = load_day(self.dir / self.old.days[day], t, self.dir / self.old.keys[day])
+            merged, delta = merge_day(old, added, parts.device_names)
+            parts.finish()
+        counted = np.zeros(len(delta.uid), bool)
+        known = delta.uid < len(first)
+        counted[known] = first[delta.uid[known]] <= t
+        if len(first) < self.app.n_users:
+            first = np.concatenate(
+                [first, np.full(self.app.n_users - len(first), NO_DAY, np.int32)]
+            )
+        first[delta.uid] = np.minimum(first[delta.uid], t)
+        self.app.first_day = f"first_day.b{self.version}.npy"
+        atomic_write(self.dir / self.app.first_day, lambda fh: np.save(fh, first))
+        self._write_day(merged)
+        self._write_keys(merged)
+        progress("windows", 0.7)
+        head = Head.load(self.dir / self.old.heads[day], self.app.n_users)
+        counter = SpanCounter.load(self.dir / self.old.spans[day], self.app.value_sizes(), t)
+        counter.regrow(head, delta, first, counted)
+        self.app.spans[day] = f"spans/{day}.b{self.version}.npz"
+        counter.save(self.dir / self.app.spans[day])
+        self.app.heads[day] = f"heads/{day}.b{self.version}.npys"
+        head.save(self.dir / self.app.heads[day])
+
+    def _write_keys(self, part: DayPart) -> None:
+        day = day_date(part.day).isoformat()
+        self.app.keys = {day: f"days/{day}.keys.b{self.version}.npz"}
+        save_keys(self.dir / self.app.keys[day], part)
 
     def _write_day(self, part: DayPart) -> None:
         day = day_date(part.day).isoformat()
