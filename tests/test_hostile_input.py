@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import socket
+import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server import CLOUD, PATH, asgi_client, token
+from tests.server import CLOUD, PATH, asgi_client, live_server, prepare, token
 from tests.test_live import SECRET as LIVE_SECRET
 from tests.test_live import A, ev, tok
 from userportrait.auth.store import AuthStore
@@ -180,3 +182,36 @@ async def test_an_over_limit_body_is_refused_while_it_streams_in(live_settings: 
         res = await c.post("/v1/events", params=t, content=bomb,
                            headers={"content-encoding": "gzip"})  # fmt: skip
         assert res.status_code == 413 and res.json()["errcode"] == 45002
+
+
+# -- 10: slow clients time out; a client that leaves is an INFO line --------------------------
+def test_slow_and_idle_clients_are_timed_out(
+    live_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    quick = prepare(live_settings).replace(http_read_timeout_s=0.5, http_idle_timeout_s=0.5)
+    with live_server(quick) as url:
+        host, port = url.removeprefix("http://").split(":")
+
+        def closed_after(payload: bytes) -> float:
+            start = time.monotonic()
+            with socket.create_connection((host, int(port)), timeout=10) as s:
+                if payload:
+                    s.sendall(payload)
+                while s.recv(4096):  # the server's answer (408) if any, then EOF
+                    pass
+            return time.monotonic() - start
+
+        assert closed_after(b"") < 3  # idle: never sent a byte
+        assert closed_after(b"POST /cgi-bin/stable_token HTTP/1.1\r\nHost: x\r\n") < 3
+        slow_body = (
+            b"POST /cgi-bin/stable_token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+        )
+        with caplog.at_level(logging.INFO):
+            assert closed_after(slow_body) < 3
+            # A client that leaves in the middle of its body.
+            with socket.create_connection((host, int(port)), timeout=10) as s:
+                s.sendall(slow_body)
+                time.sleep(0.1)
+            time.sleep(0.3)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "client disconnected" in caplog.text
