@@ -9,6 +9,7 @@ import socket
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +20,10 @@ from tests.test_live import SECRET as LIVE_SECRET
 from tests.test_live import A, ev, tok
 from userportrait.auth.store import AuthStore
 from userportrait.errors import PayloadTooLarge
+from userportrait.ingest.pipeline import ingest_file
 from userportrait.ingest.records import parse_records
 from userportrait.settings import Settings
+from userportrait.store.lake import Lake
 
 STABLE = "/cgi-bin/stable_token"
 
@@ -215,3 +218,29 @@ def test_slow_and_idle_clients_are_timed_out(
             time.sleep(0.3)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert "client disconnected" in caplog.text
+
+
+# -- 9: CSV rows are rejected one by one ------------------------------------------------------
+def test_csv_bad_rows_are_rejected_and_the_rest_kept(lake: Lake, tmp_path: Path) -> None:
+    rows = [b"appid,openid,ts"]
+    rows += [f"{A},u{i},2024-06-10T10:00:00+08:00".encode() for i in range(3)]
+    rows.insert(2, f"{A},extra,2024-06-10T10:00:00+08:00,surplus".encode())  # line 3
+    rows.append(f"{A},caf\xe9,2024-06-10T10:00:00+08:00".encode("latin-1"))  # line 6
+    rows.append(f"{A},u9,2024-06-10T10:00:00+08:00".encode())
+    src = tmp_path / "rows.csv"
+    src.write_bytes(b"\n".join(rows) + b"\n")
+    report = ingest_file(lake, src)
+    assert (report.accepted, report.rejected) == (4, 2)
+    assert [(r.line, r.reason) for r in report.rejects] == [
+        (3, "row has 4 fields; the header has 3"),
+        (6, "not valid UTF-8"),
+    ]
+
+
+def test_csv_invalid_utf8_is_a_record_error_in_ndjson_too(lake: Lake, tmp_path: Path) -> None:
+    good = json.dumps(ev(1)).encode()
+    src = tmp_path / "bytes.ndjson"
+    src.write_bytes(good + b"\n" + good.replace(b"u1", b"u\xff") + b"\n" + good + b"\n")
+    report = ingest_file(lake, src)
+    assert (report.accepted, report.rejected) == (2, 1)
+    assert [(r.line, r.reason) for r in report.rejects] == [(2, "not valid UTF-8")]
