@@ -244,3 +244,11 @@ def test_csv_invalid_utf8_is_a_record_error_in_ndjson_too(lake: Lake, tmp_path: 
     report = ingest_file(lake, src)
     assert (report.accepted, report.rejected) == (2, 1)
     assert [(r.line, r.reason) for r in report.rejects] == [(2, "not valid UTF-8")]
+
+
+def test_ndjson_whose_first_record_is_an_array_is_read_line_by_line() -> None:
+    good = json.dumps(ev(1)).encode()
+    assert parse_records(b"[1, 2]\n" + good + b"\n") == [[1, 2], ev(1)]
+    assert parse_records(b"[1, 2]") == [1, 2]  # one line: a JSON array
+    with pytest.raises(ValueError, match="not a valid JSON array"):
+        parse_records(b"[\n" + good + b",\n")

@@ -92,7 +92,12 @@ def parse_records(body: bytes, max_records: int | None = None) -> list[Any]:
     loads = _loads_json if long_digits else _loads
     escapes = b"\\u" in body  # surrogates only arrive as escapes
     if body.lstrip(_JSON_SPACE + b"\n")[:1] == b"[":
-        return _parse_array(body, loads, escapes, max_records)
+        try:
+            return _parse_array(body, loads, escapes, max_records)
+        except ValueError:
+            if not _first_line_parses(body, loads):
+                raise
+            # NDJSON whose first record is an array: its lines are read one by one.
     records: list[Any] = []
     start, end = 0, len(body)
     while start < end:
@@ -127,6 +132,12 @@ def _parse_array(
     if max_records is not None and len(records) > max_records:
         raise _too_many(max_records)
     return [_checked(r, escapes) for r in records] if escapes else records
+
+
+def _first_line_parses(body: bytes, loads: Callable[[bytes], Any]) -> bool:
+    start = len(body) - len(body.lstrip(_JSON_SPACE + b"\n"))
+    stop = body.find(b"\n", start)
+    return stop >= 0 and not isinstance(loads(body[start:stop]), _Unreadable)
 
 
 def _array_length(body: bytes) -> int:
