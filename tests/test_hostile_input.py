@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.server import CLOUD, PATH, asgi_client, live_server, prepare, token
 from tests.test_live import SECRET as LIVE_SECRET
@@ -21,7 +24,7 @@ from tests.test_live import A, ev, tok
 from userportrait.auth.store import AuthStore
 from userportrait.errors import PayloadTooLarge
 from userportrait.ingest.pipeline import ingest_file
-from userportrait.ingest.records import parse_records
+from userportrait.ingest.records import _array_length, parse_records
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 
@@ -139,9 +142,22 @@ def test_records_are_counted_while_parsing() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 2 * len(body)  # the old code: 80x
-    array = b"[" + b",".join([b"{}"] * 20_000) + b"]"
+    small = b"[" + b",".join([b"{}"] * 20_000) + b"]"  # parsed, then counted
     with pytest.raises(PayloadTooLarge, match="more than 10000 records"):
-        parse_records(array, max_records=10_000)
+        parse_records(small, max_records=10_000)
+    # A large array is counted before it is parsed; strings may hold brackets and commas.
+    array = b"[" + b",".join([b'{"a": "x,]}", "b": [1, {"c": 2}]}'] * 150_000) + b"]"
+    tracemalloc.start()
+    try:
+        with pytest.raises(PayloadTooLarge, match="more than 10000 records"):
+            parse_records(array, max_records=10_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * len(array)  # parsing it would take 30x
+    assert len(parse_records(array, max_records=150_000)) == 150_000
+    escaped = b'[{"a": "\\"]"}, "x\\\\", 1, [2, "]"]]'  # an escaped quote: the regex way
+    assert _array_length(escaped) == 4 == len(orjson.loads(escaped))
 
 
 @pytest.mark.anyio
@@ -252,3 +268,15 @@ def test_ndjson_whose_first_record_is_an_array_is_read_line_by_line() -> None:
     assert parse_records(b"[1, 2]") == [1, 2]  # one line: a JSON array
     with pytest.raises(ValueError, match="not a valid JSON array"):
         parse_records(b"[\n" + good + b",\n")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(alphabet='a]}[{,"\\é', max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=10,
+)  # fmt: skip
+
+
+@given(st.lists(_JSON, min_size=2, max_size=30))
+def test_array_elements_are_counted_as_orjson_reads_them(values: list[Any]) -> None:
+    assert _array_length(orjson.dumps(values)) == len(values)
