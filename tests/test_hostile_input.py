@@ -118,6 +118,7 @@ async def test_hostile_records_are_rejected_one_by_one(live_settings: Settings) 
         (STABLE, b"[" * 50_000, 47001),
         (STABLE, b'{"grant_type": "client_credential", "appid": "x", "secret": "\\ud800"}', 47001),
         (STABLE, b'{"grant_type": "client_credential", "a": ' + b"1" * 5000 + b"}", 47001),
+        (STABLE, b"\xef\xbb\xbf" + json.dumps({"grant_type": "client_credential"}).encode(), 41002),
     ],
 )
 async def test_hostile_bodies_get_their_errcode_and_no_traceback(

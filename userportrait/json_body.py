@@ -19,7 +19,7 @@ def json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise EmptyPostData()
     try:
-        body = orjson.loads(raw)
+        body = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf"))  # a BOM, as json allowed
     except orjson.JSONDecodeError:
         raise InvalidRequest("body is not valid JSON") from None
     if not isinstance(body, dict):
