@@ -41,16 +41,17 @@ def timed_protocol(read_timeout_s: float, idle_timeout_s: float) -> type[asyncio
 
     class TimedProtocol(Base):
         _timer: asyncio.TimerHandle | None = None
+        _midway = False  # the timer running is the read timer (a request is arriving)
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            self._arm(idle_timeout_s)
+            self._arm(idle_timeout_s, midway=False)
 
         def data_received(self, data: bytes) -> None:
             self._disarm()
             super().data_received(data)
             if self._reading() and not self.transport.is_closing():
-                self._arm(read_timeout_s)
+                self._arm(read_timeout_s, midway=True)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -61,8 +62,9 @@ def timed_protocol(read_timeout_s: float, idle_timeout_s: float) -> type[asyncio
             cycle = self.cycle
             return cycle is None or cycle.response_complete or cycle.more_body
 
-        def _arm(self, seconds: float) -> None:
+        def _arm(self, seconds: float, *, midway: bool) -> None:
             self._disarm()
+            self._midway = midway
             self._timer = self.loop.call_later(seconds, self._expired)
 
         def _disarm(self) -> None:
@@ -75,11 +77,11 @@ def timed_protocol(read_timeout_s: float, idle_timeout_s: float) -> type[asyncio
             if self.transport.is_closing():
                 return
             if self.flow is not None and self.flow.read_paused:  # the app is not reading yet
-                self._arm(read_timeout_s)
+                self._arm(read_timeout_s, midway=self._midway)
                 return
             cycle = self.cycle
-            midway = cycle is not None and not cycle.response_complete
-            if midway and not cycle.response_started:
+            answered = cycle is not None and cycle.response_started and not cycle.response_complete
+            if self._midway and not answered:
                 self.transport.write(_TIMEOUT_408)
             log.info("client %s timed out: no bytes for a while; connection closed", self.client)
             self.transport.close()

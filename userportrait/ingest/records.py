@@ -87,8 +87,9 @@ def parse_records(body: bytes, max_records: int | None = None) -> list[Any]:
     integers beyond 64 bits into floats, so a body with a 20-digit run is read by json
     alone; an integer too long for Python (5000 digits) is kept as its digits, the text a
     file gives. A record holding a lone surrogate (a ``\\ud800`` escape) is ``NOT_JSON``, as
-    DuckDB reads it in a file; one that is not UTF-8 is ``NOT_UTF8``. Records are counted
-    before they are parsed: beyond ``max_records`` PayloadTooLarge, having built nothing.
+    DuckDB reads it in a file; one that is not UTF-8 is ``NOT_UTF8``. Beyond ``max_records``
+    PayloadTooLarge: NDJSON lines are counted before each is parsed, a JSON array over
+    ``_COUNT_FIRST_BYTES`` before it is parsed, a smaller one after.
     """
     long_digits = body.translate(_DIGITS_ONLY).find(b"0" * 20) >= 0  # 7x a regex's speed
     loads = _loads_json if long_digits else _loads
