@@ -17,6 +17,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from tests.server import CLOUD, PATH, asgi_client, live_server, prepare, token
 from tests.test_live import SECRET as LIVE_SECRET
@@ -286,3 +287,30 @@ _JSON = st.recursive(
 @given(st.lists(_JSON, min_size=2, max_size=30))
 def test_array_elements_are_counted_as_orjson_reads_them(values: list[Any]) -> None:
     assert _array_length(orjson.dumps(values)) == len(values)
+
+
+class _Item(BaseModel):
+    name: str
+
+
+@pytest.mark.anyio
+async def test_a_route_with_a_body_model_is_limited_too() -> None:
+    """FastAPI reads a pydantic body itself and wraps what that raised in a 400."""
+    from fastapi import FastAPI
+
+    from tests.server import app_client
+    from userportrait.api import errors
+    from userportrait.api.body import BodyLimit
+
+    app = FastAPI()
+    errors.install(app)
+    app.add_middleware(BodyLimit, default=100, per_path={})
+
+    @app.post("/items")
+    async def items(item: _Item) -> dict[str, str]:
+        return {"name": item.name}
+
+    async with app_client(app) as c:
+        assert (await c.post("/items", json={"name": "a"})).json() == {"name": "a"}
+        res = await c.post("/items", json={"name": "a" * 200})
+        assert res.status_code == 413 and res.json()["errcode"] == 45002

@@ -71,6 +71,10 @@ def error_body(exc: ServiceError, rid: str, path: str = "/") -> dict[str, Any]:
 
 def _translate(request: Request, exc: Exception) -> tuple[ServiceError, int | None]:
     """The ServiceError to render for ``exc``, and an HTTP status overriding its own."""
+    if isinstance(exc, HTTPException) and isinstance(
+        exc.__cause__, ServiceError | ClientDisconnect
+    ):
+        exc = exc.__cause__  # FastAPI wraps what reading a body model raised in a 400
     if isinstance(exc, ServiceError):
         return exc, None
     if isinstance(exc, ClientDisconnect):  # a route that read the body without read_body
@@ -96,7 +100,9 @@ async def handle(request: Request, exc: Exception) -> WeChatJSON:
     """The one exception handler: any exception -> WeChat (or cloud-call) error body."""
     err, status = _translate(request, exc)
     rid = rid_of(request)
-    if isinstance(exc, ServiceError | ClientDisconnect):
+    if isinstance(exc, ServiceError | ClientDisconnect) or isinstance(
+        exc.__cause__, ServiceError | ClientDisconnect
+    ):
         log.info("rid=%s errcode=%s %s", rid, err.errcode, err.message)
     headers = {"X-Request-Id": rid}
     if err.http_status == 503:
