@@ -23,6 +23,7 @@ from tests.conftest import load
 from tests.fixtures import EVENTS, A
 from userportrait.app import create_app
 from userportrait.auth.store import AuthStore
+from userportrait.http_timeouts import server_options
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 
@@ -52,8 +53,9 @@ async def asgi_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 def live_server(settings: Settings) -> Iterator[str]:
     """uvicorn in a thread on 127.0.0.1, port 0; yields the base URL."""
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", access_log=False
-    )
+        create_app(settings), host="127.0.0.1", port=0, log_level="warning", access_log=False,
+        **server_options(settings),
+    )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from userportrait import __version__
 from userportrait.api import errors, native, wechat
 from userportrait.api.access import RequestContext
+from userportrait.api.body import BodyLimit
 from userportrait.api.cache import PortraitCache
 from userportrait.auth.quota import Quota
 from userportrait.auth.store import AuthStore
@@ -80,6 +81,12 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    # Every body is limited while it streams in (issue 10); RequestContext stays outermost.
+    app.add_middleware(
+        BodyLimit,
+        default=settings.max_body_bytes,
+        per_path={"/v1/events": settings.live_max_body_bytes},
+    )
     app.add_middleware(RequestContext)
     app.include_router(wechat.router)
     app.include_router(native.router)

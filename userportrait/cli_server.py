@@ -43,6 +43,7 @@ def serve(
     import uvicorn
 
     from userportrait.app import create_app
+    from userportrait.http_timeouts import server_options
 
     overrides: dict[str, object] = {"host": host, "port": port, "engine": engine}
     if no_wechat_limits:
@@ -57,7 +58,7 @@ def serve(
     # runs the lifespan shutdown (live ingestion flushes, the engine closes).
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level="info", access_log=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=10, **server_options(settings),
     )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ CLI prints ``errmsg`` on one line. The client maps errcodes back to the same cla
     ├── PayloadTooLarge (45002 / HTTP 413)
     ├── Busy (-1 / HTTP 503, retryable)
     ├── QueryTimeout (-1, system busy) — a portrait ran past query_time_limit_ms
+    ├── ClientDisconnected (-1 / HTTP 400) — the client left before its body was read
     └── InputError (-1) — CLI-side problems: missing file, unknown format, wrong columns
 """
 
@@ -162,6 +163,13 @@ class QueryTimeout(ServiceError):
     errmsg = "system busy"
 
 
+class ClientDisconnected(ServiceError):
+    """Nobody reads the answer; raised so that the request ends as an INFO line."""
+
+    errmsg = "client disconnected"
+    http_status = 400
+
+
 class InputError(ServiceError):
     """A problem with what the user handed the CLI (file, format, columns)."""
 
@@ -181,7 +189,7 @@ def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
 
 
 #: Classes the client never maps a code back to: they share -1 with ServiceError.
-_SIDELINES: tuple[type[ServiceError], ...] = (InputError, Busy, QueryTimeout)
+_SIDELINES: tuple[type[ServiceError], ...] = (InputError, Busy, QueryTimeout, ClientDisconnected)
 
 
 def error_for_code(errcode: int) -> type[ServiceError]:

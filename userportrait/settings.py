@@ -48,6 +48,9 @@ class Settings:
     live_max_batch_records: int = 10_000
     live_max_body_bytes: int = 16 * 1024 * 1024
     live_compact_files: int = 16
+    max_body_bytes: int = 64 * 1024
+    http_read_timeout_s: float = 30.0
+    http_idle_timeout_s: float = 5.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -72,6 +75,8 @@ def _convert(type_name: object, raw: str, name: str) -> Any:
     try:
         if kind == "int":
             return int(raw)
+        if kind == "float":
+            return float(raw)
         if kind == "bool":
             if raw.lower() in ("1", "true", "yes", "on"):
                 return True
@@ -107,5 +112,8 @@ SETTINGS: Final[dict[str, str]] = {
     "live_compact_files": "After a flush, merge a day's lake files into one once it has this many (0 = never).",
     "live_max_pending_events": "Events received but not yet in the store beyond which ingestion answers 503 + Retry-After.",
     "live_max_batch_records": "Records allowed in one POST /v1/events request (more: HTTP 413).",
-    "live_max_body_bytes": "Bytes allowed in one POST /v1/events body after gzip decoding (more: HTTP 413).",
+    "live_max_body_bytes": "Bytes allowed in one POST /v1/events body, as sent and after gzip decoding (more: HTTP 413).",
+    "max_body_bytes": "Bytes allowed in the body of any other route (more: HTTP 413, before the rest is read).",
+    "http_read_timeout_s": "A request whose headers or body stop arriving for this long is answered 408 and closed, in seconds.",
+    "http_idle_timeout_s": "A connection with no request in progress is closed after this long, in seconds.",
 }

@@ -18,8 +18,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
-from userportrait.errors import InvalidRequest, RequireGet, RequirePost, ServiceError
+from userportrait.errors import (
+    ClientDisconnected,
+    InvalidRequest,
+    RequireGet,
+    RequirePost,
+    ServiceError,
+)
 
 log = logging.getLogger("userportrait.api")
 WECHAT_JSON: Final = "application/json; encoding=utf-8"
@@ -64,8 +71,14 @@ def error_body(exc: ServiceError, rid: str, path: str = "/") -> dict[str, Any]:
 
 def _translate(request: Request, exc: Exception) -> tuple[ServiceError, int | None]:
     """The ServiceError to render for ``exc``, and an HTTP status overriding its own."""
+    if isinstance(exc, HTTPException) and isinstance(
+        exc.__cause__, ServiceError | ClientDisconnect
+    ):
+        exc = exc.__cause__  # FastAPI wraps what reading a body model raised in a 400
     if isinstance(exc, ServiceError):
         return exc, None
+    if isinstance(exc, ClientDisconnect):  # a route that read the body without read_body
+        return ClientDisconnected(), None
     if isinstance(exc, RequestValidationError):
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
@@ -87,7 +100,9 @@ async def handle(request: Request, exc: Exception) -> WeChatJSON:
     """The one exception handler: any exception -> WeChat (or cloud-call) error body."""
     err, status = _translate(request, exc)
     rid = rid_of(request)
-    if isinstance(exc, ServiceError):
+    if isinstance(exc, ServiceError | ClientDisconnect) or isinstance(
+        exc.__cause__, ServiceError | ClientDisconnect
+    ):
         log.info("rid=%s errcode=%s %s", rid, err.errcode, err.message)
     headers = {"X-Request-Id": rid}
     if err.http_status == 503:

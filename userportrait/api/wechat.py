@@ -7,14 +7,15 @@ A GET on a POST-only route is a 405 there, answered as 43002 ``require POST meth
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
+from userportrait.api.body import read_body
 from userportrait.api.errors import CLOUD_PREFIX, WeChatJSON
-from userportrait.errors import EmptyPostData, InvalidGrantType, InvalidRequest
+from userportrait.errors import InvalidGrantType, InvalidRequest
+from userportrait.json_body import json_object
 from userportrait.portrait.request import make_query, parse_body
 from userportrait.portrait.result import to_cloud
 
@@ -61,7 +62,7 @@ async def token(
     ),
 )
 async def stable_token(request: Request) -> WeChatJSON:
-    body = _json_object(await request.body())
+    body = json_object(await read_body(request, request.app.state.settings.max_body_bytes))
     if body.get("grant_type") != GRANT_TYPE:
         raise InvalidGrantType()
     appid, secret = body.get("appid"), body.get("secret")
@@ -74,23 +75,11 @@ async def stable_token(request: Request) -> WeChatJSON:
     return WeChatJSON({"access_token": issued.token, "expires_in": issued.expires_in})
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
-    if not raw.strip():
-        raise EmptyPostData()
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidRequest("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("body must be a JSON object")
-    return body
-
-
 async def _portrait(request: Request, camel: bool) -> dict[str, Any]:
     state = request.app.state
     appid = await run_in_threadpool(state.auth.appid_for, request.query_params.get("access_token"))
     state.quota.charge(appid)
-    begin, end = parse_body(await request.body(), camel=camel)
+    begin, end = parse_body(await read_body(request, state.settings.max_body_bytes), camel=camel)
     query = make_query(appid, begin, end, wechat_limits=state.settings.wechat_limits)
     body: dict[str, Any] = await state.run_portrait(query)
     return body

@@ -15,10 +15,12 @@ import datetime as dt
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 
+from userportrait.errors import PayloadTooLarge
 from userportrait.ingest.normalize_sql import TS_RANGE_REASON
 from userportrait.ingest.sources import FIELDS, TS_TEXT
 from userportrait.portrait.normalize import MAX_FIELD_CHARS, appid_problem, parse_age, parse_ts
@@ -46,58 +48,201 @@ class RecordError(ValueError):
     """Why one record was rejected."""
 
 
-class _NotJSON:
-    """Stands in for an NDJSON line that did not parse."""
+class _Unreadable:
+    """Stands in for a record that could not be read; ``reason`` says why."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<{self.reason}>"
 
 
-NOT_JSON: Final = _NotJSON()
+NOT_JSON: Final = _Unreadable("not valid JSON")
+NOT_UTF8: Final = _Unreadable("not valid UTF-8")
+#: JSON's whitespace (RFC 8259): a line of only these is blank and skipped.
+_JSON_SPACE: Final = b" \t\r"
+#: Bytes of a body split at a time when counting an array's elements.
+_SLICE_BYTES: Final = 1 << 16
+#: An object or array holding no other one: removed level by level when counting.
+_INNERMOST: Final = re.compile(rb"\{[^\[\]{}]*\}|\[[^\[\]{}]*\]")
+#: Bytes other than the brackets and commas, deleted before counting.
+_NOT_STRUCTURE: Final = bytes(b for b in range(256) if b not in b"[]{},")
+#: JSON arrays larger than this are counted before they are parsed. Counting costs
+#: 1.5-2x orjson's parse; a full batch of real events (10,000 x ~190 bytes) stays under
+#: it, and parsing a smaller array at once costs at most ~36x its size ({} elements).
+_COUNT_FIRST_BYTES: Final = 2 << 20
+#: Python reads no integer longer than this (``sys.int_info.default_max_str_digits``).
+_MAX_INT_DIGITS: Final = 4300
 
 
-def parse_records(body: bytes) -> list[Any]:
+def parse_records(body: bytes, max_records: int | None = None) -> list[Any]:
     """A JSON array, or NDJSON (one value per line; a bad line becomes ``NOT_JSON``).
 
-    orjson when it can (about 3x faster than json), json where they could differ: orjson
-    refuses NaN and 1e400 (json reads them) and turns integers beyond 64 bits into floats,
-    so a body with a 20-digit run is read by json alone. The records are the same either
-    way. A record holding a lone surrogate (a ``\\ud800`` escape) is ``NOT_JSON``, as DuckDB
-    reads it in a file.
+    Lines end at ``\\n`` (``\\r\\n`` too) and nowhere else: U+2028 or U+0085 inside a
+    string is text, as in a file. orjson when it can (about 3x faster than json), json
+    where they could differ: orjson refuses NaN and 1e400 (json reads them) and turns
+    integers beyond 64 bits into floats, so a body with a 20-digit run is read by json
+    alone; an integer too long for Python (5000 digits) is kept as its digits, the text a
+    file gives. A record holding a lone surrogate (a ``\\ud800`` escape) is ``NOT_JSON``, as
+    DuckDB reads it in a file; one that is not UTF-8 is ``NOT_UTF8``. Beyond ``max_records``
+    PayloadTooLarge: NDJSON lines are counted before each is parsed, a JSON array over
+    ``_COUNT_FIRST_BYTES`` before it is parsed, a smaller one after.
     """
-    text = body.decode("utf-8", errors="replace")
     long_digits = body.translate(_DIGITS_ONLY).find(b"0" * 20) >= 0  # 7x a regex's speed
     loads = _loads_json if long_digits else _loads
-    if text.lstrip().startswith("["):
-        records = loads(text)
-        if records is NOT_JSON:
-            raise ValueError("body is not a valid JSON array")
-        records = records if isinstance(records, list) else [records]
-    else:
-        records = [loads(line) for line in text.splitlines() if line.strip()]
-    if "\\u" in text:  # surrogates only arrive as escapes (bad bytes became U+FFFD)
-        records = [NOT_JSON if _has_surrogate(r) else r for r in records]
+    escapes = b"\\u" in body  # surrogates only arrive as escapes
+    if body.lstrip(_JSON_SPACE + b"\n")[:1] == b"[":
+        try:
+            return _parse_array(body, loads, escapes, max_records)
+        except ValueError:
+            if not _first_line_parses(body, loads):
+                raise
+            # NDJSON whose first record is an array: its lines are read one by one.
+    records: list[Any] = []
+    start, end = 0, len(body)
+    while start < end:
+        stop = body.find(b"\n", start)
+        stop = end if stop < 0 else stop
+        line = body[start:stop]
+        start = stop + 1
+        if not line.strip(_JSON_SPACE):
+            continue
+        if max_records is not None and len(records) >= max_records:
+            raise _too_many(max_records)
+        records.append(_checked(loads(line), escapes))
     return records
 
 
-def _loads(text: str) -> Any:
+def _parse_array(
+    body: bytes, loads: Callable[[bytes], Any], escapes: bool, max_records: int | None
+) -> list[Any]:
+    # Only large bodies are counted first (a body cannot hold more elements than commas
+    # + 1); a small one is parsed, then counted.
+    if (
+        max_records is not None
+        and len(body) > _COUNT_FIRST_BYTES
+        and body.count(b",") >= max_records
+    ):
+        if _array_length(body) > max_records:
+            raise _too_many(max_records)
+    records = loads(body)
+    if isinstance(records, _Unreadable):
+        raise ValueError("body is not a valid JSON array")
+    records = records if isinstance(records, list) else [records]
+    if max_records is not None and len(records) > max_records:
+        raise _too_many(max_records)
+    return [_checked(r, escapes) for r in records] if escapes else records
+
+
+def _first_line_parses(body: bytes, loads: Callable[[bytes], Any]) -> bool:
+    start = len(body) - len(body.lstrip(_JSON_SPACE + b"\n"))
+    stop = body.find(b"\n", start)
+    return stop >= 0 and not isinstance(loads(body[start:stop]), _Unreadable)
+
+
+def _array_length(body: bytes) -> int:
+    """The elements of a JSON array, counted without building them (0 if unsure)."""
+    shape = _structure(body)
+    if shape[:1] != b"[" or shape[-1:] != b"]":
+        return 0
+    inner = shape[1:-1]
+    if not inner:  # [] or one scalar: nothing to count
+        return 0
+    for _ in range(64):  # deeper records are not events; orjson refuses > 1024 anyway
+        if b"[" not in inner and b"{" not in inner:
+            return inner.count(b",") + 1
+        flatter = _flatten(inner)
+        if flatter == inner:
+            return 0
+        inner = flatter
+    return 0
+
+
+def _flatten(shape: bytes) -> bytes:
+    """``shape`` without its innermost objects and arrays, a slice at a time.
+
+    A slice ends just after a closing bracket, which no innermost pair can straddle; so the
+    regex's pieces cost a few times the slice, not the body.
+    """
+    out = bytearray()
+    start = 0
+    while start < len(shape):
+        stop = start + _SLICE_BYTES
+        if stop < len(shape):
+            cut = max(shape.rfind(b"}", start, stop), shape.rfind(b"]", start, stop))
+            if cut < 0:  # no closer in this slice: up to the next one
+                later = [i for i in (shape.find(b"}", stop), shape.find(b"]", stop)) if i >= 0]
+                cut = min(later) if later else len(shape) - 1
+            stop = cut + 1
+        out += _INNERMOST.sub(b"", shape[start:stop])
+        start = stop
+    return bytes(out)
+
+
+def _structure(body: bytes) -> bytes:
+    """The brackets and commas of ``body`` that are outside its strings.
+
+    Between two unescaped quotes is a string; escapes become ``__`` first, pairs left to
+    right as JSON reads them (``\\\\`` before ``\\"``). Split a slice at a time so that the
+    pieces never cost more than a few times the slice.
+    """
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"__").replace(b'\\"', b"__")
+    out = bytearray()
+    inside = False
+    for start in range(0, len(body), _SLICE_BYTES):
+        pieces = body[start : start + _SLICE_BYTES].split(b'"')
+        out += b"".join(pieces[int(inside) :: 2]).translate(None, _NOT_STRUCTURE)
+        inside ^= (len(pieces) - 1) % 2 == 1
+    return bytes(out)
+
+
+def _too_many(max_records: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"more than {max_records} records; at most {max_records} per request")
+
+
+def _checked(record: Any, escapes: bool) -> Any:
+    return NOT_JSON if escapes and _has_surrogate(record) else record
+
+
+def _loads(data: bytes) -> Any:
     try:
-        return orjson.loads(text)
+        return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return _loads_json(text)
+        return _loads_json(data)
 
 
-def _loads_json(text: str) -> Any:
+def _loads_json(data: bytes) -> Any:
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return NOT_UTF8
+    try:
+        return json.loads(text, parse_int=_int_or_digits)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         return NOT_JSON
 
 
+def _int_or_digits(digits: str) -> int | str:
+    return int(digits) if len(digits.lstrip("-")) <= _MAX_INT_DIGITS else digits
+
+
 def _has_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        return any("\ud800" <= c <= "\udfff" for c in value)
-    if isinstance(value, dict):
-        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_surrogate(v) for v in value)
+    """Whether a lone surrogate is in ``value`` (a loop, not recursion: any depth)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= c <= "\udfff" for c in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 
@@ -115,8 +260,8 @@ def dump_record(canonical: dict[str, Any]) -> bytes:
 
 def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
     """The canonical record, or RecordError naming the field and the problem."""
-    if record is NOT_JSON:
-        raise RecordError("not valid JSON")
+    if isinstance(record, _Unreadable):
+        raise RecordError(record.reason)
     if not isinstance(record, dict):
         raise RecordError("not a JSON object")
     # One pass: the first field of the wrong type (in FIELDS order) is the reason; the

@@ -3,16 +3,26 @@
 Every source becomes the same columns: the text of each known field (``appid`` …
 ``age``), ``ts`` already parsed to TIMESTAMPTZ (NULL when unparseable), ``ts_text`` for
 error messages, and ``_err``, a reason when the record is structurally broken (not JSON,
-wrong JSON type). Structural problems of the whole file (missing, unknown format,
-missing columns, unreadable CSV) raise ``InputError`` before anything is written.
+wrong JSON type, a CSV row of the wrong width, a line that is not UTF-8). Problems of the
+whole file (missing, unknown format, missing columns, unreadable) raise ``InputError``
+before anything is written.
+
+A row DuckDB's CSV reader cannot read (not UTF-8; more or fewer fields than the header)
+would fail the whole file, so such rows are found first (``store_rejects``) and put back
+in their place as rejects with a reason, the file's other rows kept (issue 10). The file
+is then read twice, so this is done for CSV always and for NDJSON only when a cheap pass
+in Python finds bytes that are not UTF-8.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
 import gzip
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import duckdb
 
@@ -34,6 +44,12 @@ _SUFFIXES: Final[dict[str, Format]] = {
 }  # fmt: skip
 
 EPOCH_MS_THRESHOLD: Final = 100_000_000_000
+MAX_LINE_BYTES: Final = 16 * 1024 * 1024
+#: CSV delimiters tried on the header line, in this order (the first naming every required
+#: column wins). Reading the header ourselves, not DuckDB's sniffer, keeps a malformed row
+#: in the sniffed sample from changing how the header is read.
+_DELIMITERS: Final = (",", "\t", ";", "|")
+_scans = itertools.count()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,23 +181,92 @@ def _parquet(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
 
 
 def _csv(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
-    scan = (
-        f"read_csv({sql_str(str(path))}, header=true, all_varchar=true, "
-        "auto_detect=true, strict_mode=true)"
-    )
-    names = [
-        r[0]
-        for r in con.execute(f"SELECT column_name FROM (DESCRIBE SELECT * FROM {scan})").fetchall()
-    ]
-    lowered = {n.strip().lower(): n for n in names}
+    delim, names = _csv_header(path)
+    lowered = {n.strip().lower(): f"c{i}" for i, n in enumerate(names)}
     columns = _check_columns(path, list(lowered))
-    cols = [f"{ts_from_text(_quote(lowered['ts']))} AS ts", f"{_quote(lowered['ts'])} AS ts_text"]
+    types = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(names)))
+    scan = (
+        f"read_csv({sql_str(str(path))}, header=true, delim={sql_str(delim)}, quote='\"', "
+        f"escape='\"', auto_detect=false, strict_mode=true, columns={{{types}}}, "
+        f"max_line_size={MAX_LINE_BYTES}"
+    )
+    rows = _rows(con, scan, [f"count(c{i})" for i in range(len(names))], 1, len(names))
+    cols = [f"{ts_from_text(lowered['ts'])} AS ts", f"{lowered['ts']} AS ts_text"]
     for f in TEXT_FIELDS:
-        cols.append(
-            f"{_quote(lowered[f])} AS {f}" if f in lowered else f"CAST(NULL AS VARCHAR) AS {f}"
-        )
-    cols.append("CAST(NULL AS VARCHAR) AS _err")
-    return Source(path, "csv", columns, 1), f"SELECT {', '.join(cols)} FROM {scan}"
+        cols.append(f"{lowered[f]} AS {f}" if f in lowered else f"CAST(NULL AS VARCHAR) AS {f}")
+    cols.append("_reject AS _err")
+    return Source(path, "csv", columns, 1), f"SELECT {', '.join(cols)} FROM {rows}"
+
+
+def _open_bytes(path: Path) -> Any:
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else path.open("rb")
+
+
+def _csv_header(path: Path) -> tuple[str, list[str]]:
+    """The delimiter and the column names, from the first line."""
+    with _open_bytes(path) as fh:
+        first = fh.readline(MAX_LINE_BYTES)
+    text = first.decode("utf-8", errors="replace").removeprefix("\ufeff").rstrip("\r\n")
+    for delim in _DELIMITERS:
+        names = next(csv.reader([text], delimiter=delim), [])
+        if all(r in {n.strip().lower() for n in names} for r in REQUIRED):
+            return delim, names
+    return ",", next(csv.reader([text]), [])
+
+
+def _is_utf8(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with _open_bytes(path) as fh:
+            while chunk := fh.read(1 << 20):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except (UnicodeDecodeError, EOFError, OSError, gzip.BadGzipFile):
+        return False  # an unreadable .gz: DuckDB's own pass reports it
+    return True
+
+
+def _rows(
+    con: duckdb.DuckDBPyConnection, scan: str, reads: list[str], offset: int, width: int
+) -> str:
+    """``scan`` (a ``read_csv(...`` call missing its ``)``) plus ``_reject``, a reason or NULL.
+
+    The rows DuckDB cannot read are found with one pass that reads every column
+    (``reads``); then the readable ones are numbered and each reject put back in its
+    place: the k-th readable row comes after the rejects that had fewer than k readable
+    rows before them. Row n of the result is row n of the file (one line per row, as the
+    line numbers of every format assume).
+    """
+    n = next(_scans)
+    rejects, gaps = f"_rejects_{n}", f"_gaps_{n}"
+    con.execute(
+        f"SELECT {', '.join(reads)} FROM {scan}, ignore_errors=true, store_rejects=true, "
+        f"rejects_table='{rejects}', rejects_scan='_reject_scans_{n}')"
+    ).fetchall()
+    found = con.execute(f"SELECT count(*) FROM {rejects}").fetchone()
+    if not found or not found[0]:
+        return f"(SELECT *, CAST(NULL AS VARCHAR) AS _reject FROM {scan}))"
+    fields = "regexp_extract(error_message, 'Found: ([0-9]+)', 1)"
+    con.execute(
+        f"CREATE TEMP TABLE {gaps} AS SELECT line - {offset} AS _pos, CASE error_type "
+        "WHEN 'INVALID ENCODING' THEN 'not valid UTF-8' "
+        f"WHEN 'TOO MANY COLUMNS' THEN 'row has ' || {fields} || ' fields; the header has {width}' "
+        f"WHEN 'MISSING COLUMNS' THEN 'row has ' || {fields} || ' fields; the header has {width}' "
+        "WHEN 'UNQUOTED VALUE' THEN 'a quoted field is not closed' "
+        f"WHEN 'LINE SIZE OVER MAXIMUM' THEN 'line is longer than {MAX_LINE_BYTES} bytes' "
+        "ELSE lower(error_type) END AS _reject, "
+        "line - {offset} - row_number() OVER (ORDER BY line) AS _before "
+        f"FROM (SELECT line, min(error_type) AS error_type, min(error_message) AS error_message "
+        f"FROM {rejects} GROUP BY line)".replace("{offset}", str(offset))
+    )
+    readable = (
+        f"SELECT * EXCLUDE (_k), _k + (SELECT count(*) FROM {gaps} WHERE _before < _k) AS _pos "
+        f"FROM (SELECT row_number() OVER () AS _k, * FROM {scan}, ignore_errors=true))"
+    )
+    return (
+        f"(SELECT * EXCLUDE (_pos) FROM ({readable} UNION ALL BY NAME "
+        f"SELECT _pos, _reject FROM {gaps}) ORDER BY _pos)"
+    )
 
 
 _BAD_JSON_TYPES: Final = ("OBJECT", "ARRAY", "BOOLEAN")
@@ -189,12 +274,19 @@ _BAD_JSON_TYPES: Final = ("OBJECT", "ARRAY", "BOOLEAN")
 
 def _json_lines(con: duckdb.DuckDBPyConnection, path: Path, fmt: Format) -> tuple[Source, str]:
     if fmt == "json":
-        scan = f"(SELECT CAST(json AS VARCHAR) AS line FROM read_json({sql_str(str(path))}, format='array', records=false))"
-    else:
         scan = (
-            f"read_csv({sql_str(str(path))}, columns={{'line': 'VARCHAR'}}, delim='\\x01', "
-            "quote='', escape='', header=false, auto_detect=false, max_line_size=16777216)"
+            "(SELECT CAST(json AS VARCHAR) AS line, CAST(NULL AS VARCHAR) AS _reject "
+            f"FROM read_json({sql_str(str(path))}, format='array', records=false))"
         )
+    else:
+        lines = (
+            f"read_csv({sql_str(str(path))}, columns={{'line': 'VARCHAR'}}, delim='\\x01', "
+            f"quote='', escape='', header=false, auto_detect=false, max_line_size={MAX_LINE_BYTES}"
+        )
+        if _is_utf8(path):
+            scan = f"(SELECT *, CAST(NULL AS VARCHAR) AS _reject FROM {lines}))"
+        else:
+            scan = _rows(con, lines, ["count(line)"], 0, 1)
     paths = ", ".join(sql_str(f"$.{f}") for f in FIELDS)
     keys = con.execute(
         f"SELECT DISTINCT unnest(json_keys(line)) FROM {scan} "
@@ -213,13 +305,14 @@ def _json_lines(con: duckdb.DuckDBPyConnection, path: Path, fmt: Format) -> tupl
         for i, f in enumerate(FIELDS, start=1)
     )
     cols.append(
-        "CASE WHEN line IS NULL OR trim(line) = '' THEN 'blank line' "
+        "CASE WHEN _reject IS NOT NULL THEN _reject "
+        "WHEN line IS NULL OR trim(line) = '' THEN 'blank line' "
         "WHEN NOT json_valid(line) THEN 'not valid JSON' "
         "WHEN json_type(line) <> 'OBJECT' THEN 'not a JSON object' "
         f"{bad_type} END AS _err"
     )
     inner = (
-        f"SELECT line, CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT' "
+        f"SELECT line, _reject, CASE WHEN json_valid(line) AND json_type(line) = 'OBJECT' "
         f"THEN json_extract(line, [{paths}]) END AS v FROM {scan}"
     )
     return Source(path, fmt, columns, 0), f"SELECT {', '.join(cols)} FROM ({inner})"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
-from typing import Any, Final
+from typing import Final
 
-from userportrait.errors import EmptyPostData, InvalidDate, InvalidDateRange, InvalidRequest
+from userportrait.errors import InvalidDate, InvalidDateRange, InvalidRequest
+from userportrait.json_body import json_object
 from userportrait.portrait.query import PortraitQuery, today_shanghai, yyyymmdd
 
 WECHAT_SPANS: Final = (1, 7, 30)
@@ -51,14 +51,7 @@ def make_query(
 
 def parse_body(raw: bytes, *, camel: bool = False) -> tuple[dt.date, dt.date]:
     """The dates of a datacube JSON body, whatever its Content-Type said."""
-    if not raw.strip():
-        raise EmptyPostData()
-    try:
-        body: Any = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidRequest("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("body must be a JSON object")
+    body = json_object(raw)
     keys = ("beginDate", "endDate") if camel else ("begin_date", "end_date")
     for key in keys:
         if key not in body:
