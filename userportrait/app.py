@@ -15,8 +15,12 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from userportrait import __version__
-from userportrait.api import errors, native, wechat
+from userportrait.api import component, errors, native, wechat
 from userportrait.api.access import RequestContext
+from userportrait.auth.allowlist import parse_networks
+from userportrait.auth.callers import Callers
+from userportrait.auth.component import ComponentStore
+from userportrait.auth.policy import Policy
 from userportrait.auth.quota import Quota
 from userportrait.auth.store import AuthStore
 from userportrait.engine import get_engine
@@ -48,7 +52,12 @@ def create_app(settings: Settings) -> FastAPI:
             ttl_s=settings.token_ttl_s,
             overlap_s=settings.token_overlap_s,
         )
-        app.state.quota = Quota(settings.quota_per_day, settings.quota_per_minute)
+        # Third-party platforms, API-security keys, allow-lists, persisted quotas (issue 12).
+        app.state.components = ComponentStore(settings.data_dir / "component.sqlite")
+        app.state.callers = Callers(app.state.auth, app.state.components)
+        app.state.policy = policy = Policy(settings.data_dir / "access.sqlite")
+        app.state.trusted_proxies = parse_networks(settings.trusted_proxies.split(","))
+        app.state.quota = Quota(settings.quota_per_day, settings.quota_per_minute, policy=policy)
         app.state.cache = cache
         app.state.run_portrait = run_portrait
         live = None
@@ -69,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
             if live is not None:
                 await run_in_threadpool(live.stop)
             engine.close()
+            policy.close()
 
     app = FastAPI(
         title="userportrait",
@@ -82,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.add_middleware(RequestContext)
     app.include_router(wechat.router)
+    app.include_router(component.router)
     app.include_router(native.router)
     app.include_router(native.health)
     if settings.live_ingest:
