@@ -52,8 +52,9 @@ async def asgi_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 def live_server(settings: Settings) -> Iterator[str]:
     """uvicorn in a thread on 127.0.0.1, port 0; yields the base URL."""
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", access_log=False
-    )
+        create_app(settings), host="127.0.0.1", port=0, log_level="warning", access_log=False,
+        http=settings.http_impl,
+    )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

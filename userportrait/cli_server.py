@@ -57,7 +57,7 @@ def serve(
     # runs the lifespan shutdown (live ingestion flushes, the engine closes).
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level="info", access_log=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=10, http=settings.http_impl,
     )  # fmt: skip
 
 

@@ -44,6 +44,7 @@ class Settings:
     wechat_base_url: str = "https://api.weixin.qq.com"
     api_security_window_s: int = 300
     trusted_proxies: str = ""
+    http_impl: str = "h11"
     live_ingest: bool = True
     live_flush_interval_ms: int = 2000
     live_max_pending_events: int = 2_000_000
@@ -105,6 +106,7 @@ SETTINGS: Final[dict[str, str]] = {
     "portrait_cache_entries": "Answers kept in the server's LRU cache (keyed by window and store version).",
     "wechat_base_url": "Base URL that API-security signatures name (WeChat's own host).",
     "api_security_window_s": "API-security mode: how far Wechatmp-TimeStamp may be from now, in seconds; nonces are remembered this long.",
+    "http_impl": "uvicorn's HTTP/1.1 implementation for `serve`: h11 (keeps the Wechatmp-* header casing WxJava looks up) or httptools (faster; lowercases header names).",
     "trusted_proxies": "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed for IP allow-lists (empty = use the TCP peer).",
     "live_ingest": "Accept events over HTTP (POST /v1/events) through the write-ahead log.",
     "live_flush_interval_ms": "How often received events are loaded into the store (visible in portraits), in ms.",
