@@ -84,6 +84,8 @@ async def test_allow_list_without_a_proxy(api_settings: Settings) -> None:
         # a token got inside is refused outside; a forwarded header is not believed
         res = await outside.post(PATH, params=tok, json=BODY, headers={"X-Forwarded-For": "10.1.2.3"})  # fmt: skip
         assert_error(res, 40164, "invalid ip 127.0.0.1")
+        native = await outside.get(f"/v1/apps/{A}/portrait", params={**tok, "begin": "20240610", "end": "20240612"})  # fmt: skip
+        assert_error(native, 40164, "invalid ip 127.0.0.1")
     assert allow(data, "--clear") == f"{A} may call from anywhere"
     async with calling_from(api_settings, "127.0.0.1") as outside:
         assert (await outside.post(PATH, params=tok, json=BODY)).json() == WINDOW_0610_0612

@@ -168,10 +168,6 @@ def platform_key(data_dir: Path) -> PlatformKey:
     return PlatformKey(loaded, hashlib.sha256(der).hexdigest()[:32])
 
 
-def header_appid(headers: Mapping[str, str]) -> str | None:
-    return headers.get(APPID_HEADER) or None
-
-
 def open_request(
     keys: AppKeys,
     urlpath: str,
