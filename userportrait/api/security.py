@@ -62,10 +62,10 @@ async def admit(request: Request) -> Admitted:
         state.callers.resolve, request.query_params.get("access_token")
     )
     appid = caller.appid
+    nets, keys = await run_in_threadpool(state.policy.of, appid)
     if caller.component_appid is None:  # a platform's own list is WeChat's to keep
-        await check_ip(request, appid)
+        allowlist.check(client_address(request), nets)
     raw = await request.body()
-    keys = await run_in_threadpool(state.policy.keys, appid)
     # Signatures name WeChat's URL, not ours: clients sign the canonical one (§5.4).
     urlpath = settings.wechat_base_url.rstrip("/") + request.url.path
     if keys is None:
@@ -76,7 +76,10 @@ async def admit(request: Request) -> Admitted:
         opened = open_request(keys, urlpath, request.headers, raw, now=time.time(), window_s=window)
         await run_in_threadpool(state.policy.use_nonce, appid, opened.nonce, window)
         raw = json.dumps(opened.params).encode()
-    state.quota.charge(appid)
+    if state.quota.per_day:  # counted in SQLite: off the event loop
+        await run_in_threadpool(state.quota.charge, appid)
+    else:
+        state.quota.charge(appid)
     return Admitted(appid, raw, keys, urlpath)
 
 

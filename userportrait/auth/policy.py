@@ -109,6 +109,12 @@ class Policy:
             self._version = -1
         return nets
 
+    def of(self, appid: str) -> tuple[list[Network], AppKeys | None]:
+        """The app's allow-list and API-security keys, in one look (the datacube's path)."""
+        with self._lock:
+            self._fresh()
+            return list(self._allow.get(appid, ())), self._keys.get(appid)
+
     def allowed(self, appid: str) -> list[Network]:
         with self._lock:
             self._fresh()
