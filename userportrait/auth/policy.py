@@ -80,11 +80,6 @@ class Policy:
             self._version = -1
             return self._con.execute("DELETE FROM security WHERE appid = ?", (appid,)).rowcount > 0
 
-    def keys(self, appid: str) -> AppKeys | None:
-        with self._lock:
-            self._fresh()
-            return self._keys.get(appid)
-
     def use_nonce(self, appid: str, nonce: str, window_s: int) -> None:
         """Remember ``_n`` for the replay window; a second use is refused (40240)."""
         now = self.now()
