@@ -23,6 +23,7 @@ import pytest
 from tests.conftest import load
 from userportrait.engine import get_engine
 from userportrait.generate import GeneratorConfig, write_events
+from userportrait.ingest import pipeline
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.service import portrait
@@ -30,6 +31,7 @@ from userportrait.settings import Settings
 from userportrait.store import state as state_mod
 from userportrait.store.lake import Lake
 from userportrait.store.state import STANDARD_LENGTHS, StateStore, day_number
+from userportrait.store.state import update as state_update
 
 CONFIG = GeneratorConfig(users=1200, days=40, end=dt.date(2026, 3, 31), apps=2, seed=5)
 END, START = CONFIG.end, CONFIG.start
@@ -210,7 +212,7 @@ def test_state_catches_up_after_crash_between_commit_and_update(
     def crash(_lake: Lake, _progress: object = None) -> None:
         raise SystemExit("killed after the lake commit")
 
-    monkeypatch.setattr(state_mod, "update_state", crash)
+    monkeypatch.setattr(pipeline, "update_state", crash)
     with pytest.raises(SystemExit):
         load(lake, [{"appid": a, "openid": "u2", "ts": "2024-06-11T10:00:00+08:00",
                      "gender": 2}], "b.ndjson")  # fmt: skip
@@ -319,7 +321,7 @@ def test_late_events_for_yesterday_recount_only_their_windows(
     def no_full_pass(*_args: object, **_kw: object) -> None:
         raise AssertionError("recounted every window")
 
-    monkeypatch.setattr(state_mod, "compute_windows", no_full_pass)
+    monkeypatch.setattr(state_update, "compute_windows", no_full_pass)
     late = [{"appid": a, "openid": "u1", "ts": f"{day - D(1)}T23:00:00+08:00", "gender": 2},
             {"appid": a, "openid": "new", "ts": f"{day - D(1)}T23:30:00+08:00"}]  # fmt: skip
     load(lake, late, "late.ndjson")

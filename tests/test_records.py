@@ -77,6 +77,10 @@ CASES: list[Any] = [
     {**OK, "openid": "\u3000"},  # trim removes Unicode spaces ...
     {**OK, "openid": "\t"},  # ... but not tabs
     {**OK, "appid": A + "\u00a0"},
+    {**OK, "appid": A + "\n"},  # $ in a Python regex matched before a final newline
+    {**OK, "appid": "__HIVE_DEFAULT_PARTITION__"},  # would not round-trip as a partition
+    {**OK, "appid": "__hive_Default_partition__"},
+    {**OK, "appid": ".."},
     {**OK, "province": "广东", "city": "深圳", "gender": "female", "platform": "ios"},
     {**OK, "province": None, "gender": 1, "platform": 2},
     {**OK, "event_id": "e1"},

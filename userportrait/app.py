@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from userportrait import __version__
 from userportrait.api import component, errors, native, wechat
 from userportrait.api.access import RequestContext
+from userportrait.api.cache import PortraitCache
 from userportrait.auth.allowlist import parse_networks
 from userportrait.auth.callers import Callers
 from userportrait.auth.component import ComponentStore
@@ -24,7 +25,6 @@ from userportrait.auth.policy import Policy
 from userportrait.auth.quota import Quota
 from userportrait.auth.store import AuthStore
 from userportrait.engine import get_engine
-from userportrait.portrait.cached import PortraitCache
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.result import RefDateMode
 from userportrait.settings import Settings

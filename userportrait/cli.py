@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +13,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from userportrait import __version__
+from userportrait.cli_common import DATA_DIR_OPTION, err_console, fail, make_settings
 from userportrait.errors import ServiceError
-from userportrait.settings import Settings
-
-err_console = Console(stderr=True)
-
-DATA_DIR_OPTION = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Data directory [env USERPORTRAIT_DATA_DIR; default ~/.local/share/userportrait].",
-)
-
-
-def fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    sys.exit(1)
-
-
-def make_settings(data_dir: Path | None, **overrides: Any) -> Settings:
-    try:
-        return Settings.from_env(data_dir=data_dir, **overrides)
-    except ValueError as exc:
-        fail(str(exc))
-        raise AssertionError from exc  # unreachable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -130,7 +107,7 @@ def _parse_cli_date(value: str, name: str) -> dt.date:
 @click.option(
     "--engine",
     default=None,
-    help="duckdb (default; the incremental store), sql (one DuckDB query over the lake) or reference (pure Python, row by row).",
+    help="incremental (default; the incremental store, also accepted as duckdb), sql (one DuckDB query over the lake) or reference (pure Python, row by row).",
 )
 @click.option(
     "--format",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from userportrait.cli import DATA_DIR_OPTION, fail, make_settings
+from userportrait.cli_common import DATA_DIR_OPTION, fail, make_settings
 from userportrait.errors import ServiceError
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ def default_data_dir() -> Path:
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
-    engine: str = "duckdb"
+    engine: str = "incremental"
     duckdb_memory_limit_mb: int = 1024
     duckdb_threads: int = 2
     host: str = "127.0.0.1"
@@ -91,7 +91,7 @@ def _convert(type_name: object, raw: str, name: str) -> Any:
 #: One help line per setting (rendered into docs/settings.md).
 SETTINGS: Final[dict[str, str]] = {
     "data_dir": "Directory holding the event lake, derived state and metadata.",
-    "engine": "Engine that computes portraits: duckdb (default; the incremental store), sql (one DuckDB query over the lake) or reference (pure Python, row by row).",
+    "engine": "Engine that computes portraits: incremental (default; the incremental store, also accepted as duckdb), sql (one DuckDB query over the lake) or reference (pure Python, row by row).",
     "duckdb_memory_limit_mb": "Memory limit for DuckDB work (ingest and queries), in MiB.",
     "duckdb_threads": "Threads DuckDB may use.",
     "host": "Address `serve` binds to.",

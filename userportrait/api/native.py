@@ -16,6 +16,7 @@ from userportrait.api.security import check_ip
 from userportrait.errors import Unauthorized
 from userportrait.portrait.export import portrait_csv
 from userportrait.portrait.request import make_query, parse_date
+from userportrait.store.state import state_failures
 
 log = logging.getLogger("userportrait.api")
 router = APIRouter(prefix="/v1", tags=["native"])
@@ -54,9 +55,15 @@ class ErrorBody(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "error"]
+    status: Literal["ok", "degraded", "error"] = Field(
+        description="degraded: some app's portrait state failed to update (answers stay "
+        "exact, computed from the lake, while it is retried with back-off)"
+    )
     version: str
     store_version: int | None = Field(description="Grows with every committed ingest batch")
+    state_failures: dict[str, dict[str, Any]] | None = Field(
+        None, description="Per appid: error, attempts, last_try, next_try, days_pending"
+    )
 
 
 async def app_of_token(
@@ -111,12 +118,16 @@ health = APIRouter(tags=["health"])
     responses={503: {"model": Health, "description": "The store cannot be read"}},
 )
 async def healthz(request: Request) -> JSONResponse:
+    lake = request.app.state.lake
+    failed: dict[str, Any] = {}
     try:
-        version: int | None = await run_in_threadpool(request.app.state.lake.catalog.version)
-        status, code = "ok", 200
+        version: int | None = await run_in_threadpool(lake.catalog.version)
+        failed = await run_in_threadpool(state_failures, lake)
+        status, code = ("degraded" if failed else "ok"), 200
     except Exception:
         log.exception("health check: store unreachable")
         version, status, code = None, "error", 503
-    return JSONResponse(
-        {"status": status, "version": __version__, "store_version": version}, status_code=code
-    )
+    body: dict[str, Any] = {"status": status, "version": __version__, "store_version": version}
+    if failed:
+        body["state_failures"] = failed
+    return JSONResponse(body, status_code=code)

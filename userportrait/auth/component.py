@@ -105,10 +105,11 @@ def parse_permissions(text: str) -> tuple[int, ...]:
 
 
 def _check_appid(appid: str) -> None:
-    from userportrait.portrait.normalize import APPID_RE
+    from userportrait.portrait.normalize import appid_problem
 
-    if not APPID_RE.match(appid):
-        raise InvalidAppId(f"{appid!r}: letters, digits, _ . - only, at most 64")
+    problem = appid_problem(appid)
+    if problem:
+        raise InvalidAppId(f"{appid[:64]!r}: {problem}")
 
 
 class ComponentStore:

@@ -84,9 +84,12 @@ class AuthStore:
 
     # -- apps ------------------------------------------------------------------------------
     def add_app(self, appid: str, secret: str) -> None:
-        from userportrait.portrait.normalize import APPID_RE
+        from userportrait.portrait.normalize import APPID_RESERVED, appid_problem
 
-        if not APPID_RE.match(appid):
+        problem = appid_problem(appid)
+        if problem == APPID_RESERVED:
+            raise InvalidAppId(problem)
+        if problem:
             raise InvalidAppId(f"{appid!r}: letters, digits, _ . - only, at most 64")
         if len(secret) < 8:
             raise InvalidRequest("secret must be at least 8 characters")

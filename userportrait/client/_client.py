@@ -24,7 +24,9 @@ Format = Literal["json", "csv"]
 
 
 def _day(value: dt.date | str) -> str:
-    return value.strftime("%Y%m%d") if isinstance(value, dt.date) else value
+    if isinstance(value, dt.date):  # four-digit years, as the server reads them
+        return f"{value.year:04d}{value.month:02d}{value.day:02d}"
+    return value
 
 
 def _json(res: httpx.Response) -> Any:

@@ -11,14 +11,18 @@ from userportrait.store.lake import Lake
 
 #: name -> "module:Class"; the class takes the Lake.
 ENGINES: dict[str, str] = {
-    "duckdb": "userportrait.engine.duckdb:DuckDBEngine",
+    "incremental": "userportrait.engine.incremental:IncrementalEngine",
     "reference": "userportrait.engine.reference:ReferenceEngine",
     "sql": "userportrait.engine.sql:SQLEngine",
 }
 
 
+#: Other accepted names: ``duckdb`` was the default engine's name before it said what it is.
+ALIASES: dict[str, str] = {"duckdb": "incremental"}
+
+
 def get_engine(name: str, lake: Lake) -> Engine:
-    target = ENGINES.get(name)
+    target = ENGINES.get(ALIASES.get(name, name))
     if target is None:
         raise InputError(f"unknown engine {name!r}; choose one of {', '.join(sorted(ENGINES))}")
     module_name, cls_name = target.split(":")

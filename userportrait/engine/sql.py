@@ -1,16 +1,16 @@
 """The ``sql`` engine: one DuckDB query over the appid's raw lake files (the naive baseline).
 
 It deduplicates users and picks their latest values at query time, so it costs a scan of
-every event up to the window's end; the default ``duckdb`` engine answers from the
+every event up to the window's end; the default ``incremental`` engine answers from the
 incremental store instead. Kept as a second, independent implementation (tests, bench).
 """
 
 from __future__ import annotations
 
-from userportrait.ingest.sources import sql_str
 from userportrait.portrait.counts import AudienceCounts, PortraitCounts
 from userportrait.portrait.dims import ID_DIMS, Dim
 from userportrait.portrait.query import PortraitQuery
+from userportrait.sqltext import sql_str
 from userportrait.store.lake import DIM_COLUMNS as _COLUMNS
 from userportrait.store.lake import Lake
 

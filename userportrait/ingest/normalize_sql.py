@@ -87,8 +87,9 @@ def reason_sql() -> str:
         "CASE WHEN _err IS NOT NULL THEN _err "
         "WHEN appid IS NULL OR trim(appid) = '' THEN 'appid is missing' "
         f"{too_long} "
-        "WHEN NOT regexp_full_match(trim(appid), '[A-Za-z0-9_.-]{1,64}') "
-        "THEN 'appid is not a valid appid (letters, digits, _ . - only)' "
+        f"WHEN NOT regexp_full_match(trim(appid), '{normalize.APPID_PATTERN}') "
+        f"THEN '{normalize.APPID_INVALID}' "
+        f"WHEN lower(trim(appid)) = '{normalize.RESERVED_APPID}' THEN '{normalize.APPID_RESERVED}' "
         "WHEN openid IS NULL OR trim(openid) = '' THEN 'openid is missing' "
         # ts is NULL whenever ts_text is blank; testing ts first spares turning every
         # typed Parquet timestamp into text.

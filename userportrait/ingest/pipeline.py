@@ -22,11 +22,13 @@ import pyarrow.parquet as pq
 
 from userportrait.errors import InputError
 from userportrait.ingest.normalize_sql import age_id_sql, age_value, reason_sql, register_maps
-from userportrait.ingest.sources import Source, open_source, sql_str
-from userportrait.portrait.normalize import APPID_RE
+from userportrait.ingest.sources import Source, open_source
+from userportrait.portrait.normalize import appid_problem
+from userportrait.sqltext import sql_str
 from userportrait.store.catalog import LakeFile
 from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake
+from userportrait.store.state import update_state
 
 #: Called with (step description, fraction done in 0..1).
 Progress = Callable[[str, float], None]
@@ -87,6 +89,7 @@ def ingest_file(lake: Lake, path: Path, progress: Progress | None = None) -> Ing
             step("already ingested", 1.0)
             return report
         with lake.write_lock():
+            lake.collect_garbage_locked()  # what a killed writer left behind
             _run(lake, con, source, select, sha, report, step)
     except duckdb.Error as exc:
         raise InputError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
@@ -94,8 +97,6 @@ def ingest_file(lake: Lake, path: Path, progress: Progress | None = None) -> Ing
         con.close()
     if report.batch_id is not None:
         # Derived state follows the committed batch (issue 5); a crash here loses nothing.
-        from userportrait.store.state import update_state
-
         update_state(lake, lambda desc, frac: step(f"portraits: {desc}", frac))
     return report
 
@@ -184,7 +185,7 @@ def _single_partition(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
     ).fetchall()[0]
     if row[0] is None or row[0] != row[1] or row[2] is None or row[2] != row[3]:
         return None
-    if not APPID_RE.match(row[0]):
+    if appid_problem(row[0]):
         return None
     return str(row[0]), row[2].isoformat()
 

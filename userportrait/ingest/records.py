@@ -21,7 +21,7 @@ import orjson
 
 from userportrait.ingest.normalize_sql import TS_RANGE_REASON
 from userportrait.ingest.sources import FIELDS, TS_TEXT
-from userportrait.portrait.normalize import APPID_RE, MAX_FIELD_CHARS, parse_age, parse_ts
+from userportrait.portrait.normalize import MAX_FIELD_CHARS, appid_problem, parse_age, parse_ts
 from userportrait.portrait.query import TZ
 
 _LENGTH_CHECKED: Final = (
@@ -139,8 +139,9 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
         value = text[field]
         if value is not None and len(value) > MAX_FIELD_CHARS:
             raise RecordError(f"{field} is longer than {MAX_FIELD_CHARS} characters")
-    if not APPID_RE.match(text["appid"].strip(_SPACES)):
-        raise RecordError("appid is not a valid appid (letters, digits, _ . - only)")
+    problem = appid_problem(text["appid"].strip(_SPACES))
+    if problem:
+        raise RecordError(problem)
     if text["openid"] is None or not text["openid"].strip(_SPACES):
         raise RecordError("openid is missing")
     ts_raw = record.get("ts")

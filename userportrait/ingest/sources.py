@@ -17,6 +17,7 @@ from typing import Final, Literal
 import duckdb
 
 from userportrait.errors import InputError
+from userportrait.sqltext import sql_str
 
 Format = Literal["parquet", "csv", "ndjson", "json"]
 
@@ -45,10 +46,6 @@ class Source:
     @property
     def unit(self) -> str:
         return "row" if self.format == "parquet" else "line"
-
-
-def sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def detect_format(path: Path) -> Format:

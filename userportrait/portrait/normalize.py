@@ -28,7 +28,26 @@ _PLATFORMS: Final[dict[str, int]] = {
     "mac": 5, "macos": 5, "osx": 5, "macosx": 5, "darwin": 5,
 }  # fmt: skip
 
-APPID_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+APPID_PATTERN: Final = "[A-Za-z0-9_.-]{1,64}"  # Python's fullmatch and DuckDB's regexp_full_match
+APPID_RE: Final = re.compile(APPID_PATTERN)
+#: Hive's name for a NULL partition value: DuckDB writes ``appid=%5F_HIVE…`` for it, so such
+#: an appid would not round-trip through the lake's directory names (any case).
+RESERVED_APPID: Final = "__hive_default_partition__"
+APPID_INVALID: Final = "appid is not a valid appid (letters, digits, _ . - only)"
+APPID_RESERVED: Final = (
+    "appid __HIVE_DEFAULT_PARTITION__ is reserved (the Hive name of a missing value)"
+)
+
+
+def appid_problem(appid: str) -> str | None:
+    """Why ``appid`` (trimmed) cannot name an app, or None."""
+    if not APPID_RE.fullmatch(appid):
+        return APPID_INVALID
+    if appid.lower() == RESERVED_APPID:
+        return APPID_RESERVED
+    return None
+
+
 MAX_FIELD_CHARS: Final = 256
 
 

@@ -30,3 +30,8 @@ def today_shanghai(now: dt.datetime | None = None) -> dt.date:
     """Today's date in Asia/Shanghai (WeChat's 'yesterday' limit is relative to it)."""
     now = now or dt.datetime.now(dt.UTC)
     return now.astimezone(TZ).date()
+
+
+def yyyymmdd(day: dt.date) -> str:
+    """Four-digit years, whatever the platform's strftime does with years below 1000."""
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"

@@ -8,21 +8,22 @@ import re
 from typing import Any, Final
 
 from userportrait.errors import EmptyPostData, InvalidDate, InvalidDateRange, InvalidRequest
-from userportrait.portrait.query import PortraitQuery, today_shanghai
+from userportrait.portrait.query import PortraitQuery, today_shanghai, yyyymmdd
 
 WECHAT_SPANS: Final = (1, 7, 30)
-_DATE_RE: Final = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
+# ASCII digits only: \d would take ２０２４ or ٢٠٢٤ too, and int() reads them.
+_DATE_RE: Final = re.compile(r"([0-9]{4})(-?)([0-9]{2})\2([0-9]{2})")
 
 
 def parse_date(value: object, field: str) -> dt.date:
     """``yyyymmdd`` or ``yyyy-mm-dd`` -> date; InvalidDate (61500) otherwise."""
     if not isinstance(value, str):
         raise InvalidDate(f"{field} must be a string yyyymmdd")
-    match = _DATE_RE.match(value.strip())
+    match = _DATE_RE.fullmatch(value.strip())
     if not match:
         raise InvalidDate(f"{field} {value[:20]!r} is not yyyymmdd")
     try:
-        return dt.date(*(int(g) for g in match.groups()))
+        return dt.date(int(match[1]), int(match[3]), int(match[4]))
     except ValueError:
         raise InvalidDate(f"{field} {value[:20]!r} is not a calendar date") from None
 
@@ -44,7 +45,7 @@ def make_query(
             raise InvalidDateRange(f"span is {span} days; allowed 1, 7 or 30")
         yesterday = (today or today_shanghai()) - dt.timedelta(days=1)
         if end > yesterday:
-            raise InvalidDateRange(f"end_date must be {yesterday:%Y%m%d} or earlier")
+            raise InvalidDateRange(f"end_date must be {yyyymmdd(yesterday)} or earlier")
     return PortraitQuery(appid=appid, begin=begin, end=end)
 
 

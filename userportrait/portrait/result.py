@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from userportrait.portrait.counts import AudienceCounts, PortraitCounts
 from userportrait.portrait.dims import DIMS, ID_DIMS, TOP_DEVICES, UNKNOWN_NAME, value_name
-from userportrait.portrait.query import PortraitQuery
+from userportrait.portrait.query import PortraitQuery, yyyymmdd
 
 RefDateMode = Literal["range", "begin"]
 Row = dict[str, Any]
@@ -14,10 +14,10 @@ Row = dict[str, Any]
 
 def ref_date(query: PortraitQuery, mode: RefDateMode = "range") -> str:
     """``yyyymmdd`` for one day (or always, in ``begin`` mode), else ``yyyymmdd-yyyymmdd``."""
-    begin = query.begin.strftime("%Y%m%d")
+    begin = yyyymmdd(query.begin)
     if query.begin == query.end or mode == "begin":
         return begin
-    return f"{begin}-{query.end.strftime('%Y%m%d')}"
+    return f"{begin}-{yyyymmdd(query.end)}"
 
 
 def audience_rows(counts: AudienceCounts) -> dict[str, list[Row]]:

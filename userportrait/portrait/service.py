@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from userportrait.engine.base import Engine
+from userportrait.portrait.counts import PortraitCounts
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.result import RefDateMode, shape
 
 
-def portrait(query: PortraitQuery, engine: Engine, mode: RefDateMode = "range") -> dict[str, Any]:
+class CountsPortraits(Protocol):
+    """What this stage needs of an engine (``engine.base.Engine`` is one): the domain
+    package names no engine, so engines depend on it and not the other way round."""
+
+    def run_portrait(self, query: PortraitQuery) -> PortraitCounts: ...
+
+
+def portrait(
+    query: PortraitQuery, engine: CountsPortraits, mode: RefDateMode = "range"
+) -> dict[str, Any]:
     return shape(query, engine.run_portrait(query), mode)

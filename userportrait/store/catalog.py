@@ -155,28 +155,31 @@ class Catalog:
                 )
             ]
 
-    def files(self, appid: str | None = None) -> list[LakeFile]:
-        sql = "SELECT path, appid, day, rows FROM files"
-        args: tuple[str, ...] = ()
+    def files(self, appid: str | None = None, upto: int | None = None) -> list[LakeFile]:
+        """The committed files (of ``appid``; written by batches up to ``upto``)."""
+        sql = "SELECT path, appid, day, rows FROM files WHERE 1 = 1"
+        args: list[str | int] = []
         if appid is not None:
-            sql += " WHERE appid = ?"
-            args = (appid,)
+            sql += " AND appid = ?"
+            args.append(appid)
+        if upto is not None:
+            sql += " AND batch_id <= ?"
+            args.append(upto)
         with self.connect() as con:
             return [LakeFile(*r) for r in con.execute(sql + " ORDER BY day, path", args)]
+
+    def touched(self, after: int, upto: int) -> list[tuple[str, str]]:
+        """(appid, day) of every file that the batches ``after < id <= upto`` wrote."""
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT DISTINCT appid, day FROM files WHERE batch_id > ? AND batch_id <= ?",
+                (after, upto),
+            )
+            return [(r[0], r[1]) for r in rows]
 
     def appids(self) -> list[str]:
         with self.connect() as con:
             return [r[0] for r in con.execute("SELECT DISTINCT appid FROM files ORDER BY 1")]
-
-    def batches(self) -> list[Batch]:
-        with self.connect() as con:
-            return [
-                Batch(*r)
-                for r in con.execute(
-                    "SELECT id, source, sha256, accepted, rejected, created_at FROM batches"
-                    " ORDER BY id"
-                )
-            ]
 
     def version(self) -> int:
         """A number that grows with every committed batch (cache keys use it)."""

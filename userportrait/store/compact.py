@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
-from userportrait.ingest.sources import sql_str
+from userportrait.sqltext import sql_str
 from userportrait.store.catalog import LakeFile
 from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake
+from userportrait.store.state import update_state
 
 #: Partitions with at least this many files are compacted.
 MIN_FILES = 16
@@ -47,12 +48,11 @@ def compact(
     report = CompactReport()
     with lake.write_lock():
         report.deleted = _delete_retired(lake, time.time() - grace_s)
+        lake.collect_garbage_locked()
         for app, day, _count in lake.catalog.day_file_counts(max(2, min_files)):
             if appid is None or app == appid:
                 _compact_partition(lake, app, day, report)
     if report.batches:
-        from userportrait.store.state import update_state
-
         update_state(lake)
     return report
 

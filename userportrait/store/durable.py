@@ -1,15 +1,18 @@
-"""fsync helpers: what the catalog points at must be on disk before the catalog says so.
+"""Durable writes, the one place for them: fsync helpers and atomic file replacement.
 
 A Parquet file renamed into the lake is only durable once its data and the directory
 entries up to the lake root are flushed; otherwise a power loss after the catalog commit
-(and after the live WAL segment is deleted) could lose acknowledged events.
+(and after the live WAL segment is deleted) could lose acknowledged events. Derived state
+files are written whole to ``NAME.tmp``, flushed and renamed over ``NAME``, so a reader
+never sees half a file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_path(path: Path) -> None:
@@ -32,3 +35,17 @@ def fsync_tree(files: Iterable[Path], root: Path) -> None:
             d = d.parent
     for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
         fsync_path(d)
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Replace ``path`` by what ``write`` writes to a file object, flushed to disk first."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))

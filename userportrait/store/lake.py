@@ -82,6 +82,21 @@ class Lake:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @contextmanager
+    def try_write_lock(self) -> Iterator[bool]:
+        """The writer lock if nobody holds it, else False at once (a reader that would
+        catch up never waits for a writer: the writer publishes when it is done)."""
+        with open(self.root / "write.lock", "a+b") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def files(self, appid: str) -> list[LakeFile]:
         return self.catalog.files(appid)
 
@@ -90,14 +105,24 @@ class Lake:
 
     def collect_garbage(self) -> int:
         """Remove staging leftovers and event files no batch committed; returns the count."""
-        removed = 0
         with self.write_lock():
-            if self.staging_dir.exists():
-                shutil.rmtree(self.staging_dir, ignore_errors=True)
-            known = {f.path for f in self.catalog.files()}
-            if self.events_dir.exists():
-                for path in self.events_dir.rglob("*.parquet"):
-                    if str(path.relative_to(self.root)) not in known:
-                        path.unlink()
-                        removed += 1
+            return self.collect_garbage_locked()
+
+    def collect_garbage_locked(self) -> int:
+        """``collect_garbage`` for a caller that holds the writer lock (every writer calls
+        it before it writes, so a writer killed mid-batch leaves nothing for long).
+
+        Files that compaction retired stay until their grace period ends (readers that
+        listed them just before the swap may still read them).
+        """
+        removed = 0
+        if self.staging_dir.exists():
+            shutil.rmtree(self.staging_dir, ignore_errors=True)
+        known = {f.path for f in self.catalog.files()}
+        known.update(self.catalog.retired(before=float("inf")))
+        if self.events_dir.exists():
+            for path in self.events_dir.rglob("*.parquet"):
+                if str(path.relative_to(self.root)) not in known:
+                    path.unlink()
+                    removed += 1
         return removed

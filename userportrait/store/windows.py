@@ -14,6 +14,10 @@ A user is new in the window ending at ``e`` iff ``first_day >= e-L+1``, i.e. ``e
 first_day+L``, which clips the interval once more. Users without a value are 未知:
 active users minus the users counted under a value. See docs/performance.md.
 
+The difference arrays span the wanted ends (plus the longest window before them), so the
+ends are taken in groups of at most ``MAX_SPAN`` days: memory follows the data's days,
+never the calendar between them (a batch holding 1970 and 9999 costs two small groups).
+
 For one or a few windows ``few_windows`` is cheaper: the days inside each window are
 applied oldest first, later days overwriting earlier ones.
 """
@@ -31,6 +35,8 @@ from userportrait.portrait.dims import DIMS, Dim
 IntArray = np.ndarray[Any, np.dtype[np.integer[Any]]]
 #: first_day value of a uid with no data (cannot happen for users in a partition).
 NO_DAY = np.iinfo(np.int32).max
+#: Most days one pass of ``compute_windows`` spans (first window start to last end).
+MAX_SPAN = 192
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,44 @@ def compute_windows(
     are days without data); ``sizes`` is one more than the largest value id per dim.
     ``tick`` is told the fraction of days done.
     """
+    groups = _span_groups([(n, e) for n, ends in wanted for e in set(ends)])
+    out: dict[tuple[int, int], WindowCounts] = {}
+    for g, group in enumerate(groups):
+
+        def one_of_all(frac: float, g: int = g) -> None:
+            if tick is not None:
+                tick((g + frac) / len(groups))
+
+        by_length: dict[int, list[int]] = {}
+        for n, e in group:
+            by_length.setdefault(n, []).append(e)
+        out.update(_compute_span(days, first_day, sizes, sorted(by_length.items()), one_of_all))
+    return out
+
+
+def _span_groups(pairs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """``(length, end)`` pairs in groups, by end, each spanning at most ``MAX_SPAN`` days
+    from its first window's start to its last end (a longer window is a group alone)."""
+    groups: list[list[tuple[int, int]]] = []
+    lo = 0
+    for n, e in sorted(pairs, key=lambda p: (p[1], p[0])):
+        if groups and e - lo < MAX_SPAN:
+            groups[-1].append((n, e))
+            lo = min(lo, e - n + 1)
+        else:
+            groups.append([(n, e)])
+            lo = e - n + 1
+    return groups
+
+
+def _compute_span(
+    days: Mapping[int, DayPart],
+    first_day: IntArray,
+    sizes: Mapping[Dim, int],
+    wanted: Sequence[tuple[int, Sequence[int]]],
+    tick: Callable[[float], None],
+) -> dict[tuple[int, int], WindowCounts]:
+    """``compute_windows`` for ends close together: dense arrays over their span."""
     wanted = [(n, sorted(set(ends))) for n, ends in wanted if ends]
     if not wanted:
         return {}
@@ -87,8 +131,7 @@ def compute_windows(
     next_val = {d: np.full(n_users, hi + 1, np.int32) for d in DIMS}
     todo = sorted((t for t in days if lo <= t <= hi), reverse=True)
     for i, t in enumerate(todo):
-        if tick is not None:
-            tick(i / len(todo))
+        tick(i / len(todo))
         part = days[t]
         uid = part.uid
         fd = first_day[uid]

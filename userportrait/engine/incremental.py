@@ -1,0 +1,42 @@
+"""The default engine, ``incremental``: portraits from the incremental store (``store/state/``).
+
+DuckDB builds the derived state from the lake; numpy merges day partitions. Standard
+1/7/30-day windows are a lookup; any other window is computed from the day partitions.
+An app whose state failed to update (``StaleState``) is answered by the ``sql`` engine
+from the lake until a retry succeeds: slower, but exact.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from userportrait.engine.sql import SQLEngine
+from userportrait.portrait.counts import PortraitCounts
+from userportrait.portrait.query import PortraitQuery
+from userportrait.store.lake import Lake
+from userportrait.store.state import StaleState, StateStore
+
+log = logging.getLogger("userportrait.engine")
+
+
+class IncrementalEngine:
+    name = "incremental"
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self.store = StateStore(lake)
+        self.fallback = SQLEngine(lake)
+
+    def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
+        try:
+            return self.store.portrait(query)
+        except StaleState:
+            log.warning("portrait of %s answered from the lake (its state is stale)", query.appid)
+            return self.fallback.run_portrait(query)
+
+    def data_version(self) -> int:
+        """The catalog version of this thread's last answer (the cache files it under it)."""
+        return self.store.answered_version()
+
+    def close(self) -> None:
+        self.fallback.close()

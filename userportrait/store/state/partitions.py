@@ -1,0 +1,195 @@
+"""Building day partitions from the lake with DuckDB (the SQL of the incremental store).
+
+A day partition holds, per user active that day, the day's winning value id of each
+dimension: the latest event carrying it, ties to the larger id (devices: the larger model
+string), packed into one integer key so that ``max`` picks it. New users get dense uids
+(``users/uV_N.parquet``, append-only) and new device models ids (``devices.bV.parquet``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from userportrait.portrait.dims import DIMS, ID_DIMS
+from userportrait.sqltext import sql_list, sql_str
+from userportrait.store.durable import atomic_write
+from userportrait.store.lake import DIM_COLUMNS, Lake
+from userportrait.store.state.days import SQL_TYPES, VALUE_DTYPES
+from userportrait.store.state.manifest import AppState
+from userportrait.store.windows import DayPart
+
+#: Events per DuckDB pass when building day partitions (bounds memory).
+CHUNK_EVENTS = 6_000_000
+_ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
+_RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
+
+
+class PartitionBuilder:
+    """Day partitions of one appid at catalog version ``version``; extends ``app``'s user
+    and device dictionaries as it meets new ones. Use as a context manager."""
+
+    def __init__(self, lake: Lake, appid: str, app: AppState, app_dir: Path, version: int) -> None:
+        self.lake = lake
+        self.appid = appid
+        self.app = app
+        self.dir = app_dir
+        self.version = version
+        self.n_devices = 0
+
+    def __enter__(self) -> PartitionBuilder:
+        self.con = self.lake.connect()
+        try:
+            self._load_devices()
+        except BaseException:
+            self.con.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.con.close()
+
+    def _load_devices(self) -> None:
+        con = self.con
+        if self.app.devices:
+            path = sql_str(str(self.dir / self.app.devices))
+            con.execute(
+                "CREATE TEMP TABLE devices AS SELECT device, id "
+                f"FROM read_parquet({path}, hive_partitioning=false)"
+            )
+        else:
+            con.execute("CREATE TEMP TABLE devices (device VARCHAR, id INTEGER)")
+        self.n_devices = _scalar(con, "SELECT count(*) FROM devices")
+
+    def chunks(self, days: list[str]) -> Iterator[list[str]]:
+        """``days`` in groups of about ``CHUNK_EVENTS`` events (one DuckDB pass each)."""
+        rows: dict[str, int] = {}
+        for f in self.lake.files(self.appid):
+            rows[f.day] = rows.get(f.day, 0) + f.rows
+        chunk: list[str] = []
+        size = 0
+        for day in days:
+            if chunk and size + rows.get(day, 0) > CHUNK_EVENTS:
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(day)
+            size += rows.get(day, 0)
+        if chunk:
+            yield chunk
+
+    def build(self, days: list[str]) -> Iterator[DayPart]:
+        """Day partitions of ``days``, rebuilt from all their lake files up to the version."""
+        wanted = set(days)
+        files = [
+            str(self.lake.root / f.path)
+            for f in self.lake.catalog.files(self.appid, upto=self.version)
+            if f.day in wanted
+        ]
+        if not files:
+            return
+        con = self.con
+        listing = sql_list(files)
+        # Devices of these days ranked in string order, so that "latest ts, then the larger
+        # model" packs into one integer like the id dimensions (a struct max costs 2x).
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE drank AS SELECT device, "
+            "CAST(row_number() OVER (ORDER BY device) AS BIGINT) AS r FROM (SELECT DISTINCT "
+            f"device FROM read_parquet({listing}, hive_partitioning=false) "
+            "WHERE device IS NOT NULL)"
+        )
+        # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT
+        # key: microseconds since the day's midnight, < 2^37, then the id or the rank).
+        rel = "(epoch_us(e.ts) - epoch_us(CAST(e.day AS TIMESTAMPTZ)))"
+        winners = ", ".join(
+            f"CAST(max({rel} * {1 << _ID_BITS} + e.{col}) % {1 << _ID_BITS} AS INTEGER) AS {dim}"
+            for dim, col in DIM_COLUMNS.items()
+            if dim != "devices"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE daily AS "
+            f"SELECT e.day, e.openid, {winners}, "
+            f"CAST(max({rel} * {1 << _RANK_BITS} + k.r) % {1 << _RANK_BITS} AS BIGINT) AS drank "
+            f"FROM read_parquet({listing}, hive_partitioning=true, "
+            "hive_types={'appid': VARCHAR, 'day': DATE}) e "
+            "LEFT JOIN drank k ON k.device = e.device GROUP BY e.day, e.openid"
+        )
+        # One pass over the user dictionary: each (day, user) row gets its uid or NULL
+        # (DuckDB builds the hash table on the smaller side, so the 3 M known users are
+        # streamed from their Parquet parts, never loaded into a table).
+        if self.app.users:
+            listing = ", ".join(sql_str(str(self.dir / f)) for f in self.app.users)
+            known = f"read_parquet([{listing}], hive_partitioning=false)"
+        else:
+            known = "(SELECT NULL::VARCHAR AS openid, NULL::UINTEGER AS uid WHERE false)"
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE matched AS SELECT d.*, u.uid FROM daily d "
+            f"LEFT JOIN {known} u USING (openid)"
+        )
+        n = self.app.n_users
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE fresh AS SELECT openid, CAST("
+            f"{n} + row_number() OVER (ORDER BY first, openid) - 1 AS UINTEGER) AS uid FROM "
+            "(SELECT openid, min(day) AS first FROM matched WHERE uid IS NULL GROUP BY openid)"
+        )
+        added = _scalar(con, "SELECT count(*) FROM fresh")
+        if added:
+            part = f"users/u{self.version}_{n}.parquet"
+            target = sql_str(str(self.dir / part))
+            con.execute(
+                f"COPY (SELECT * FROM fresh ORDER BY uid) TO {target} "
+                "(FORMAT parquet, COMPRESSION zstd)"
+            )
+            self.app.users.append(part)
+            self.app.n_users = n + added
+        con.execute(
+            f"INSERT INTO devices SELECT device, CAST({self.n_devices} + row_number() OVER"
+            " (ORDER BY device) AS INTEGER) FROM drank d"
+            " WHERE NOT EXISTS (SELECT 1 FROM devices x WHERE x.device = d.device)"
+        ).fetchall()
+        self.n_devices = _scalar(con, "SELECT count(*) FROM devices")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE drank_id AS "
+            "SELECT k.r, x.id FROM drank k JOIN devices x USING (device)"
+        )
+        # Each column in the dtype the day partition keeps, so numpy takes it as it is.
+        values = ", ".join(
+            f"CAST(COALESCE(d.{dim}, 0) AS {SQL_TYPES[dim]}) AS {dim}" for dim in ID_DIMS
+        )
+        result = con.sql(
+            f"SELECT d.day, COALESCE(d.uid, f.uid) AS uid, {values}, CAST(COALESCE(x.id, 0) AS "
+            f"{SQL_TYPES['devices']}) AS devices FROM matched d "
+            "LEFT JOIN fresh f ON d.uid IS NULL AND f.openid = d.openid "
+            "LEFT JOIN drank_id x ON x.r = d.drank ORDER BY d.day, uid"
+        ).to_arrow_table()
+        day_col = result.column("day").cast(pa.int32()).to_numpy()
+        cuts = np.flatnonzero(np.diff(day_col)) + 1
+        starts = [0, *cuts.tolist()]
+        stops = [*cuts.tolist(), len(day_col)]
+        columns = {name: result.column(name).to_numpy() for name in ("uid", *DIMS)}
+        for a, b in zip(starts, stops, strict=True):
+            if a == b:
+                continue
+            yield DayPart(
+                int(day_col[a]),
+                columns["uid"][a:b].astype(np.uint32, copy=False),
+                {d: columns[d][a:b].astype(VALUE_DTYPES[d], copy=False) for d in DIMS},
+            )
+
+    def finish(self) -> None:
+        """Write the device dictionary if this build added devices."""
+        con = self.con
+        if self.n_devices == 0:
+            return
+        self.app.devices = f"devices.b{self.version}.parquet"
+        table = con.sql("SELECT device, id FROM devices ORDER BY id").to_arrow_table()
+        atomic_write(self.dir / self.app.devices, lambda fh: pq.write_table(table, fh))
+
+
+def _scalar(con: Any, sql: str) -> int:
+    # fetchall, not fetchone: DuckDB 2 keeps a half-read result open on the connection.
+    return int(con.execute(sql).fetchall()[0][0])

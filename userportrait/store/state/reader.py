@@ -1,0 +1,187 @@
+"""``StateStore``: answers portraits from the derived state, following the catalog.
+
+Standard 1/7/30-day windows are a lookup in the window table; any other window is one
+pass over its day partitions (``windows.one_window``). Files are cached by name (names
+carry the version that wrote them, so a cached file is never stale).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from userportrait.portrait.counts import PortraitCounts
+from userportrait.portrait.query import PortraitQuery
+from userportrait.store.lake import Lake
+from userportrait.store.state.days import LazyDays, day_date, day_number, load_day
+from userportrait.store.state.manifest import AppState, Manifest
+from userportrait.store.state.table import WindowTable, to_portrait
+from userportrait.store.state.update import (
+    STANDARD_LENGTHS,
+    Progress,
+    app_dir,
+    catch_up,
+    no_progress,
+    remove_state,
+)
+from userportrait.store.windows import DayPart, IntArray, one_window
+
+#: Bytes of day partitions a reader keeps in memory for ad-hoc windows.
+DAY_CACHE_BYTES = 384 << 20
+T = TypeVar("T")
+
+
+class StaleState(Exception):
+    """The appid's state is behind the catalog after a failed update (see ``failed``)."""
+
+    def __init__(self, appid: str) -> None:
+        super().__init__(f"the portrait state of {appid} failed to update")
+        self.appid = appid
+
+
+class StateStore:
+    """Reads and maintains the derived state of one data directory."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self.root = lake.state_dir
+        self.manifest = Manifest.read(self.root)
+        self._lock = threading.RLock()
+        self._days: OrderedDict[tuple[str, str], DayPart] = OrderedDict()
+        self._days_bytes = 0
+        self._files: dict[tuple[str, str], tuple[str, Any]] = {}  # (appid, kind) -> (name, value)
+        self._answered = threading.local()
+
+    def app_dir(self, appid: str) -> Path:
+        return app_dir(self.root, appid)
+
+    # -- following the catalog ----------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Follow the catalog: load a newer manifest, catching up first if it lags (or a
+        failed app's retry is due)."""
+        version = self.lake.catalog.version()
+        with self._lock:
+            due = self.manifest.due(time.time()) if self.manifest.failed else set()
+            if self.manifest.version == version and not due:
+                return
+            manifest = Manifest.read(self.root)
+            if manifest.version < version or manifest.due(time.time()):
+                with self.lake.try_write_lock() as locked:
+                    if locked:
+                        manifest = catch_up(self.lake)
+            # Otherwise a writer holds the lock and publishes the new version when done.
+            self.manifest = manifest
+
+    def catch_up(self, progress: Progress = no_progress) -> int:
+        """Apply every committed batch the state has not seen (caller holds the write
+        lock); returns the new version."""
+        with self._lock:
+            self.manifest = catch_up(self.lake, progress)
+            return self.manifest.version
+
+    def rebuild(self, progress: Progress = no_progress) -> int:
+        """Throw the state away and build it again from the lake."""
+        with self._lock:
+            remove_state(self.lake)
+            self.manifest = Manifest()
+            self._files.clear()
+            self._days.clear()
+            self._days_bytes = 0
+            return self.catch_up(progress)
+
+    # -- answering ----------------------------------------------------------------------
+
+    def portrait(self, query: PortraitQuery) -> PortraitCounts:
+        for attempt in range(3):
+            self.refresh()
+            try:
+                with self._lock:
+                    if query.appid in self.manifest.failed:
+                        raise StaleState(query.appid)
+                    self._answered.version = self.manifest.version
+                    return self._portrait(query)
+            except FileNotFoundError:  # a writer replaced files of an old manifest
+                with self._lock:
+                    self.manifest = Manifest.read(self.root)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def answered_version(self) -> int:
+        """The catalog version the calling thread's last answer reflected.
+
+        It may lag the catalog while another writer holds the lock (see ``refresh``).
+        """
+        return int(getattr(self._answered, "version", self.manifest.version))
+
+    def _portrait(self, query: PortraitQuery) -> PortraitCounts:
+        app = self.manifest.apps.get(query.appid)
+        if app is None or not app.days:
+            return PortraitCounts.empty()
+        n, end = query.days, day_number(query.end)
+        devices = self._device_list(query.appid, app)
+        if n in STANDARD_LENGTHS and app.windows:
+            table = self._cached(query.appid, "windows", app.windows, WindowTable.load)
+            hit = table.get(n, end, devices)
+            if hit is not None:
+                return hit
+        return self.compute(query.appid, app, n, end, devices)
+
+    def compute(
+        self, appid: str, app: AppState, n: int, end: int, devices: list[str]
+    ) -> PortraitCounts:
+        """One window from the day partitions (the ad-hoc path; no window table)."""
+        begin = end - n + 1
+        present = {day_number(d) for d in app.days}
+        if not any(begin <= t <= end for t in present):
+            return PortraitCounts.empty()
+        days = LazyDays(lambda t: self._day(appid, app, t), present)
+        assert app.first_day is not None
+        first: IntArray = self._cached(appid, "first_day", app.first_day, np.load)
+        counts = one_window(days, first, app.value_sizes(), n, end)
+        return to_portrait(counts, devices)
+
+    def _cached(self, appid: str, kind: str, name: str, load: Callable[[Path], T]) -> T:
+        """The app's current ``kind`` file, loaded once per name."""
+        hit = self._files.get((appid, kind))
+        if hit is None or hit[0] != name:
+            hit = (name, load(self.app_dir(appid) / name))
+            self._files[(appid, kind)] = hit
+        value: T = hit[1]
+        return value
+
+    def _device_list(self, appid: str, app: AppState) -> list[str]:
+        if app.devices is None:
+            return []
+        return self._cached(appid, "devices", app.devices, _read_devices)
+
+    def _day(self, appid: str, app: AppState, t: int) -> DayPart:
+        name = app.days[day_date(t).isoformat()]
+        key = (appid, name)
+        part = self._days.get(key)
+        if part is not None:
+            self._days.move_to_end(key)
+            return part
+        part = load_day(self.app_dir(appid) / name, t)
+        self._days[key] = part
+        self._days_bytes += part.nbytes
+        while self._days_bytes > DAY_CACHE_BYTES and len(self._days) > 1:
+            _, old = self._days.popitem(last=False)
+            self._days_bytes -= old.nbytes
+        return part
+
+
+def _read_devices(path: Path) -> list[str]:
+    # ParquetFile, not read_table: that imports pyarrow.dataset (and pandas, when present).
+    table = pq.ParquetFile(path).read().sort_by("id")
+    names: list[str] = table.column("device").to_pylist()
+    assert table.column("id").to_pylist() == list(range(1, len(names) + 1))
+    return names
