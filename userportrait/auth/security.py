@@ -186,7 +186,7 @@ def open_request(
     ts_text = headers.get(TIMESTAMP_HEADER)
     if not ts_text:
         raise MissingTimestamp()
-    if not ts_text.isdigit() or abs(now - int(ts_text)) > window_s:
+    if not (ts_text.isascii() and ts_text.isdigit()) or abs(now - int(ts_text)) > window_s:
         raise ExpiredTimestamp(f"{ts_text[:20]} is more than {window_s} s from now")
     signature = headers.get(SIGNATURE_HEADER)
     if not signature:
