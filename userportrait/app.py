@@ -7,6 +7,8 @@ and puts them on ``app.state``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -72,9 +74,21 @@ def create_app(settings: Settings) -> FastAPI:
             )
             await run_in_threadpool(live.start)
         app.state.live = live
+        pushing = None
+        if settings.component_ticket_push_s > 0:
+            from userportrait.auth.ticket_push import push_loop
+
+            comps = app.state.components
+            pushing = asyncio.create_task(
+                push_loop(comps.callbacks, comps.ticket, settings.component_ticket_push_s)
+            )
         try:
             yield
         finally:
+            if pushing is not None:
+                pushing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pushing
             if live is not None:
                 await run_in_threadpool(live.stop)
             engine.close()

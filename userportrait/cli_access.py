@@ -165,3 +165,29 @@ def apps_allow_ip(appid: str, cidrs: tuple[str, ...], clear: bool, data_dir: Pat
     click.echo(
         f"{appid} may call from: {', '.join(nets)}" if nets else f"{appid} may call from anywhere"
     )
+
+
+@component.command("callback")
+@click.option("--component-appid", required=True)
+@click.option("--url", default=None, help="The platform's 授权事件接收 URL.")
+@click.option("--token", default=None, help="The platform's message-check Token.")
+@click.option("--encoding-aes-key", default=None, help="The platform's EncodingAESKey (43 chars).")
+@click.option("--off", is_flag=True, help="Stop pushing tickets to the platform.")
+@DATA_DIR_OPTION
+def component_callback(
+    component_appid: str, url: str | None, token: str | None, encoding_aes_key: str | None,
+    off: bool, data_dir: Path | None,
+) -> None:  # fmt: skip
+    """Have `serve` push the ticket to the platform's URL every 10 min, as WeChat does."""
+    from userportrait.auth.ticket_push import Callback
+
+    if not off and not (url and token and encoding_aes_key):
+        fail("give --url, --token and --encoding-aes-key (or --off)")
+    callback = (
+        None if off else Callback(component_appid, url or "", token or "", encoding_aes_key or "")
+    )
+    try:
+        _components(data_dir).set_callback(callback, component_appid)
+    except ServiceError as exc:
+        fail(exc.message)
+    click.echo(f"tickets for {component_appid} " + ("not pushed" if off else f"pushed to {url}"))

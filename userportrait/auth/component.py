@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from userportrait.auth.files import private_file
+from userportrait.auth.ticket_push import Callback, aes_key
 from userportrait.errors import (
     AccessTokenExpired,
     AccessTokenMissing,
@@ -60,6 +61,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     appid TEXT, issued_at REAL NOT NULL, expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tokens_grant ON tokens(component_appid, appid);
+CREATE TABLE IF NOT EXISTS callbacks (
+    component_appid TEXT PRIMARY KEY, url TEXT NOT NULL, token TEXT NOT NULL,
+    encoding_aes_key TEXT NOT NULL
+);
 """
 Kind = Literal["component", "preauth", "code", "authorizer", "refresh"]
 #: Lifetimes as WeChat's: tokens 2 h, pre-auth code 30 min, authorization code 1 h,
@@ -182,6 +187,25 @@ class ComponentStore:
                 "DELETE FROM tokens WHERE component_appid = ? AND appid = ?",
                 (component_appid, appid),
             )
+
+    def set_callback(self, callback: Callback | None, component_appid: str) -> None:
+        """Where the server pushes the platform's tickets (None: nowhere)."""
+        with self._db() as con, transaction(con):
+            self._component(con, component_appid)
+            con.execute("DELETE FROM callbacks WHERE component_appid = ?", (component_appid,))
+            if callback is not None:
+                aes_key(callback.encoding_aes_key)  # refuse a key WeChat would not issue
+                if not callback.url.startswith(("http://", "https://")):
+                    raise InvalidRequest("callback URL must be http(s)://…")
+                con.execute(
+                    "INSERT INTO callbacks VALUES (?, ?, ?, ?)",
+                    (component_appid, callback.url, callback.token, callback.encoding_aes_key),
+                )
+
+    def callbacks(self) -> list[Callback]:
+        with self._db() as con:
+            rows = con.execute("SELECT * FROM callbacks ORDER BY component_appid").fetchall()
+        return [Callback(*row) for row in rows]
 
     def grants(self, component_appid: str) -> list[tuple[str, tuple[int, ...]]]:
         with self._db() as con:
