@@ -73,7 +73,10 @@ async def admit(request: Request) -> Admitted:
             raise NoSymmetricKey(f"API-security mode is off for {appid}")
     else:
         window = settings.api_security_window_s
-        opened = open_request(keys, urlpath, request.headers, raw, now=time.time(), window_s=window)
+        # RSA and AES off the event loop, like every other blocking step.
+        opened = await run_in_threadpool(
+            open_request, keys, urlpath, request.headers, raw, now=time.time(), window_s=window
+        )
         await run_in_threadpool(state.policy.use_nonce, appid, opened.nonce, window)
         raw = json.dumps(opened.params).encode()
     if state.quota.per_day:  # counted in SQLite: off the event loop
@@ -97,8 +100,8 @@ async def respond(request: Request, admitted: Admitted, content: dict[str, Any])
     if admitted.keys is None:
         return WeChatJSON(content)
     platform = await run_in_threadpool(_platform_key, request)
-    headers, body = seal_response(
-        admitted.keys, platform, admitted.urlpath, content, now=time.time()
+    headers, body = await run_in_threadpool(
+        seal_response, admitted.keys, platform, admitted.urlpath, content, now=time.time()
     )
     response = Response(body, media_type=WECHAT_JSON)
     # Exactly this casing: WxJava looks the headers up in a case-sensitive map (§5.4).
