@@ -177,3 +177,31 @@ def test_parquet_rejects_counted_without_a_second_pass(runner: CliRunner, tmp_pa
     for expected in ("typed.parquet:2: openid is missing", "typed.parquet:3: appid is missing", "typed.parquet:4: ts is missing",
                      "typed.parquet:5: age is not a whole number of years in 0..150: 999"):  # fmt: skip
         assert expected in res.output
+
+
+def test_a_fresh_portrait_process_loads_no_heavy_module(runner: CliRunner, tmp_path: Path) -> None:
+    """Start-up is most of a CLI answer: answering from the state must not import DuckDB,
+    pandas (pyarrow pulls it in for ChunkedArray.to_numpy, read_table, …), pyarrow.compute
+    or the server. Checked by module, not timed (issue 14 measures the time in bench/)."""
+    import os
+    import subprocess
+    import sys
+
+    src = write_ndjson(tmp_path / "e.ndjson", EVENTS)
+    assert runner.invoke(cli, ["ingest", "-q", str(src)]).exit_code == 0
+    for begin in ("20240610", "20240601"):  # a 3-day and a 12-day window, both lookups
+        code = (
+            "import sys\n"
+            "from userportrait.cli import cli\n"
+            f"sys.argv = ['userportrait', 'portrait', '--appid', {A!r}, '--begin', {begin!r},"
+            " '--end', '20240612']\n"
+            "try:\n    cli()\nexcept SystemExit:\n    pass\n"
+            "heavy = {'duckdb', 'pandas', 'pyarrow.compute', 'pyarrow.dataset', 'fastapi'}\n"
+            "print(sorted(heavy & set(sys.modules)), file=sys.stderr)\n"
+        )
+        res = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
+        )
+        assert res.returncode == 0, res.stderr
+        assert res.stderr.strip().splitlines()[-1] == "[]"
+        assert json.loads(res.stdout)["ref_date"] == f"{begin}-20240612"

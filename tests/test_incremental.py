@@ -31,6 +31,7 @@ from userportrait.settings import Settings
 from userportrait.store import state as state_mod
 from userportrait.store.lake import Lake
 from userportrait.store.state import STANDARD_LENGTHS, StateStore, day_number
+from userportrait.store.state import spans as state_spans
 from userportrait.store.state import update as state_update
 
 CONFIG = GeneratorConfig(users=1200, days=40, end=dt.date(2026, 3, 31), apps=2, seed=5)
@@ -308,8 +309,8 @@ def test_ingest_reports_the_state_update_as_progress(lake: Lake, tmp_path: Path)
 def test_late_events_for_yesterday_recount_only_their_windows(
     lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Around midnight a flush carries events of the day before the newest: only the five
-    # windows holding that day change, and they are recounted one by one.
+    # Around midnight a flush carries events of the day before the newest: only the span
+    # histograms of that day and the next change, replayed from the head kept before them.
     a = "wxmidnight000001"
     day = dt.date(2024, 6, 10)
     for k in range(12):
@@ -321,12 +322,22 @@ def test_late_events_for_yesterday_recount_only_their_windows(
     def no_full_pass(*_args: object, **_kw: object) -> None:
         raise AssertionError("recounted every window")
 
-    monkeypatch.setattr(state_update, "compute_windows", no_full_pass)
+    folded: list[int] = []
+    fold = state_spans.SpanCounter.fold
+
+    def counted(self: Any, head: Any, part: Any, first: Any) -> None:
+        folded.append(part.day)
+        fold(self, head, part, first)
+
+    # Replayed from the head kept for the day before yesterday: two days, no rebuild.
+    monkeypatch.setattr(state_update.Head, "from_days", no_full_pass)
+    monkeypatch.setattr(state_spans.SpanCounter, "fold", counted)
     late = [{"appid": a, "openid": "u1", "ts": f"{day - D(1)}T23:00:00+08:00", "gender": 2},
             {"appid": a, "openid": "new", "ts": f"{day - D(1)}T23:30:00+08:00"}]  # fmt: skip
     load(lake, late, "late.ndjson")
     # update_state swallows errors (a reader catches up later): check it did not need to.
     assert StateStore(lake).manifest.version == lake.catalog.version()
+    assert folded == [day_number(day - D(1)), day_number(day)]
     monkeypatch.undo()
     ref = get_engine("reference", lake)
     for n in STANDARD_LENGTHS:

@@ -4,13 +4,16 @@ days oldest first) agree on random day partitions, gaps and first days included.
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from userportrait.portrait.dims import DIMS, Dim
 from userportrait.store.state import VALUE_DTYPES, Head  # the head's two ways of being built
-from userportrait.store.windows import DayPart, compute_windows, few_windows, one_window
+from userportrait.store.state.head import LONG_AGO
+from userportrait.store.state.spans import SpanCounter, SpanTable, end_day_for
+from userportrait.store.windows import NO_DAY, DayPart, one_window
 
 SIZES: dict[Dim, int] = {
     "province": 5,
@@ -22,64 +25,109 @@ SIZES: dict[Dim, int] = {
 }
 
 
+def _first_days(days: dict[int, DayPart], n_users: int) -> np.ndarray:
+    first = np.full(n_users, NO_DAY, np.int32)
+    for t in sorted(days, reverse=True):
+        first[days[t].uid] = t
+    return first
+
+
+def _replay(days: dict[int, DayPart], first: np.ndarray, out: Path) -> dict[int, SpanTable]:
+    """Span histograms of every day, as the store builds them from nothing."""
+    sizes = dict(SIZES)
+    head = Head.from_days([], len(first))
+    head.advance(min(days) - 1)
+    counter = SpanCounter.from_head(head, first, sizes)
+    tables = {}
+    for t in sorted(days):
+        counter.fold(head, days[t], first)
+        counter.save(out / f"{t}.npz")
+        tables[t] = SpanTable(out / f"{t}.npz")
+    return tables
+
+
+def _check(days: dict[int, DayPart], first: np.ndarray, tables: dict[int, SpanTable],
+           windows: list[tuple[int, int]]) -> None:  # fmt: skip
+    ends = sorted(tables)
+    for n, end in windows:
+        e = end_day_for(ends, end)
+        want = one_window(days, first, SIZES, n, end)
+        if e is None or n - (end - e) <= 0:
+            assert all(want.active[d].sum() == 0 for d in DIMS), (n, end)
+            continue
+        got = tables[e].counts(n - (end - e), dict(SIZES))
+        for d in DIMS:
+            assert got.active[d].tolist() == want.active[d].tolist(), (n, end, d)
+            assert got.new[d].tolist() == want.new[d].tolist(), (n, end, d)
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_one_window_equals_compute_windows(seed: int) -> None:
+def test_span_histograms_equal_one_window(seed: int, tmp_path: Path) -> None:
+    """Any span of 1..366 days ending on any day (with data or not): the lookup equals
+    counting the window from its day partitions."""
     rng = np.random.default_rng(seed)
     n_users = 300
     days: dict[int, DayPart] = {}
-    for t in sorted(rng.choice(np.arange(100, 160), size=35, replace=False).tolist()):
+    for t in sorted(rng.choice(np.arange(100, 560), size=45, replace=False).tolist()):
         uid = np.sort(rng.choice(n_users, size=int(rng.integers(1, 120)), replace=False))
-        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(np.int16) for d in DIMS}
+        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(VALUE_DTYPES[d]) for d in DIMS}
         days[t] = DayPart(t, uid.astype(np.uint32), values)
-    first = np.full(n_users, 10**6, np.int32)
-    for t in sorted(days, reverse=True):
-        first[days[t].uid] = t
-    first[::7] -= 40  # users seen before any partition here
-    wanted = [(n, list(range(95, 165, 3))) for n in (1, 7, 30, 11)]
-    every = compute_windows(days, first, SIZES, wanted)
-    few = few_windows(days, first, SIZES, list(every)[::7])
-    for (n, end), counts in every.items():
-        one = one_window(days, first, SIZES, n, end)
-        if (n, end) in few:
-            for d in DIMS:
-                assert few[(n, end)].active[d].tolist() == counts.active[d].tolist()
-                assert few[(n, end)].new[d].tolist() == counts.new[d].tolist()
-        for d in DIMS:
-            assert one.active[d].tolist() == counts.active[d].tolist(), (n, end, d)
-            assert one.new[d].tolist() == counts.new[d].tolist(), (n, end, d)
+    first = _first_days(days, n_users)
+    tables = _replay(days, first, tmp_path)
+    spans = [1, 2, 7, 30, 31, 90, 365, 366, *rng.integers(1, 367, 6).tolist()]
+    ends = [*rng.choice(sorted(days), 6).tolist(), 95, 99, 100, 330, 600, 900, 1000]
+    _check(days, first, tables, [(n, e) for n in spans for e in ends])
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_compute_windows_over_decades_is_exact_and_small(seed: int) -> None:
-    """Days far apart (1970, 2026, 9999) and ends spread over more than ``MAX_SPAN`` days:
-    the groups of ends give the answers of one window at a time, and the memory of a few
-    groups, not of the calendar between them."""
+def test_replay_from_a_saved_day_equals_the_whole_replay(seed: int, tmp_path: Path) -> None:
+    """Late events: the store reloads the histograms and head kept for an earlier day and
+    replays from there (cells no query reads are not saved, nor needed)."""
     rng = np.random.default_rng(seed)
     n_users = 200
-    spots = [0, 3, 20_000, 20_001, 20_150, 20_340, 2_932_000]
+    parts = _random_days(rng, n_users, 20)
+    days = {p.day: p for p in parts}
+    first = _first_days(days, n_users)
+    whole = _replay(days, first, tmp_path)
+    middle = sorted(days)[9]
+    head = Head.from_days([p for p in parts if p.day <= middle], n_users)
+    counter = SpanCounter.load(tmp_path / f"{middle}.npz", dict(SIZES), middle)
+    (tmp_path / "again").mkdir()
+    for t in sorted(days)[10:]:
+        counter.fold(head, days[t], first)
+        counter.save(tmp_path / "again" / f"{t}.npz")
+        for n in (1, 7, 30, 100, 366):
+            assert_same(SpanTable(tmp_path / "again" / f"{t}.npz"), whole[t], n)
+
+
+def assert_same(a: SpanTable, b: SpanTable, n: int) -> None:
+    ca, cb = a.counts(n, dict(SIZES)), b.counts(n, dict(SIZES))
+    for d in DIMS:
+        assert ca.active[d].tolist() == cb.active[d].tolist(), (n, d)
+        assert ca.new[d].tolist() == cb.new[d].tolist(), (n, d)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_spans_over_decades_are_exact_and_small(seed: int, tmp_path: Path) -> None:
+    """Days far apart (1970, 2026, 9999): memory follows the days with data, never the
+    calendar between them, and the answers equal the day partitions'."""
+    rng = np.random.default_rng(seed)
+    n_users = 200
     days: dict[int, DayPart] = {}
-    for t in spots:
+    for t in [0, 3, 20_000, 20_001, 20_150, 20_340, 2_932_000]:
         uid = np.sort(rng.choice(n_users, size=int(rng.integers(1, 60)), replace=False))
-        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(np.int16) for d in DIMS}
+        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(VALUE_DTYPES[d]) for d in DIMS}
         days[t] = DayPart(t, uid.astype(np.uint32), values)
-    first = np.full(n_users, 10**7, np.int32)
-    for t in sorted(days, reverse=True):
-        first[days[t].uid] = t
-    ends = sorted({e for t in spots for e in range(t, t + 30)})
-    wanted = [(n, ends) for n in (1, 7, 30)]
+    first = _first_days(days, n_users)
     tracemalloc.start()
     try:
-        every = compute_windows(days, first, SIZES, wanted)
+        tables = _replay(days, first, tmp_path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 8 << 20, f"peak {peak >> 20} MiB"
-    assert len(every) == 3 * len(ends)
-    for (n, end), counts in list(every.items())[:: 5 + seed]:
-        one = one_window(days, first, SIZES, n, end)
-        for d in DIMS:
-            assert one.active[d].tolist() == counts.active[d].tolist(), (n, end, d)
-            assert one.new[d].tolist() == counts.new[d].tolist(), (n, end, d)
+    assert peak < 16 << 20, f"peak {peak >> 20} MiB"
+    windows = [(n, e) for e in [0, 29, 20_001, 20_365, 2_932_000, 2_932_300] for n in (1, 30, 366)]
+    _check(days, first, tables, windows)
 
 
 def _random_days(rng: np.random.Generator, n_users: int, count: int) -> list[DayPart]:
@@ -133,7 +181,7 @@ def test_patching_a_grown_day_equals_building_the_head_again(seed: int) -> None:
     want = Head.from_days(parts, n_users)
     newest = int(want.newest[0])
     for d in DIMS:  # values older than any window may differ; what windows read may not
-        fresh = want.age[d] < 255
+        fresh = want.age[d] < LONG_AGO
         assert head.age[d].tolist() == want.age[d].tolist(), d
         assert head.val[d][fresh].tolist() == want.val[d][fresh].tolist(), d
     assert head.last.tolist() == want.last.tolist() and newest == int(head.newest[0])

@@ -125,12 +125,27 @@ def _row_keys(row: _Row) -> set[str]:
 
 
 @cache
+def _rows() -> list[dict[str, str]]:
+    text = resources.files("userportrait").joinpath("data/regions.csv").read_text("utf-8")
+    return list(csv.DictReader(text.splitlines()))
+
+
+@cache
+def _names() -> tuple[dict[int, str], dict[int, str]]:
+    """Province full names and city short names by id: all a query's answer needs (the
+    aliases of ``_tables`` cost a tenth of a second to build, for normalising only)."""
+    rows = _rows()
+    provinces = {int(r["code"]): r["name"] for r in rows if len(r["code"]) == 2}
+    cities = {int(r["code"]): r["short"] for r in rows if len(r["code"]) == 4}
+    return provinces, cities
+
+
+@cache
 def _tables() -> _Tables:
     provinces: dict[int, _Row] = {}
     cities: dict[int, _Row] = {}
     county_rows: list[_Row] = []
-    text = resources.files("userportrait").joinpath("data/regions.csv").read_text("utf-8")
-    for rec in csv.DictReader(text.splitlines()):
+    for rec in _rows():
         row = _Row(
             int(rec["code"]),
             rec["name"],
@@ -176,7 +191,7 @@ def province_name(pid: int) -> str:
         return "未知"
     if pid == OTHER_PROVINCE:
         return "其他"
-    return _tables().provinces[pid].name
+    return _names()[0][pid]
 
 
 def city_name(cid: int) -> str:
@@ -185,7 +200,7 @@ def city_name(cid: int) -> str:
         return "未知"
     if cid % 100 == _OTHER_CITY:
         return "其他"
-    return _tables().cities[cid].short
+    return _names()[1][cid]
 
 
 def province_of_city(cid: int) -> int:

@@ -17,12 +17,14 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from userportrait.portrait.dims import Dim
 from userportrait.settings import Settings
 from userportrait.store.catalog import Catalog, LakeFile
+
+if TYPE_CHECKING:
+    import duckdb
 
 #: The lake column each portrait dimension is counted by (devices: the model string).
 DIM_COLUMNS: dict[Dim, str] = {
@@ -60,6 +62,8 @@ class Lake:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection configured for lake work (Shanghai time zone)."""
+        import duckdb  # here: a query answered from the state never needs it (0.1 s)
+
         tmp = self.root / "_tmp"
         tmp.mkdir(exist_ok=True)
         con = duckdb.connect(

@@ -2,14 +2,15 @@
 
 It is a cache of the lake, kept per appid: a user dictionary and each user's first day,
 a device dictionary, one day partition per day with data (per user the day's winning
-value of each dimension), a per-user head as of the newest day, and the table of every
-1/7/30-day window. The rooms:
+value of each dimension), span histograms per day with data (every window up to 366 days
+ending there) and per-user heads of the last few days. The rooms:
 
 * ``manifest``   — which files make up the state (and which app updates failed);
 * ``days``       — day numbers and day partition files;
 * ``partitions`` — building day partitions from the lake (the DuckDB SQL);
-* ``head``       — the per-user head and the windows ending on the newest day;
-* ``table``      — the window table and its shaping into portrait counts;
+* ``head``       — the per-user head (latest values and their ages as of one day);
+* ``spans``      — span histograms per end day: every window up to 366 days as a lookup;
+* ``shaping``    — window counts into portrait counts;
 * ``update``     — the update policy (catch up, which windows to recount, publish);
 * ``reader``     — ``StateStore``: answers, following the catalog.
 

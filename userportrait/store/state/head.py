@@ -1,39 +1,39 @@
-"""The per-user head: each user's latest values as of the newest day, for the windows
-ending on it (``head.bV.npys``, docs/storage.md)."""
+"""The per-user head: each user's latest values and their ages as of one day (the newest,
+``head.bV.npys``; the last few days' heads are kept for late events, docs/storage.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.lib import format as npformat
 
-from userportrait.portrait.dims import DIMS, Dim
+from userportrait.portrait.dims import DIMS
 from userportrait.store.durable import atomic_write
 from userportrait.store.state.days import VALUE_DTYPES
-from userportrait.store.windows import NO_DAY, DayPart, IntArray, WindowCounts
+from userportrait.store.windows import NO_DAY, DayPart
 
 _HEAD_ARRAYS = ("newest", "last", *(f"v_{d}" for d in DIMS), *(f"a_{d}" for d in DIMS))
-_LONG_AGO = 255  # an age (days before the newest day) of 255 or more, or never
+#: An age (days before the head's day) of this or more, or never: one more than the
+#: longest window answered by lookup (``spans.HORIZON``).
+LONG_AGO = 366
 
 
 class Head:
-    """Per user, as of the newest day: how many days ago the user was last active and,
-    per dim, the latest value and how many days ago it was seen. Any window ending on the
-    newest day is one vectorised pass over it.
+    """Per user, as of the head's day: how many days ago the user was last active and,
+    per dim, the latest value and how many days ago it was seen.
 
-    Ages, not days: a window is at most 30 days long, so one byte per user and dim is
-    enough (saturating at 255), and the head that is read and written on every added day
-    is 18 bytes per user instead of 39.
+    Ages, not days: two bytes per user and dim (saturating at ``LONG_AGO``), and moving
+    the head a day on is one addition; 25 bytes per user.
     """
 
     def __init__(self, n_users: int) -> None:
         self.newest = np.full(1, NO_DAY, np.int32)  # the day ages count back from
-        self.last = np.full(n_users, _LONG_AGO, np.uint8)
+        self.last = np.full(n_users, LONG_AGO, np.uint16)
         self.val = {d: np.zeros(n_users, VALUE_DTYPES[d]) for d in DIMS}
-        self.age = {d: np.full(n_users, _LONG_AGO, np.uint8) for d in DIMS}
+        self.age = {d: np.full(n_users, LONG_AGO, np.uint16) for d in DIMS}
 
     @classmethod
     def load(cls, path: Path, n_users: int) -> Head:
@@ -97,30 +97,37 @@ class Head:
         head.newest[0] = newest
         for days, ages in ((last, head.last), *((day[d], head.age[d]) for d in DIMS)):
             age = np.subtract(newest, days, dtype=np.int64)
-            age[days < 0] = _LONG_AGO  # never
-            np.minimum(age, _LONG_AGO, out=age)
+            age[days < 0] = LONG_AGO  # never
+            np.minimum(age, LONG_AGO, out=age)
             ages[:] = age
         return head
 
     def fold(self, part: DayPart) -> None:
-        """Fold in a (rebuilt) day partition: a new newest day, or one at or before it.
+        """Fold in a (rebuilt) day partition: a new newest day, or one at or before it."""
+        self.advance(part.day)
+        self.apply(part)
 
-        A newer day first moves the head forward (every age grows). Then a user's value
-        is replaced where the head's is from that day or older and kept where it is from
-        a later day: exact for a day seen before, because a rebuilt day holds, per user
-        and dim, the value its previous version held or a later one of that day (lake
-        events are only ever added).
-        """
+    def advance(self, day: int) -> None:
+        """Move the head to ``day`` if that is later: every age grows."""
         newest = int(self.newest[0])
-        if newest == NO_DAY or part.day > newest:
-            shift = min(part.day - newest, _LONG_AGO) if newest != NO_DAY else 0
+        if newest == NO_DAY or day > newest:
+            shift = min(day - newest, LONG_AGO) if newest != NO_DAY else 0
             if shift:
                 for ages in (self.last, *self.age.values()):  # everything is older now
-                    np.minimum(ages, _LONG_AGO - shift, out=ages)
+                    np.minimum(ages, LONG_AGO - shift, out=ages)
                     ages += shift
-            self.newest[0] = newest = part.day
-        age = newest - part.day
-        if age >= _LONG_AGO:
+            self.newest[0] = day
+
+    def apply(self, part: DayPart) -> None:
+        """Apply a day at or before the head's day. A user's value is replaced where the
+        head's is from that day or older and kept where it is from a later day: exact
+        for a day seen before too, because a rebuilt day holds, per user and dim, the
+        value its previous version held or a later one of that day (lake events are only
+        ever added)."""
+        age = int(self.newest[0]) - part.day
+        if age < 0:
+            raise ValueError(f"day {part.day} is after the head's day {int(self.newest[0])}")
+        if age >= LONG_AGO:
             return  # too old to be in any window, now or later (ages only grow)
         uid = part.uid.astype(np.intp)
         self.last[uid] = np.minimum(self.last[uid], age)
@@ -130,51 +137,3 @@ class Head:
             take = self.age[d][u] >= age
             self.val[d][u[take]] = part.values[d][has][take]
             self.age[d][u[take]] = age
-
-    def windows(
-        self, lengths: tuple[int, ...], first: IntArray, sizes: Mapping[Dim, int]
-    ) -> dict[int, WindowCounts]:
-        """The windows of ``lengths`` days ending on the newest day, one bincount per dim.
-
-        Every age falls in a bucket j = the shortest window that contains it (len(lengths)
-        = none). A value counts in window j when its bucket is <= j, a user is active when
-        the bucket of ``last`` is and new when the bucket of the first day's age is; so
-        one histogram over (value, value bucket, first bucket, last bucket) gives them all.
-        """
-        newest = int(self.newest[0])
-        m = len(lengths)
-        if list(lengths) != sorted(lengths) or not 1 <= lengths[0] <= lengths[-1] < _LONG_AGO:
-            raise ValueError(f"window lengths must ascend within 1..{_LONG_AGO - 1}: {lengths}")
-        bucket = np.full(_LONG_AGO + 1, m, np.uint8)  # age -> bucket
-        for j in reversed(range(m)):
-            bucket[: lengths[j]] = j
-        b = m + 1
-        # Users in no window (bucket m) stay in: cheaper than gathering the others.
-        first_age = np.subtract(newest, first[: len(self.last)], dtype=np.int64)
-        np.clip(first_age, 0, _LONG_AGO, out=first_age)
-        who = bucket[first_age].astype(np.int64)  # (first bucket, last bucket)
-        who *= b
-        who += bucket[self.last]
-        key = np.empty(len(self.last), np.int64)  # one buffer, updated in place per dim
-        j_le = np.arange(b)[:, None] <= np.arange(m)[None, :]  # [bucket, window]: inside?
-        out = {n: WindowCounts(new={}, active={}) for n in lengths}
-        for d in DIMS:
-            np.copyto(key, self.val[d], casting="unsafe")
-            key *= b
-            key += bucket[self.age[d]]
-            key *= b * b
-            key += who
-            hist = np.bincount(key, minlength=sizes[d] * b**3).reshape(sizes[d], b, b, b)
-            by_value = hist.sum(axis=2)  # [value, value bucket, last bucket]
-            by_value_new = hist.sum(axis=3)  # [value, value bucket, first bucket]
-            for j, n in enumerate(lengths):
-                inside = j_le[:, j]
-                active = by_value[:, inside][:, :, inside].sum(axis=(1, 2))
-                new = by_value_new[:, inside][:, :, inside].sum(axis=(1, 2))
-                active_users = by_value[:, :, inside].sum()
-                new_users = by_value_new[:, :, inside].sum()
-                active[0] += active_users - active.sum()  # active, no value inside: 未知
-                new[0] += new_users - new.sum()
-                out[n].active[d] = active
-                out[n].new[d] = new
-        return out

@@ -16,7 +16,7 @@ from userportrait.portrait.dims import DIMS, Dim
 from userportrait.store.durable import atomic_write_bytes
 from userportrait.store.lake import Lake
 
-FORMAT = 3  # 2: the head is a stream of .npy arrays; 3: it holds ages, not days
+FORMAT = 4  # 3: one head, uint8 ages, a window table; 4: span histograms per end day
 #: Seconds before the first retry of a failed app update; doubled per attempt up to the max.
 RETRY_BACKOFF_S = 5.0
 RETRY_BACKOFF_MAX_S = 900.0
@@ -31,13 +31,13 @@ class AppState:
     first_day: str | None = None
     devices: str | None = None
     days: dict[str, str] = field(default_factory=dict)  # yyyy-mm-dd -> file
-    windows: str | None = None
-    head: str | None = None
+    spans: dict[str, str] = field(default_factory=dict)  # end day -> span histograms
+    heads: dict[str, str] = field(default_factory=dict)  # the last few days -> head
     sizes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DIMS, 1))
 
     def files(self) -> set[str]:
-        named = [self.first_day, self.devices, self.windows, self.head]
-        named += [*self.days.values(), *self.users]
+        named = [self.first_day, self.devices]
+        named += [*self.days.values(), *self.spans.values(), *self.heads.values(), *self.users]
         return {f for f in named if f}
 
     def copy(self) -> AppState:
@@ -47,8 +47,8 @@ class AppState:
             first_day=self.first_day,
             devices=self.devices,
             days=dict(self.days),
-            windows=self.windows,
-            head=self.head,
+            spans=dict(self.spans),
+            heads=dict(self.heads),
             sizes=dict(self.sizes),
         )
 
@@ -95,8 +95,8 @@ class Manifest:
                 "first_day": s.first_day,
                 "devices": s.devices,
                 "days": s.days,
-                "windows": s.windows,
-                "head": s.head,
+                "spans": s.spans,
+                "heads": s.heads,
                 "sizes": s.sizes,
             }
             for a, s in sorted(self.apps.items())

@@ -1,8 +1,9 @@
 """``StateStore``: answers portraits from the derived state, following the catalog.
 
-Standard 1/7/30-day windows are a lookup in the window table; any other window is one
-pass over its day partitions (``windows.one_window``). Files are cached by name (names
-carry the version that wrote them, so a cached file is never stale).
+Every window of 1 to ``spans.HORIZON`` days is a lookup in the span histograms of its end
+day (or of the last day with data before it); a longer one is one pass over its day
+partitions (``windows.one_window``). Files are cached by name (names carry the version
+that wrote them, so a cached file is never stale).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
 from userportrait.store.state.days import LazyDays, day_date, day_number, load_day
 from userportrait.store.state.manifest import AppState, Manifest
-from userportrait.store.state.table import WindowTable, to_portrait
+from userportrait.store.state.shaping import to_portrait
+from userportrait.store.state.spans import HORIZON, SpanTable, end_day_for
 from userportrait.store.state.update import (
-    STANDARD_LENGTHS,
     Progress,
     app_dir,
     catch_up,
@@ -33,8 +34,10 @@ from userportrait.store.state.update import (
 )
 from userportrait.store.windows import DayPart, IntArray, one_window
 
-#: Bytes of day partitions a reader keeps in memory for ad-hoc windows.
+#: Bytes of day partitions a reader keeps in memory for windows beyond the horizon.
 DAY_CACHE_BYTES = 384 << 20
+#: Bytes of end days' span histograms a reader keeps in memory.
+SPAN_CACHE_BYTES = 256 << 20
 T = TypeVar("T")
 
 
@@ -56,6 +59,8 @@ class StateStore:
         self._lock = threading.RLock()
         self._days: OrderedDict[tuple[str, str], DayPart] = OrderedDict()
         self._days_bytes = 0
+        self._spans: OrderedDict[tuple[str, str], SpanTable] = OrderedDict()
+        self._spans_bytes = 0
         self._files: dict[tuple[str, str], tuple[str, Any]] = {}  # (appid, kind) -> (name, value)
         self._answered = threading.local()
 
@@ -95,6 +100,8 @@ class StateStore:
             self._files.clear()
             self._days.clear()
             self._days_bytes = 0
+            self._spans.clear()
+            self._spans_bytes = 0
             return self.catch_up(progress)
 
     # -- answering ----------------------------------------------------------------------
@@ -128,12 +135,33 @@ class StateStore:
             return PortraitCounts.empty()
         n, end = query.days, day_number(query.end)
         devices = self._device_list(query.appid, app)
-        if n in STANDARD_LENGTHS and app.windows:
-            table = self._cached(query.appid, "windows", app.windows, WindowTable.load)
-            hit = table.get(n, end, devices)
-            if hit is not None:
-                return hit
+        if n <= HORIZON and app.spans:
+            days = self._cached(
+                query.appid,
+                "span days",
+                app.first_day or "",
+                lambda _: sorted(day_number(d) for d in app.spans),
+            )
+            e = end_day_for(days, end)
+            if e is None or n - (end - e) <= 0:  # no data in the window
+                return PortraitCounts.empty()
+            table = self._span_table(query.appid, app.spans[day_date(e).isoformat()])
+            return to_portrait(table.counts(n - (end - e), app.value_sizes()), devices)
         return self.compute(query.appid, app, n, end, devices)
+
+    def _span_table(self, appid: str, name: str) -> SpanTable:
+        key = (appid, name)
+        table = self._spans.get(key)
+        if table is not None:
+            self._spans.move_to_end(key)
+            return table
+        table = SpanTable(self.app_dir(appid) / name)
+        self._spans[key] = table
+        self._spans_bytes += table.nbytes
+        while self._spans_bytes > SPAN_CACHE_BYTES and len(self._spans) > 1:
+            _, old = self._spans.popitem(last=False)
+            self._spans_bytes -= old.nbytes
+        return table
 
     def compute(
         self, appid: str, app: AppState, n: int, end: int, devices: list[str]
@@ -180,8 +208,13 @@ class StateStore:
 
 
 def _read_devices(path: Path) -> list[str]:
-    # ParquetFile, not read_table: that imports pyarrow.dataset (and pandas, when present).
-    table = pq.ParquetFile(path).read().sort_by("id")
-    names: list[str] = table.column("device").to_pylist()
-    assert table.column("id").to_pylist() == list(range(1, len(names) + 1))
-    return names
+    # ParquetFile, not read_table (that imports pyarrow.dataset, and pandas when present);
+    # Python lists, not sort_by or ChunkedArray.to_numpy (they import pyarrow.compute and
+    # pandas: 0.3-0.9 s in a fresh CLI). The dictionary is small.
+    table = pq.ParquetFile(path).read()
+    by_id = dict(
+        zip(table.column("id").to_pylist(), table.column("device").to_pylist(), strict=True)
+    )
+    if sorted(by_id) != list(range(1, len(by_id) + 1)):
+        raise ValueError(f"{path}: device ids are not 1..{len(by_id)}")
+    return [by_id[i] for i in range(1, len(by_id) + 1)]

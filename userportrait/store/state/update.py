@@ -1,9 +1,9 @@
 """The update policy: bring the state up to the catalog after committed batches.
 
-Per touched appid the touched days are rebuilt from the lake (``partitions.py``); then
-either the head moves on and the windows ending on the new newest day come from it (a new
-day, or more events for the newest day: a live flush), or the standard windows holding a
-changed day are recounted and the head is patched (late events, back-fills). Apps are
+Per touched appid the touched days are rebuilt from the lake (``partitions.py``); then the
+span histograms of every day from the earliest changed one on are replayed day by day
+(``spans.py``), from the latest kept head before it: one day for a new day or a live
+flush, two for late events for yesterday, everything for a first load. Apps are
 updated one at a time; a failed app is recorded in the manifest and retried with back-off
 (``manifest.Failure``), and never holds back the others.
 """
@@ -14,33 +14,26 @@ import datetime as dt
 import logging
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import Lake
-from userportrait.store.state.days import LazyDays, day_date, day_number, load_day, save_day
-from userportrait.store.state.head import Head
+from userportrait.store.state.days import day_date, day_number, load_day, save_day
+from userportrait.store.state.head import LONG_AGO, Head
 from userportrait.store.state.manifest import AppState, Failure, Manifest
 from userportrait.store.state.partitions import PartitionBuilder
-from userportrait.store.state.table import WindowTable
-from userportrait.store.windows import (
-    NO_DAY,
-    DayPart,
-    IntArray,
-    WindowCounts,
-    compute_windows,
-    few_windows,
-)
+from userportrait.store.state.spans import SpanCounter
+from userportrait.store.windows import NO_DAY, DayPart, IntArray
 
 log = logging.getLogger("userportrait.state")
 
-#: Window lengths whose counts are kept for every end day (WeChat's spans).
+#: Window lengths WeChat answers (every span up to ``spans.HORIZON`` is a lookup).
 STANDARD_LENGTHS = (1, 7, 30)
-#: At most this many windows are recounted one by one (each holds ~12 bytes per user).
-FEW_WINDOWS = 8
+#: Heads kept for the last days with data, so late events for yesterday replay two days.
+KEEP_HEADS = 3
 #: Reports what the state update is doing: (description, fraction done).
 Progress = Callable[[str, float], None]
 
@@ -144,12 +137,10 @@ class AppUpdate:
     def apply(self, days: set[str], progress: Progress = no_progress) -> AppState:
         (self.dir / "days").mkdir(parents=True, exist_ok=True)
         (self.dir / "users").mkdir(parents=True, exist_ok=True)
+        (self.dir / "spans").mkdir(parents=True, exist_ok=True)
         first = (
             np.load(self.dir / self.old.first_day) if self.old.first_day else np.empty(0, np.int32)
         )
-        lowered: set[int] = set()
-        old_days = {day_number(d) for d in self.old.days}
-        built: list[DayPart] = []
         with PartitionBuilder(self.lake, self.appid, self.app, self.dir, self.version) as parts:
             chunks = list(parts.chunks(sorted(days)))
             for i, chunk in enumerate(chunks):
@@ -159,35 +150,53 @@ class AppUpdate:
                         first = np.concatenate(
                             [first, np.full(self.app.n_users - len(first), NO_DAY, np.int32)]
                         )
-                    before = first[part.uid]
-                    moved = (before > part.day) & (before != NO_DAY)
-                    lowered.update(int(d) for d in np.unique(before[moved]))
-                    first[part.uid] = np.minimum(before, part.day)
+                    # A late event can move a user's first day earlier; days after it
+                    # are replayed below anyway (t0 is the earliest changed day).
+                    first[part.uid] = np.minimum(first[part.uid], part.day)
                     self._write_day(part)
-                    if len(built) < 2:
-                        built.append(part)
             parts.finish()
         self.app.first_day = f"first_day.b{self.version}.npy"
         atomic_write(self.dir / self.app.first_day, lambda fh: np.save(fh, first))
-        changed = {day_number(d) for d in days}
-        # The common cases: a new newest day, or more events for the newest day (a live
-        # flush). Lake events are only ever added (compaction keeps them), so a rebuilt
-        # newest day holds every value its previous version held or a later one of the
-        # same day: applying it again over the head gives the head as if applied once.
-        if (
-            len(built) == 1
-            and self.old.head
-            and old_days
-            and built[0].day >= max(old_days)
-            and not lowered
-        ):
-            progress("windows", 0.7)
-            self._append_day(built[0], first)
-        else:
-            self._update_windows(changed | lowered, first, progress)
-            self._update_head(changed)
+        self._replay(min(day_number(d) for d in days), first, progress)
         progress("up to date", 1.0)
         return self.app
+
+    def _replay(self, t0: int, first: IntArray, progress: Progress) -> None:
+        """Span histograms (and heads) of every day from ``t0`` on, from the latest kept
+        head before ``t0`` (a new day, a live flush, late events for yesterday), else
+        from a head built from the days before ``t0`` (a first load, a back-fill)."""
+        present = sorted(day_number(d) for d in self.app.days)
+        sizes = self.app.value_sizes()
+        n = self.app.n_users
+        kept = {
+            day_number(d): f
+            for d, f in self.old.heads.items()
+            if day_number(d) < t0 and d in self.old.spans
+        }
+        if kept:
+            start = max(kept)
+            head = Head.load(self.dir / kept[start], n)
+            spans = self.dir / self.old.spans[day_date(start).isoformat()]
+            counter = SpanCounter.load(spans, sizes, start)
+        else:
+            before = (self._load_day(t) for t in present if t0 - LONG_AGO <= t < t0)
+            head = Head.from_days(before, n)
+            head.advance(t0 - 1)
+            counter = SpanCounter.from_head(head, first, sizes)
+        keep = set(present[-KEEP_HEADS:])
+        heads = {d: f for d, f in self.old.heads.items() if day_number(d) in keep}
+        todo = [t for t in present if t >= t0]
+        for i, t in enumerate(todo):
+            progress("windows", 0.7 + 0.3 * i / len(todo))
+            counter.fold(head, self._load_day(t), first)
+            day = day_date(t).isoformat()
+            self.app.spans[day] = f"spans/{day}.b{self.version}.npz"
+            counter.save(self.dir / self.app.spans[day])
+            if t in keep:
+                heads[day] = f"heads/{day}.b{self.version}.npys"
+                (self.dir / "heads").mkdir(exist_ok=True)
+                head.save(self.dir / heads[day])
+        self.app.heads = heads
 
     def _write_day(self, part: DayPart) -> None:
         day = day_date(part.day).isoformat()
@@ -197,79 +206,6 @@ class AppUpdate:
         for d, values in part.values.items():
             top = int(values.max()) if len(part.uid) else 0
             self.app.sizes[d] = max(self.app.sizes[d], top + 1)
-
-    def _append_day(self, part: DayPart, first: IntArray) -> None:
-        """A new (or grown) newest day: move the head forward; windows ending on it from it."""
-        assert self.old.head is not None
-        head = Head.load(self.dir / self.old.head, self.app.n_users)
-        head.fold(part)
-        self._save_head(head)
-        windows = head.windows(STANDARD_LENGTHS, first, self.app.value_sizes())
-        fresh = {(n, part.day): w for n, w in windows.items()}
-        self._save_windows(fresh)
-
-    def _save_head(self, head: Head) -> None:
-        self.app.head = f"head.b{self.version}.npys"
-        head.save(self.dir / self.app.head)
-
-    def _save_windows(self, fresh: Mapping[tuple[int, int], WindowCounts]) -> None:
-        old = (
-            WindowTable.load(self.dir / self.old.windows)
-            if self.old.windows
-            else WindowTable.empty()
-        )
-        table = old.without(set(fresh)).plus(fresh)
-        self.app.windows = f"windows.b{self.version}.npz"
-        table.save(self.dir / self.app.windows)
-
-    def _update_windows(
-        self, changed: set[int], first: IntArray, progress: Progress = no_progress
-    ) -> None:
-        """Recompute the standard windows that contain a changed day (see docs).
-
-        Windows ending after the newest day are not kept (they are computed when asked;
-        the next day replaces them anyway).
-        """
-        present = {day_number(d) for d in self.app.days}
-        lo, hi = min(present), max(present)
-        wanted = []
-        for n in STANDARD_LENGTHS:
-            ends = {e for t in changed for e in range(t, t + n) if lo <= e <= hi}
-            wanted.append((n, sorted(ends)))
-        days = LazyDays(lambda t: self._load_day(t), present)
-        pairs = [(n, e) for n, ends in wanted for e in ends]
-        # One by one, a window costs one overwrite per day inside it; the all-ends pass
-        # costs about five of those per day it spans and per length (measured on 3 M
-        # users). Late events for the last days change a few windows (5 for yesterday);
-        # each window counted one by one holds per-user arrays, hence the cap.
-        one_by_one = all_ends = 0
-        if 0 < len(pairs) <= FEW_WINDOWS:
-            one_by_one = sum(sum(1 for t in present if e - n < t <= e) for n, e in pairs)
-            begin = min(e - n + 1 for n, e in pairs)
-            all_ends = 5 * sum(1 for t in present if t >= begin) * len({n for n, _ in pairs})
-        if one_by_one < all_ends:
-            windows = few_windows(days, first, self.app.value_sizes(), pairs)
-        else:
-            windows = compute_windows(
-                days,
-                first,
-                self.app.value_sizes(),
-                wanted,
-                tick=lambda f: progress("windows", 0.7 + 0.25 * f),
-            )
-        self._save_windows(windows)
-
-    def _update_head(self, changed: set[int]) -> None:
-        """The head after the rebuilt days ``changed``: patched in place when there is one
-        (exact because lake events are only ever added, see Head.fold), else built."""
-        if self.old.head is None:
-            present = sorted(day_number(d) for d in self.app.days)
-            head = Head.from_days((self._load_day(t) for t in present), self.app.n_users)
-        else:
-            head = Head.load(self.dir / self.old.head, self.app.n_users)
-            for t in sorted(changed):  # older days first, then new days in order
-                head.fold(self._load_day(t))
-        self._save_head(head)
 
     def _load_day(self, t: int) -> DayPart:
         return load_day(self.dir / self.app.days[day_date(t).isoformat()], t)
