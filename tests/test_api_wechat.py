@@ -84,6 +84,9 @@ async def test_cloud_call_form(api_settings: Settings) -> None:
         assert_cloud_error(bad, 61500, "date format error")
         assert_cloud_error(await c.post(CLOUD, json={}), 41001, "access_token missing")
         assert_cloud_error(await c.get(CLOUD, params=tok), 43002, "require POST method")
+        # the seed: "出入参和 HTTPS 调用相同" — the snake_case body works too, same answer
+        snake = await c.post(CLOUD, params=tok, json=BODY)
+        assert snake.json() == res.json()
 
 
 async def test_wechat_limits(api_settings: Settings) -> None:

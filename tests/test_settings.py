@@ -27,3 +27,19 @@ def test_from_env_and_overrides(tmp_path: Path) -> None:
     assert (s.data_dir, s.wechat_limits, s.quota_per_day, s.port) == (tmp_path, False, 5, 9)
     with pytest.raises(ValueError, match="USERPORTRAIT_QUOTA_PER_DAY"):
         Settings.from_env({"USERPORTRAIT_QUOTA_PER_DAY": "many"})
+
+
+def test_every_setting_is_read_somewhere() -> None:
+    """A setting nothing reads is a promise the code does not keep (docs list them all)."""
+    import re
+
+    import userportrait
+
+    root = Path(userportrait.__file__).parent
+    text = "\n".join(p.read_text("utf-8") for p in root.rglob("*.py") if p.name != "settings.py")
+    unread = [
+        f.name
+        for f in dataclasses.fields(Settings)
+        if not re.search(rf"\.{f.name}\b|\b{f.name}=", text)
+    ]
+    assert unread == []

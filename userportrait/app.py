@@ -7,6 +7,8 @@ and puts them on ``app.state``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,10 +17,14 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from userportrait import __version__
-from userportrait.api import errors, native, wechat
+from userportrait.api import component, errors, native, wechat
 from userportrait.api.access import RequestContext
 from userportrait.api.body import BodyLimit
 from userportrait.api.cache import PortraitCache
+from userportrait.auth.allowlist import parse_networks
+from userportrait.auth.callers import Callers
+from userportrait.auth.component import ComponentStore
+from userportrait.auth.policy import Policy
 from userportrait.auth.quota import Quota
 from userportrait.auth.store import AuthStore
 from userportrait.engine import get_engine
@@ -49,7 +55,12 @@ def create_app(settings: Settings) -> FastAPI:
             ttl_s=settings.token_ttl_s,
             overlap_s=settings.token_overlap_s,
         )
-        app.state.quota = Quota(settings.quota_per_day, settings.quota_per_minute)
+        # Third-party platforms, API-security keys, allow-lists, persisted quotas (issue 12).
+        app.state.components = ComponentStore(settings.data_dir / "component.sqlite")
+        app.state.callers = Callers(app.state.auth, app.state.components)
+        app.state.policy = policy = Policy(settings.data_dir / "access.sqlite")
+        app.state.trusted_proxies = parse_networks(settings.trusted_proxies.split(","))
+        app.state.quota = Quota(settings.quota_per_day, settings.quota_per_minute, policy=policy)
         app.state.cache = cache
         app.state.run_portrait = run_portrait
         live = None
@@ -64,12 +75,25 @@ def create_app(settings: Settings) -> FastAPI:
             )
             await run_in_threadpool(live.start)
         app.state.live = live
+        pushing = None
+        if settings.component_ticket_push_s > 0:
+            from userportrait.auth.ticket_push import push_loop
+
+            comps = app.state.components
+            pushing = asyncio.create_task(
+                push_loop(comps.callbacks, comps.ticket, settings.component_ticket_push_s)
+            )
         try:
             yield
         finally:
+            if pushing is not None:
+                pushing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pushing
             if live is not None:
                 await run_in_threadpool(live.stop)
             engine.close()
+            policy.close()
 
     app = FastAPI(
         title="userportrait",
@@ -89,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(RequestContext)
     app.include_router(wechat.router)
+    app.include_router(component.router)
     app.include_router(native.router)
     app.include_router(native.health)
     if settings.live_ingest:

@@ -258,10 +258,14 @@ def compact(appid: str | None, min_files: int, grace: float, data_dir: Path | No
 
 
 def _register_server_commands() -> None:
+    from userportrait.cli_access import apps_allow_ip, apps_security, component
     from userportrait.cli_server import apps, serve
 
     cli.add_command(serve)
     cli.add_command(apps)
+    apps.add_command(apps_security)
+    apps.add_command(apps_allow_ip)
+    cli.add_command(component)
 
 
 _register_server_commands()

@@ -17,7 +17,19 @@ CLI prints ``errmsg`` on one line. The client maps errcodes back to the same cla
     │   ├── AppIdMissing (41002)
     │   ├── AppSecretMissing (41004)
     │   ├── AccessTokenExpired (42001)
-    │   └── Unauthorized (48001)
+    │   ├── Unauthorized (48001)
+    │   ├── IpNotAllowed (40164) — the caller's address is not in the app's allow-list
+    │   ├── ComponentError — third-party platform (docs/api.md)
+    │   │   ├── NotAuthorized (61003) — the app has not authorised the platform
+    │   │   ├── TicketExpired (61005) / TicketInvalid (61006)
+    │   │   ├── ComponentApiUnauthorized (61007) — permission set not granted
+    │   │   ├── CodeInvalid (61009) / CodeExpired (61010)
+    │   │   └── RefreshTokenInvalid (61023)
+    │   └── SecurityError — API-security mode, 40230-40240 (wechat-protocol §5.5)
+    │       ├── MissingSerial (40230), MissingTimestamp (40231), MissingSignature (40232)
+    │       ├── MissingAppid (40233), InvalidSignature (40234), InvalidEncrypt (40235)
+    │       ├── InvalidMpAppid (40236), AppidTokenMismatch (40237)
+    │       └── NoSymmetricKey (40238), NoPublicKey (40239), ExpiredTimestamp (40240)
     ├── RequireGet (43001)
     ├── RequirePost (43002)
     ├── QuotaExceeded
@@ -119,6 +131,119 @@ class AppSecretMissing(AuthError):
 class Unauthorized(AuthError):
     errcode = 48001
     errmsg = "api unauthorized"
+
+
+class IpNotAllowed(AuthError):
+    """40164; the message names the address as WeChat's does (wechat-protocol §4.1, §4.3)."""
+
+    errcode = 40164
+    errmsg = "invalid ip"
+
+    @property
+    def message(self) -> str:
+        return f"invalid ip {self.detail}, not in whitelist" if self.detail else self.errmsg
+
+
+class ComponentError(AuthError):
+    """Third-party platform (第三方平台) refusals."""
+
+    errcode = 61003
+    errmsg = "component is not authorized by this account"
+
+
+class NotAuthorized(ComponentError):
+    pass
+
+
+class TicketExpired(ComponentError):
+    errcode = 61005
+    errmsg = "component ticket is expired"
+
+
+class TicketInvalid(ComponentError):
+    errcode = 61006
+    errmsg = "component ticket is invalid"
+
+
+class ComponentApiUnauthorized(ComponentError):
+    errcode = 61007
+    errmsg = "api is unauthorized to component"
+
+
+class CodeInvalid(ComponentError):
+    errcode = 61009
+    errmsg = "code is invalid"
+
+
+class CodeExpired(ComponentError):
+    errcode = 61010
+    errmsg = "code is expired"
+
+
+class RefreshTokenInvalid(ComponentError):
+    errcode = 61023
+    errmsg = "refresh_token is invalid"
+
+
+class SecurityError(AuthError):
+    """API-security mode refusals; errmsg is the guide's name (live strings unverified)."""
+
+    errcode = 40234
+    errmsg = "API_Invalid_Signature"
+
+
+class MissingSerial(SecurityError):
+    errcode = 40230
+    errmsg = "API_Missing_Wechatmp_Serial"
+
+
+class MissingTimestamp(SecurityError):
+    errcode = 40231
+    errmsg = "API_Missing_Wechatmp_Timestamp"
+
+
+class MissingSignature(SecurityError):
+    errcode = 40232
+    errmsg = "API_Missing_Wechatmp_Signature"
+
+
+class MissingAppid(SecurityError):
+    errcode = 40233
+    errmsg = "API_Missing_Wechatmp_Appid"
+
+
+class InvalidSignature(SecurityError):
+    pass
+
+
+class InvalidEncrypt(SecurityError):
+    errcode = 40235
+    errmsg = "API_Invalid_Encrypt"
+
+
+class InvalidMpAppid(SecurityError):
+    errcode = 40236
+    errmsg = "API_Invalid_Wechatmp_Appid"
+
+
+class AppidTokenMismatch(SecurityError):
+    errcode = 40237
+    errmsg = "API_Invalid_Wechatmp_Appidmatch"
+
+
+class NoSymmetricKey(SecurityError):
+    errcode = 40238
+    errmsg = "API_NoExist_DevSecretSym"
+
+
+class NoPublicKey(SecurityError):
+    errcode = 40239
+    errmsg = "API_NoExist_DevSecretAsym"
+
+
+class ExpiredTimestamp(SecurityError):
+    errcode = 40240
+    errmsg = "API_Expired_Wechatmp_Timestamp"
 
 
 class RequireGet(ServiceError):

@@ -27,16 +27,20 @@ _TIMEOUT_408 = (
 def server_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config``."""
     return {
-        "http": timed_protocol(settings.http_read_timeout_s, settings.http_idle_timeout_s),
+        "http": timed_protocol(
+            settings.http_read_timeout_s, settings.http_idle_timeout_s, settings.http_impl
+        ),
         "timeout_keep_alive": settings.http_idle_timeout_s,
     }
 
 
-def timed_protocol(read_timeout_s: float, idle_timeout_s: float) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP/1.1 protocol (httptools, else h11) with the two timers."""
-    try:
+def timed_protocol(
+    read_timeout_s: float, idle_timeout_s: float, impl: str = "h11"
+) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol (``impl``: h11 or httptools) with the two timers."""
+    if impl == "httptools":
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
-    except ImportError:  # pragma: no cover - httptools is a dependency of uvicorn[standard]
+    else:  # h11 keeps response header names as written (WxJava reads Wechatmp-* so)
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
 
     class TimedProtocol(Base):

@@ -42,6 +42,10 @@ class Settings:
     query_time_limit_ms: int = 30_000
     portrait_cache_entries: int = 512
     wechat_base_url: str = "https://api.weixin.qq.com"
+    api_security_window_s: int = 300
+    trusted_proxies: str = ""
+    http_impl: str = "h11"
+    component_ticket_push_s: int = 600
     live_ingest: bool = True
     live_flush_interval_ms: int = 2000
     live_max_pending_events: int = 2_000_000
@@ -107,6 +111,10 @@ SETTINGS: Final[dict[str, str]] = {
     "query_time_limit_ms": "Time limit for one portrait request, in milliseconds; beyond it -1 system busy.",
     "portrait_cache_entries": "Answers kept in the server's LRU cache (keyed by window and store version).",
     "wechat_base_url": "Base URL that API-security signatures name (WeChat's own host).",
+    "api_security_window_s": "API-security mode: how far Wechatmp-TimeStamp may be from now, in seconds; nonces are remembered this long.",
+    "http_impl": "uvicorn's HTTP/1.1 implementation for `serve`: h11 (keeps the Wechatmp-* header casing WxJava looks up) or httptools (faster; lowercases header names).",
+    "component_ticket_push_s": "How often `serve` pushes each third-party platform's component_verify_ticket to its callback URL, in seconds (0 = never).",
+    "trusted_proxies": "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed for IP allow-lists (empty = use the TCP peer).",
     "live_ingest": "Accept events over HTTP (POST /v1/events) through the write-ahead log.",
     "live_flush_interval_ms": "How often received events are loaded into the store (visible in portraits), in ms.",
     "live_compact_files": "After a flush, merge a day's lake files into one once it has this many (0 = never).",

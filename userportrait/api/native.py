@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from userportrait import __version__
 from userportrait.api.errors import WeChatJSON
+from userportrait.api.security import check_ip
 from userportrait.errors import Unauthorized
 from userportrait.portrait.export import portrait_csv
 from userportrait.portrait.request import make_query, parse_date
@@ -73,6 +74,7 @@ async def app_of_token(
     if not token and authorization and authorization.lower().startswith("bearer "):
         token = authorization[7:].strip()
     appid: str = await run_in_threadpool(request.app.state.auth.appid_for, token)
+    await check_ip(request, appid)  # the app's IP allow-list holds on /v1 too
     return appid
 
 

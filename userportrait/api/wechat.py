@@ -11,9 +11,11 @@ from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from userportrait.api.body import read_body
 from userportrait.api.errors import CLOUD_PREFIX, WeChatJSON
+from userportrait.api.security import admit, check_ip, respond
 from userportrait.errors import InvalidGrantType, InvalidRequest
 from userportrait.json_body import json_object
 from userportrait.portrait.request import make_query, parse_body
@@ -48,6 +50,8 @@ async def token(
 ) -> WeChatJSON:
     if grant_type != GRANT_TYPE:
         raise InvalidGrantType()
+    if appid:
+        await check_ip(request, appid)
     issued = await run_in_threadpool(request.app.state.auth.issue_token, appid, secret)
     return WeChatJSON({"access_token": issued.token, "expires_in": issued.expires_in})
 
@@ -71,38 +75,40 @@ async def stable_token(request: Request) -> WeChatJSON:
         raise InvalidRequest("appid and secret must be strings")
     if not isinstance(force, bool):
         raise InvalidRequest("force_refresh must be true or false")
+    if appid:
+        await check_ip(request, appid)
     issued = await run_in_threadpool(request.app.state.auth.stable_token, appid, secret, force)
     return WeChatJSON({"access_token": issued.token, "expires_in": issued.expires_in})
 
 
-async def _portrait(request: Request, camel: bool) -> dict[str, Any]:
+async def _portrait(request: Request, camel: bool) -> Response:
     state = request.app.state
-    appid = await run_in_threadpool(state.auth.appid_for, request.query_params.get("access_token"))
-    state.quota.charge(appid)
-    begin, end = parse_body(await read_body(request, state.settings.max_body_bytes), camel=camel)
-    query = make_query(appid, begin, end, wechat_limits=state.settings.wechat_limits)
+    admitted = await admit(request)
+    begin, end = parse_body(admitted.body, camel=camel)
+    query = make_query(admitted.appid, begin, end, wechat_limits=state.settings.wechat_limits)
     body: dict[str, Any] = await state.run_portrait(query)
-    return body
+    return await respond(request, admitted, to_cloud(body) if camel else body)
 
 
 @router.post(
     PORTRAIT_PATH,
     summary="User portrait (analysis.getUserPortrait)",
     openapi_extra=_json_body(
-        "JSON, whatever the Content-Type; dates yyyymmdd or yyyy-mm-dd",
+        "JSON, whatever the Content-Type; dates yyyymmdd or yyyy-mm-dd. In API-security "
+        "mode: `{iv, data, authtag}` with the Wechatmp-* headers (docs/api.md)",
         {"begin_date": "20170611", "end_date": "20170617"},
     ),
 )
-async def user_portrait(request: Request) -> WeChatJSON:
-    return WeChatJSON(await _portrait(request, camel=False))
+async def user_portrait(request: Request) -> Response:
+    return await _portrait(request, camel=False)
 
 
 @router.post(
     CLOUD_PATH,
-    summary="User portrait, cloud-call form (camelCase in and out)",
+    summary="User portrait, cloud-call form (camelCase out; camelCase or snake_case in)",
     openapi_extra=_json_body(
         "JSON, whatever the Content-Type", {"beginDate": "20170611", "endDate": "20170617"}
     ),
 )
-async def cloud_user_portrait(request: Request) -> WeChatJSON:
-    return WeChatJSON(to_cloud(await _portrait(request, camel=True)))
+async def cloud_user_portrait(request: Request) -> Response:
+    return await _portrait(request, camel=True)

@@ -53,6 +53,9 @@ def parse_body(raw: bytes, *, camel: bool = False) -> tuple[dt.date, dt.date]:
     """The dates of a datacube JSON body, whatever its Content-Type said."""
     body = json_object(raw)
     keys = ("beginDate", "endDate") if camel else ("begin_date", "end_date")
+    if camel and "beginDate" not in body and "begin_date" in body:
+        # The cloud-call seed: "出入参和 HTTPS 调用相同", so its snake_case body works too.
+        keys = ("begin_date", "end_date")
     for key in keys:
         if key not in body:
             raise InvalidRequest(f"{key} is missing")
