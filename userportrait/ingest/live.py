@@ -17,8 +17,6 @@ import logging
 import os
 import queue
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,14 +54,12 @@ class LiveIngest:
         flush_interval_ms: int = 2000,
         max_pending_events: int = 2_000_000,
         compact_files: int = 16,
-        on_flush: Callable[[], None] | None = None,
     ) -> None:
         self.lake = lake
         self.dir = lake.root / "wal"
         self.flush_interval = flush_interval_ms / 1000
         self.max_pending = max_pending_events
         self.compact_files = compact_files
-        self.on_flush = on_flush
         self._appends: queue.Queue[tuple[bytes, int, Future[None]] | None] = queue.Queue()
         self._segment_lock = threading.Lock()
         self._pending = 0  # acknowledged or queued events not yet in a committed batch
@@ -73,7 +69,6 @@ class LiveIngest:
         self._seq = 0
         self._file: Any = None
         self._file_events = 0
-        self.flush_errors = 0
         self._owner: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -134,10 +129,6 @@ class LiveIngest:
             self._pending += len(lines)
         self._appends.put((b"".join(lines), len(lines), done))
         return report, done
-
-    @property
-    def pending(self) -> int:
-        return self._pending
 
     # -- WAL writer (group commit) ---------------------------------------------------------
     def _write_loop(self) -> None:
@@ -215,7 +206,6 @@ class LiveIngest:
             try:
                 self.flush(closed_only=True)
             except Exception:
-                self.flush_errors += 1
                 log.exception("flushing the WAL into the lake failed; will retry")
 
     def flush(self, closed_only: bool = False) -> int:
@@ -242,12 +232,4 @@ class LiveIngest:
                 compact(self.lake, min_files=self.compact_files)
             except Exception:
                 log.exception("compacting the lake failed; the next flush retries")
-        if loaded and self.on_flush:
-            self.on_flush()
         return loaded
-
-
-def wait_acknowledged(done: Future[None], timeout_s: float = 30.0) -> None:
-    """Block until the WAL has the events on disk (raises what the writer raised)."""
-    start = time.monotonic()
-    done.result(timeout=max(0.0, timeout_s - (time.monotonic() - start)))

@@ -59,10 +59,6 @@ class Source:
     columns: tuple[str, ...]  # the known fields present in the file
     line_offset: int  # add to the 1-based record number to get the file line
 
-    @property
-    def unit(self) -> str:
-        return "row" if self.format == "parquet" else "line"
-
 
 def detect_format(path: Path) -> Format:
     suffixes = [s.lower() for s in path.suffixes]
