@@ -12,11 +12,8 @@ import pytest
 
 from tests.conftest import load
 from userportrait.engine import get_engine
-from userportrait.errors import InvalidDate
 from userportrait.ingest import pipeline
 from userportrait.portrait.query import PortraitQuery
-from userportrait.portrait.request import parse_date
-from userportrait.portrait.result import ref_date
 from userportrait.portrait.service import portrait
 from userportrait.store.catalog import LakeFile
 from userportrait.store.lake import Lake
@@ -84,20 +81,3 @@ def test_a_reserved_partition_name_is_rejected_and_the_rest_counted(lake: Lake) 
             assert body["visit_uv"]["genders"] == [{"id": 0, "name": "未知", "value": 1}]
     finally:
         eng.close()
-
-
-@pytest.mark.parametrize(
-    "text", ["２０２４０６１０", "٢٠٢٤٠٦١٠", "2024０610", "+2024061", "2024-0610", "202406-10"]
-)
-def test_dates_take_ascii_digits_only(text: str) -> None:
-    with pytest.raises(InvalidDate):
-        parse_date(text, "begin_date")
-
-
-def test_years_below_1000_keep_four_digits() -> None:
-    assert parse_date("00010101", "begin_date") == dt.date(1, 1, 1)
-    one = PortraitQuery(A, dt.date(1, 1, 1), dt.date(1, 1, 1))
-    assert ref_date(one) == "00010101"
-    assert ref_date(PortraitQuery(A, dt.date(999, 12, 31), dt.date(2024, 6, 10))) == (
-        "09991231-20240610"
-    )

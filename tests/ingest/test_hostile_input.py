@@ -19,9 +19,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from tests.ingest.test_live import SECRET as LIVE_SECRET
+from tests.ingest.test_live import A, ev, tok
 from tests.server import CLOUD, PATH, asgi_client, live_server, prepare, token
-from tests.test_live import SECRET as LIVE_SECRET
-from tests.test_live import A, ev, tok
 from userportrait.auth.store import AuthStore
 from userportrait.errors import PayloadTooLarge
 from userportrait.ingest.pipeline import ingest_file

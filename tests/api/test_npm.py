@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.api.test_component import COMP, COMP_SECRET, run
 from tests.fixtures import WINDOW_0610_0612, A
 from tests.server import live_server
-from tests.test_api_component import COMP, COMP_SECRET, run
 from userportrait.settings import Settings
 
-JS = Path(__file__).parent / "js"
+JS = Path(__file__).parent.parent / "js"
 NODE = shutil.which("node")
 
 needs_npm_client = pytest.mark.skipif(

@@ -11,9 +11,9 @@ from wechatpy.client import WeChatComponentClient
 from wechatpy.component import WeChatComponent
 from wechatpy.exceptions import WeChatClientException
 
+from tests.api.test_wechatpy import cli_portrait
 from tests.fixtures import WINDOW_0610_0612, A
 from tests.server import BODY, CLOUD, PATH, assert_error, live_server
-from tests.test_api_wechatpy import cli_portrait
 from userportrait.auth.component import ComponentStore
 from userportrait.cli import cli
 from userportrait.errors import (

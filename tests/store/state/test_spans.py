@@ -1,5 +1,5 @@
-"""The window algorithms (all windows by difference arrays; a few windows by overwriting
-days oldest first) agree on random day partitions, gaps and first days included."""
+"""Span histograms (store/state/spans.py): any span of 1..366 days ending on any day is
+the answer of counting the window from its day partitions (windows.one_window)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from userportrait.portrait.dims import DIMS, Dim
-from userportrait.store.state import VALUE_DTYPES, Head  # the head's two ways of being built
-from userportrait.store.state.head import LONG_AGO
+from tests.store.state.support import SIZES, random_days
+from userportrait.portrait.dims import DIMS
+from userportrait.store.state import VALUE_DTYPES, Head
 from userportrait.store.state.spans import SpanCounter, SpanTable, end_day_for
 from userportrait.store.windows import NO_DAY, DayPart, one_window
-
-SIZES: dict[Dim, int] = {
-    "province": 5,
-    "city": 9,
-    "genders": 3,
-    "platforms": 4,
-    "ages": 7,
-    "devices": 6,
-}
 
 
 def _first_days(days: dict[int, DayPart], n_users: int) -> np.ndarray:
@@ -85,7 +76,7 @@ def test_replay_from_a_saved_day_equals_the_whole_replay(seed: int, tmp_path: Pa
     replays from there (cells no query reads are not saved, nor needed)."""
     rng = np.random.default_rng(seed)
     n_users = 200
-    parts = _random_days(rng, n_users, 20)
+    parts = random_days(rng, n_users, 20)
     days = {p.day: p for p in parts}
     first = _first_days(days, n_users)
     whole = _replay(days, first, tmp_path)
@@ -128,60 +119,3 @@ def test_spans_over_decades_are_exact_and_small(seed: int, tmp_path: Path) -> No
     assert peak < 16 << 20, f"peak {peak >> 20} MiB"
     windows = [(n, e) for e in [0, 29, 20_001, 20_365, 2_932_000, 2_932_300] for n in (1, 30, 366)]
     _check(days, first, tables, windows)
-
-
-def _random_days(rng: np.random.Generator, n_users: int, count: int) -> list[DayPart]:
-    """``count`` ascending day partitions with gaps from 1 to 300 days."""
-    parts = []
-    t = 1000
-    for _ in range(count):
-        t += int(rng.choice([1, 1, 2, 6, 30, 40, 300]))
-        uid = np.sort(rng.choice(n_users, size=int(rng.integers(5, 80)), replace=False))
-        values = {d: rng.integers(0, SIZES[d], len(uid)).astype(VALUE_DTYPES[d]) for d in DIMS}
-        parts.append(DayPart(t, uid.astype(np.uint32), values))
-    return parts
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_head_built_at_once_equals_head_moved_day_by_day(seed: int) -> None:
-    n_users = 200
-    parts = _random_days(np.random.default_rng(seed), n_users, 25)
-    moved = Head(n_users)
-    for part in parts:
-        moved.fold(part)
-    built = Head.from_days(parts, n_users)
-    for name, array in moved.arrays().items():
-        assert array.tolist() == built.arrays()[name].tolist(), name
-
-
-def _grown(part: DayPart, rng: np.random.Generator, n_users: int) -> DayPart:
-    """``part`` rebuilt after more events of its day: more users, values gained or
-    replaced by later ones, none lost (what the lake guarantees)."""
-    extra = rng.choice(np.setdiff1d(np.arange(n_users), part.uid), size=5, replace=False)
-    uid = np.concatenate([part.uid.astype(np.int64), extra])
-    order = np.argsort(uid)
-    values = {}
-    for d in DIMS:
-        old = np.concatenate([part.values[d], np.zeros(len(extra), part.values[d].dtype)])
-        later = rng.integers(1, SIZES[d], len(uid)).astype(old.dtype)
-        change = rng.random(len(uid)) < 0.3
-        values[d] = np.where(change, later, old)[order]
-    return DayPart(part.day, uid[order].astype(np.uint32), values)
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_patching_a_grown_day_equals_building_the_head_again(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    n_users = 200
-    parts = _random_days(rng, n_users, 20)
-    head = Head.from_days(parts, n_users)
-    for i in rng.choice(len(parts), size=4, replace=False).tolist():
-        parts[i] = _grown(parts[i], rng, n_users)
-        head.fold(parts[i])
-    want = Head.from_days(parts, n_users)
-    newest = int(want.newest[0])
-    for d in DIMS:  # values older than any window may differ; what windows read may not
-        fresh = want.age[d] < LONG_AGO
-        assert head.age[d].tolist() == want.age[d].tolist(), d
-        assert head.val[d][fresh].tolist() == want.val[d][fresh].tolist(), d
-    assert head.last.tolist() == want.last.tolist() and newest == int(head.newest[0])

@@ -7,7 +7,9 @@ import datetime as dt
 import pytest
 
 from userportrait.errors import EmptyPostData, InvalidDate, InvalidDateRange, InvalidRequest
+from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.request import make_query, parse_body, parse_date
+from userportrait.portrait.result import ref_date
 
 D = dt.date
 
@@ -58,3 +60,20 @@ def test_wechat_limits() -> None:
     with pytest.raises(InvalidDateRange):
         make_query("a", D(2024, 6, 20), D(2024, 6, 20), wechat_limits=True, today=today)
     assert make_query("a", D(2024, 6, 1), D(2024, 6, 20), today=today).days == 20
+
+
+@pytest.mark.parametrize(
+    "text", ["２０２４０６１０", "٢٠٢٤٠٦١٠", "2024０610", "+2024061", "2024-0610", "202406-10"]
+)
+def test_dates_take_ascii_digits_only(text: str) -> None:
+    with pytest.raises(InvalidDate):
+        parse_date(text, "begin_date")
+
+
+def test_years_below_1000_keep_four_digits() -> None:
+    assert parse_date("00010101", "begin_date") == dt.date(1, 1, 1)
+    one = PortraitQuery("wxa000000000000001", dt.date(1, 1, 1), dt.date(1, 1, 1))
+    assert ref_date(one) == "00010101"
+    assert ref_date(
+        PortraitQuery("wxa000000000000001", dt.date(999, 12, 31), dt.date(2024, 6, 10))
+    ) == ("09991231-20240610")

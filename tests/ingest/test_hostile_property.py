@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from tests.ingest.test_live import SECRET, A, tok
 from tests.server import asgi_client
-from tests.test_live import SECRET, A, tok
 from userportrait.api.body import Gunzip
 from userportrait.auth.store import AuthStore
 from userportrait.ingest.normalize_sql import TS_RANGE_REASON

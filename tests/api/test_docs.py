@@ -15,7 +15,7 @@ from userportrait.cli import cli
 from userportrait.errors import ServiceError, _all_subclasses
 from userportrait.settings import Settings
 
-DOC = (Path(__file__).parent.parent / "docs" / "api.md").read_text("utf-8")
+DOC = (Path(__file__).parents[2] / "docs" / "api.md").read_text("utf-8")
 
 
 def example(name: str) -> str:

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from wechatpy.component import WeChatComponent
 
+from tests.api.test_component import COMP, COMP_SECRET, run
 from tests.server import asgi_client
-from tests.test_api_component import COMP, COMP_SECRET, run
 from userportrait.settings import Settings
 
 pytestmark = pytest.mark.anyio
