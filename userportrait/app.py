@@ -25,6 +25,7 @@ from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.result import RefDateMode
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
+from userportrait.store.thresholds import Thresholds
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
             overlap_s=settings.token_overlap_s,
         )
         app.state.quota = Quota(settings.quota_per_day, settings.quota_per_minute)
+        app.state.thresholds = Thresholds(settings.data_dir / "meta.sqlite")
         app.state.cache = cache
         app.state.run_portrait = run_portrait
         live = None

@@ -91,7 +91,10 @@ async def _portrait(request: Request, camel: bool) -> dict[str, Any]:
     appid = await run_in_threadpool(state.auth.appid_for, request.query_params.get("access_token"))
     state.quota.charge(appid)
     begin, end = parse_body(await request.body(), camel=camel)
-    query = make_query(appid, begin, end, wechat_limits=state.settings.wechat_limits)
+    query = make_query(
+        appid, begin, end, wechat_limits=state.settings.wechat_limits,
+        threshold=state.thresholds.get(appid),
+    )  # fmt: skip
     body: dict[str, Any] = await state.run_portrait(query)
     return body
 

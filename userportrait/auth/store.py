@@ -5,7 +5,8 @@ Token rules follow WeChat (docs/api.md): a token lives ``token_ttl_s`` (7200 s);
 (300 s) more; ``stable_token`` returns the same token while it has more than the overlap
 left, and ``force_refresh`` replaces it at once, at most 20 times a day and 30 s apart.
 Only SHA-256 digests of tokens and scrypt digests of secrets are stored, so neither can be
-read back from the file; tokens survive restarts.
+read back from the file; a stable token is derived again from the server key and its epoch
+(``auth/keys.py``). Tokens survive restarts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from userportrait.auth.keys import server_key
+from userportrait.auth.keys import stable_token as derive_stable
 from userportrait.errors import (
     AccessTokenExpired,
     AccessTokenMissing,
@@ -31,7 +34,7 @@ from userportrait.errors import (
     InvalidCredential,
     InvalidRequest,
 )
-from userportrait.store.sqlite import open_db, transaction
+from userportrait.store.sqlite import open_db, private_dir, transaction
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS apps (
@@ -44,8 +47,10 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 CREATE INDEX IF NOT EXISTS tokens_app ON tokens(appid, kind);
 CREATE TABLE IF NOT EXISTS force_refresh (appid TEXT NOT NULL, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS stable_plain (digest TEXT PRIMARY KEY, token TEXT);
+CREATE TABLE IF NOT EXISTS stable_epochs (appid TEXT PRIMARY KEY, epoch INTEGER NOT NULL);
 """
+#: Versions before issue 16 kept stable tokens in plain text; dropped (and the file vacuumed).
+LEGACY_PLAIN: Final = "stable_plain"
 FORCE_REFRESH_PER_DAY: Final = 20
 FORCE_REFRESH_GAP_S: Final = 30
 
@@ -73,13 +78,22 @@ class AuthStore:
         self.ttl = ttl_s
         self.overlap = overlap_s
         self.now = now
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        self.key = server_key(path.parent)
         with self._db() as con:
             con.executescript(SCHEMA)
+            legacy = con.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (LEGACY_PLAIN,)
+            ).fetchone()
+            if legacy:
+                con.execute(f"DROP TABLE {LEGACY_PLAIN}")
+                con.execute("VACUUM")
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         with open_db(self.path) as con:
+            con.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed, not left behind
             yield con
 
     # -- apps ------------------------------------------------------------------------------
@@ -115,13 +129,11 @@ class AuthStore:
                 "UPDATE tokens SET revoked_at = ? WHERE appid = ? AND revoked_at IS NULL",
                 (self.now(), appid),
             )
-            self._forget_plain(con, appid)
 
     def remove_app(self, appid: str) -> None:
         with self._db() as con:
             if con.execute("DELETE FROM apps WHERE appid = ?", (appid,)).rowcount == 0:
                 raise InvalidAppId(f"{appid} is not registered")
-            self._forget_plain(con, appid)
             con.execute("DELETE FROM tokens WHERE appid = ?", (appid,))
 
     def apps(self) -> list[tuple[str, float]]:
@@ -182,15 +194,26 @@ class AuthStore:
                 "AND revoked_at IS NULL",
                 (now, appid),
             )
-            self._forget_plain(con, appid)
             return self._new(con, appid, "stable", now)
         if row is not None and row[1] - now > self.overlap:
-            token = con.execute(
-                "SELECT token FROM stable_plain WHERE digest = ?", (row[0],)
-            ).fetchone()
-            if token is not None:
-                return Issued(token[0], int(row[1] - now))
+            token = self._derived(con, appid)
+            if token is not None and hmac.compare_digest(_digest(token), row[0]):
+                return Issued(token, int(row[1] - now))
         return self._new(con, appid, "stable", now)
+
+    def _derived(self, con: sqlite3.Connection, appid: str, bump: bool = False) -> str | None:
+        """The app's current stable token (after moving to a new epoch with ``bump``)."""
+        if bump:
+            con.execute(
+                "INSERT INTO stable_epochs VALUES (?, 1) "
+                "ON CONFLICT(appid) DO UPDATE SET epoch = epoch + 1",
+                (appid,),
+            )
+        row = con.execute(
+            "SELECT e.epoch, a.salt FROM stable_epochs e JOIN apps a USING (appid) WHERE appid = ?",
+            (appid,),
+        ).fetchone()
+        return None if row is None else derive_stable(self.key, appid, row[1], row[0])
 
     def _may_force(self, con: sqlite3.Connection, appid: str, now: float) -> bool:
         recent = con.execute(
@@ -200,33 +223,18 @@ class AuthStore:
         count, last = recent
         return count < FORCE_REFRESH_PER_DAY and (last is None or now - last >= FORCE_REFRESH_GAP_S)
 
-    @staticmethod
-    def _forget_plain(con: sqlite3.Connection, appid: str) -> None:
-        con.execute(
-            "DELETE FROM stable_plain WHERE digest IN "
-            "(SELECT digest FROM tokens WHERE appid = ? AND kind = 'stable')",
-            (appid,),
-        )
-
     def _new(self, con: sqlite3.Connection, appid: str, kind: str, now: float) -> Issued:
         # Tokens dead for a day are of no use, even to tell 40001 from 42001.
         dead = (appid, now - 86_400)
-        con.execute(
-            "DELETE FROM stable_plain WHERE digest IN "
-            "(SELECT digest FROM tokens WHERE appid = ? AND expires_at < ?)",
-            dead,
-        )
         con.execute("DELETE FROM tokens WHERE appid = ? AND expires_at < ?", dead)
         con.execute("DELETE FROM force_refresh WHERE appid = ? AND at < ?", dead)
-        token = secrets.token_urlsafe(96)
+        # A stable token is handed out again, so it is derived (keys.py), never stored.
+        derived = self._derived(con, appid, bump=True) if kind == "stable" else None
+        token = derived or secrets.token_urlsafe(96)
         con.execute(
             "INSERT INTO tokens(digest, appid, kind, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
             (_digest(token), appid, kind, now, now + self.ttl),
         )
-        if kind == "stable":
-            # The same stable token is handed out again, so it must be recoverable; it is
-            # kept beside its digest (the file is the server's own, like its TLS key).
-            con.execute("INSERT INTO stable_plain VALUES (?, ?)", (_digest(token), token))
         return Issued(token, self.ttl)
 
     def appid_for(self, token: str | None) -> str:

@@ -23,6 +23,7 @@ import duckdb
 from userportrait.portrait.dims import Dim
 from userportrait.settings import Settings
 from userportrait.store.catalog import Catalog, LakeFile
+from userportrait.store.sqlite import private_dir
 
 #: The lake column each portrait dimension is counted by (devices: the model string).
 DIM_COLUMNS: dict[Dim, str] = {
@@ -39,7 +40,7 @@ class Lake:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.root = settings.data_dir
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         self.catalog = Catalog(self.root / "catalog.sqlite")
 
     @property
