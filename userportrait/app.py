@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from userportrait import __version__
 from userportrait.api import errors, native, wechat
 from userportrait.api.access import RequestContext
+from userportrait.auth.limits import SecretGuard
 from userportrait.auth.quota import Quota
 from userportrait.auth.store import AuthStore
 from userportrait.engine import get_engine
@@ -48,6 +49,12 @@ def create_app(settings: Settings) -> FastAPI:
             settings.data_dir / "meta.sqlite",
             ttl_s=settings.token_ttl_s,
             overlap_s=settings.token_overlap_s,
+        )
+        app.state.guard = SecretGuard(
+            per_app=settings.secret_failures_per_app,
+            per_client=settings.secret_failures_per_client,
+            concurrent=settings.secret_checks_concurrent,
+            queue=settings.secret_checks_queue,
         )
         app.state.quota = Quota(settings.quota_per_day, settings.quota_per_minute)
         app.state.thresholds = Thresholds(settings.data_dir / "meta.sqlite")

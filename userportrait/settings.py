@@ -48,6 +48,10 @@ class Settings:
     live_max_batch_records: int = 10_000
     live_max_body_bytes: int = 16 * 1024 * 1024
     live_compact_files: int = 16
+    secret_failures_per_app: int = 10
+    secret_failures_per_client: int = 20
+    secret_checks_concurrent: int = 2
+    secret_checks_queue: int = 8
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -107,5 +111,9 @@ SETTINGS: Final[dict[str, str]] = {
     "live_compact_files": "After a flush, merge a day's lake files into one once it has this many (0 = never).",
     "live_max_pending_events": "Events received but not yet in the store beyond which ingestion answers 503 + Retry-After.",
     "live_max_batch_records": "Records allowed in one POST /v1/events request (more: HTTP 413).",
+    "secret_failures_per_app": "Wrong secrets per appid per minute before token calls answer 45011 (0 = no limit; addresses that gave the right secret are exempt).",
+    "secret_failures_per_client": "Wrong secrets per client address per minute before its token calls answer 45011 (0 = no limit).",
+    "secret_checks_concurrent": "Secret checks (scrypt, ~16 MiB each) running at once.",
+    "secret_checks_queue": "Secret checks allowed to wait for a slot; beyond it -1 system busy (HTTP 503).",
     "live_max_body_bytes": "Bytes allowed in one POST /v1/events body after gzip decoding (more: HTTP 413).",
 }

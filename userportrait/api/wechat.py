@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from userportrait.api.errors import CLOUD_PREFIX, WeChatJSON
+from userportrait.auth.store import Issued
 from userportrait.errors import EmptyPostData, InvalidGrantType, InvalidRequest
 from userportrait.portrait.request import make_query, parse_body
 from userportrait.portrait.result import to_cloud
@@ -47,7 +48,7 @@ async def token(
 ) -> WeChatJSON:
     if grant_type != GRANT_TYPE:
         raise InvalidGrantType()
-    issued = await run_in_threadpool(request.app.state.auth.issue_token, appid, secret)
+    issued = await _guarded(request, appid, secret, "issue_token", appid, secret)
     return WeChatJSON({"access_token": issued.token, "expires_in": issued.expires_in})
 
 
@@ -70,8 +71,23 @@ async def stable_token(request: Request) -> WeChatJSON:
         raise InvalidRequest("appid and secret must be strings")
     if not isinstance(force, bool):
         raise InvalidRequest("force_refresh must be true or false")
-    issued = await run_in_threadpool(request.app.state.auth.stable_token, appid, secret, force)
+    issued = await _guarded(request, appid, secret, "stable_token", appid, secret, force)
     return WeChatJSON({"access_token": issued.token, "expires_in": issued.expires_in})
+
+
+async def _guarded(request: Request, appid: str | None, secret: str | None, method: str,
+                   *args: Any) -> Issued:  # fmt: skip
+    """An AuthStore call that checks a secret, under the brute-force limits (auth/limits.py)."""
+    auth = request.app.state.auth
+    client = request.client.host if request.client else "unknown"
+
+    async def run() -> Issued:
+        issued: Issued = await run_in_threadpool(getattr(auth, method), *args)
+        return issued
+
+    cheap = auth.known_secret(appid, secret)
+    result: Issued = await request.app.state.guard.check(appid, client, run, cheap)
+    return result
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

@@ -80,6 +80,9 @@ class AuthStore:
         self.now = now
         private_dir(path.parent)
         self.key = server_key(path.parent)
+        # appid -> (salt, keyed hash) of the secret last verified: a repeat check skips
+        # scrypt (auth/limits.py). The salt changes when the secret does, even elsewhere.
+        self._verified: dict[str, tuple[bytes, bytes]] = {}
         with self._db() as con:
             con.executescript(SCHEMA)
             legacy = con.execute(
@@ -156,9 +159,25 @@ class AuthStore:
             ).fetchone()
         if row is None:
             raise InvalidAppId()
+        mac = self._mac(appid, secret)
+        seen = self._verified.get(appid)
+        if seen is not None and seen[0] == row[0] and hmac.compare_digest(seen[1], mac):
+            return appid
         if not hmac.compare_digest(_hash_secret(secret, row[0]), row[1]):
             raise InvalidAppSecret()
+        self._verified[appid] = (row[0], mac)
         return appid
+
+    def _mac(self, appid: str, secret: str) -> bytes:
+        message = b"secret\0" + appid.encode() + b"\0" + secret.encode()
+        return hmac.new(self.key, message, hashlib.sha256).digest()
+
+    def known_secret(self, appid: str | None, secret: str | None) -> bool:
+        """Whether ``secret`` is the one last verified for ``appid`` (no scrypt, no I/O)."""
+        seen = self._verified.get(appid or "")
+        return bool(seen and secret) and hmac.compare_digest(
+            seen[1] if seen else b"", self._mac(appid or "", secret or "")
+        )
 
     # -- tokens ----------------------------------------------------------------------------
     def issue_token(self, appid: str | None, secret: str | None) -> Issued:
