@@ -162,3 +162,20 @@ async def test_a_flood_of_wrong_secrets_stays_cheap(
     assert results[61].status_code == 200
     assert calls <= 1 + 10 + 2 and peak <= 2, (calls, peak)  # 10 failures/min, 2 at once
     assert elapsed < 5, elapsed
+
+
+def test_data_dir_tightened_only_when_it_is_ours(tmp_path: Path) -> None:
+    from userportrait.store.sqlite import private_dir
+
+    ours, shared = tmp_path / "ours", tmp_path / "shared"
+    ours.mkdir(mode=0o755)
+    (ours / "catalog.sqlite").touch()
+    shared.mkdir(mode=0o755)
+    (shared / "someone-elses.txt").touch()
+    ours.chmod(0o755)
+    shared.chmod(0o755)
+    private_dir(ours)
+    private_dir(shared)
+    assert mode(ours) == 0o700 and mode(shared) == 0o755
+    private_dir(tmp_path / "new" / "data")
+    assert mode(tmp_path / "new" / "data") == 0o700

@@ -13,12 +13,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+#: Files that mark a directory as a userportrait data directory (safe to tighten).
+OWN_FILES = ("catalog.sqlite", "meta.sqlite", "server.key")
+
 
 def private_dir(path: Path) -> Path:
-    """``path`` as a directory only its owner can enter (created 0700, tightened if looser)."""
+    """``path`` as a directory only its owner can enter: created 0700; an existing one is
+    tightened only if it is plainly ours (empty or holding our files, not sticky, same
+    owner), so that ``--data-dir /tmp`` or a home directory is never changed."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        path.chmod(0o700)
+    st = path.stat()
+    if stat.S_IMODE(st.st_mode) & 0o077 and not st.st_mode & stat.S_ISVTX:
+        ours = not any(path.iterdir()) or any((path / f).exists() for f in OWN_FILES)
+        if ours and st.st_uid == os.getuid():
+            path.chmod(0o700)
     return path
 
 
