@@ -196,3 +196,29 @@ def test_the_attacker_breaks_folding_without_complements(settings: Settings) -> 
     finally:
         engine.close()
     assert len(found) >= 5 and any(f.startswith("active") for f in found), found
+
+
+def test_the_cross_window_limit_is_real(settings: Settings) -> None:
+    """docs/privacy.md's stated limit: a week's new users minus its days' shown rows."""
+    lake = Lake(settings)
+    day = [END - dt.timedelta(days=6 - i) for i in range(7)]
+
+    def visit(user: str, d: dt.date, province: str) -> dict[str, Any]:
+        return {"appid": APP, "openid": user, "ts": f"{d.isoformat()}T12:00:00+08:00",
+                "province": province, "gender": 1}  # fmt: skip
+
+    load(lake, [visit("lone", day[0], "西藏"), *(visit(f"x{i}", day[1], "西藏") for i in range(3)),
+                *(visit(f"g{i}", d, "广东") for i, d in enumerate(day * 3))])  # fmt: skip
+    engine = get_engine("duckdb", lake)
+    try:
+        today = END + dt.timedelta(days=1)
+        week = portrait(make_query(APP, day[0], END, threshold=3, today=today), engine)
+        days = [portrait(make_query(APP, d, d, threshold=3, today=today), engine) for d in day]
+    finally:
+        engine.close()
+
+    def tibet(body: dict[str, Any]) -> int:
+        return sum(r["value"] for r in body["visit_uv_new"]["province"] if r["id"] == 54)
+
+    assert [tibet(b) for b in days] == [0, 3, 0, 0, 0, 0, 0]  # day 0's one user is folded
+    assert tibet(week) - sum(tibet(b) for b in days) == 1  # ... and the week gives it away
