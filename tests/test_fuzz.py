@@ -2,7 +2,7 @@
 
 * schemathesis walks the OpenAPI schema: every operation, half the cases with a valid
   access_token so they reach the portrait code; ``FUZZ_EXAMPLES`` per route by default,
-  ``FUZZ_EXAMPLES_SLOW`` with ``--runslow``;
+  ``FUZZ_EXAMPLES_SLOW`` with ``--runslow`` (raw bodies: ``RAW_EXAMPLES``, ``RAW_EXAMPLES_SLOW``);
 * hypothesis sends raw bodies to the WeChat routes (they read the body themselves, so the
   schema says little about them) and NDJSON / JSON-array / gzip bodies to live ingestion;
 * unknown routes and methods answer in WeChat's error shape.
@@ -38,6 +38,7 @@ from userportrait.settings import Settings
 FUZZ_EXAMPLES = 30
 FUZZ_EXAMPLES_SLOW = 600
 RAW_EXAMPLES = 120
+RAW_EXAMPLES_SLOW = 1500
 TIMEOUT_S = 10.0
 COUNTS: Counter[str] = Counter()
 FIVE_XX: Counter[str] = Counter()
@@ -167,9 +168,15 @@ DATES = st.sampled_from(["20240610", "2024-06-12", "20240606", "20241301", "0000
 TEXT = st.text(st.characters(codec="utf-8"), max_size=12)  # issue 10: no lone surrogates yet
 LEAVES = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | TEXT | DATES
           | st.sampled_from([A, "client_credential", "s3cret-s3cret"]))  # fmt: skip
-JSON = st.recursive(LEAVES, lambda c: st.lists(c, max_size=4)
-                    | st.dictionaries(st.sampled_from(KEYS) | TEXT, c, max_size=6),
-                    max_leaves=12)  # fmt: skip
+
+
+def _nest(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(KEYS) | TEXT, children, max_size=6
+    )
+
+
+JSON = st.recursive(LEAVES, _nest, max_leaves=12)
 OBJECTS = st.fixed_dictionaries(
     {}, optional={k: (DATES if "ate" in k else LEAVES) for k in KEYS}
 ) | st.dictionaries(st.sampled_from(KEYS) | TEXT, JSON, max_size=6)  # fmt: skip
@@ -184,27 +191,37 @@ CONTENT_TYPES = st.sampled_from([None, "application/json", "text/plain", "applic
                                  "application/json; charset=gbk", "multipart/form-data"])  # fmt: skip
 
 
-@settings(max_examples=RAW_EXAMPLES, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))  # fmt: skip
-@given(
-    route=st.sampled_from([PATH, CLOUD, "/cgi-bin/stable_token"]),
-    body=RAW,
-    content_type=CONTENT_TYPES,
-    with_token=st.booleans(),
-)
-def _raw_wechat(
-    server: tuple[str, str, Tracebacks], route: str, body: bytes, content_type: str | None,
-    with_token: bool,
-) -> None:  # fmt: skip
-    url, good_token, _ = server
-    headers = {"Content-Type": content_type} if content_type else {}
-    params = {"access_token": good_token} if with_token else {}
-    res = httpx.post(url + route, content=body, headers=headers, params=params, timeout=TIMEOUT_S)
-    check(f"POST {route} (raw body)", res)
+def raw_wechat(examples: int) -> Any:
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(
+        route=st.sampled_from([PATH, CLOUD, "/cgi-bin/stable_token"]),
+        body=RAW,
+        content_type=CONTENT_TYPES,
+        with_token=st.booleans(),
+    )
+    def run(
+        server: tuple[str, str, Tracebacks], route: str, body: bytes, content_type: str | None,
+        with_token: bool,
+    ) -> None:  # fmt: skip
+        url, good_token, _ = server
+        headers = {"Content-Type": content_type} if content_type else {}
+        params = {"access_token": good_token} if with_token else {}
+        res = httpx.post(url + route, content=body, headers=headers, params=params,
+                         timeout=TIMEOUT_S)  # fmt: skip
+        check(f"POST {route} (raw body)", res)
+
+    return run
 
 
 def test_wechat_raw_bodies(server: tuple[str, str, Tracebacks]) -> None:
-    _raw_wechat(server)
+    raw_wechat(RAW_EXAMPLES)(server)
+    no_tracebacks(server[2])
+
+
+@pytest.mark.slow
+def test_wechat_raw_bodies_long(server: tuple[str, str, Tracebacks]) -> None:
+    raw_wechat(RAW_EXAMPLES_SLOW)(server)
     no_tracebacks(server[2])
 
 
@@ -238,21 +255,30 @@ def ingest_bodies(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
     return raw, headers
 
 
-@settings(max_examples=RAW_EXAMPLES, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))  # fmt: skip
-@given(body=ingest_bodies(), with_token=st.booleans())
-def _raw_events(
-    server: tuple[str, str, Tracebacks], body: tuple[bytes, dict[str, str]], with_token: bool
-) -> None:
-    url, good_token, _ = server
-    params = {"access_token": good_token} if with_token else {}
-    res = httpx.post(f"{url}/v1/events", content=body[0], headers=body[1], params=params,
-                     timeout=TIMEOUT_S)  # fmt: skip
-    check("POST /v1/events (raw body)", res)
+def raw_events(examples: int) -> Any:
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(body=ingest_bodies(), with_token=st.booleans())
+    def run(
+        server: tuple[str, str, Tracebacks], body: tuple[bytes, dict[str, str]], with_token: bool
+    ) -> None:
+        url, good_token, _ = server
+        params = {"access_token": good_token} if with_token else {}
+        res = httpx.post(f"{url}/v1/events", content=body[0], headers=body[1], params=params,
+                         timeout=TIMEOUT_S)  # fmt: skip
+        check("POST /v1/events (raw body)", res)
+
+    return run
 
 
 def test_ingest_raw_bodies(server: tuple[str, str, Tracebacks]) -> None:
-    _raw_events(server)
+    raw_events(RAW_EXAMPLES)(server)
+    no_tracebacks(server[2])
+
+
+@pytest.mark.slow
+def test_ingest_raw_bodies_long(server: tuple[str, str, Tracebacks]) -> None:
+    raw_events(RAW_EXAMPLES_SLOW)(server)
     no_tracebacks(server[2])
 
 
