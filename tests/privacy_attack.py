@@ -173,9 +173,13 @@ def groups(devices: Iterable[str | None]) -> list[tuple[dict[str, list[Hashable]
     ]
 
 
-def attack(body: dict[str, Any], truth: PortraitCounts, k: int,
-           devices: Iterable[str | None]) -> list[str]:  # fmt: skip
-    """The folded cells (true value in 1..k-1) whose value the answer pins down."""
+def attack(body: dict[str, Any], truth: PortraitCounts, k: int, devices: Iterable[str | None],
+           cities_in_provinces: bool = False) -> list[str]:  # fmt: skip
+    """The folded cells (true value in 1..k-1) whose value the answer pins down.
+
+    ``cities_in_provinces``: the data keeps the city/province relation, so the attacker
+    must have used it (the test's own data does; the generator's users move).
+    """
     found = []
     for dims, hierarchy in groups(devices):
         lp = build(body, dims, False)
@@ -186,6 +190,8 @@ def attack(body: dict[str, Any], truth: PortraitCounts, k: int,
             deep_values = truth_values(deep, truth)
             if deep.satisfied_by(deep_values):  # the data keeps cities inside provinces
                 lp, values = deep, deep_values
+            else:
+                assert not cities_in_provinces, "the answer contradicts the city relation"
         cells = [(key, i) for key, i in lp.index.items()
                  if key[1] != "slack" and 0 < values[i] < k]  # fmt: skip
         # Cheap first: vertices for random objectives; a cell that moves there is free.

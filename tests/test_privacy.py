@@ -159,7 +159,9 @@ def test_attacker_recovers_no_folded_count(settings: Settings, k: int) -> None:
                 1 for aud in (raw.new, raw.active) for d in aud.ids.values() for v in d.values()
                 if 0 < v < k
             )  # fmt: skip
-            assert attack(body, raw, k, DEVICES + [None]) == [], (begin, end)
+            assert attack(body, raw, k, DEVICES + [None], cities_in_provinces=True) == [], (
+                begin, end,
+            )  # fmt: skip
     finally:
         engine.close()
     assert len(seen) > 20 and folded > 500  # the attack had plenty to find
