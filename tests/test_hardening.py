@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 import sqlite3
 import stat
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,7 +18,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from tests.fixtures import A
-from tests.server import BODY, PATH, SECRET, asgi_client, assert_error, token
+from tests.server import BODY, PATH, SECRET, asgi_client, assert_error, prepare, token
 from userportrait.app import create_app
 from userportrait.auth import store as auth_store
 from userportrait.auth.keys import KEY_FILE
@@ -179,3 +183,31 @@ def test_data_dir_tightened_only_when_it_is_ours(tmp_path: Path) -> None:
     assert mode(ours) == 0o700 and mode(shared) == 0o755
     private_dir(tmp_path / "new" / "data")
     assert mode(tmp_path / "new" / "data") == 0o700
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("runuser") is None, reason="needs root and runuser"
+)
+def test_another_local_user_reads_nothing(settings: Settings) -> None:
+    """The issue's reproduction: as ``nobody``, read the token database and the key."""
+    base = Path(tempfile.mkdtemp())  # pytest's tmp_path is 0700: nobody could not get in
+    try:
+        base.chmod(0o755)
+        data = base / "data"
+        prepare(settings.replace(data_dir=data))
+        AuthStore(data / "meta.sqlite").stable_token(A, SECRET, False)
+
+        def readable(name: str) -> bool:
+            res = subprocess.run(["runuser", "-u", "nobody", "--", "cat", str(data / name)],
+                                 capture_output=True)  # fmt: skip
+            return res.returncode == 0
+
+        names = ("meta.sqlite", KEY_FILE, "catalog.sqlite")
+        assert not any(readable(n) for n in names)  # the 0700 directory stops it
+        data.chmod(0o755)  # and were the directory opened up, the 0600 files still would
+        assert not any(readable(n) for n in names)
+        (data / "probe.txt").write_text("x")
+        (data / "probe.txt").chmod(0o644)
+        assert readable("probe.txt")  # (the check itself works)
+    finally:
+        shutil.rmtree(base)
