@@ -24,6 +24,7 @@ from userportrait.api.cache import PortraitCache
 from userportrait.auth.allowlist import parse_networks
 from userportrait.auth.callers import Callers
 from userportrait.auth.component import ComponentStore
+from userportrait.auth.limits import SecretGuard
 from userportrait.auth.policy import Policy
 from userportrait.auth.quota import Quota
 from userportrait.auth.store import AuthStore
@@ -32,6 +33,7 @@ from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.result import RefDateMode
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
+from userportrait.store.thresholds import Thresholds
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -61,6 +63,13 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.policy = policy = Policy(settings.data_dir / "access.sqlite")
         app.state.trusted_proxies = parse_networks(settings.trusted_proxies.split(","))
         app.state.quota = Quota(settings.quota_per_day, settings.quota_per_minute, policy=policy)
+        app.state.guard = SecretGuard(
+            per_app=settings.secret_failures_per_app,
+            per_client=settings.secret_failures_per_client,
+            concurrent=settings.secret_checks_concurrent,
+            queue=settings.secret_checks_queue,
+        )
+        app.state.thresholds = Thresholds(settings.data_dir / "meta.sqlite")
         app.state.cache = cache
         app.state.run_portrait = run_portrait
         live = None

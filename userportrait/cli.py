@@ -117,12 +117,18 @@ def _parse_cli_date(value: str, name: str) -> dt.date:
     show_default=True,
     help="json is exactly WeChat's success body.",
 )
+@click.option(
+    "--raw", is_flag=True, help="Exact rows even for an app with a small-count threshold."
+)
 def portrait(
-    appid: str, begin: str, end: str, data_dir: Path | None, engine: str | None, fmt: str
-) -> None:
+    appid: str, begin: str, end: str, data_dir: Path | None, engine: str | None, fmt: str,
+    raw: bool,
+) -> None:  # fmt: skip
     """Print the portrait of new and active users of APPID for a date window.
 
-    Any window works here (WeChat's 1/7/30-day limits apply only to the API).
+    Any window works here (WeChat's 1/7/30-day limits apply only to the API), except for
+    an app protected by `apps threshold`: it answers as the API does, 1/7/30-day windows
+    with small rows folded, unless --raw is given (docs/privacy.md).
     """
     from userportrait.engine import get_engine
     from userportrait.portrait.request import make_query
@@ -132,7 +138,12 @@ def portrait(
     settings = make_settings(data_dir, engine=engine)
     b, e = _parse_cli_date(begin, "begin"), _parse_cli_date(end, "end")
     try:
-        query = make_query(appid, b, e)
+        threshold = None
+        if not raw and (settings.data_dir / "meta.sqlite").exists():
+            from userportrait.store.thresholds import Thresholds
+
+            threshold = Thresholds(settings.data_dir / "meta.sqlite").get(appid)
+        query = make_query(appid, b, e, threshold=threshold)
         eng = get_engine(settings.engine, Lake(settings))
         try:
             body = compute(query, eng, "begin" if settings.ref_date_mode == "begin" else "range")

@@ -146,3 +146,28 @@ def apps_rotate(appid: str, data_dir: Path | None) -> None:
     except ServiceError as exc:
         fail(exc.message)
     click.echo(f"new secret for {appid} (shown once): {secret}")
+
+
+@apps.command("threshold")
+@click.option("--appid", required=True)
+@click.option(
+    "--k", "k", type=int, default=None, help="Fold rows below K users into 其他 (K >= 2)."
+)
+@click.option("--off", is_flag=True, help="Exact rows again (the default).")
+@DATA_DIR_OPTION
+def apps_threshold(appid: str, k: int | None, off: bool, data_dir: Path | None) -> None:
+    """Protect an app's portraits with a small-count threshold, or switch it off.
+
+    With it on, every answer for APPID (API, cloud form, exports, CLI unless --raw) folds
+    rows below K into 其他, hides what subtraction would reveal, and only 1/7/30-day
+    windows are answered (docs/privacy.md).
+    """
+    from userportrait.store.thresholds import Thresholds
+
+    if (k is None) == (not off):
+        fail("give either --k K or --off")
+    try:
+        Thresholds(make_settings(data_dir).data_dir / "meta.sqlite").set(appid, None if off else k)
+    except ServiceError as exc:
+        fail(exc.message)
+    click.echo(f"{appid}: small-count threshold " + ("off" if off else f"k={k}"))

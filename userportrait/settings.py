@@ -55,6 +55,10 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     http_read_timeout_s: float = 30.0
     http_idle_timeout_s: float = 5.0
+    secret_failures_per_app: int = 10
+    secret_failures_per_client: int = 20
+    secret_checks_concurrent: int = 2
+    secret_checks_queue: int = 8
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -124,4 +128,8 @@ SETTINGS: Final[dict[str, str]] = {
     "max_body_bytes": "Bytes allowed in the body of any other route (more: HTTP 413, before the rest is read).",
     "http_read_timeout_s": "A request whose headers or body stop arriving for this long is answered 408 and closed, in seconds.",
     "http_idle_timeout_s": "A connection with no request in progress is closed after this long, in seconds.",
+    "secret_failures_per_app": "Wrong secrets per appid per minute before token calls answer 45011 (0 = no limit; addresses that gave the right secret are exempt).",
+    "secret_failures_per_client": "Wrong secrets per client address per minute before its token calls answer 45011 (0 = no limit).",
+    "secret_checks_concurrent": "Secret checks (scrypt, ~16 MiB each) running at once.",
+    "secret_checks_queue": "Secret checks allowed to wait for a slot; beyond it -1 system busy (HTTP 503).",
 }

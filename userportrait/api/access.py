@@ -1,5 +1,8 @@
 """Request context as a pure ASGI middleware: rid, ``X-Request-Id``, one JSON access-log line.
 
+The line carries the query string with the values of credential parameters (access_token,
+secret, …) replaced by ``***``, so the log never holds a usable credential.
+
 An exception no handler took (it escaped FastAPI's exception middleware) is rendered here
 by ``errors.handle`` as ``-1 system error``, so the traceback is logged once, with its rid,
 and never reaches the client or the server's own error log.
@@ -10,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Final
+from urllib.parse import unquote_plus
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,6 +22,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from userportrait.api.errors import handle, new_rid
 
 access_log = logging.getLogger("userportrait.access")
+#: Query parameters whose values never reach the log.
+SECRET_PARAMS: Final = frozenset({
+    "access_token", "secret", "component_access_token", "authorizer_access_token",
+    "component_appsecret", "authorization_code", "code", "ticket",
+})  # fmt: skip
+
+
+def redact(query: str) -> str:
+    """``a=1&access_token=T`` -> ``a=1&access_token=***``, however the name is encoded."""
+    parts = []
+    for part in query.split("&"):
+        name, eq, _ = part.partition("=")
+        if eq and unquote_plus(name).strip().lower() in SECRET_PARAMS:
+            part = f"{name}{eq}***"
+        parts.append(part)
+    return "&".join(parts)
 
 
 class RequestContext:
@@ -56,6 +77,7 @@ class RequestContext:
                         "rid": rid,
                         "method": scope["method"],
                         "path": scope["path"],
+                        "query": redact(scope.get("query_string", b"").decode("latin-1")),
                         "status": status,
                         "ms": round((time.perf_counter() - start) * 1000, 2),
                     }

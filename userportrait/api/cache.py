@@ -15,11 +15,11 @@ from userportrait.portrait.result import RefDateMode
 from userportrait.portrait.service import portrait
 from userportrait.store.lake import Lake
 
-Key = tuple[str, str, str, str, int]
+Key = tuple[str, str, str, int | None, str, int]
 
 
 class PortraitCache:
-    """LRU of answers keyed by (appid, begin, end, ref_date mode, catalog version).
+    """LRU of answers keyed by (appid, begin, end, threshold, ref_date mode, catalog version).
 
     A committed ingest raises the catalog version, so stale answers are never served and
     no invalidation is needed. An engine that may answer from state lagging the catalog
@@ -48,8 +48,8 @@ class PortraitCache:
 
     def get(self, query: PortraitQuery, mode: RefDateMode) -> dict[str, Any]:
         """The answer, from the cache or computed now (blocking; call it in a thread)."""
-        key: Key = (query.appid, query.begin.isoformat(), query.end.isoformat(), mode,
-                    self.lake.catalog.version())  # fmt: skip
+        key: Key = (query.appid, query.begin.isoformat(), query.end.isoformat(),
+                    query.threshold, mode, self.lake.catalog.version())  # fmt: skip
         with self._lock:
             body = self._lookup(key)
             if body is not None:
@@ -68,7 +68,7 @@ class PortraitCache:
                     self._flights.pop(key, None)
             with self._lock:
                 self.misses += 1
-                self._items[key if answered is None else (*key[:4], answered)] = body
+                self._items[key if answered is None else (*key[:5], answered)] = body
                 while len(self._items) > self.size:
                     self._items.popitem(last=False)
         return body

@@ -101,7 +101,10 @@ async def native_portrait(
 ) -> Any:
     if await app_of_token(request, access_token, authorization) != appid:
         raise Unauthorized("the access_token belongs to another app")
-    query = make_query(appid, parse_date(begin, "begin"), parse_date(end, "end"))
+    query = make_query(
+        appid, parse_date(begin, "begin"), parse_date(end, "end"),
+        threshold=request.app.state.thresholds.get(appid),
+    )  # fmt: skip
     body = await request.app.state.run_portrait(query)
     if format == "csv":
         return PlainTextResponse(portrait_csv(body), media_type="text/csv; charset=utf-8")

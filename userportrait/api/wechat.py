@@ -15,7 +15,8 @@ from starlette.responses import Response
 
 from userportrait.api.body import read_body
 from userportrait.api.errors import CLOUD_PREFIX, WeChatJSON
-from userportrait.api.security import admit, check_ip, respond
+from userportrait.api.security import admit, check_ip, client_address, respond
+from userportrait.auth.store import Issued
 from userportrait.errors import InvalidGrantType, InvalidRequest
 from userportrait.json_body import json_object
 from userportrait.portrait.request import make_query, parse_body
@@ -52,7 +53,7 @@ async def token(
         raise InvalidGrantType()
     if appid:
         await check_ip(request, appid)
-    issued = await run_in_threadpool(request.app.state.auth.issue_token, appid, secret)
+    issued = await _guarded(request, appid, secret, "issue_token", appid, secret)
     return WeChatJSON({"access_token": issued.token, "expires_in": issued.expires_in})
 
 
@@ -77,15 +78,32 @@ async def stable_token(request: Request) -> WeChatJSON:
         raise InvalidRequest("force_refresh must be true or false")
     if appid:
         await check_ip(request, appid)
-    issued = await run_in_threadpool(request.app.state.auth.stable_token, appid, secret, force)
+    issued = await _guarded(request, appid, secret, "stable_token", appid, secret, force)
     return WeChatJSON({"access_token": issued.token, "expires_in": issued.expires_in})
+
+
+async def _guarded(request: Request, appid: str | None, secret: str | None, method: str,
+                   *args: Any) -> Issued:  # fmt: skip
+    """An AuthStore call that checks a secret, under the brute-force limits (auth/limits.py)."""
+    auth = request.app.state.auth
+
+    async def run() -> Issued:
+        issued: Issued = await run_in_threadpool(getattr(auth, method), *args)
+        return issued
+
+    cheap = auth.known_secret(appid, secret)
+    result: Issued = await request.app.state.guard.check(appid, client_address(request), run, cheap)
+    return result
 
 
 async def _portrait(request: Request, camel: bool) -> Response:
     state = request.app.state
     admitted = await admit(request)
     begin, end = parse_body(admitted.body, camel=camel)
-    query = make_query(admitted.appid, begin, end, wechat_limits=state.settings.wechat_limits)
+    query = make_query(
+        admitted.appid, begin, end, wechat_limits=state.settings.wechat_limits,
+        threshold=state.thresholds.get(admitted.appid),
+    )  # fmt: skip
     body: dict[str, Any] = await state.run_portrait(query)
     return await respond(request, admitted, to_cloud(body) if camel else body)
 

@@ -11,7 +11,6 @@ digests of tokens and codes are stored; revoking a grant deletes its codes and t
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from userportrait.auth.files import private_file
+from userportrait.auth.digests import hash_secret, token_digest
 from userportrait.auth.ticket_push import Callback, aes_key
 from userportrait.errors import (
     AccessTokenExpired,
@@ -42,7 +41,7 @@ from userportrait.errors import (
     TicketExpired,
     TicketInvalid,
 )
-from userportrait.store.sqlite import open_db, transaction
+from userportrait.store.sqlite import open_db, private_file, transaction
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS components (
@@ -89,15 +88,6 @@ class Authorization:
     func_info: tuple[int, ...]
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _hash_secret(secret: str, salt: bytes) -> bytes:
-    # The parameters of app secrets (auth/store.py).
-    return hashlib.scrypt(secret.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
-
-
 def parse_permissions(text: str) -> tuple[int, ...]:
     """``"1,18"`` -> ``(1, 18)``; WeChat's permission set ids are positive integers."""
     try:
@@ -139,7 +129,7 @@ class ComponentStore:
             try:
                 con.execute(
                     "INSERT INTO components VALUES (?, ?, ?, ?)",
-                    (component_appid, salt, _hash_secret(secret, salt), self.now()),
+                    (component_appid, salt, hash_secret(secret, salt), self.now()),
                 )
             except sqlite3.IntegrityError:
                 raise InvalidAppId(f"{component_appid} is registered already") from None
@@ -225,7 +215,7 @@ class ComponentStore:
         now = self.now()
         with self._db() as con, transaction(con):
             salt, digest = self._component(con, component_appid)
-            if not hmac.compare_digest(_hash_secret(secret, salt), digest):
+            if not hmac.compare_digest(hash_secret(secret, salt), digest):
                 raise InvalidAppSecret()
             row = con.execute(
                 "SELECT issued_at FROM tickets WHERE ticket = ? AND component_appid = ?",
@@ -260,11 +250,11 @@ class ComponentStore:
             row = con.execute(
                 "SELECT appid, expires_at FROM tokens WHERE digest = ? AND kind = 'code' "
                 "AND component_appid = ?",
-                (_digest(code or ""), component_appid),
+                (token_digest(code or ""), component_appid),
             ).fetchone()
             if row is None:
                 raise CodeInvalid()
-            con.execute("DELETE FROM tokens WHERE digest = ?", (_digest(code or ""),))
+            con.execute("DELETE FROM tokens WHERE digest = ?", (token_digest(code or ""),))
             if row[1] <= now:
                 raise CodeExpired()
             appid = str(row[0])
@@ -280,7 +270,7 @@ class ComponentStore:
             row = con.execute(
                 "SELECT 1 FROM tokens WHERE digest = ? AND kind = 'refresh' "
                 "AND component_appid = ? AND appid = ?",
-                (_digest(refresh_token or ""), component_appid, appid or ""),
+                (token_digest(refresh_token or ""), component_appid, appid or ""),
             ).fetchone()
             if row is None or not appid or not refresh_token:
                 raise RefreshTokenInvalid()
@@ -320,7 +310,7 @@ class ComponentStore:
     def _token(self, con: sqlite3.Connection, kind: Kind, token: str) -> tuple[str, str]:
         row = con.execute(
             "SELECT component_appid, appid, expires_at FROM tokens WHERE digest = ? AND kind = ?",
-            (_digest(token), kind),
+            (token_digest(token), kind),
         ).fetchone()
         if row is None:
             raise InvalidCredential()
@@ -339,6 +329,6 @@ class ComponentStore:
         token = prefix + secrets.token_urlsafe(96 if not prefix else 32)
         con.execute(
             "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
-            (_digest(token), kind, comp, appid, now, now + LIFETIME_S[kind]),
+            (token_digest(token), kind, comp, appid, now, now + LIFETIME_S[kind]),
         )
         return token

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Final
 
 from userportrait.auth.allowlist import Network, parse_networks
-from userportrait.auth.files import private_file
 from userportrait.auth.security import AppKeys, load_public_key, public_pem
 from userportrait.errors import ExpiredTimestamp
+from userportrait.store.sqlite import private_file
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS security (

@@ -5,7 +5,8 @@ Token rules follow WeChat (docs/api.md): a token lives ``token_ttl_s`` (7200 s);
 (300 s) more; ``stable_token`` returns the same token while it has more than the overlap
 left, and ``force_refresh`` replaces it at once, at most 20 times a day and 30 s apart.
 Only SHA-256 digests of tokens and scrypt digests of secrets are stored, so neither can be
-read back from the file; tokens survive restarts.
+read back from the file; a stable token is derived again from the server key and its epoch
+(``auth/keys.py``). Tokens survive restarts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from userportrait.auth.digests import hash_secret, token_digest
+from userportrait.auth.keys import server_key
+from userportrait.auth.keys import stable_token as derive_stable
 from userportrait.errors import (
     AccessTokenExpired,
     AccessTokenMissing,
@@ -31,7 +35,7 @@ from userportrait.errors import (
     InvalidCredential,
     InvalidRequest,
 )
-from userportrait.store.sqlite import open_db, transaction
+from userportrait.store.sqlite import open_db, private_dir, transaction
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS apps (
@@ -44,8 +48,10 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 CREATE INDEX IF NOT EXISTS tokens_app ON tokens(appid, kind);
 CREATE TABLE IF NOT EXISTS force_refresh (appid TEXT NOT NULL, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS stable_plain (digest TEXT PRIMARY KEY, token TEXT);
+CREATE TABLE IF NOT EXISTS stable_epochs (appid TEXT PRIMARY KEY, epoch INTEGER NOT NULL);
 """
+#: Versions before issue 16 kept stable tokens in plain text; dropped (and the file vacuumed).
+LEGACY_PLAIN: Final = "stable_plain"
 FORCE_REFRESH_PER_DAY: Final = 20
 FORCE_REFRESH_GAP_S: Final = 30
 
@@ -54,14 +60,6 @@ FORCE_REFRESH_GAP_S: Final = 30
 class Issued:
     token: str
     expires_in: int
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _hash_secret(secret: str, salt: bytes) -> bytes:
-    return hashlib.scrypt(secret.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
 
 
 class AuthStore:
@@ -73,13 +71,25 @@ class AuthStore:
         self.ttl = ttl_s
         self.overlap = overlap_s
         self.now = now
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        self.key = server_key(path.parent)
+        # appid -> (salt, keyed hash) of the secret last verified: a repeat check skips
+        # scrypt (auth/limits.py). The salt changes when the secret does, even elsewhere.
+        self._verified: dict[str, tuple[bytes, bytes]] = {}
         with self._db() as con:
             con.executescript(SCHEMA)
+            legacy = con.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (LEGACY_PLAIN,)
+            ).fetchone()
+            if legacy:
+                con.execute(f"DROP TABLE {LEGACY_PLAIN}")
+                con.execute("VACUUM")
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         with open_db(self.path) as con:
+            con.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed, not left behind
             yield con
 
     # -- apps ------------------------------------------------------------------------------
@@ -98,7 +108,7 @@ class AuthStore:
             try:
                 con.execute(
                     "INSERT INTO apps(appid, salt, secret_hash, created_at) VALUES (?, ?, ?, ?)",
-                    (appid, salt, _hash_secret(secret, salt), self.now()),
+                    (appid, salt, hash_secret(secret, salt), self.now()),
                 )
             except sqlite3.IntegrityError:
                 raise InvalidAppId(f"{appid} is registered already") from None
@@ -110,7 +120,7 @@ class AuthStore:
             cur = con.execute(
                 "UPDATE apps SET salt = ?, secret_hash = ?, secret_version = secret_version + 1"
                 " WHERE appid = ?",
-                (salt, _hash_secret(secret, salt), appid),
+                (salt, hash_secret(secret, salt), appid),
             )
             if cur.rowcount == 0:
                 raise InvalidAppId(f"{appid} is not registered")
@@ -118,13 +128,11 @@ class AuthStore:
                 "UPDATE tokens SET revoked_at = ? WHERE appid = ? AND revoked_at IS NULL",
                 (self.now(), appid),
             )
-            self._forget_plain(con, appid)
 
     def remove_app(self, appid: str) -> None:
         with self._db() as con:
             if con.execute("DELETE FROM apps WHERE appid = ?", (appid,)).rowcount == 0:
                 raise InvalidAppId(f"{appid} is not registered")
-            self._forget_plain(con, appid)
             con.execute("DELETE FROM tokens WHERE appid = ?", (appid,))
 
     def apps(self) -> list[tuple[str, float]]:
@@ -147,9 +155,25 @@ class AuthStore:
             ).fetchone()
         if row is None:
             raise InvalidAppId()
-        if not hmac.compare_digest(_hash_secret(secret, row[0]), row[1]):
+        mac = self._mac(appid, secret)
+        seen = self._verified.get(appid)
+        if seen is not None and seen[0] == row[0] and hmac.compare_digest(seen[1], mac):
+            return appid
+        if not hmac.compare_digest(hash_secret(secret, row[0]), row[1]):
             raise InvalidAppSecret()
+        self._verified[appid] = (row[0], mac)
         return appid
+
+    def _mac(self, appid: str, secret: str) -> bytes:
+        message = b"secret\0" + appid.encode() + b"\0" + secret.encode()
+        return hmac.new(self.key, message, hashlib.sha256).digest()
+
+    def known_secret(self, appid: str | None, secret: str | None) -> bool:
+        """Whether ``secret`` is the one last verified for ``appid`` (no scrypt, no I/O)."""
+        seen = self._verified.get(appid or "")
+        return bool(seen and secret) and hmac.compare_digest(
+            seen[1] if seen else b"", self._mac(appid or "", secret or "")
+        )
 
     # -- tokens ----------------------------------------------------------------------------
     def issue_token(self, appid: str | None, secret: str | None) -> Issued:
@@ -185,15 +209,26 @@ class AuthStore:
                 "AND revoked_at IS NULL",
                 (now, appid),
             )
-            self._forget_plain(con, appid)
             return self._new(con, appid, "stable", now)
         if row is not None and row[1] - now > self.overlap:
-            token = con.execute(
-                "SELECT token FROM stable_plain WHERE digest = ?", (row[0],)
-            ).fetchone()
-            if token is not None:
-                return Issued(token[0], int(row[1] - now))
+            token = self._derived(con, appid)
+            if token is not None and hmac.compare_digest(token_digest(token), row[0]):
+                return Issued(token, int(row[1] - now))
         return self._new(con, appid, "stable", now)
+
+    def _derived(self, con: sqlite3.Connection, appid: str, bump: bool = False) -> str | None:
+        """The app's current stable token (after moving to a new epoch with ``bump``)."""
+        if bump:
+            con.execute(
+                "INSERT INTO stable_epochs VALUES (?, 1) "
+                "ON CONFLICT(appid) DO UPDATE SET epoch = epoch + 1",
+                (appid,),
+            )
+        row = con.execute(
+            "SELECT e.epoch, a.salt FROM stable_epochs e JOIN apps a USING (appid) WHERE appid = ?",
+            (appid,),
+        ).fetchone()
+        return None if row is None else derive_stable(self.key, appid, row[1], row[0])
 
     def _may_force(self, con: sqlite3.Connection, appid: str, now: float) -> bool:
         recent = con.execute(
@@ -203,33 +238,18 @@ class AuthStore:
         count, last = recent
         return count < FORCE_REFRESH_PER_DAY and (last is None or now - last >= FORCE_REFRESH_GAP_S)
 
-    @staticmethod
-    def _forget_plain(con: sqlite3.Connection, appid: str) -> None:
-        con.execute(
-            "DELETE FROM stable_plain WHERE digest IN "
-            "(SELECT digest FROM tokens WHERE appid = ? AND kind = 'stable')",
-            (appid,),
-        )
-
     def _new(self, con: sqlite3.Connection, appid: str, kind: str, now: float) -> Issued:
         # Tokens dead for a day are of no use, even to tell 40001 from 42001.
         dead = (appid, now - 86_400)
-        con.execute(
-            "DELETE FROM stable_plain WHERE digest IN "
-            "(SELECT digest FROM tokens WHERE appid = ? AND expires_at < ?)",
-            dead,
-        )
         con.execute("DELETE FROM tokens WHERE appid = ? AND expires_at < ?", dead)
         con.execute("DELETE FROM force_refresh WHERE appid = ? AND at < ?", dead)
-        token = secrets.token_urlsafe(96)
+        # A stable token is handed out again, so it is derived (keys.py), never stored.
+        derived = self._derived(con, appid, bump=True) if kind == "stable" else None
+        token = derived or secrets.token_urlsafe(96)
         con.execute(
             "INSERT INTO tokens(digest, appid, kind, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-            (_digest(token), appid, kind, now, now + self.ttl),
+            (token_digest(token), appid, kind, now, now + self.ttl),
         )
-        if kind == "stable":
-            # The same stable token is handed out again, so it must be recoverable; it is
-            # kept beside its digest (the file is the server's own, like its TLS key).
-            con.execute("INSERT INTO stable_plain VALUES (?, ?)", (_digest(token), token))
         return Issued(token, self.ttl)
 
     def appid_for(self, token: str | None) -> str:
@@ -239,7 +259,7 @@ class AuthStore:
         with self._db() as con:
             row = con.execute(
                 "SELECT appid, issued_at, expires_at, revoked_at FROM tokens WHERE digest = ?",
-                (_digest(token),),
+                (token_digest(token),),
             ).fetchone()
         if row is None or row[3] is not None:
             raise InvalidCredential()

@@ -14,6 +14,8 @@ ID_DIMS: Final[tuple[Dim, ...]] = ("province", "city", "genders", "platforms", "
 UNKNOWN: Final = 0
 UNKNOWN_NAME: Final = "未知"
 OTHER_NAME: Final = "其他"
+#: The 其他 row that a protected app's small genders and ages rows fold into (docs/privacy.md).
+FOLDED_ID: Final = 99
 TOP_DEVICES: Final = 20
 
 GENDERS: Final[dict[int, str]] = {0: "未知", 1: "男", 2: "女"}
@@ -58,4 +60,6 @@ def value_name(dim: Dim, value_id: int) -> str:
     if dim == "city":
         return regions.city_name(value_id)
     table: dict[int, str] = {"genders": GENDERS, "platforms": PLATFORMS, "ages": AGES}[dim]
+    if value_id == FOLDED_ID and dim != "platforms":
+        return OTHER_NAME
     return table[value_id]

@@ -11,11 +11,15 @@ TZ = ZoneInfo("Asia/Shanghai")
 
 @dataclass(frozen=True, slots=True)
 class PortraitQuery:
-    """Portrait of ``appid`` over the inclusive Asia/Shanghai day window [begin, end]."""
+    """Portrait of ``appid`` over the inclusive Asia/Shanghai day window [begin, end].
+
+    ``threshold`` is the app's small-count k (docs/privacy.md); None shows exact rows.
+    """
 
     appid: str
     begin: dt.date
     end: dt.date
+    threshold: int | None = None
 
     def __post_init__(self) -> None:
         if self.end < self.begin:

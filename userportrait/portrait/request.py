@@ -35,18 +35,24 @@ def make_query(
     *,
     wechat_limits: bool = False,
     today: dt.date | None = None,
+    threshold: int | None = None,
 ) -> PortraitQuery:
-    """A validated query; with ``wechat_limits`` only 1/7/30-day spans ending <= yesterday."""
+    """A validated query; with ``wechat_limits`` only 1/7/30-day spans ending <= yesterday.
+
+    An app with a small-count ``threshold`` answers only such windows on every route
+    (docs/privacy.md: comparing [b, e] with [b, e+1] would undo the folding).
+    """
     if end < begin:
         raise InvalidDateRange("end_date is before begin_date")
     span = (end - begin).days + 1
-    if wechat_limits:
+    if wechat_limits or threshold is not None:
+        why = "" if wechat_limits else " (the app is protected by a small-count threshold)"
         if span not in WECHAT_SPANS:
-            raise InvalidDateRange(f"span is {span} days; allowed 1, 7 or 30")
+            raise InvalidDateRange(f"span is {span} days; allowed 1, 7 or 30{why}")
         yesterday = (today or today_shanghai()) - dt.timedelta(days=1)
         if end > yesterday:
-            raise InvalidDateRange(f"end_date must be {yyyymmdd(yesterday)} or earlier")
-    return PortraitQuery(appid=appid, begin=begin, end=end)
+            raise InvalidDateRange(f"end_date must be {yyyymmdd(yesterday)} or earlier{why}")
+    return PortraitQuery(appid=appid, begin=begin, end=end, threshold=threshold)
 
 
 def parse_body(raw: bytes, *, camel: bool = False) -> tuple[dt.date, dt.date]:

@@ -1,10 +1,11 @@
-"""Orchestrates the stages: query -> engine -> counts -> WeChat JSON."""
+"""Orchestrates the stages: query -> engine -> counts (-> small-count protection) -> WeChat JSON."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
 from userportrait.portrait.counts import PortraitCounts
+from userportrait.portrait.privacy import protect
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.result import RefDateMode, shape
 
@@ -19,4 +20,7 @@ class CountsPortraits(Protocol):
 def portrait(
     query: PortraitQuery, engine: CountsPortraits, mode: RefDateMode = "range"
 ) -> dict[str, Any]:
-    return shape(query, engine.run_portrait(query), mode)
+    counts = engine.run_portrait(query)
+    if query.threshold is not None:
+        counts = protect(counts, query.threshold)
+    return shape(query, counts, mode)

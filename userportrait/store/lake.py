@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from userportrait.portrait.dims import Dim
 from userportrait.settings import Settings
 from userportrait.store.catalog import Catalog, LakeFile
+from userportrait.store.sqlite import private_dir
 
 if TYPE_CHECKING:
     import duckdb
@@ -41,7 +42,7 @@ class Lake:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.root = settings.data_dir
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         self.catalog = Catalog(self.root / "catalog.sqlite")
 
     @property

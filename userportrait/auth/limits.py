@@ -1,0 +1,110 @@
+"""Brute force and cost limits on secret checks (``/cgi-bin/token``, ``stable_token``).
+
+One scrypt check costs ~16 MiB and ~50 ms of a core, so unauthenticated wrong-secret
+calls must neither run unbounded nor crowd out the rightful caller:
+
+* failed checks are counted per appid and per client address over a sliding minute;
+  past the limit a call is refused *before* scrypt with 45011, WeChat's minute-quota code;
+  a client that gave the right secret for the appid in the last day is not held back by
+  the appid's count (an attacker elsewhere cannot lock the app's own server out);
+* at most ``concurrent`` checks run at once and at most ``queue`` wait; more get -1
+  ``system busy`` (HTTP 503) at once;
+* the rightful caller's repeat check is a keyed hash compared in memory (``AuthStore``),
+  which skips scrypt and this queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+from userportrait.errors import Busy, InvalidAppId, InvalidAppSecret, MinuteQuotaExceeded
+
+T = TypeVar("T")
+WINDOW_S: Final = 60.0
+GOOD_FOR_S: Final = 86_400.0
+
+
+class SecretGuard:
+    def __init__(
+        self, *, per_app: int = 10, per_client: int = 20, concurrent: int = 2, queue: int = 8,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self.per_app = per_app
+        self.per_client = per_client
+        self.queue = queue
+        self.now = now
+        self._slots = asyncio.Semaphore(concurrent)
+        self._waiting = 0
+        self._fails: dict[str, deque[float]] = defaultdict(deque)
+        self._good: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, t: float) -> int:
+        q = self._fails.get(key)
+        if q is None:
+            return 0
+        while q and q[0] <= t - WINDOW_S:
+            q.popleft()
+        if not q:
+            del self._fails[key]
+            return 0
+        return len(q)
+
+    def admit(self, appid: str, client: str) -> None:
+        """Raise 45011 if this client or (for a client not known good) this appid failed too often."""
+        t = self.now()
+        with self._lock:
+            if self.per_client and self._recent("c:" + client, t) >= self.per_client:
+                raise MinuteQuotaExceeded("too many wrong secrets from this address")
+            good = self._good.get((appid, client), -GOOD_FOR_S) > t - GOOD_FOR_S
+            if self.per_app and not good and self._recent("a:" + appid, t) >= self.per_app:
+                raise MinuteQuotaExceeded("too many wrong secrets for this appid")
+
+    def record(self, appid: str, client: str, ok: bool) -> None:
+        t = self.now()
+        with self._lock:
+            if ok:
+                self._good[(appid, client)] = t
+                if len(self._good) > 100_000:  # bounded: forget the oldest half
+                    for key, _ in sorted(self._good.items(), key=lambda kv: kv[1])[:50_000]:
+                        del self._good[key]
+                return
+            self._fails["a:" + appid].append(t)
+            self._fails["c:" + client].append(t)
+            if len(self._fails) > 100_000:
+                for name in list(self._fails):
+                    self._recent(name, t)
+
+    async def check(
+        self, appid: str | None, client: str, run: Callable[[], Awaitable[T]], cheap: bool
+    ) -> T:
+        """``run()`` (a secret check) under the limits; ``cheap`` when it will skip scrypt."""
+        if not appid:
+            return await run()  # 41002 at once, no secret is checked
+        self.admit(appid, client)
+        try:
+            if cheap:
+                result = await run()
+            else:
+                if self._waiting >= self.queue:
+                    raise Busy("too many secret checks at once")
+                self._waiting += 1
+                try:
+                    await self._slots.acquire()
+                finally:
+                    self._waiting -= 1
+                try:
+                    self.admit(appid, client)  # failures may have piled up meanwhile
+                    result = await run()
+                finally:
+                    self._slots.release()
+        except (InvalidAppSecret, InvalidAppId):
+            self.record(appid, client, ok=False)
+            raise
+        self.record(appid, client, ok=True)
+        return result
