@@ -15,10 +15,11 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from userportrait import __version__
-from userportrait.api import errors, native, wechat
+from userportrait.api import dashboard, errors, native, wechat
 from userportrait.api.access import RequestContext
 from userportrait.auth.quota import Quota
 from userportrait.auth.store import AuthStore
+from userportrait.dashboard.sessions import SessionStore
 from userportrait.engine import get_engine
 from userportrait.portrait.cached import PortraitCache
 from userportrait.portrait.query import PortraitQuery
@@ -47,6 +48,11 @@ def create_app(settings: Settings) -> FastAPI:
             settings.data_dir / "meta.sqlite",
             ttl_s=settings.token_ttl_s,
             overlap_s=settings.token_overlap_s,
+        )
+        app.state.sessions = SessionStore(
+            settings.data_dir,
+            session_ttl_s=settings.dashboard_session_ttl_s,
+            link_ttl_s=settings.dashboard_link_ttl_s,
         )
         app.state.quota = Quota(settings.quota_per_day, settings.quota_per_minute)
         app.state.cache = cache
@@ -78,12 +84,15 @@ def create_app(settings: Settings) -> FastAPI:
             "Errors are HTTP 200 with `{errcode, errmsg}` (docs/api.md)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served by api.dashboard from the package's assets (works offline)
+        redoc_url=None,
     )
     errors.install(app)
     app.add_middleware(RequestContext)
     app.include_router(wechat.router)
     app.include_router(native.router)
     app.include_router(native.health)
+    dashboard.install(app)
     if settings.live_ingest:
         from userportrait.api import events
 

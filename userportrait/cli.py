@@ -281,10 +281,13 @@ def compact(appid: str | None, min_files: int, grace: float, data_dir: Path | No
 
 
 def _register_server_commands() -> None:
+    from userportrait.cli_dashboard import dashboard, demo
     from userportrait.cli_server import apps, serve
 
     cli.add_command(serve)
     cli.add_command(apps)
+    cli.add_command(dashboard)
+    cli.add_command(demo)
 
 
 _register_server_commands()

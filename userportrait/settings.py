@@ -48,6 +48,8 @@ class Settings:
     live_max_batch_records: int = 10_000
     live_max_body_bytes: int = 16 * 1024 * 1024
     live_compact_files: int = 16
+    dashboard_session_ttl_s: int = 28_800
+    dashboard_link_ttl_s: int = 600
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -108,4 +110,6 @@ SETTINGS: Final[dict[str, str]] = {
     "live_max_pending_events": "Events received but not yet in the store beyond which ingestion answers 503 + Retry-After.",
     "live_max_batch_records": "Records allowed in one POST /v1/events request (more: HTTP 413).",
     "live_max_body_bytes": "Bytes allowed in one POST /v1/events body after gzip decoding (more: HTTP 413).",
+    "dashboard_session_ttl_s": "Lifetime of a dashboard sign-in session, in seconds; then the page asks again.",
+    "dashboard_link_ttl_s": "How long a `userportrait dashboard link` sign-in link can be used (once), in seconds.",
 }
