@@ -153,8 +153,13 @@
 
   // -- rendering -------------------------------------------------------------------------
   function chart(id) {
-    const el = $(id);
-    if (!state.charts[id]) state.charts[id] = echarts.init(el, null, { renderer: "canvas" });
+    if (!state.charts[id]) {
+      const c = echarts.init($(id), null, { renderer: "canvas" });
+      // No transitions: one still running when the next window's numbers arrived made
+      // ECharts 6 throw now and then (a matrix of null, in an animation frame).
+      c.setOption({ animation: false });
+      state.charts[id] = c;
+    }
     return state.charts[id];
   }
 
@@ -180,6 +185,7 @@
     $("panel-trend").hidden = !days || days.length < 2;
     if ($("panel-trend").hidden) return;
     chart("chart-trend").setOption({
+      animation: false,
       color: [COLORS[1], COLORS[0]],
       tooltip: { trigger: "axis" },
       legend: { top: 0 },
@@ -191,24 +197,41 @@
         { name: "新增用户", type: "line", smooth: true, data: days.map((d) => d.new) },
       ],
     }, true);
-    chart("chart-trend").resize();
+    if (hasSize($("chart-trend"))) chart("chart-trend").resize();
   }
 
+  // A map laid out in a box of zero width has a singular transform, which ECharts 6 then
+  // fails to invert (a TypeError in its frame loop): draw it once it has a size again.
+  const hasSize = (el) => el.offsetWidth > 0 && el.offsetHeight > 0;
+
   function renderMap() {
+    state.mapPending = !hasSize($("chart-province"));
+    if (state.mapPending) return;
     const audience = $("map-audience").value;
     const rows = state.body[audience].province;
     const names = state.provinceNames || {};
     const data = rows.filter((r) => names[r.id]).map((r) => ({ name: names[r.id], value: r.value, full: r.name }));
     const max = Math.max(1, ...data.map((d) => d.value));
-    chart("chart-province").setOption({
+    const offMap = rows.filter((r) => !names[r.id]).reduce((s, r) => s + r.value, 0);
+    $("province-off-map").textContent = `未知 / 其他：${fmt(offMap)}`;
+    const c = chart("chart-province");
+    const series = { name: audience === "visit_uv" ? "活跃用户" : "新增用户", data };
+    if ((c.getOption().series || []).length) {
+      // Merge new numbers into the drawn map: replacing the whole option rebuilds the geo
+      // coordinate system, which ECharts 6 can trip over while a previous frame is pending.
+      c.setOption({ visualMap: { max }, series: [series] });
+      return;
+    }
+    c.setOption({
+      animation: false,
       tooltip: { trigger: "item", formatter: (p) => `${p.data ? p.data.full : p.name}：${fmt(p.value || 0)}` },
       visualMap: { min: 0, max, left: 8, bottom: 8, text: ["多", "少"], calculable: true, inRange: { color: ["#e8f7ee", "#5fd394", "#07a351", "#035e2e"] } },
       series: [{
-        name: audience === "visit_uv" ? "活跃用户" : "新增用户", type: "map", map: "china", roam: false,
-        label: { show: false }, emphasis: { label: { show: true } }, data,
+        ...series, type: "map", map: "china", roam: false,
+        label: { show: false }, emphasis: { label: { show: true } },
         itemStyle: { areaColor: "#f3f5f7", borderColor: "#b9c2cc" },
       }],
-    }, true);
+    });
   }
 
   function renderBars(dim, id, horizontal, byId) {
@@ -224,6 +247,7 @@
     const val = { type: "value" };
     if (horizontal) cat.inverse = true;
     chart(id).setOption({
+      animation: false,
       color: COLORS,
       tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
       legend: { top: 0 },
@@ -357,7 +381,10 @@
       e.preventDefault();
       signin({ admin_key: $("signin-admin-key").value });
     });
-    window.addEventListener("resize", () => Object.values(state.charts).forEach((c) => c.resize()));
+    window.addEventListener("resize", () => {
+      for (const c of Object.values(state.charts)) if (hasSize(c.getDom())) c.resize();
+      if (state.mapPending && state.body) renderMap();
+    });
     for (const b of document.querySelectorAll("[data-window]")) b.setAttribute("aria-pressed", String(b.dataset.window === state.window));
   }
 
@@ -369,15 +396,21 @@
     state.provinceNames = Object.fromEntries(geo.features.map((f) => [Math.floor(Number(f.properties.id) / 10000), f.properties.name]));
   }
 
+  function linkSignin() {
+    const code = location.hash.match(/code=([A-Za-z0-9_-]+)/);
+    if (!code) return false;
+    // The code came in the fragment (never sent to a server or its logs); drop it now.
+    history.replaceState(null, "", location.pathname + location.search);
+    signin({ code: code[1] });
+    return true;
+  }
+
   async function boot() {
     bind();
     await loadMap();
-    const code = location.hash.match(/code=([A-Za-z0-9_-]+)/);
-    if (code) {
-      // The code came in the fragment (never sent to a server or its logs); drop it now.
-      history.replaceState(null, "", location.pathname + location.search);
-      return signin({ code: code[1] });
-    }
+    // A link opened in a tab already showing the dashboard changes only the fragment.
+    window.addEventListener("hashchange", linkSignin);
+    if (linkSignin()) return;
     try {
       signedIn(await api("GET", "/dashboard/me"));
     } catch (e) {
