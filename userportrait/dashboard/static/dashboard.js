@@ -243,7 +243,8 @@
       const m = new Map(body[audience][dim].map((r) => [keyOf(r), r.value]));
       return rows.map((r) => m.get(keyOf(r)) || 0);
     };
-    const cat = { type: "category", data: names, axisLabel: { interval: 0, hideOverlap: !horizontal } };
+    const narrow = !horizontal && $(id).offsetWidth < 480 && names.length > 4;
+    const cat = { type: "category", data: names, axisLabel: { interval: 0, rotate: narrow ? 35 : 0 } };
     const val = { type: "value" };
     if (horizontal) cat.inverse = true;
     chart(id).setOption({
