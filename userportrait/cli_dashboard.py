@@ -81,12 +81,17 @@ def demo(data_dir: Path, host: str, port: int, users: int, days: int, no_serve: 
     )  # fmt: skip
     with progress:
         gen = progress.add_task("", total=1.0, name="generate")
-        ing = progress.add_task("", total=1.0, name="ingest")
+        ing = progress.add_task("", total=1.0, name="ingest", start=False)
+
+        def on_ingest(desc: str, frac: float) -> None:
+            progress.start_task(ing)  # its clock starts when generation is done
+            progress.update(ing, description=desc, completed=frac)
+
         try:
             data = prepare(
                 data_dir, users=users, days=days,
                 on_generate=lambda d, f: progress.update(gen, description=d, completed=f),
-                on_ingest=lambda d, f: progress.update(ing, description=d, completed=f),
+                on_ingest=on_ingest,
             )  # fmt: skip
         except ValueError as exc:
             progress.stop()
