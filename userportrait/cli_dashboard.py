@@ -85,7 +85,9 @@ def demo(data_dir: Path, host: str, port: int, users: int, days: int, no_serve: 
 
         def on_ingest(desc: str, frac: float) -> None:
             progress.start_task(ing)  # its clock starts when generation is done
-            progress.update(ing, description=desc, completed=frac)
+            # Loading reaches 1.0 before the portrait state is built; the bar (and its
+            # clock) finishes only when prepare() returns.
+            progress.update(ing, description=desc, completed=min(frac, 0.99))
 
         try:
             data = prepare(
@@ -97,9 +99,11 @@ def demo(data_dir: Path, host: str, port: int, users: int, days: int, no_serve: 
             progress.stop()
             fail(str(exc))
             return
-        if data.reused:
-            for task in (gen, ing):
-                progress.update(task, description=f"reused {data_dir}", completed=1.0)
+        for task in (gen, ing):
+            progress.start_task(task)
+            if data.reused:
+                progress.update(task, description=f"reused {data_dir}")
+            progress.update(task, completed=1.0)
     settings = make_settings(data_dir, host=host, port=port)
     base = f"http://{host}:{port}"
     link = sign_in_link(data_dir, DEMO_APPID, base, settings.dashboard_link_ttl_s)
