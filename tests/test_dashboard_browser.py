@@ -328,3 +328,12 @@ def test_docs_page_works_offline(browser: Browser, dash: Dash) -> None:
     assert "userportrait" in page.inner_text(".swagger-ui .info .title")
     page.get_by_text("/v1/apps/{appid}/portrait", exact=True).wait_for()
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_the_guard_catches_another_host(browser: Browser, dash: Dash) -> None:
+    page = new_page(browser, dash)
+    page.goto(dash.url + "/docs")
+    page.evaluate("fetch('http://example.invalid/x').catch(() => null)")
+    page.wait_for_timeout(200)
+    assert dash.foreign == ["http://example.invalid/x"]
+    dash.foreign.clear()  # seen: the guard works; the autouse check stays green
