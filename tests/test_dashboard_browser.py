@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from click.testing import CliRunner
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.server import live_server
 from userportrait.auth.store import AuthStore
@@ -31,9 +32,6 @@ from userportrait.ingest.pipeline import ingest_file
 from userportrait.portrait.query import today_shanghai
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium tries Google's services and, on a closed
