@@ -94,6 +94,17 @@ async def test_every_route_error_shape(api_settings: Settings) -> None:
             ("POST", f"{COMP}/api_query_auth", {"params": {"component_access_token": "x"}, "json": {}}, 40001, "invalid credential"),
             ("GET", f"{COMP}/api_authorizer_token", {}, 43002, "require POST method"),
             ("POST", f"{COMP}/api_get_authorizer_info", {"params": {"component_access_token": "x"}, "json": {}}, 40001, "invalid credential"),
+            ("POST", "/dashboard/signin", {"content": b""}, 44002, "empty post data"),
+            ("POST", "/dashboard/signin", {"content": b"{"}, 47001, "data format error: body is not valid JSON"),
+            ("POST", "/dashboard/signin", {"json": {"appid": 7}}, 47001, "data format error: body must be a JSON object of strings"),
+            ("POST", "/dashboard/signin", {"json": {"appid": A}}, 41004, "appsecret missing"),
+            ("POST", "/dashboard/signin", {"json": {"appid": A, "secret": "wrong"}}, 40125, "invalid appsecret"),
+            ("POST", "/dashboard/signin", {"json": {"code": "used-or-made-up"}}, 40001, "invalid credential"),
+            ("GET", "/dashboard/signin", {}, 43002, "require POST method"),
+            ("GET", "/dashboard/signout", {}, 43002, "require POST method"),
+            ("GET", "/dashboard/me", {}, 41001, "access_token missing: not signed in"),
+            ("GET", "/dashboard/trend", {"params": {"appid": A, **WINDOW}}, 41001, "access_token missing: not signed in"),
+            ("GET", "/dashboard/trend", {"params": WINDOW}, 47001, "data format error: appid: Field required"),
         ]  # fmt: skip
         seen: set[str] = set()
         for method, path, kwargs, errcode, text in cases:

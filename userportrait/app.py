@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from userportrait import __version__
-from userportrait.api import component, errors, native, wechat
+from userportrait.api import component, dashboard, errors, native, wechat
 from userportrait.api.access import RequestContext
 from userportrait.api.body import BodyLimit
 from userportrait.api.cache import PortraitCache
@@ -28,6 +28,7 @@ from userportrait.auth.limits import SecretGuard
 from userportrait.auth.policy import Policy
 from userportrait.auth.quota import Quota
 from userportrait.auth.store import AuthStore
+from userportrait.dashboard.sessions import SessionStore
 from userportrait.engine import get_engine
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.result import RefDateMode
@@ -70,6 +71,11 @@ def create_app(settings: Settings) -> FastAPI:
             queue=settings.secret_checks_queue,
         )
         app.state.thresholds = Thresholds(settings.data_dir / "meta.sqlite")
+        app.state.sessions = SessionStore(
+            settings.data_dir,
+            session_ttl_s=settings.dashboard_session_ttl_s,
+            link_ttl_s=settings.dashboard_link_ttl_s,
+        )
         app.state.cache = cache
         app.state.run_portrait = run_portrait
         live = None
@@ -112,6 +118,8 @@ def create_app(settings: Settings) -> FastAPI:
             "Errors are HTTP 200 with `{errcode, errmsg}` (docs/api.md)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served by api.dashboard from the package's assets (works offline)
+        redoc_url=None,
     )
     errors.install(app)
     # Every body is limited while it streams in (issue 10); RequestContext stays outermost.
@@ -125,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(component.router)
     app.include_router(native.router)
     app.include_router(native.health)
+    dashboard.install(app)
     if settings.live_ingest:
         from userportrait.api import events
 

@@ -270,6 +270,7 @@ def compact(appid: str | None, min_files: int, grace: float, data_dir: Path | No
 
 def _register_server_commands() -> None:
     from userportrait.cli_access import apps_allow_ip, apps_security, component
+    from userportrait.cli_dashboard import dashboard, demo
     from userportrait.cli_server import apps, serve
 
     cli.add_command(serve)
@@ -277,6 +278,8 @@ def _register_server_commands() -> None:
     apps.add_command(apps_security)
     apps.add_command(apps_allow_ip)
     cli.add_command(component)
+    cli.add_command(dashboard)
+    cli.add_command(demo)
 
 
 _register_server_commands()

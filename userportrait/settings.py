@@ -59,6 +59,8 @@ class Settings:
     secret_failures_per_client: int = 20
     secret_checks_concurrent: int = 2
     secret_checks_queue: int = 8
+    dashboard_session_ttl_s: int = 28_800
+    dashboard_link_ttl_s: int = 600
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -132,4 +134,6 @@ SETTINGS: Final[dict[str, str]] = {
     "secret_failures_per_client": "Wrong secrets per client address per minute before its token calls answer 45011 (0 = no limit).",
     "secret_checks_concurrent": "Secret checks (scrypt, ~16 MiB each) running at once.",
     "secret_checks_queue": "Secret checks allowed to wait for a slot; beyond it -1 system busy (HTTP 503).",
+    "dashboard_session_ttl_s": "Lifetime of a dashboard sign-in session, in seconds; then the page asks again.",
+    "dashboard_link_ttl_s": "How long a `userportrait dashboard link` sign-in link can be used (once), in seconds.",
 }

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from userportrait import __version__
+from userportrait.api import dashboard
 from userportrait.api.errors import WeChatJSON
 from userportrait.api.security import check_ip
 from userportrait.errors import Unauthorized
@@ -99,7 +100,9 @@ async def native_portrait(
     access_token: Annotated[str | None, Query(description="The app's access_token")] = None,
     authorization: Annotated[str | None, Header(description="Bearer <access_token>")] = None,
 ) -> Any:
-    if await app_of_token(request, access_token, authorization) != appid:
+    if not (access_token or authorization) and dashboard.COOKIE in request.cookies:
+        await dashboard.session_appid(request, appid)  # the dashboard reads its numbers here
+    elif await app_of_token(request, access_token, authorization) != appid:
         raise Unauthorized("the access_token belongs to another app")
     query = make_query(
         appid, parse_date(begin, "begin"), parse_date(end, "end"),

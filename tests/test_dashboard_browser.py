@@ -1,0 +1,337 @@
+"""The dashboard in a real headless Chromium (Debian's ``chromium``, driven by Playwright).
+
+``scripts/install --dev`` installs the browser (``apt-get install chromium``); Playwright
+never downloads one. Every page gets a route guard that fails the test on any request to a
+host other than the server (the dashboard and /docs must work offline). Screenshots at
+laptop and phone width go to ``test-artifacts/`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+from tests.server import live_server
+from userportrait.auth.store import AuthStore
+from userportrait.cli import cli
+from userportrait.generate import GeneratorConfig, write_events
+from userportrait.ingest.pipeline import ingest_file
+from userportrait.portrait.query import today_shanghai
+from userportrait.settings import Settings
+from userportrait.store.lake import Lake
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium tries Google's services and, on a closed
+# network, stalls; --headless etc. as the issue prescribes.
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+APP, SECRET = "wx0000000000000001", "browser-secret"
+DIMS = ("province", "city", "genders", "platforms", "devices", "ages")
+CHARTS = ("chart-trend", "chart-province", "chart-city", "chart-ages", "chart-genders",
+          "chart-platforms", "chart-devices")  # fmt: skip
+DESKTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+@dataclass
+class Dash:
+    url: str
+    settings: Settings
+    token: str
+    foreign: list[str] = field(default_factory=list)
+
+    def portrait(self, begin: dt.date, end: dt.date, appid: str = APP) -> dict[str, Any]:
+        res = httpx.get(
+            f"{self.url}/v1/apps/{appid}/portrait",
+            params={"begin": f"{begin:%Y%m%d}", "end": f"{end:%Y%m%d}", "access_token": self.token},
+        )
+        body: dict[str, Any] = res.json()
+        assert "visit_uv" in body, body
+        return body
+
+    def link(self) -> str:
+        out = CliRunner().invoke(
+            cli,
+            [
+                "dashboard",
+                "link",
+                "--appid",
+                APP,
+                "--base-url",
+                self.url,
+                "--data-dir",
+                str(self.settings.data_dir),
+            ],  # fmt: skip
+            catch_exceptions=False,
+        )
+        assert out.exit_code == 0, out.output
+        return out.output.strip()
+
+
+@pytest.fixture(scope="module")
+def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dash]:
+    root = tmp_path_factory.mktemp("dashboard")
+    settings = Settings(data_dir=root / "data", duckdb_memory_limit_mb=512)
+    yesterday = today_shanghai() - dt.timedelta(days=1)
+    events = root / "events.parquet"
+    write_events(events, GeneratorConfig(users=3000, days=40, end=yesterday, apps=2, seed=3))
+    ingest_file(Lake(settings), events)
+    AuthStore(settings.data_dir / "meta.sqlite").add_app(APP, SECRET)
+    with live_server(settings) as url:
+        res = httpx.get(f"{url}/cgi-bin/token", params={
+            "grant_type": "client_credential", "appid": APP, "secret": SECRET})  # fmt: skip
+        yield Dash(url, settings, res.json()["access_token"])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def new_page(browser: Browser, dash: Dash, viewport: dict[str, int] = DESKTOP) -> Page:
+    context = browser.new_context(viewport=viewport, accept_downloads=True)
+    here = urlsplit(dash.url).netloc
+
+    def guard(route: Route) -> None:
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("http", "https") and parts.netloc != here:
+            dash.foreign.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"{e} {e.stack}"))
+    page.set_default_timeout(15_000)
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+@pytest.fixture(autouse=True)
+def only_this_server(dash: Dash) -> Iterator[None]:
+    yield
+    assert dash.foreign == [], "requests to other hosts"
+
+
+def wait_ready(page: Page, state: str = "ready") -> None:
+    page.wait_for_selector(f"#status[data-state={state}]", state="attached")
+
+
+def sign_in_by_form(page: Page, dash: Dash) -> None:
+    page.goto(dash.url + "/")
+    page.fill("#signin-appid", APP)
+    page.fill("#signin-secret", SECRET)
+    page.click("#signin-app button[type=submit]")
+    wait_ready(page)
+
+
+def merged(body: dict[str, Any], dim: str) -> dict[str, tuple[int, int]]:
+    """name -> (new, active), as the index table shows them."""
+    out = {r["name"]: (0, r["value"]) for r in body["visit_uv"][dim]}
+    for r in body["visit_uv_new"][dim]:
+        out[r["name"]] = (r["value"], out.get(r["name"], (0, 0))[1])
+    return out
+
+
+def total(audience: dict[str, Any]) -> int:
+    return sum(r["value"] for r in audience["genders"])
+
+
+def check_page_equals_api(page: Page, body: dict[str, Any], days: int) -> None:
+    new, active = total(body["visit_uv_new"]), total(body["visit_uv"])
+    assert page.inner_text("#total-new").replace(",", "") == str(new)
+    assert page.inner_text("#total-active").replace(",", "") == str(active)
+    for dim in DIMS:
+        page.click(f"#index-dims [data-dim={dim}]")
+        rows = page.eval_on_selector_all(
+            "#index-table tbody tr",
+            "trs => trs.map(tr => [tr.cells[0].textContent, +tr.dataset.new, +tr.dataset.active])",
+        )
+        assert {n: (a, b) for n, a, b in rows} == merged(body, dim), dim
+    # Every chart has drawn a canvas, and its series hold the API's numbers.
+    options = page.evaluate(
+        """ids => Object.fromEntries(ids.map(id => {
+             const c = echarts.getInstanceByDom(document.getElementById(id));
+             const el = document.getElementById(id);
+             return [id, c && el.querySelector('canvas') && el.offsetHeight > 0
+                         ? c.getOption().series.map(s => s.data) : null];
+           }))""",
+        list(CHARTS if days > 1 else CHARTS[1:]),
+    )
+    for dim in ("city", "ages", "genders", "platforms", "devices"):
+        series = options[f"chart-{dim}"]
+        assert series is not None, dim
+        assert sorted(series[1]) == sorted(r["value"] for r in body["visit_uv"][dim][:20]), dim
+        assert sum(series[0]) == sum(
+            merged(body, dim)[r["name"]][0] for r in body["visit_uv"][dim][:20]
+        ), dim
+    on_map = [d["value"] for d in options["chart-province"][0] if "full" in d]
+    provinces = body["visit_uv"]["province"]
+    assert sorted(on_map) == sorted(r["value"] for r in provinces if r["id"] not in (0, 99))
+    off_map = sum(r["value"] for r in provinces if r["id"] in (0, 99))  # 未知, 其他
+    assert page.inner_text("#province-off-map") == f"未知 / 其他：{off_map:,}"
+    if days > 1:
+        trend = options["chart-trend"]
+        assert len(trend[0]) == days and len(trend[1]) == days
+
+
+def test_link_sign_in_every_window_numbers_and_charts(browser: Browser, dash: Dash) -> None:
+    page = new_page(browser, dash)
+    page.goto(dash.link())
+    wait_ready(page)
+    assert page.evaluate("location.hash") == ""  # the code left the address bar at once
+    end = today_shanghai() - dt.timedelta(days=1)
+    for button, days in (("昨天", 1), ("近7天", 7), ("近30天", 30)):
+        page.click(f"[data-window] >> text={button}")
+        wait_ready(page)
+        begin = end - dt.timedelta(days=days - 1)
+        label = f"{begin}" if days == 1 else f"{begin} 至 {end}"
+        assert page.inner_text("#window-label") == label
+        check_page_equals_api(page, dash.portrait(begin, end), days)
+        if days == 30:
+            page.evaluate("window.scrollTo(0, 0)")  # the sticky bar stays on top in the shot
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-desktop.png"), full_page=True)
+    # Any range (the native API has no WeChat limits): the whole 40 days.
+    begin = end - dt.timedelta(days=39)
+    page.click("[data-window=custom]")
+    page.fill("#begin", begin.isoformat())
+    page.fill("#end", end.isoformat())
+    page.click("#range button[type=submit]")
+    wait_ready(page)
+    check_page_equals_api(page, dash.portrait(begin, end), 40)
+    # The index sorts by any column.
+    page.click("#index-dims [data-dim=province]")
+    page.click("th[data-sort=index]")
+    assert page.get_attribute("th[data-sort=index]", "aria-sort") == "descending"
+    shown = page.eval_on_selector_all(
+        "#index-table tbody tr td:last-child", "tds => tds.map(td => td.textContent)"
+    )
+    numbers = [int(x) for x in shown if x != "—"]
+    assert numbers == sorted(numbers, reverse=True) and len(numbers) > 5
+    page.click("th[data-sort=index]")
+    assert page.get_attribute("th[data-sort=index]", "aria-sort") == "ascending"
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_form_sign_in_on_a_phone_and_export(browser: Browser, dash: Dash) -> None:
+    page = new_page(browser, dash, PHONE)
+    sign_in_by_form(page, dash)
+    end = today_shanghai() - dt.timedelta(days=1)
+    begin = end - dt.timedelta(days=6)
+    body = dash.portrait(begin, end)
+    check_page_equals_api(page, body, 7)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.evaluate("window.scrollTo(0, 0)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+
+    with page.expect_download() as got:
+        page.click("#export-json")
+    exported = json.loads(Path(got.value.path()).read_text("utf-8"))
+    assert got.value.suggested_filename == f"portrait-{APP}-{begin:%Y%m%d}-{end:%Y%m%d}.json"
+    assert exported["portrait"] == body
+    assert exported["totals"] == {
+        "new": total(body["visit_uv_new"]),
+        "active": total(body["visit_uv"]),
+    }
+    assert [d["date"] for d in exported["trend"]] == [
+        f"{begin + dt.timedelta(days=i):%Y%m%d}" for i in range(7)
+    ]
+
+    with page.expect_download() as got:
+        page.click("#export-csv")
+    text = Path(got.value.path()).read_text("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    for dim in DIMS:
+        mine = {r["name"]: (int(r["new"]), int(r["active"])) for r in rows if r["dimension"] == dim}
+        assert mine == merged(body, dim), dim
+    assert {(r["appid"], r["begin"], r["end"]) for r in rows} == {
+        (APP, f"{begin:%Y%m%d}", f"{end:%Y%m%d}")
+    }
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_sign_out_expiry_used_link_and_states(browser: Browser, dash: Dash) -> None:
+    page = new_page(browser, dash)
+    link = dash.link()
+    page.goto(link)
+    wait_ready(page)
+    cookies = page.context.cookies()
+    assert [(c["name"], c["httpOnly"], c["sameSite"]) for c in cookies] == [
+        ("userportrait_session", True, "Strict")
+    ]
+    assert page.evaluate("document.cookie") == "" and page.evaluate("localStorage.length") == 0
+    page.click("#signout")
+    expect(page.locator("#signin-message")).to_have_text("已退出登录。")
+    page.reload()
+    page.wait_for_selector("#signin:not([hidden])")
+    # The same link a second time: used up.
+    page.goto(link)
+    expect(page.locator("#signin-message")).to_have_text(
+        "登录链接无效、已使用或已过期，请重新登录。"
+    )
+
+    sign_in_by_form(page, dash)
+    # An empty window and a server error have their own messages.
+    page.click("[data-window=custom]")
+    page.fill("#begin", "2020-01-01")
+    page.fill("#end", "2020-01-07")
+    page.click("#range button[type=submit]")
+    wait_ready(page, "empty")
+    assert page.inner_text("#status") == "该时间范围内没有访问数据。"
+    assert page.inner_text("#total-active") == "0"
+    page.route(
+        "**/v1/apps/**",
+        lambda route: route.fulfill(
+            status=200, content_type="application/json",
+            body='{"errcode":-1,"errmsg":"system error rid: 0-0-0"}',
+        ),
+    )  # fmt: skip
+    page.click("[data-window='7']")
+    wait_ready(page, "error")
+    assert page.inner_text("#status") == "加载失败：system error rid: 0-0-0"
+    page.unroute("**/v1/apps/**")
+
+    with sqlite3.connect(dash.settings.data_dir / "dashboard.sqlite") as con:
+        con.execute("UPDATE sessions SET expires_at = 0")  # every session runs out now
+    page.click("[data-window='30']")
+    expect(page.locator("#signin-message")).to_have_text("登录已过期，请重新登录。")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_docs_page_works_offline(browser: Browser, dash: Dash) -> None:
+    page = new_page(browser, dash)
+    page.goto(dash.url + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "userportrait" in page.inner_text(".swagger-ui .info .title")
+    page.get_by_text("/v1/apps/{appid}/portrait", exact=True).wait_for()
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_the_guard_catches_another_host(browser: Browser, dash: Dash) -> None:
+    page = new_page(browser, dash)
+    page.goto(dash.url + "/docs")
+    page.evaluate("fetch('http://example.invalid/x').catch(() => null)")
+    page.wait_for_timeout(200)
+    assert dash.foreign == ["http://example.invalid/x"]
+    dash.foreign.clear()  # seen: the guard works; the autouse check stays green

@@ -1,0 +1,159 @@
+"""The dashboard: the page at ``/``, its assets, sign-in / sign-out, and the offline ``/docs``.
+
+The page reads its portraits from the native API (``/v1/apps/{appid}/portrait``), which
+accepts the session cookie as well as an access_token, so the dashboard shows exactly what
+the API answers. The session id lives only in an HttpOnly, SameSite=Strict cookie; a
+sign-in link carries its one-time code in the URL fragment, which browsers never send, and
+the page posts it here (docs/dashboard.md).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from userportrait.api.errors import WeChatJSON
+from userportrait.dashboard import STATIC_DIR
+from userportrait.dashboard.sessions import Session, SessionStore
+from userportrait.errors import EmptyPostData, InvalidRequest, Unauthorized
+from userportrait.portrait.request import make_query, parse_date
+from userportrait.portrait.trend import daily_trend
+
+COOKIE: Final = "userportrait_session"
+ASSETS: Final = "/assets"
+#: Everything from this server only; ECharts sets inline styles on the nodes it draws.
+CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
+
+
+def sessions(request: Request) -> SessionStore:
+    store: SessionStore = request.app.state.sessions
+    return store
+
+
+async def session_of(request: Request) -> Session:
+    """The request's live dashboard session; 41001 / 40001 / 42001 otherwise."""
+    return await run_in_threadpool(sessions(request).get, request.cookies.get(COOKIE))
+
+
+async def session_appid(request: Request, appid: str) -> str:
+    """``appid`` if the request's session may read it (the native API's cookie path)."""
+    if not (await session_of(request)).may_read(appid):
+        raise Unauthorized("the session belongs to another app")
+    return appid
+
+
+def _ok(request: Request, body: dict[str, Any], sid: str | None = None) -> WeChatJSON:
+    res = WeChatJSON({"errcode": 0, "errmsg": "ok", **body})
+    res.headers["Cache-Control"] = "no-store"
+    if sid is not None:
+        res.set_cookie(
+            COOKIE, sid, max_age=sessions(request).session_ttl, path="/", httponly=True,
+            samesite="strict", secure=request.url.scheme == "https",
+        )  # fmt: skip
+    return res
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        raise EmptyPostData()
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidRequest("body is not valid JSON") from None
+    if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
+        raise InvalidRequest("body must be a JSON object of strings")
+    return body
+
+
+async def _whoami(request: Request, session: Session) -> dict[str, Any]:
+    if session.appid is not None:
+        apps = [session.appid]
+    else:
+        apps = [a for a, _ in await run_in_threadpool(request.app.state.auth.apps)]
+    return {"admin": session.appid is None, "apps": apps, "expires_at": int(session.expires_at)}
+
+
+@router.post("/signin")
+async def signin(request: Request) -> WeChatJSON:
+    """Sign in with ``{"appid", "secret"}``, ``{"admin_key"}`` or a link's ``{"code"}``."""
+    body = await _json_object(request)
+    store = sessions(request)
+    appid: str | None
+    if "code" in body:
+        appid = await run_in_threadpool(store.redeem, body["code"])
+    elif "admin_key" in body:
+        await run_in_threadpool(store.check_admin_key, body["admin_key"])
+        appid = None
+    else:
+        auth = request.app.state.auth
+        appid = await run_in_threadpool(auth.check_secret, body.get("appid"), body.get("secret"))
+    sid = await run_in_threadpool(store.start, appid)
+    return _ok(request, await _whoami(request, await run_in_threadpool(store.get, sid)), sid)
+
+
+@router.post("/signout")
+async def signout(request: Request) -> WeChatJSON:
+    await run_in_threadpool(sessions(request).end, request.cookies.get(COOKIE))
+    res = _ok(request, {})
+    res.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return res
+
+
+@router.get("/me")
+async def me(request: Request) -> WeChatJSON:
+    return _ok(request, await _whoami(request, await session_of(request)))
+
+
+@router.get("/trend")
+async def trend(
+    request: Request,
+    appid: Annotated[str, Query()],
+    begin: Annotated[str, Query()],
+    end: Annotated[str, Query()],
+) -> WeChatJSON:
+    """Active and new users per day of the window (through the server's portrait path)."""
+    await session_appid(request, appid)
+    query = make_query(
+        appid, parse_date(begin, "begin"), parse_date(end, "end"),
+        threshold=request.app.state.thresholds.get(appid),
+    )  # fmt: skip
+    return _ok(request, {"days": await daily_trend(query, request.app.state.run_portrait)})
+
+
+async def page(request: Request) -> Response:
+    res = FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
+    res.headers.update(
+        {"Content-Security-Policy": CSP, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    )  # fmt: skip
+    return res
+
+
+async def docs(request: Request) -> HTMLResponse:
+    """Swagger UI from this package's assets (FastAPI's default loads it from a CDN)."""
+    swagger = f"{ASSETS}/vendor/swagger-ui"
+    return get_swagger_ui_html(
+        openapi_url=request.app.openapi_url or "/openapi.json",
+        title=f"{request.app.title} - API docs",
+        swagger_js_url=f"{swagger}/swagger-ui-bundle.js",
+        swagger_css_url=f"{swagger}/swagger-ui.css",
+        swagger_favicon_url=f"{swagger}/favicon-32x32.png",
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Routes of the dashboard and ``/docs`` (create the app with ``docs_url=None``)."""
+    app.include_router(router)
+    app.add_route("/", page, methods=["GET"], include_in_schema=False)
+    app.add_route("/docs", docs, methods=["GET"], include_in_schema=False)
+    app.mount(ASSETS, StaticFiles(directory=STATIC_DIR), name="assets")

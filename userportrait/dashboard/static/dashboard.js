@@ -1,0 +1,423 @@
+/* The dashboard: sign-in, window picker, totals, map, bar charts, new-vs-active index, export.
+   Plain JavaScript, no build step. Every number comes from the native API
+   (/v1/apps/{appid}/portrait, authorised by the HttpOnly session cookie), so the page shows
+   exactly what the API answers; the daily trend comes from /dashboard/trend. */
+"use strict";
+(() => {
+  const DIMS = [["province", "省份"], ["city", "城市"], ["genders", "性别"], ["platforms", "平台"], ["devices", "机型"], ["ages", "年龄"]];
+  const AUDIENCES = [["visit_uv_new", "新增用户"], ["visit_uv", "活跃用户"]];
+  const AUTH_CODES = new Set([41001, 40001, 42001]);
+  const EXPIRED = "登录已过期，请重新登录。";
+  const COLORS = ["#07c160", "#3b7ddd"];
+  const state = {
+    apps: [], appid: null, window: "7", begin: null, end: null, body: null, trend: null,
+    indexDim: "province", sortKey: "active", sortDir: -1, charts: {}, provinceNames: null, seq: 0,
+  };
+  const $ = (id) => document.getElementById(id);
+  const fmt = (n) => n.toLocaleString("zh-CN");
+  const pct = (x) => (x * 100).toFixed(1) + "%";
+
+  class ApiError extends Error {
+    constructor(code, message) { super(message); this.code = code; }
+  }
+
+  async function api(method, path, body) {
+    const init = { method, credentials: "same-origin", headers: {} };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try { res = await fetch(path, init); } catch (e) { throw new ApiError(-1, "无法连接服务器"); }
+    let data;
+    try { data = await res.json(); } catch (e) { throw new ApiError(-1, `HTTP ${res.status}`); }
+    if (data.errcode) throw new ApiError(data.errcode, data.errmsg);
+    return data;
+  }
+
+  // -- dates: WeChat's days are Asia/Shanghai days ------------------------------------------
+  function todayShanghai() {
+    return new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
+  }
+  function addDays(iso, n) {
+    const d = new Date(iso + "T00:00:00Z");
+    d.setUTCDate(d.getUTCDate() + n);
+    return d.toISOString().slice(0, 10);
+  }
+  const compact = (iso) => iso.replaceAll("-", "");
+
+  function currentWindow() {
+    if (state.window === "custom") return { begin: $("begin").value, end: $("end").value };
+    const end = addDays(todayShanghai(), -1);
+    return { begin: addDays(end, 1 - Number(state.window)), end };
+  }
+
+  // -- sign-in ---------------------------------------------------------------------------
+  function showSignin(message, kind) {
+    state.seq++;
+    $("controls").hidden = true;
+    $("board").hidden = true;
+    $("signin").hidden = false;
+    const m = $("signin-message");
+    m.textContent = message || "";
+    m.dataset.kind = kind || "error";
+  }
+
+  function signedIn(me) {
+    state.apps = me.apps;
+    const select = $("app");
+    select.replaceChildren(...me.apps.map((a) => new Option(a, a)));
+    state.appid = me.apps.includes(state.appid) ? state.appid : me.apps[0] || null;
+    if (state.appid) select.value = state.appid;
+    select.disabled = me.apps.length < 2;
+    $("signin").hidden = true;
+    $("controls").hidden = false;
+    $("board").hidden = false;
+    $("signin-secret").value = "";
+    $("signin-admin-key").value = "";
+    if (!state.appid) return setStatus("empty", "还没有注册应用（userportrait apps add）。");
+    load();
+  }
+
+  async function signin(body) {
+    try {
+      signedIn(await api("POST", "/dashboard/signin", body));
+    } catch (e) {
+      showSignin(e.code === 40001 && body.code ? "登录链接无效、已使用或已过期，请重新登录。" : `登录失败：${e.message}`);
+    }
+  }
+
+  async function signout() {
+    try { await api("POST", "/dashboard/signout"); } catch (e) { /* signed out either way */ }
+    showSignin("已退出登录。", "info");
+  }
+
+  // -- loading ---------------------------------------------------------------------------
+  function setStatus(kind, text) {
+    const s = $("status");
+    s.dataset.state = kind;
+    s.textContent = text;
+    $("board").dataset.state = kind;
+  }
+
+  async function load() {
+    const seq = ++state.seq;
+    const { begin, end } = currentWindow();
+    if (!begin || !end) return setStatus("error", "请选择开始和结束日期。");
+    if (begin > end) return setStatus("error", "开始日期晚于结束日期。");
+    setStatus("loading", "加载中…");
+    const q = `begin=${compact(begin)}&end=${compact(end)}`;
+    const app = encodeURIComponent(state.appid);
+    try {
+      const [body, trend] = await Promise.all([
+        api("GET", `/v1/apps/${app}/portrait?${q}`),
+        api("GET", `/dashboard/trend?appid=${app}&${q}`).catch((e) => {
+          if (AUTH_CODES.has(e.code)) throw e;
+          return null; // the trend is a bonus: the rest of the page still shows
+        }),
+      ]);
+      if (seq !== state.seq) return;
+      Object.assign(state, { body, trend: trend && trend.days, begin, end });
+      render();
+      if (total(body.visit_uv) === 0) setStatus("empty", "该时间范围内没有访问数据。");
+      else setStatus("ready", "");
+    } catch (e) {
+      if (seq !== state.seq) return;
+      if (AUTH_CODES.has(e.code)) return showSignin(e.code === 42001 ? EXPIRED : "请重新登录。");
+      setStatus("error", `加载失败：${e.message}`);
+    }
+  }
+
+  // -- numbers ---------------------------------------------------------------------------
+  // Every user has exactly one gender value in a window (未知 when none was seen).
+  const total = (audience) => audience.genders.reduce((s, r) => s + r.value, 0);
+  const keyOf = (r) => (r.id === undefined ? "n:" + r.name : "i:" + r.id);
+
+  function indexRows(dim) {
+    const body = state.body;
+    const tn = total(body.visit_uv_new), ta = total(body.visit_uv);
+    const rows = new Map();
+    for (const r of body.visit_uv[dim]) rows.set(keyOf(r), { id: r.id, name: r.name, new: 0, active: r.value });
+    for (const r of body.visit_uv_new[dim]) {
+      const row = rows.get(keyOf(r)) || { id: r.id, name: r.name, new: 0, active: 0 };
+      row.new = r.value;
+      rows.set(keyOf(r), row);
+    }
+    for (const row of rows.values()) {
+      row.new_share = tn ? row.new / tn : 0;
+      row.active_share = ta ? row.active / ta : 0;
+      row.index = row.active_share ? (row.new_share / row.active_share) * 100 : null;
+    }
+    return [...rows.values()];
+  }
+
+  // -- rendering -------------------------------------------------------------------------
+  function chart(id) {
+    if (!state.charts[id]) {
+      const c = echarts.init($(id), null, { renderer: "canvas" });
+      // No transitions: one still running when the next window's numbers arrived made
+      // ECharts 6 throw now and then (a matrix of null, in an animation frame).
+      c.setOption({ animation: false });
+      state.charts[id] = c;
+    }
+    return state.charts[id];
+  }
+
+  function render() {
+    const body = state.body;
+    const tn = total(body.visit_uv_new), ta = total(body.visit_uv);
+    $("total-new").textContent = fmt(tn);
+    $("total-active").textContent = fmt(ta);
+    $("total-ratio").textContent = ta ? pct(tn / ta) : "–";
+    $("window-label").textContent = state.begin === state.end ? state.begin : `${state.begin} 至 ${state.end}`;
+    renderTrend();
+    renderMap();
+    renderBars("city", "chart-city", true);
+    renderBars("ages", "chart-ages", false, true);
+    renderBars("genders", "chart-genders", false, true);
+    renderBars("platforms", "chart-platforms", false);
+    renderBars("devices", "chart-devices", true);
+    renderIndex();
+  }
+
+  function renderTrend() {
+    const days = state.trend;
+    $("panel-trend").hidden = !days || days.length < 2;
+    if ($("panel-trend").hidden) return;
+    chart("chart-trend").setOption({
+      animation: false,
+      color: [COLORS[1], COLORS[0]],
+      tooltip: { trigger: "axis" },
+      legend: { top: 0 },
+      grid: { left: 8, right: 16, top: 32, bottom: 8, containLabel: true },
+      xAxis: { type: "category", data: days.map((d) => `${d.date.slice(4, 6)}-${d.date.slice(6)}`) },
+      yAxis: { type: "value" },
+      series: [
+        { name: "活跃用户", type: "line", smooth: true, data: days.map((d) => d.active) },
+        { name: "新增用户", type: "line", smooth: true, data: days.map((d) => d.new) },
+      ],
+    }, true);
+    if (hasSize($("chart-trend"))) chart("chart-trend").resize();
+  }
+
+  // A map laid out in a box of zero width has a singular transform, which ECharts 6 then
+  // fails to invert (a TypeError in its frame loop): draw it once it has a size again.
+  const hasSize = (el) => el.offsetWidth > 0 && el.offsetHeight > 0;
+
+  function renderMap() {
+    state.mapPending = !hasSize($("chart-province"));
+    if (state.mapPending) return;
+    const audience = $("map-audience").value;
+    const rows = state.body[audience].province;
+    const names = state.provinceNames || {};
+    const data = rows.filter((r) => names[r.id]).map((r) => ({ name: names[r.id], value: r.value, full: r.name }));
+    const max = Math.max(1, ...data.map((d) => d.value));
+    const offMap = rows.filter((r) => !names[r.id]).reduce((s, r) => s + r.value, 0);
+    $("province-off-map").textContent = `未知 / 其他：${fmt(offMap)}`;
+    const c = chart("chart-province");
+    const series = { name: audience === "visit_uv" ? "活跃用户" : "新增用户", data };
+    if ((c.getOption().series || []).length) {
+      // Merge new numbers into the drawn map: replacing the whole option rebuilds the geo
+      // coordinate system, which ECharts 6 can trip over while a previous frame is pending.
+      c.setOption({ visualMap: { max }, series: [series] });
+      return;
+    }
+    c.setOption({
+      animation: false,
+      tooltip: { trigger: "item", formatter: (p) => `${p.data ? p.data.full : p.name}：${fmt(p.value || 0)}` },
+      visualMap: { min: 0, max, left: 8, bottom: 8, text: ["多", "少"], calculable: true, inRange: { color: ["#e8f7ee", "#5fd394", "#07a351", "#035e2e"] } },
+      series: [{
+        ...series, type: "map", map: "china", roam: false,
+        label: { show: false }, emphasis: { label: { show: true } },
+        itemStyle: { areaColor: "#f3f5f7", borderColor: "#b9c2cc" },
+      }],
+    });
+  }
+
+  function renderBars(dim, id, horizontal, byId) {
+    const body = state.body;
+    let rows = body.visit_uv[dim].slice(0, 20);
+    if (byId) rows = rows.slice().sort((a, b) => a.id - b.id);
+    const names = rows.map((r) => r.name);
+    const pick = (audience) => {
+      const m = new Map(body[audience][dim].map((r) => [keyOf(r), r.value]));
+      return rows.map((r) => m.get(keyOf(r)) || 0);
+    };
+    const narrow = !horizontal && $(id).offsetWidth < 480 && names.length > 4;
+    const cat = { type: "category", data: names, axisLabel: { interval: 0, rotate: narrow ? 35 : 0 } };
+    const val = { type: "value" };
+    if (horizontal) cat.inverse = true;
+    chart(id).setOption({
+      animation: false,
+      color: COLORS,
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+      legend: { top: 0 },
+      grid: { left: 8, right: 16, top: 32, bottom: 8, containLabel: true },
+      xAxis: horizontal ? val : cat,
+      yAxis: horizontal ? cat : val,
+      series: AUDIENCES.map(([a, label]) => ({ name: label, type: "bar", data: pick(a), barMaxWidth: 18 })),
+    }, true);
+  }
+
+  function renderIndex() {
+    const tabs = $("index-dims");
+    if (!tabs.children.length) {
+      for (const [dim, label] of DIMS) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.role = "tab";
+        b.dataset.dim = dim;
+        b.textContent = label;
+        b.addEventListener("click", () => { state.indexDim = dim; renderIndex(); });
+        tabs.append(b);
+      }
+    }
+    for (const b of tabs.children) b.setAttribute("aria-selected", String(b.dataset.dim === state.indexDim));
+    const rows = indexRows(state.indexDim);
+    const { sortKey: k, sortDir: dir } = state;
+    rows.sort((a, b) => {
+      if (k === "name") return dir * a.name.localeCompare(b.name, "zh-CN");
+      if (a[k] === null || b[k] === null) return (a[k] === null) - (b[k] === null);
+      return dir * (a[k] - b[k]) || b.active - a.active;
+    });
+    for (const th of document.querySelectorAll("#index-table th")) {
+      th.setAttribute("aria-sort", th.dataset.sort === k ? (dir > 0 ? "ascending" : "descending") : "none");
+    }
+    $("index-table").tBodies[0].replaceChildren(...rows.map((r) => {
+      const tr = document.createElement("tr");
+      const cells = [
+        [r.name, ""], [fmt(r.new), "num"], [fmt(r.active), "num"], [pct(r.new_share), "num"],
+        [pct(r.active_share), "num"], [r.index === null ? "—" : Math.round(r.index), "num"],
+      ];
+      for (const [text, cls] of cells) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        td.className = cls;
+        tr.append(td);
+      }
+      if (r.index !== null) tr.lastChild.classList.add(r.index >= 120 ? "high" : r.index <= 80 ? "low" : "mid");
+      tr.dataset.new = r.new;
+      tr.dataset.active = r.active;
+      return tr;
+    }));
+  }
+
+  // -- export ----------------------------------------------------------------------------
+  function download(name, text, type) {
+    const url = URL.createObjectURL(new Blob([text], { type }));
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+  const fileName = (ext) => `portrait-${state.appid}-${compact(state.begin)}-${compact(state.end)}.${ext}`;
+  const csvCell = (v) => (/[",\n]/.test(String(v)) ? `"${String(v).replaceAll('"', '""')}"` : String(v));
+
+  function exportCsv() {
+    if (!state.body) return;
+    const lines = [["appid", "begin", "end", "dimension", "id", "name", "new", "active", "index"].join(",")];
+    for (const [dim] of DIMS) {
+      for (const r of indexRows(dim)) {
+        lines.push([state.appid, compact(state.begin), compact(state.end), dim, r.id === undefined ? "" : r.id,
+          r.name, r.new, r.active, r.index === null ? "" : r.index.toFixed(1)].map(csvCell).join(","));
+      }
+    }
+    download(fileName("csv"), "\ufeff" + lines.join("\r\n") + "\r\n", "text/csv;charset=utf-8");
+  }
+
+  function exportJson() {
+    if (!state.body) return;
+    const out = {
+      appid: state.appid, begin: compact(state.begin), end: compact(state.end),
+      totals: { new: total(state.body.visit_uv_new), active: total(state.body.visit_uv) },
+      portrait: state.body, trend: state.trend,
+    };
+    download(fileName("json"), JSON.stringify(out, null, 2), "application/json");
+  }
+
+  // -- wiring ----------------------------------------------------------------------------
+  function pickWindow(w) {
+    state.window = w;
+    for (const b of document.querySelectorAll("[data-window]")) b.setAttribute("aria-pressed", String(b.dataset.window === w));
+    $("range").hidden = w !== "custom";
+    if (w === "custom") {
+      const end = addDays(todayShanghai(), -1);
+      if (!$("end").value) $("end").value = end;
+      if (!$("begin").value) $("begin").value = state.begin || addDays(end, -6);
+      return;
+    }
+    load();
+  }
+
+  function bind() {
+    for (const b of document.querySelectorAll("[data-window]")) b.addEventListener("click", () => pickWindow(b.dataset.window));
+    $("range").addEventListener("submit", (e) => { e.preventDefault(); load(); });
+    $("app").addEventListener("change", () => { state.appid = $("app").value; load(); });
+    $("map-audience").addEventListener("change", () => state.body && renderMap());
+    $("export-csv").addEventListener("click", exportCsv);
+    $("export-json").addEventListener("click", exportJson);
+    $("signout").addEventListener("click", signout);
+    for (const th of document.querySelectorAll("#index-table th")) {
+      th.addEventListener("click", () => {
+        state.sortDir = state.sortKey === th.dataset.sort ? -state.sortDir : (th.dataset.sort === "name" ? 1 : -1);
+        state.sortKey = th.dataset.sort;
+        if (state.body) renderIndex();
+      });
+    }
+    for (const tab of document.querySelectorAll("[data-signin]")) {
+      tab.addEventListener("click", () => {
+        for (const t of document.querySelectorAll("[data-signin]")) t.setAttribute("aria-selected", String(t === tab));
+        $("signin-app").hidden = tab.dataset.signin !== "app";
+        $("signin-admin").hidden = tab.dataset.signin !== "admin";
+      });
+    }
+    $("signin-app").addEventListener("submit", (e) => {
+      e.preventDefault();
+      signin({ appid: $("signin-appid").value.trim(), secret: $("signin-secret").value });
+    });
+    $("signin-admin").addEventListener("submit", (e) => {
+      e.preventDefault();
+      signin({ admin_key: $("signin-admin-key").value });
+    });
+    window.addEventListener("resize", () => {
+      for (const c of Object.values(state.charts)) if (hasSize(c.getDom())) c.resize();
+      if (state.mapPending && state.body) renderMap();
+    });
+    for (const b of document.querySelectorAll("[data-window]")) b.setAttribute("aria-pressed", String(b.dataset.window === state.window));
+  }
+
+  async function loadMap() {
+    const res = await fetch("/assets/vendor/china-map/china.json");
+    const geo = await res.json();
+    echarts.registerMap("china", geo);
+    // Features carry the GB/T 2260 code ("440000"); the API's province id is its first two digits.
+    state.provinceNames = Object.fromEntries(geo.features.map((f) => [Math.floor(Number(f.properties.id) / 10000), f.properties.name]));
+  }
+
+  function linkSignin() {
+    const code = location.hash.match(/code=([A-Za-z0-9_-]+)/);
+    if (!code) return false;
+    // The code came in the fragment (never sent to a server or its logs); drop it now.
+    history.replaceState(null, "", location.pathname + location.search);
+    signin({ code: code[1] });
+    return true;
+  }
+
+  async function boot() {
+    bind();
+    await loadMap();
+    // A link opened in a tab already showing the dashboard changes only the fragment.
+    window.addEventListener("hashchange", linkSignin);
+    if (linkSignin()) return;
+    try {
+      signedIn(await api("GET", "/dashboard/me"));
+    } catch (e) {
+      showSignin(e.code === 42001 ? EXPIRED : AUTH_CODES.has(e.code) ? "" : `无法连接服务器：${e.message}`);
+    }
+  }
+
+  boot();
+})();
