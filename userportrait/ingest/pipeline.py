@@ -7,6 +7,7 @@ one SQLite transaction, so a failure at any point leaves the answers as they wer
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import threading
@@ -185,8 +186,8 @@ def _single_partition(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
     ).fetchall()[0]
     if row[0] is None or row[0] != row[1] or row[2] is None or row[2] != row[3]:
         return None
-    if appid_problem(row[0]):
-        return None
+    if appid_problem(row[0]) or not isinstance(row[2], dt.date):
+        return None  # a date beyond Python's (year 0 and before) comes back as text
     return str(row[0]), row[2].isoformat()
 
 

@@ -14,7 +14,7 @@ rows that keep each folded row from being recovered by subtraction inside one an
   其他, and a province whose folded cities cannot find a second one to hide with is folded
   itself, so "province minus its shown cities" isolates nothing either.
 
-``tests/test_privacy.py`` attacks the result with a linear program over every relation the
+``tests/portrait/test_privacy.py`` attacks the result with a linear program over every relation the
 rows obey (sums, new <= active, cities within provinces).
 """
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import load
-from tests.privacy_attack import attack
+from tests.portrait.privacy_attack import attack
 from userportrait.engine import get_engine
 from userportrait.errors import InvalidDateRange
 from userportrait.portrait import regions
