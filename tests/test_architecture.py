@@ -62,7 +62,9 @@ def test_no_import_cycles_between_modules() -> None:
             name = name.rpartition(".")[0]
         return name or None
 
-    edges = {m: {t for t in map(resolve, imported) if t and t != m} for m, imported in graph.items()}
+    edges = {
+        m: {t for t in map(resolve, imported) if t and t != m} for m, imported in graph.items()
+    }
     # A package's __init__ re-exporting its own modules is not a cycle of the design.
     edges = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in edges.items()}
     cycles = []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.spark_support import SPARK
 from userportrait.engine import ENGINES, get_engine
 from userportrait.generate import GeneratorConfig, write_events
 from userportrait.ingest.pipeline import ingest_file
@@ -40,9 +41,19 @@ WINDOWS = [
 ]
 
 
-@pytest.mark.parametrize("engine", sorted(set(ENGINES) - {"reference"}))
+ENGINE_PARAMS = [
+    pytest.param(name, marks=SPARK) if name == "spark" else name
+    for name in sorted(set(ENGINES) - {"reference"})
+]
+
+
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
 @pytest.mark.parametrize("appid", CONFIG.appids)
-def test_engine_equals_reference(generated_lake: Lake, engine: str, appid: str) -> None:
+def test_engine_equals_reference(
+    generated_lake: Lake, engine: str, appid: str, request: pytest.FixtureRequest
+) -> None:
+    if engine == "spark":
+        request.getfixturevalue("spark")  # the test run's one session (tests/spark_support.py)
     ref = get_engine("reference", generated_lake)
     eng = get_engine(engine, generated_lake)
     try:

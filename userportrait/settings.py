@@ -48,6 +48,9 @@ class Settings:
     live_max_batch_records: int = 10_000
     live_max_body_bytes: int = 16 * 1024 * 1024
     live_compact_files: int = 16
+    spark_master: str = "local[*]"
+    spark_conf: str = ""
+    spark_lake_uri: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -88,7 +91,7 @@ def _convert(type_name: object, raw: str, name: str) -> Any:
 #: One help line per setting (rendered into docs/settings.md).
 SETTINGS: Final[dict[str, str]] = {
     "data_dir": "Directory holding the event lake, derived state and metadata.",
-    "engine": "Engine that computes portraits: incremental (default; the incremental store, also accepted as duckdb), sql (one DuckDB query over the lake) or reference (pure Python, row by row).",
+    "engine": "Engine that computes portraits: incremental (default; the incremental store, also accepted as duckdb), sql (one DuckDB query over the lake), reference (pure Python, row by row) or spark (Spark SQL over the lake; the `spark` extra).",
     "duckdb_memory_limit_mb": "Memory limit for DuckDB work (ingest and queries), in MiB.",
     "duckdb_threads": "Threads DuckDB may use.",
     "host": "Address `serve` binds to.",
@@ -108,4 +111,7 @@ SETTINGS: Final[dict[str, str]] = {
     "live_max_pending_events": "Events received but not yet in the store beyond which ingestion answers 503 + Retry-After.",
     "live_max_batch_records": "Records allowed in one POST /v1/events request (more: HTTP 413).",
     "live_max_body_bytes": "Bytes allowed in one POST /v1/events body after gzip decoding (more: HTTP 413).",
+    "spark_master": "Where Spark runs: `local[*]`, a cluster master URL (`spark://…`, `k8s://…`, `yarn`) or Spark Connect (`sc://host:port`).",
+    "spark_conf": "Spark configuration passed through, `key=value` pairs separated by `;` (e.g. `spark.executor.memory=8g;spark.sql.shuffle.partitions=800`).",
+    "spark_lake_uri": "The data directory as Spark's executors see it (e.g. `s3a://bucket/userportrait`, `hdfs:///userportrait`); empty = the local path.",
 }
