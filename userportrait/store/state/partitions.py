@@ -26,8 +26,8 @@ from userportrait.store.windows import DayPart
 
 #: Events per DuckDB pass when building day partitions (bounds memory).
 CHUNK_EVENTS = 6_000_000
-_ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
-_RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
+ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
+RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
 
 
 class PartitionBuilder:
@@ -106,14 +106,14 @@ class PartitionBuilder:
         # key: microseconds since the day's midnight, < 2^37, then the id or the rank).
         rel = "(epoch_us(e.ts) - epoch_us(CAST(e.day AS TIMESTAMPTZ)))"
         winners = ", ".join(
-            f"CAST(max({rel} * {1 << _ID_BITS} + e.{col}) % {1 << _ID_BITS} AS INTEGER) AS {dim}"
+            f"CAST(max({rel} * {1 << ID_BITS} + e.{col}) % {1 << ID_BITS} AS INTEGER) AS {dim}"
             for dim, col in DIM_COLUMNS.items()
             if dim != "devices"
         )
         con.execute(
             "CREATE OR REPLACE TEMP TABLE daily AS "
             f"SELECT e.day, e.openid, {winners}, "
-            f"CAST(max({rel} * {1 << _RANK_BITS} + k.r) % {1 << _RANK_BITS} AS BIGINT) AS drank "
+            f"CAST(max({rel} * {1 << RANK_BITS} + k.r) % {1 << RANK_BITS} AS BIGINT) AS drank "
             f"FROM read_parquet({listing}, hive_partitioning=true, "
             "hive_types={'appid': VARCHAR, 'day': DATE}) e "
             "LEFT JOIN drank k ON k.device = e.device GROUP BY e.day, e.openid"
