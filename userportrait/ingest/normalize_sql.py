@@ -39,7 +39,7 @@ def register_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
 
 #: The distinct raw values to normalise (one grouping set per map; the same in both dialects).
 DISTINCT_VALUES_SQL: Final = (
-    "province, city, gender, platform, GROUPING(province, city) AS g_region, "
+    "province, city, gender, platform, GROUPING(province) AS g_region, "
     "GROUPING(gender) AS g_gender FROM {src} "
     "GROUP BY GROUPING SETS ((province, city), (gender), (platform))"
 )
@@ -99,11 +99,12 @@ TS_RANGE_REASON = "ts is outside the years 1970..9999 (Asia/Shanghai): "
 
 
 def full_match(expr: str, pattern: str, dialect: Dialect = "duckdb") -> str:
-    """SQL: ``expr`` matches the whole of ``pattern`` (a pattern without backslashes or quotes)."""
-    if "\\" in pattern or "'" in pattern:
-        raise ValueError(f"pattern needs escaping: {pattern}")
+    """SQL: ``expr`` matches the whole of ``pattern`` (a pattern without quotes)."""
+    if "'" in pattern:
+        raise ValueError(f"pattern needs quoting: {pattern}")
     if dialect == "spark":
-        return f"({expr} RLIKE '^(?:{pattern})$')"
+        escaped = pattern.replace("\\", "\\\\")  # Spark string literals take escapes
+        return f"({expr} RLIKE '^(?:{escaped})$')"
     return f"regexp_full_match({expr}, '{pattern}')"
 
 
