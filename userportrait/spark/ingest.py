@@ -113,8 +113,10 @@ def _run(
         accepted.repartition("appid", "day").write.partitionBy("appid", "day").parquet(
             staging.as_uri()
         )
-        for i, path in enumerate(sorted(staging.rglob("*.parquet"))):
-            path.rename(path.with_name(f"b{batch_key}_{i}.parquet"))
+        for part_dir in sorted({p.parent for p in staging.rglob("*.parquet")}):
+            # bKEY_N.parquet, N counting within the partition, as DuckDB names them
+            for i, path in enumerate(sorted(part_dir.glob("*.parquet"))):
+                path.rename(path.with_name(f"b{batch_key}_{i}.parquet"))
         files = _move_into_lake(lake, staging)
         report.accepted = sum(f.rows for f in files)
         report.touched = {(f.appid, f.day) for f in files}
