@@ -34,7 +34,7 @@ from userportrait.ingest.pipeline import (
     sha256_of,
 )
 from userportrait.spark.session import read_lake, temp_name
-from userportrait.spark.sources import SparkSource, open_spark_source
+from userportrait.spark.sources import SparkSource, open_spark_source, record_numbers
 from userportrait.store.lake import Lake
 
 if TYPE_CHECKING:
@@ -195,8 +195,15 @@ def _accepted(
         f"day, event_id ORDER BY {_DEDUP_ORDER}) AS _k FROM {b} WHERE event_id IS NOT NULL) "
         "WHERE _k = 1"
     )
-    appids = [r[0] for r in spark.sql(f"SELECT DISTINCT appid FROM {b}").collect()]
-    files = [f for a in appids for f in lake.files(a)]
+    # Only the lake files of the (appid, day) partitions this batch touches: the day is
+    # part of the key, so a daily batch never reads the history's event ids.
+    touched = {
+        (r[0], r[1].isoformat())
+        for r in spark.sql(
+            f"SELECT DISTINCT appid, day FROM {b} WHERE event_id IS NOT NULL"
+        ).collect()
+    }
+    files = [f for a in {a for a, _ in touched} for f in lake.files(a) if (a, f.day) in touched]
     if not files:
         return dedup
     seen = read_lake(spark, lake, files).where("event_id IS NOT NULL")
@@ -218,11 +225,13 @@ def _write_rejects(
     lake.rejects_dir.mkdir(parents=True, exist_ok=True)
     name = Path(source.uri).name
     target = lake.rejects_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{name}-{batch_key}.ndjson"
+    numbered = temp_name("ingest_numbered")
+    record_numbers(spark, spark.table(checked)).createOrReplaceTempView(numbered)
     fields = ", ".join(f"'{f}', {f}" for f in _RECORD_FIELDS)
     file_lit = "'" + source.uri.replace("\\", "\\\\").replace("'", "\\'") + "'"
     rejects = spark.sql(
         f"SELECT {file_lit} AS file, CAST(n + {source.line_offset} AS BIGINT) AS line, "
-        f"reason, named_struct('ts', ts_text, {fields}) AS record FROM {checked} "
+        f"reason, named_struct('ts', ts_text, {fields}) AS record FROM {numbered} "
         "WHERE reason IS NOT NULL AND reason <> 'blank line' ORDER BY n"
     )
     out = lake.root / "_tmp" / f"rejects-{batch_key}"
@@ -230,6 +239,7 @@ def _write_rejects(
     part = next(out.glob("part-*.json"))
     part.replace(target)
     shutil.rmtree(out, ignore_errors=True)
+    spark.catalog.dropTempView(numbered)
     report.rejects_file = str(target)
     with target.open(encoding="utf-8") as fh:
         for i, line in enumerate(fh):

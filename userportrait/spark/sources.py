@@ -2,7 +2,7 @@
 
 The same columns as the DuckDB sources: the text of each known field, ``ts`` parsed to an
 instant (NULL when unparseable), ``ts_text``, ``_err`` for structurally broken records,
-plus ``n``, the 1-based record number. The accepted timestamp texts and the epoch rule
+plus ``_mid``, from which ``record_numbers`` gives the 1-based record number. The accepted timestamp texts and the epoch rule
 are the constants of ``ingest/sources.py`` spelt in Spark SQL; ``tests/test_spark.py``
 ingests the same files both ways and compares lake rows and rejects.
 """
@@ -103,7 +103,7 @@ def _format(uri: str, spark: SparkSession) -> Format:
 
 
 def open_spark_source(spark: SparkSession, uri: str) -> tuple[SparkSource, DataFrame]:
-    """Check ``uri`` and return it with a DataFrame of the standard columns and ``n``."""
+    """Check ``uri`` and return it with a DataFrame of the standard columns and ``_mid``."""
     fmt = _format(uri, spark)
     path = spark_uri(uri)
     try:
@@ -118,14 +118,18 @@ def open_spark_source(spark: SparkSession, uri: str) -> tuple[SparkSource, DataF
     except Exception as exc:  # AnalysisException and friends: the file is not readable
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InputError(f"{uri}: cannot read as {fmt}: {first}") from None
-    return source, _numbered(spark, frame)
-
-
-def _numbered(spark: SparkSession, frame: DataFrame) -> DataFrame:
-    """``n``: the record's 1-based position in the file (partitions follow file order)."""
     from pyspark.sql import functions as F
 
-    frame = frame.withColumn("_mid", F.monotonically_increasing_id())
+    # The record's position, for reject line numbers (``record_numbers``).
+    return source, frame.withColumn("_mid", F.monotonically_increasing_id())
+
+
+def record_numbers(spark: SparkSession, frame: DataFrame) -> DataFrame:
+    """``frame`` (with ``_mid`` from ``open_spark_source``) plus ``n``, the record's 1-based
+    position in the file: partitions follow file order, so each partition's offset is the
+    count of the ones before it. Costs a pass over ``frame``: call it on cached data."""
+    from pyspark.sql import functions as F
+
     counts = sorted(
         frame.groupBy(F.shiftright("_mid", _ROW_BITS).alias("p")).count().collect(),
         key=lambda r: int(r[0]),
@@ -139,7 +143,7 @@ def _numbered(spark: SparkSession, frame: DataFrame) -> DataFrame:
         frame.withColumn("p", F.shiftright("_mid", _ROW_BITS))
         .join(F.broadcast(base), "p")
         .withColumn("n", F.expr(f"base + (_mid % {1 << _ROW_BITS}) + 1"))
-        .drop("p", "base", "_mid")
+        .drop("p", "base")
     )
 
 
