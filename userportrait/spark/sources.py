@@ -2,9 +2,10 @@
 
 The same columns as the DuckDB sources: the text of each known field, ``ts`` parsed to an
 instant (NULL when unparseable), ``ts_text``, ``_err`` for structurally broken records,
-plus ``_mid``, from which ``record_numbers`` gives the 1-based record number. The accepted timestamp texts and the epoch rule
-are the constants of ``ingest/sources.py`` spelt in Spark SQL; ``tests/test_spark.py``
-ingests the same files both ways and compares lake rows and rejects.
+plus ``_mid``, from which ``record_numbers`` gives the 1-based record number. The
+accepted timestamp texts and the epoch rule are the constants of ``ingest/sources.py``
+spelt in Spark SQL; ``tests/test_spark.py`` ingests the same files both ways and
+compares lake rows and rejects.
 """
 
 from __future__ import annotations
