@@ -47,12 +47,13 @@ def cold_portrait(data: Path, engine: str, appid: str) -> float:
     """A 30-day portrait in a fresh process (so nothing is cached); seconds of the query."""
     code = (
         "import sys, time, datetime as dt\n"
+        "from pathlib import Path\n"
         "from userportrait.settings import Settings\n"
         "from userportrait.store.lake import Lake\n"
         "from userportrait.engine import get_engine\n"
         "from userportrait.portrait.query import PortraitQuery\n"
         "from userportrait.portrait.service import portrait\n"
-        f"lake = Lake(Settings(data_dir={str(data)!r}, spark_master='local[2]'))\n"
+        f"lake = Lake(Settings(data_dir=Path({str(data)!r}), spark_master='local[2]'))\n"
         f"eng = get_engine({engine!r}, lake)\n"
         f"end = dt.date.fromisoformat({END.isoformat()!r})\n"
         "t = time.perf_counter()\n"
@@ -67,6 +68,14 @@ def cold_portrait(data: Path, engine: str, appid: str) -> float:
 
 def dir_bytes(path: Path, pattern: str) -> int:
     return sum(p.stat().st_size for p in path.rglob(pattern) if p.is_file())
+
+
+class Rows(list[tuple[str, str]]):
+    """The table's rows, each also printed to stderr as soon as it is measured."""
+
+    def append(self, row: tuple[str, str]) -> None:
+        print(f"  {row[0]}: {row[1]}", file=sys.stderr, flush=True)
+        super().append(row)
 
 
 def main() -> None:
@@ -93,7 +102,7 @@ def main() -> None:
     if not src.exists():
         write_events(src, config)
     shutil.rmtree(args.work, ignore_errors=True)
-    rows: list[tuple[str, str]] = []
+    rows = Rows()
 
     embedded = Lake(Settings(data_dir=args.work / "embedded"))
     t = time.perf_counter()
