@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.spark_support import SPARK
 from userportrait.engine import ENGINES, get_engine
 from userportrait.generate import GeneratorConfig, write_events
 from userportrait.ingest.pipeline import ingest_file
@@ -42,9 +41,10 @@ WINDOWS = [
 
 
 # Spark answers for one appid here (each query is a Spark job: seconds, not milliseconds);
-# tests/test_spark.py adds late events, duplicate ids and ties.
+# tests/test_spark.py adds late events, duplicate ids and ties (tests/spark_support.py
+# gives the spark cases their session).
 CASES = [
-    pytest.param(name, appid, marks=SPARK) if name == "spark" else (name, appid)
+    (name, appid)
     for name in sorted(set(ENGINES) - {"reference"})
     for appid in CONFIG.appids
     if name != "spark" or appid == CONFIG.appids[0]
@@ -52,11 +52,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("engine", "appid"), CASES)
-def test_engine_equals_reference(
-    generated_lake: Lake, engine: str, appid: str, request: pytest.FixtureRequest
-) -> None:
-    if engine == "spark":
-        request.getfixturevalue("spark")  # the test run's one session (tests/spark_support.py)
+def test_engine_equals_reference(generated_lake: Lake, engine: str, appid: str) -> None:
     ref = get_engine("reference", generated_lake)
     eng = get_engine(engine, generated_lake)
     try:

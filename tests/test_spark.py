@@ -23,6 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import write_ndjson
+from tests.fixtures import EVENTS, WINDOW_0610_0612, A
+from tests.server import asgi_client, token
 from tests.spark_support import SPARK
 from userportrait.cli import cli
 from userportrait.engine import get_engine
@@ -108,24 +110,26 @@ def _write_inputs(root: Path) -> list[Path]:
     return [base, late, csv]
 
 
+# Session scope, not module: the Spark tests of several modules share one xdist worker and
+# interleave, and pytest tears module fixtures down whenever the module changes.
 class Loaded:
     def __init__(self, lake: Lake, reports: list[IngestReport]) -> None:
         self.lake = lake
         self.reports = reports
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return _write_inputs(tmp_path_factory.mktemp("spark-inputs"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def embedded(inputs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Loaded:
     lake = Lake(Settings(data_dir=tmp_path_factory.mktemp("embedded") / "data"))
     return Loaded(lake, [ingest_file(lake, p) for p in inputs])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def on_spark(inputs: list[Path], spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Loaded:
     from userportrait.spark.build import spark_build
     from userportrait.spark.ingest import spark_ingest_file
@@ -195,7 +199,7 @@ def _answers(lake: Lake, engine: str, appids: tuple[str, ...] = CONFIG.appids) -
 
 
 def test_spark_engine_equals_reference_after_late_events(embedded: Loaded, spark: Any) -> None:
-    appids = CONFIG.appids[1:2]
+    appids = CONFIG.appids[1:]  # the first is in tests/test_engines_agree.py
     assert _answers(embedded.lake, "spark", appids) == _answers(embedded.lake, "reference", appids)
 
 
@@ -236,6 +240,25 @@ def test_cli_spark_build_and_portrait(on_spark: Loaded, monkeypatch: pytest.Monk
     assert json.loads(res.output) == json.loads(reference.output)
 
 
+def test_cli_spark_ingest(spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USERPORTRAIT_DATA_DIR", str(tmp_path / "data"))
+    src = write_ndjson(tmp_path / "e.ndjson", EVENTS + [{"appid": A, "openid": "", "ts": 1}])
+    runner = CliRunner()
+    res = runner.invoke(cli, ["spark", "ingest", "-q", str(src)])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[:2] == [
+        f"{src}: 10 accepted, 1 rejected",
+        f"  rejected {src}:11: openid is missing",
+    ]
+    assert "state at catalog version 1: 2 apps" in res.output
+    args = ["--appid", A, "--begin", "20240610", "--end", "20240612"]
+    res = runner.invoke(cli, ["portrait", *args])  # the incremental store, from Spark's state
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == WINDOW_0610_0612
+    res = runner.invoke(cli, ["spark", "ingest", "-q", str(src)])
+    assert f"{src}: already ingested (same content), skipped" in res.output
+
+
 def test_without_pyspark_every_spark_command_says_how_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -252,3 +275,33 @@ def test_without_pyspark_every_spark_command_says_how_to_install(
         res = runner.invoke(cli, args)
         assert res.exit_code == 1
         assert "pip install 'userportrait[spark]'" in res.output
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_wechat_api_served_by_the_spark_engine(
+    api_settings: Settings, spark: Any
+) -> None:
+    async with asgi_client(api_settings.replace(engine="spark")) as c:
+        res = await c.post(
+            "/datacube/getweanalysisappiduserportrait",
+            params={"access_token": await token(c)},
+            content=json.dumps({"begin_date": "20240610", "end_date": "20240612"}),
+        )
+    assert res.json() == WINDOW_0610_0612
+
+
+def test_spark_conf_setting() -> None:
+    from userportrait.spark.session import parse_conf
+
+    text = "spark.executor.memory=8g; spark.driver.extraJavaOptions=-Da=1 -Db=2;;"
+    assert parse_conf(text) == {
+        "spark.executor.memory": "8g",
+        "spark.driver.extraJavaOptions": "-Da=1 -Db=2",
+    }
+    with pytest.raises(InputError, match="expected key=value"):
+        parse_conf("spark.executor.memory")
