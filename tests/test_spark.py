@@ -305,3 +305,13 @@ def test_spark_conf_setting() -> None:
     }
     with pytest.raises(InputError, match="expected key=value"):
         parse_conf("spark.executor.memory")
+
+
+def test_the_lake_as_executors_see_it(tmp_path: Path) -> None:
+    from userportrait.spark.session import lake_uri
+
+    lake = Lake(Settings(data_dir=tmp_path / "data"))
+    assert lake_uri(lake, "events") == (tmp_path / "data" / "events").resolve().as_uri()
+    lake = Lake(Settings(data_dir=tmp_path / "data", spark_lake_uri="s3a://bucket/up/"))
+    assert lake_uri(lake, lake.staging_dir / "k") == "s3a://bucket/up/_staging/k"
+    assert lake_uri(lake) == "s3a://bucket/up"

@@ -33,7 +33,7 @@ from userportrait.ingest.pipeline import (
     _move_into_lake,
     sha256_of,
 )
-from userportrait.spark.session import read_lake, temp_name
+from userportrait.spark.session import lake_uri, read_lake, temp_name
 from userportrait.spark.sources import SparkSource, open_spark_source, record_numbers
 from userportrait.store.lake import Lake
 
@@ -111,7 +111,7 @@ def _run(
         staging = lake.staging_dir / batch_key
         step("writing events", 0.3)
         accepted.repartition("appid", "day").write.partitionBy("appid", "day").parquet(
-            staging.as_uri()
+            lake_uri(lake, staging)
         )
         for part_dir in sorted({p.parent for p in staging.rglob("*.parquet")}):
             # bKEY_N.parquet, N counting within the partition, as DuckDB names them
@@ -235,7 +235,7 @@ def _write_rejects(
         "WHERE reason IS NOT NULL AND reason <> 'blank line' ORDER BY n"
     )
     out = lake.root / "_tmp" / f"rejects-{batch_key}"
-    rejects.coalesce(1).write.option("ignoreNullFields", "false").json(out.as_uri())
+    rejects.coalesce(1).write.option("ignoreNullFields", "false").json(lake_uri(lake, out))
     part = next(out.glob("part-*.json"))
     part.replace(target)
     shutil.rmtree(out, ignore_errors=True)

@@ -118,11 +118,11 @@ class SparkPartitionBuilder:
             f"SELECT e.day, e.openid, {winners}, "
             f"max({rel} * {1 << RANK_BITS} + k.r) % {1 << RANK_BITS} AS drank "
             f"FROM {events} e LEFT JOIN {ranks} k ON k.device = e.device GROUP BY e.day, e.openid"
-        ).write.parquet(daily_dir.as_uri())
+        ).write.parquet(lake_uri(self.lake, daily_dir))
         matched = temp_name("build_matched")
-        daily = spark.read.parquet(daily_dir.as_uri())
+        daily = spark.read.parquet(lake_uri(self.lake, daily_dir))
         if self.app.users:
-            known = spark.read.parquet(*(lake_uri(self.lake, self._rel(f)) for f in self.app.users))
+            known = spark.read.parquet(*(lake_uri(self.lake, self.dir / f) for f in self.app.users))
             daily.join(known, "openid", "left").createOrReplaceTempView(matched)
         else:
             daily.selectExpr("*", "CAST(NULL AS BIGINT) AS uid").createOrReplaceTempView(matched)
@@ -146,8 +146,8 @@ class SparkPartitionBuilder:
             spark.sql(
                 f"SELECT f.openid, o.base + row_number() OVER (PARTITION BY f.first "
                 f"ORDER BY f.openid) - 1 AS uid FROM {firsts} f JOIN {base} o USING (first)"
-            ).write.parquet(fresh_dir.as_uri())
-            fresh = spark.read.parquet(fresh_dir.as_uri())
+            ).write.parquet(lake_uri(self.lake, fresh_dir))
+            fresh = spark.read.parquet(lake_uri(self.lake, fresh_dir))
         else:
             fresh = spark.createDataFrame([], "openid STRING, uid BIGINT")
         values = ", ".join(
@@ -160,16 +160,13 @@ class SparkPartitionBuilder:
             f"SELECT CAST(d.day AS STRING) AS day, COALESCE(d.uid, f.uid) AS uid, {values}, "
             f"COALESCE(d.drank, 0) AS drank FROM {matched} d "
             f"LEFT JOIN {fresh_view} f ON d.uid IS NULL AND f.openid = d.openid"
-        ).repartition("day").write.partitionBy("day").parquet(days_dir.as_uri())
+        ).repartition("day").write.partitionBy("day").parquet(lake_uri(self.lake, days_dir))
         for view in (events, ranks, matched, firsts, fresh_view):
             spark.catalog.dropTempView(view)
         if added:
             self._write_users(fresh_dir, n, added)
         for day_dir in sorted(days_dir.glob("day=*")):
             yield self._day_part(day_dir, id_of_rank)
-
-    def _rel(self, name: str) -> str:
-        return str((self.dir / name).relative_to(self.lake.root))
 
     def _write_users(self, fresh_dir: Path, n: int, added: int) -> None:
         """The new users as one dictionary part, as the DuckDB builder writes it."""

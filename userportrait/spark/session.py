@@ -9,6 +9,7 @@ TIMESTAMPTZ) are set on every session we hand out, whoever created it.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from userportrait.errors import InputError
@@ -74,10 +75,14 @@ def spark_session(settings: Settings) -> SparkSession:
     return session
 
 
-def lake_uri(lake: Lake, rel: str = "") -> str:
-    """``rel`` (a path relative to the data directory) as Spark's executors see it."""
+def lake_uri(lake: Lake, path: str | Path = "") -> str:
+    """``path`` (in the data directory, or relative to it) as Spark's executors see it:
+    under ``spark_lake_uri`` when set (the driver reads the same files at their local path)."""
+    rel = Path(path)
+    if rel.is_relative_to(lake.root):
+        rel = rel.relative_to(lake.root)
     base = lake.settings.spark_lake_uri.rstrip("/") or lake.root.resolve().as_uri()
-    return f"{base}/{rel}" if rel else base
+    return f"{base}/{rel.as_posix()}" if str(rel) not in ("", ".") else base
 
 
 def read_lake(spark: SparkSession, lake: Lake, files: list[LakeFile]) -> DataFrame:
