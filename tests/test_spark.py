@@ -315,3 +315,14 @@ def test_the_lake_as_executors_see_it(tmp_path: Path) -> None:
     lake = Lake(Settings(data_dir=tmp_path / "data", spark_lake_uri="s3a://bucket/up/"))
     assert lake_uri(lake, lake.staging_dir / "k") == "s3a://bucket/up/_staging/k"
     assert lake_uri(lake) == "s3a://bucket/up"
+
+
+def test_spark_connect_without_its_client_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("pyspark", reason="the spark extra is not installed")
+    from userportrait.spark import session
+
+    monkeypatch.setattr(session, "_importable", lambda module: module != "grpc")
+    with pytest.raises(InputError, match=r"needs grpc; .*pip install 'pyspark\[connect\]'"):
+        session.spark_session(Settings(data_dir=tmp_path, spark_master="sc://127.0.0.1:15002"))

@@ -1,7 +1,8 @@
 """Apache Spark: the same portraits computed by a cluster (the optional ``spark`` extra).
 
 * ``session``   — the one SparkSession of a process, from the settings; the lake as Spark sees it;
-* ``partitions``— day partitions of the derived state built by Spark (``spark build``);
+* ``partitions`` — day partitions of the derived state built by Spark;
+* ``build``     — ``spark build``: the embedded store's update policy over those partitions;
 * ``sources``   — input files (local or ``s3a://``/``hdfs://``) as the standard raw columns;
 * ``ingest``    — the bulk ingest as a Spark job (``spark ingest``).
 

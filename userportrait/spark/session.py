@@ -8,6 +8,7 @@ TIMESTAMPTZ) are set on every session we hand out, whoever created it.
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -61,6 +62,13 @@ def spark_session(settings: Settings) -> SparkSession:
     conf = parse_conf(settings.spark_conf)
     master = settings.spark_master
     if master.startswith("sc://"):
+        # The Connect client needs more libraries; without them pyspark exits the process.
+        missing = [m for m in ("pandas", "grpc", "google.protobuf") if not _importable(m)]
+        if missing:
+            raise InputError(
+                f"Spark Connect needs {', '.join(missing)}; install them with: "
+                "pip install 'pyspark[connect]'"
+            )
         session = SparkSession.builder.remote(master).getOrCreate()
     else:
         builder = SparkSession.builder.master(master).appName("userportrait")
@@ -73,6 +81,13 @@ def spark_session(settings: Settings) -> SparkSession:
     }.items():
         session.conf.set(key, value)
     return session
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def lake_uri(lake: Lake, path: str | Path = "") -> str:
