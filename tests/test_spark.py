@@ -326,3 +326,18 @@ def test_spark_connect_without_its_client_says_what_to_install(
     monkeypatch.setattr(session, "_importable", lambda module: module != "grpc")
     with pytest.raises(InputError, match=r"needs grpc; .*pip install 'pyspark\[connect\]'"):
         session.spark_session(Settings(data_dir=tmp_path, spark_master="sc://127.0.0.1:15002"))
+
+
+def test_a_malformed_csv_fails_whole_in_both(spark: Any, tmp_path: Path) -> None:
+    from userportrait.spark.ingest import spark_ingest_file
+
+    src = tmp_path / "bad.csv"
+    src.write_text("appid,openid,ts\nwxa,u1,2026-03-01\nwxa,u2,2026-03-01,extra,fields\n")
+    for name, load in (
+        ("embedded", lambda lake: ingest_file(lake, src)),
+        ("spark", lambda lake: spark_ingest_file(lake, spark, str(src))),
+    ):
+        lake = Lake(Settings(data_dir=tmp_path / name))
+        with pytest.raises(InputError, match="bad.csv"):
+            load(lake)
+        assert lake.catalog.version() == 0 and lake.catalog.files() == []

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from userportrait.errors import InputError
 from userportrait.ingest.normalize_sql import (
     DISTINCT_VALUES_SQL,
     age_id_sql,
@@ -33,7 +34,7 @@ from userportrait.ingest.pipeline import (
     _move_into_lake,
     sha256_of,
 )
-from userportrait.spark.session import lake_uri, read_lake, temp_name
+from userportrait.spark.session import lake_uri, read_lake, spark_errors, temp_name
 from userportrait.spark.sources import SparkSource, open_spark_source, record_numbers
 from userportrait.store.lake import Lake
 
@@ -78,7 +79,11 @@ def spark_ingest_file(
         return report
     with lake.write_lock():
         lake.collect_garbage_locked()
-        _run(lake, spark, source, frame, sha, report, step)
+        try:
+            _run(lake, spark, source, frame, sha, report, step)
+        except spark_errors() as exc:  # e.g. a malformed CSV row (FAILFAST): nothing committed
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InputError(f"{uri}: cannot read as {source.format}: {first[:300]}") from None
     return report
 
 

@@ -111,6 +111,14 @@ def read_lake(spark: SparkSession, lake: Lake, files: list[LakeFile]) -> DataFra
     )
 
 
+def spark_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a Spark job raises for bad data (JVM errors arrive as these)."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    return (PySparkException, Py4JJavaError)
+
+
 def temp_name(prefix: str) -> str:
     """A temp view name no concurrent job shares (views are per session)."""
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
