@@ -11,7 +11,7 @@ from userportrait.ingest.pipeline import IngestReport, ingest_file
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 
-pytest_plugins = ["tests.server"]  # asgi_client, real_server (issue 4)
+pytest_plugins = ["tests.server", "tests.spark_support"]  # servers (issue 4), spark (issue 15)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

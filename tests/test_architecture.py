@@ -18,6 +18,7 @@ FORBIDDEN = {
     "store": ("ingest", "api", "cli", "cli_common", "cli_server", "app", "auth"),
     "engine": ("ingest", "api", "cli", "cli_common", "cli_server", "app"),
     "ingest": ("api", "cli", "cli_common", "cli_server", "app", "engine"),
+    "spark": ("api", "cli", "cli_common", "cli_server", "cli_spark", "app", "engine"),
 }
 
 

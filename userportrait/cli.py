@@ -14,6 +14,7 @@ from rich.table import Table
 
 from userportrait import __version__
 from userportrait.cli_common import DATA_DIR_OPTION, err_console, fail, make_settings
+from userportrait.cli_spark import SPARK_MASTER_OPTION
 from userportrait.errors import ServiceError
 
 
@@ -107,8 +108,9 @@ def _parse_cli_date(value: str, name: str) -> dt.date:
 @click.option(
     "--engine",
     default=None,
-    help="incremental (default; the incremental store, also accepted as duckdb), sql (one DuckDB query over the lake) or reference (pure Python, row by row).",
+    help="incremental (default; the incremental store, also accepted as duckdb), sql (one DuckDB query over the lake), reference (pure Python, row by row) or spark (Spark SQL; the spark extra).",
 )
+@SPARK_MASTER_OPTION
 @click.option(
     "--format",
     "fmt",
@@ -121,9 +123,15 @@ def _parse_cli_date(value: str, name: str) -> dt.date:
     "--raw", is_flag=True, help="Exact rows even for an app with a small-count threshold."
 )
 def portrait(
-    appid: str, begin: str, end: str, data_dir: Path | None, engine: str | None, fmt: str,
+    appid: str,
+    begin: str,
+    end: str,
+    data_dir: Path | None,
+    engine: str | None,
+    spark_master: str | None,
+    fmt: str,
     raw: bool,
-) -> None:  # fmt: skip
+) -> None:
     """Print the portrait of new and active users of APPID for a date window.
 
     Any window works here (WeChat's 1/7/30-day limits apply only to the API), except for
@@ -135,7 +143,7 @@ def portrait(
     from userportrait.portrait.service import portrait as compute
     from userportrait.store.lake import Lake
 
-    settings = make_settings(data_dir, engine=engine)
+    settings = make_settings(data_dir, engine=engine, spark_master=spark_master)
     b, e = _parse_cli_date(begin, "begin"), _parse_cli_date(end, "end")
     try:
         threshold = None
@@ -272,6 +280,7 @@ def _register_server_commands() -> None:
     from userportrait.cli_access import apps_allow_ip, apps_security, component
     from userportrait.cli_dashboard import dashboard, demo
     from userportrait.cli_server import apps, serve
+    from userportrait.cli_spark import spark
 
     cli.add_command(serve)
     cli.add_command(apps)
@@ -280,6 +289,7 @@ def _register_server_commands() -> None:
     cli.add_command(component)
     cli.add_command(dashboard)
     cli.add_command(demo)
+    cli.add_command(spark)
 
 
 _register_server_commands()

@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from userportrait.settings import Settings
 
@@ -23,7 +24,8 @@ DATA_DIR_OPTION = click.option(
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` to stderr and exit with status 1."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escape: a message may hold brackets (``pip install 'userportrait[spark]'``)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(1)
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 @click.option(
     "--engine",
     default=None,
-    help="duckdb (default; the incremental store), sql (one DuckDB query over the lake) or reference (pure Python, row by row).",
+    help="incremental (default; the incremental store), sql (one DuckDB query over the lake), reference (pure Python, row by row) or spark (Spark SQL over the lake; the spark extra).",
 )
 @click.option("--no-wechat-limits", is_flag=True, help="Allow any window on the datacube API.")
 @click.option(

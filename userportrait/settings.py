@@ -61,6 +61,9 @@ class Settings:
     secret_checks_queue: int = 8
     dashboard_session_ttl_s: int = 28_800
     dashboard_link_ttl_s: int = 600
+    spark_master: str = "local[*]"
+    spark_conf: str = ""
+    spark_lake_uri: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -103,7 +106,7 @@ def _convert(type_name: object, raw: str, name: str) -> Any:
 #: One help line per setting (rendered into docs/settings.md).
 SETTINGS: Final[dict[str, str]] = {
     "data_dir": "Directory holding the event lake, derived state and metadata.",
-    "engine": "Engine that computes portraits: incremental (default; the incremental store, also accepted as duckdb), sql (one DuckDB query over the lake) or reference (pure Python, row by row).",
+    "engine": "Engine that computes portraits: incremental (default; the incremental store, also accepted as duckdb), sql (one DuckDB query over the lake), reference (pure Python, row by row) or spark (Spark SQL over the lake; the `spark` extra).",
     "duckdb_memory_limit_mb": "Memory limit for DuckDB work (ingest and queries), in MiB.",
     "duckdb_threads": "Threads DuckDB may use.",
     "host": "Address `serve` binds to.",
@@ -136,4 +139,7 @@ SETTINGS: Final[dict[str, str]] = {
     "secret_checks_queue": "Secret checks allowed to wait for a slot; beyond it -1 system busy (HTTP 503).",
     "dashboard_session_ttl_s": "Lifetime of a dashboard sign-in session, in seconds; then the page asks again.",
     "dashboard_link_ttl_s": "How long a `userportrait dashboard link` sign-in link can be used (once), in seconds.",
+    "spark_master": "Where Spark runs: `local[*]`, a cluster master URL (`spark://…`, `k8s://…`, `yarn`) or Spark Connect (`sc://host:port`).",
+    "spark_conf": "Spark configuration passed through, `key=value` pairs separated by `;` (e.g. `spark.executor.memory=8g;spark.sql.shuffle.partitions=800`).",
+    "spark_lake_uri": "The data directory as Spark's executors see it (e.g. `s3a://bucket/userportrait`, `hdfs:///userportrait`); empty = the local path.",
 }

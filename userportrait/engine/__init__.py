@@ -14,6 +14,7 @@ ENGINES: dict[str, str] = {
     "incremental": "userportrait.engine.incremental:IncrementalEngine",
     "reference": "userportrait.engine.reference:ReferenceEngine",
     "sql": "userportrait.engine.sql:SQLEngine",
+    "spark": "userportrait.engine.spark:SparkEngine",
 }
 
 

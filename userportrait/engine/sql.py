@@ -7,6 +7,9 @@ incremental store instead. Kept as a second, independent implementation (tests, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 from userportrait.portrait.counts import AudienceCounts, PortraitCounts
 from userportrait.portrait.dims import ID_DIMS, Dim
 from userportrait.portrait.query import PortraitQuery
@@ -51,26 +54,33 @@ class SQLEngine:
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
         end = query.end.isoformat()
         files = [str(self.lake.root / f.path) for f in self.lake.files(query.appid) if f.day <= end]
-        counts = PortraitCounts.empty()
         if not files:
-            return counts
+            return PortraitCounts.empty()
         con = self.lake.connect()
         try:
             rows = con.execute(portrait_sql(files, query)).fetchall()
         finally:
             con.close()
-        dims = list(_COLUMNS)
-        for row in rows:
-            is_new, n = row[len(dims)], row[-1]
-            groupings = row[len(dims) + 1 : -1]
-            dim = dims[list(groupings).index(0)]
-            value = row[dims.index(dim)]
-            for audience in (counts.active, counts.new) if is_new else (counts.active,):
-                _add(audience, dim, value, n)
-        return counts
+        return counts_from_rows(rows)
 
     def close(self) -> None:
         pass
+
+
+def counts_from_rows(rows: Iterable[Sequence[Any]]) -> PortraitCounts:
+    """Rows of the grouping-sets query (dims, is_new, GROUPING per dim, n) as counts.
+
+    Shared by every engine that runs the ``portrait_sql`` shape (``sql``, ``spark``)."""
+    counts = PortraitCounts.empty()
+    dims = list(_COLUMNS)
+    for row in rows:
+        is_new, n = row[len(dims)], row[-1]
+        groupings = list(row[len(dims) + 1 : -1])
+        dim = dims[groupings.index(0)]
+        value = row[dims.index(dim)]
+        for audience in (counts.active, counts.new) if is_new else (counts.active,):
+            _add(audience, dim, value, n)
+    return counts
 
 
 def _add(audience: AudienceCounts, dim: str, value: object, n: int) -> None:
@@ -83,4 +93,4 @@ def _add(audience: AudienceCounts, dim: str, value: object, n: int) -> None:
         audience.ids[d][vid] = audience.ids[d].get(vid, 0) + n
 
 
-__all__ = ["ID_DIMS", "SQLEngine", "portrait_sql"]
+__all__ = ["ID_DIMS", "SQLEngine", "counts_from_rows", "portrait_sql"]

@@ -6,8 +6,8 @@ written once in ``portrait/normalize.py`` and millions of rows are mapped by a h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Iterable, Sequence
+from typing import Final, Literal
 
 import duckdb
 import pyarrow as pa
@@ -15,25 +15,17 @@ import pyarrow as pa
 from userportrait.portrait import normalize
 from userportrait.portrait.dims import AGE_BUCKET_UPPER, MAX_AGE
 
+#: The SQL dialects the input rules are written for (DuckDB here; Spark in ``spark/``).
+Dialect = Literal["duckdb", "spark"]
+
+Region = tuple[str | None, str | None, int | None, int | None]
+Mapped = tuple[str | None, int | None]
+
 
 def register_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
     """Create tables ``region_map``, ``gender_map``, ``platform_map`` for view ``src``."""
-    rows = con.execute(
-        f"SELECT province, city, gender, platform, GROUPING(province, city) AS g_region, "
-        f"GROUPING(gender) AS g_gender FROM {src} "
-        "GROUP BY GROUPING SETS ((province, city), (gender), (platform))"
-    ).fetchall()
-    regions: list[tuple[str | None, str | None, int | None, int | None]] = []
-    genders: list[tuple[str | None, int | None]] = []
-    platforms: list[tuple[str | None, int | None]] = []
-    for province, city, gender, platform, g_region, g_gender in rows:
-        if g_region == 0:
-            pid, cid = normalize.resolve_region(province, city)
-            regions.append((province, city, pid, cid))
-        elif g_gender == 0:
-            genders.append((gender, normalize.normalize_gender(gender)))
-        else:
-            platforms.append((platform, normalize.normalize_platform(platform)))
+    rows = con.execute(f"SELECT {DISTINCT_VALUES_SQL.format(src=src)}").fetchall()
+    regions, genders, platforms = map_values(rows)
     _register(
         con,
         "region_map",
@@ -43,6 +35,36 @@ def register_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
     )
     _register(con, "gender_map", ["gender", "gender_id"], genders, [pa.string(), pa.int8()])
     _register(con, "platform_map", ["platform", "platform_id"], platforms, [pa.string(), pa.int8()])
+
+
+#: The distinct raw values to normalise (one grouping set per map; the same in both dialects).
+DISTINCT_VALUES_SQL: Final = (
+    "province, city, gender, platform, GROUPING(province) AS g_region, "
+    "GROUPING(gender) AS g_gender FROM {src} "
+    "GROUP BY GROUPING SETS ((province, city), (gender), (platform))"
+)
+
+
+def map_values(
+    rows: Iterable[Sequence[object]],
+) -> tuple[list[Region], list[Mapped], list[Mapped]]:
+    """The rows of ``DISTINCT_VALUES_SQL`` through the shared Python normalisers."""
+    regions: list[Region] = []
+    genders: list[Mapped] = []
+    platforms: list[Mapped] = []
+    for province, city, gender, platform, g_region, g_gender in rows:
+        if g_region == 0:
+            pid, cid = normalize.resolve_region(_text(province), _text(city))
+            regions.append((_text(province), _text(city), pid, cid))
+        elif g_gender == 0:
+            genders.append((_text(gender), normalize.normalize_gender(_text(gender))))
+        else:
+            platforms.append((_text(platform), normalize.normalize_platform(_text(platform))))
+    return regions, genders, platforms
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _register(
@@ -76,8 +98,23 @@ MAX_FIELD_CHARS: Final = normalize.MAX_FIELD_CHARS
 TS_RANGE_REASON = "ts is outside the years 1970..9999 (Asia/Shanghai): "
 
 
-def reason_sql() -> str:
-    """SQL: why a standard-columns row is rejected, or NULL when it is accepted."""
+def full_match(expr: str, pattern: str, dialect: Dialect = "duckdb") -> str:
+    """SQL: ``expr`` matches the whole of ``pattern`` (a pattern without quotes)."""
+    if "'" in pattern:
+        raise ValueError(f"pattern needs quoting: {pattern}")
+    if dialect == "spark":
+        escaped = pattern.replace("\\", "\\\\")  # Spark string literals take escapes
+        return f"({expr} RLIKE '^(?:{escaped})$')"
+    return f"regexp_full_match({expr}, '{pattern}')"
+
+
+def reason_sql(dialect: Dialect = "duckdb") -> str:
+    """SQL: why a standard-columns row is rejected, or NULL when it is accepted.
+
+    The rules are written once; ``dialect`` changes only the spelling of the regex match
+    and the instant literals (Spark's TIMESTAMP is an instant, like DuckDB's TIMESTAMPTZ).
+    """
+    instant = "TIMESTAMP" if dialect == "spark" else "TIMESTAMPTZ"
     too_long = " ".join(
         f"WHEN length({f}) > {MAX_FIELD_CHARS} THEN '{f} is longer than {MAX_FIELD_CHARS} characters'"
         for f in ("appid", "openid", "event_id", "province", "city", "gender", "platform", "device")
@@ -87,7 +124,7 @@ def reason_sql() -> str:
         "CASE WHEN _err IS NOT NULL THEN _err "
         "WHEN appid IS NULL OR trim(appid) = '' THEN 'appid is missing' "
         f"{too_long} "
-        f"WHEN NOT regexp_full_match(trim(appid), '{normalize.APPID_PATTERN}') "
+        f"WHEN NOT {full_match('trim(appid)', normalize.APPID_PATTERN, dialect)} "
         f"THEN '{normalize.APPID_INVALID}' "
         f"WHEN lower(trim(appid)) = '{normalize.RESERVED_APPID}' THEN '{normalize.APPID_RESERVED}' "
         "WHEN openid IS NULL OR trim(openid) = '' THEN 'openid is missing' "
@@ -95,7 +132,7 @@ def reason_sql() -> str:
         # typed Parquet timestamp into text.
         "WHEN ts IS NULL AND (ts_text IS NULL OR trim(ts_text) = '') THEN 'ts is missing' "
         "WHEN ts IS NULL THEN 'ts is not a timestamp: ' || left(ts_text, 40) "
-        "WHEN ts < TIMESTAMPTZ '1970-01-01 00:00:00+08' OR ts >= TIMESTAMPTZ '9999-12-31 16:00:00+00' "
+        f"WHEN ts < {instant} '1970-01-01 00:00:00+08' OR ts >= {instant} '9999-12-31 16:00:00+00' "
         f"THEN '{TS_RANGE_REASON}' || left(ts_text, 40) "
         "WHEN age IS NOT NULL AND trim(age) <> '' AND ("
         f"{age_num} IS NULL OR {age_num} <> floor({age_num}) "

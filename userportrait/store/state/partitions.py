@@ -26,8 +26,9 @@ from userportrait.store.windows import DayPart
 
 #: Events per DuckDB pass when building day partitions (bounds memory).
 CHUNK_EVENTS = 6_000_000
-_ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
-_RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
+#: The packed winner keys (also built by Spark in ``spark/partitions.py``).
+ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
+RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
 
 
 class PartitionBuilder:
@@ -107,14 +108,14 @@ class PartitionBuilder:
         # key: microseconds since the day's midnight, < 2^37, then the id or the rank).
         rel = "(epoch_us(e.ts) - epoch_us(CAST(e.day AS TIMESTAMPTZ)))"
         winners = ", ".join(
-            f"max({rel} * {1 << _ID_BITS} + e.{col}) AS {dim}"
+            f"max({rel} * {1 << ID_BITS} + e.{col}) AS {dim}"
             for dim, col in DIM_COLUMNS.items()
             if dim != "devices"
         )
         con.execute(
             "CREATE OR REPLACE TEMP TABLE daily AS "
             f"SELECT e.day, e.openid, {winners}, "
-            f"max({rel} * {1 << _RANK_BITS} + k.r) AS drank "
+            f"max({rel} * {1 << RANK_BITS} + k.r) AS drank "
             f"FROM read_parquet({listing}, hive_partitioning=true, "
             "hive_types={'appid': VARCHAR, 'day': DATE}) e "
             "LEFT JOIN drank k ON k.device = e.device GROUP BY e.day, e.openid"
@@ -160,16 +161,16 @@ class PartitionBuilder:
         # Each column in the dtype the day partition keeps, so numpy takes it as it is; the
         # winner's time (the key's high bits) too, for merging a later flush in.
         values = ", ".join(
-            f"CAST(COALESCE(d.{dim} % {1 << _ID_BITS}, 0) AS {SQL_TYPES[dim]}) AS {dim}, "
-            f"COALESCE(d.{dim} // {1 << _ID_BITS}, -1) AS {dim}_t"
+            f"CAST(COALESCE(d.{dim} % {1 << ID_BITS}, 0) AS {SQL_TYPES[dim]}) AS {dim}, "
+            f"COALESCE(d.{dim} // {1 << ID_BITS}, -1) AS {dim}_t"
             for dim in ID_DIMS
         )
         result = con.sql(
             f"SELECT d.day, COALESCE(d.uid, f.uid) AS uid, {values}, CAST(COALESCE(x.id, 0) AS "
             f"{SQL_TYPES['devices']}) AS devices, "
-            f"COALESCE(d.drank // {1 << _RANK_BITS}, -1) AS devices_t FROM matched d "
+            f"COALESCE(d.drank // {1 << RANK_BITS}, -1) AS devices_t FROM matched d "
             "LEFT JOIN fresh f ON d.uid IS NULL AND f.openid = d.openid "
-            "LEFT JOIN drank_id x ON x.r = d.drank % " + str(1 << _RANK_BITS) + " "
+            "LEFT JOIN drank_id x ON x.r = d.drank % " + str(1 << RANK_BITS) + " "
             "ORDER BY d.day, uid"
         ).to_arrow_table()
         day_col = result.column("day").cast(pa.int32()).to_numpy()

@@ -14,8 +14,9 @@ import datetime as dt
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -45,6 +46,26 @@ KEEP_HEADS = 3
 Progress = Callable[[str, float], None]
 
 
+class DayPartitions(Protocol):
+    """Builds day partitions for ``AppUpdate`` (``partitions.PartitionBuilder`` with DuckDB;
+    ``spark build`` passes one that runs on Spark). It extends the app's user and device
+    dictionaries; everything else in the state is written by the code here."""
+
+    def __enter__(self) -> DayPartitions: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def chunks(self, days: list[str]) -> Iterator[list[str]]: ...
+
+    def build(self, days: list[str]) -> Iterator[DayPart]: ...
+
+    def finish(self) -> None: ...
+
+
+#: (lake, appid, app state to extend, app directory, catalog version) -> a builder.
+PartitionSource = Callable[[Lake, str, AppState, Path, int], DayPartitions]
+
+
 def no_progress(_desc: str, _frac: float) -> None:
     pass
 
@@ -53,7 +74,9 @@ def app_dir(root: Path, appid: str) -> Path:
     return root / f"appid={appid}"
 
 
-def catch_up(lake: Lake, progress: Progress = no_progress) -> Manifest:
+def catch_up(
+    lake: Lake, progress: Progress = no_progress, partitions: PartitionSource = PartitionBuilder
+) -> Manifest:
     """Apply every committed batch the state has not seen (caller holds the write lock)."""
     root = lake.state_dir
     manifest = Manifest.read(root)
@@ -81,7 +104,9 @@ def catch_up(lake: Lake, progress: Progress = no_progress) -> Manifest:
             progress(desc, (k + frac) / len(touched))
 
         try:
-            new.apps[appid] = AppUpdate(lake, appid, old, version).apply(days, one_of_all)
+            new.apps[appid] = AppUpdate(lake, appid, old, version, partitions).apply(
+                days, one_of_all
+            )
             if new.failed.pop(appid, None) is not None:
                 log.info("portrait state of %s is up to date again", appid)
         except Exception as exc:
@@ -133,8 +158,16 @@ def update_state(lake: Lake, progress: Progress = no_progress) -> None:
 class AppUpdate:
     """Applies the touched days of one appid at catalog version ``version``."""
 
-    def __init__(self, lake: Lake, appid: str, old: AppState, version: int) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        appid: str,
+        old: AppState,
+        version: int,
+        partitions: PartitionSource = PartitionBuilder,
+    ) -> None:
         self.lake = lake
+        self.partitions = partitions
         self.appid = appid
         self.old = old
         self.version = version
@@ -155,7 +188,7 @@ class AppUpdate:
             progress("up to date", 1.0)
             return self.app
         self.app.keys = {d: f for d, f in self.app.keys.items() if day_number(d) == newest}
-        with PartitionBuilder(self.lake, self.appid, self.app, self.dir, self.version) as parts:
+        with self.partitions(self.lake, self.appid, self.app, self.dir, self.version) as parts:
             chunks = list(parts.chunks(sorted(days)))
             for i, chunk in enumerate(chunks):
                 progress("day partitions", 0.7 * i / len(chunks))
@@ -168,8 +201,10 @@ class AppUpdate:
                     # are replayed below anyway (t0 is the earliest changed day).
                     first[part.uid] = np.minimum(first[part.uid], part.day)
                     self._write_day(part)
-                    if part.day == newest:
+                    if part.day == newest and part.keys is not None:
                         self._write_keys(part)
+                    elif part.day == newest:  # a builder without times (Spark): no merging
+                        self.app.keys = {}
             parts.finish()
         self.app.first_day = f"first_day.b{self.version}.npy"
         atomic_write(self.dir / self.app.first_day, lambda fh: np.save(fh, first))
@@ -220,7 +255,8 @@ class AppUpdate:
             return False
         (day,) = days
         return (
-            day == max(self.old.days)
+            self.partitions is PartitionBuilder  # it can build the new batches alone
+            and day == max(self.old.days)
             and day in self.old.keys
             and day in self.old.heads
             and day in self.old.spans

@@ -1,0 +1,343 @@
+"""Spark (issue 15): the same lake, rejects, state and portraits as the embedded store.
+
+One lake is loaded with ``ingest`` (DuckDB), another with ``spark ingest`` and ``spark
+build``, from the same files: generated events with event ids over several appids, then
+a late file (events before users' first days, copies of event ids already in the lake
+and within the file, equal-timestamp ties with other values, broken records), then a
+CSV. Everything Spark wrote must equal what the embedded store wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import write_ndjson
+from tests.fixtures import EVENTS, WINDOW_0610_0612, A
+from tests.server import asgi_client, token
+from tests.spark_support import SPARK
+from userportrait.cli import cli
+from userportrait.engine import get_engine
+from userportrait.errors import InputError
+from userportrait.generate import GeneratorConfig, write_events
+from userportrait.ingest.pipeline import IngestReport, ingest_file
+from userportrait.portrait.query import PortraitQuery
+from userportrait.portrait.service import portrait
+from userportrait.settings import Settings
+from userportrait.store.lake import Lake
+from userportrait.store.state import StateStore
+
+pytestmark = SPARK
+
+CONFIG = GeneratorConfig(
+    users=900, days=33, end=dt.date(2026, 3, 31), apps=3, seed=23, event_ids=True
+)
+END, START = CONFIG.end, CONFIG.start
+D = dt.timedelta
+WINDOWS = [
+    (END, END),
+    (END - D(6), END),
+    (END - D(29), END),
+    (END - D(12), END - D(2)),  # 11 days in the middle
+    (START - D(4), START + D(1)),  # before the data starts
+    (END - D(1), END + D(2)),  # past the end
+]
+
+
+def _epoch_s(ts: Any) -> int:
+    if isinstance(ts, str) and ts.isdigit():
+        ts = int(ts)
+    if isinstance(ts, int):
+        return ts // 1000 if ts >= 100_000_000_000 else ts
+    text = str(ts).replace("Z", "+00:00")
+    return int(dt.datetime.fromisoformat(text).timestamp())
+
+
+def _late_events(src: Path) -> list[dict[str, Any]]:
+    """Late events, duplicate event ids and equal-ts ties, from the generated events."""
+    rows = [json.loads(line) for line in src.read_text("utf-8").splitlines()[:4000]]
+    out: list[dict[str, Any]] = []
+    for i, row in enumerate(rows[:1500]):
+        if i % 5 == 0:  # 20 days earlier, a new event: the user is no longer new
+            ts = _epoch_s(row["ts"]) - 20 * 86400
+            out.append({**row, "ts": ts, "event_id": f"late-{i}", "city": "深圳"})
+        elif i % 5 == 1:  # a copy of an event already in the lake, other values: dropped
+            out.append({**row, "province": "西藏", "device": "Copy Phone"})
+        elif i % 5 == 2:  # the same ts, other values, another event: the larger value wins
+            tie = {**row, "event_id": f"tie-{i}", "gender": "2", "platform": "ohos"}
+            out.append({**tie, "device": "zz tie", "province": "新疆"})
+        elif i % 5 == 3:  # two copies inside this file: the first in content order stays
+            out.append({**row, "event_id": f"dup-{i}", "age": "41"})
+            out.append({**row, "event_id": f"dup-{i}", "age": "19"})
+    appid = CONFIG.appids[0]
+    out += [
+        {"appid": appid, "openid": "", "ts": "2026-03-20T10:00:00+08:00"},
+        {"appid": appid, "openid": "x", "ts": "2026-13-01"},
+        {"appid": "bad appid", "openid": "x", "ts": 1774000000},
+        {"appid": appid, "openid": "x", "ts": True},
+        {"appid": appid, "openid": "x", "ts": "2026-03-20", "age": "7.5"},
+        {"appid": appid, "openid": "naive", "ts": "2026-03-20 23:59:59", "gender": "女"},
+        {"appid": appid, "openid": "epoch-ms", "ts": 1774000000123, "platform": "iPhone"},
+    ]
+    return out
+
+
+def _write_inputs(root: Path) -> list[Path]:
+    base = root / "events.ndjson"
+    write_events(base, CONFIG)
+    late = write_ndjson(root / "late.ndjson", _late_events(base))
+    with late.open("a", encoding="utf-8") as fh:
+        fh.write("\nnot json\n[1, 2]\n")
+    csv = root / "more.csv"
+    csv.write_text(
+        "appid,openid,ts,province,city,gender,platform,device,age\n"
+        f"{CONFIG.appids[1]},csv-1,2026-03-30T08:00:00Z,广东,广州,1,android,OPPO R9,33\n"
+        f"{CONFIG.appids[1]},,2026-03-30,,,,,,\n"
+        f"{CONFIG.appids[1]},csv-2,yesterday,,,,,,\n"
+        f'{CONFIG.appids[1]},csv-3,"2026-03-29 12:00:00",北京,北京,m,ios,"iPhone 15",\n',
+        "utf-8",
+    )
+    return [base, late, csv]
+
+
+# Session scope, not module: the Spark tests of several modules share one xdist worker and
+# interleave, and pytest tears module fixtures down whenever the module changes.
+class Loaded:
+    def __init__(self, lake: Lake, reports: list[IngestReport]) -> None:
+        self.lake = lake
+        self.reports = reports
+
+
+@pytest.fixture(scope="session")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return _write_inputs(tmp_path_factory.mktemp("spark-inputs"))
+
+
+@pytest.fixture(scope="session")
+def embedded(inputs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+    lake = Lake(Settings(data_dir=tmp_path_factory.mktemp("embedded") / "data"))
+    return Loaded(lake, [ingest_file(lake, p) for p in inputs])
+
+
+@pytest.fixture(scope="session")
+def on_spark(inputs: list[Path], spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+    from userportrait.spark.build import spark_build
+    from userportrait.spark.ingest import spark_ingest_file
+
+    lake = Lake(Settings(data_dir=tmp_path_factory.mktemp("on-spark") / "data"))
+    reports = [spark_ingest_file(lake, spark, str(p)) for p in inputs]
+    manifest = spark_build(lake, spark)
+    assert manifest.failed == {} and manifest.version == 3
+    return Loaded(lake, reports)
+
+
+def _lake_rows(lake: Lake) -> list[tuple[Any, ...]]:
+    con = duckdb.connect()
+    glob = str(lake.events_dir / "*" / "*" / "*.parquet")
+    return con.execute(
+        f"SELECT * FROM read_parquet('{glob}', hive_partitioning=true) ORDER BY ALL"
+    ).fetchall()
+
+
+def test_spark_ingest_writes_the_same_lake_rows_and_rejects(
+    embedded: Loaded, on_spark: Loaded
+) -> None:
+    for a, b in zip(embedded.reports, on_spark.reports, strict=True):
+        assert (b.accepted, b.rejected, b.duplicates) == (a.accepted, a.rejected, a.duplicates)
+        assert b.rejects == a.rejects and b.touched == a.touched
+        assert a.rejects_file is None or (
+            Path(a.rejects_file).read_bytes() == Path(str(b.rejects_file)).read_bytes()
+        )
+    late = embedded.reports[1]
+    assert late.duplicates == 600 and late.rejected == 7  # 300 in the lake + 300 in the file
+    assert _lake_rows(on_spark.lake) == _lake_rows(embedded.lake)
+    names = sorted(p.name for p in on_spark.lake.events_dir.rglob("*.parquet"))
+    assert all(n.startswith("b") and n.endswith("_0.parquet") for n in names)
+    assert len(names) == len(on_spark.lake.catalog.files())  # one file per batch and day
+
+
+def test_spark_build_writes_the_embedded_stores_state(on_spark: Loaded, tmp_path: Path) -> None:
+    lake = on_spark.lake
+    built = tmp_path / "spark-state"
+    shutil.copytree(lake.state_dir, built)
+    StateStore(lake).rebuild()  # the embedded store, from scratch, at the same version
+    ours = lake.state_dir
+    assert (built / "manifest.json").read_text() == (ours / "manifest.json").read_text()
+    files = sorted(p.relative_to(ours) for p in ours.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(built) for p in built.rglob("*") if p.is_file())
+    for rel in files:
+        a, b = ours / rel, built / rel
+        if rel.suffix == ".npz":
+            with np.load(a) as za, np.load(b) as zb:
+                assert za.files == zb.files, rel
+                for k in za.files:
+                    assert za[k].dtype == zb[k].dtype and np.array_equal(za[k], zb[k]), (rel, k)
+        elif rel.suffix == ".parquet":
+            assert pq.read_table(a).equals(pq.read_table(b)), rel
+        else:
+            assert a.read_bytes() == b.read_bytes(), rel
+    shutil.rmtree(ours)
+    shutil.copytree(built, ours)  # leave the Spark-built state for the next tests
+
+
+def _answers(lake: Lake, engine: str, appids: tuple[str, ...] = CONFIG.appids) -> list[Any]:
+    eng = get_engine(engine, lake)
+    try:
+        return [portrait(PortraitQuery(a, b, e), eng) for a in appids for b, e in WINDOWS]
+    finally:
+        eng.close()
+
+
+def test_spark_engine_equals_reference_after_late_events(embedded: Loaded, spark: Any) -> None:
+    appids = CONFIG.appids[1:]  # the first is in tests/test_engines_agree.py
+    assert _answers(embedded.lake, "spark", appids) == _answers(embedded.lake, "reference", appids)
+
+
+def test_state_built_by_either_is_updated_by_the_other(
+    embedded: Loaded, on_spark: Loaded, spark: Any, tmp_path: Path
+) -> None:
+    from userportrait.spark.build import spark_build
+    from userportrait.spark.ingest import spark_ingest_file
+
+    expected = _answers(embedded.lake, "reference")
+    assert _answers(on_spark.lake, "incremental") == expected  # served from Spark's state
+    more = write_ndjson(
+        tmp_path / "more.ndjson",
+        [
+            {"appid": CONFIG.appids[2], "openid": "n1", "ts": "2026-03-31T09:00:00+08:00",
+             "province": "上海", "gender": "1", "platform": "mac", "device": "MacBook"},
+            {"appid": CONFIG.appids[2], "openid": "n2", "ts": "2026-03-12T09:00:00+08:00",
+             "age": "66"},
+        ],
+    )  # fmt: skip
+    ingest_file(on_spark.lake, more)  # DuckDB updates the state Spark built
+    spark_ingest_file(embedded.lake, spark, str(more))  # and Spark the one DuckDB built
+    spark_build(embedded.lake, spark)
+    for lake in (on_spark.lake, embedded.lake):
+        assert _answers(lake, "incremental") == _answers(lake, "reference")
+
+
+def test_cli_spark_build_and_portrait(on_spark: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USERPORTRAIT_DATA_DIR", str(on_spark.lake.root))
+    runner = CliRunner()
+    res = runner.invoke(cli, ["spark", "build", "-q", "--spark-master", "local[2]"])
+    assert res.exit_code == 0, res.output
+    assert "state at catalog version" in res.output and "3 apps" in res.output
+    args = ["--appid", CONFIG.appids[0], "--begin", "20260320", "--end", "20260326"]
+    res = runner.invoke(cli, ["portrait", *args, "--engine", "spark"])
+    assert res.exit_code == 0, res.output
+    reference = runner.invoke(cli, ["portrait", *args, "--engine", "reference"])
+    assert json.loads(res.output) == json.loads(reference.output)
+
+
+def test_cli_spark_ingest(spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USERPORTRAIT_DATA_DIR", str(tmp_path / "data"))
+    src = write_ndjson(tmp_path / "e.ndjson", EVENTS + [{"appid": A, "openid": "", "ts": 1}])
+    runner = CliRunner()
+    res = runner.invoke(cli, ["spark", "ingest", "-q", str(src)])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[:2] == [
+        f"{src}: 10 accepted, 1 rejected",
+        f"  rejected {src}:11: openid is missing",
+    ]
+    assert "state at catalog version 1: 2 apps" in res.output
+    args = ["--appid", A, "--begin", "20240610", "--end", "20240612"]
+    res = runner.invoke(cli, ["portrait", *args])  # the incremental store, from Spark's state
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == WINDOW_0610_0612
+    res = runner.invoke(cli, ["spark", "ingest", "-q", str(src)])
+    assert f"{src}: already ingested (same content), skipped" in res.output
+
+
+def test_without_pyspark_every_spark_command_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from userportrait.spark.session import spark_session
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    with pytest.raises(InputError, match=r"pip install 'userportrait\[spark\]'"):
+        spark_session(Settings(data_dir=tmp_path))
+    monkeypatch.setenv("USERPORTRAIT_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    for args in (["spark", "build"], ["portrait", "--appid", "wxa", "--begin", "20260301",
+                 "--end", "20260301", "--engine", "spark"]):  # fmt: skip
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 1
+        assert "pip install 'userportrait[spark]'" in res.output
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_wechat_api_served_by_the_spark_engine(
+    api_settings: Settings, spark: Any
+) -> None:
+    async with asgi_client(api_settings.replace(engine="spark")) as c:
+        res = await c.post(
+            "/datacube/getweanalysisappiduserportrait",
+            params={"access_token": await token(c)},
+            content=json.dumps({"begin_date": "20240610", "end_date": "20240612"}),
+        )
+    assert res.json() == WINDOW_0610_0612
+
+
+def test_spark_conf_setting() -> None:
+    from userportrait.spark.session import parse_conf
+
+    text = "spark.executor.memory=8g; spark.driver.extraJavaOptions=-Da=1 -Db=2;;"
+    assert parse_conf(text) == {
+        "spark.executor.memory": "8g",
+        "spark.driver.extraJavaOptions": "-Da=1 -Db=2",
+    }
+    with pytest.raises(InputError, match="expected key=value"):
+        parse_conf("spark.executor.memory")
+
+
+def test_the_lake_as_executors_see_it(tmp_path: Path) -> None:
+    from userportrait.spark.session import lake_uri
+
+    lake = Lake(Settings(data_dir=tmp_path / "data"))
+    assert lake_uri(lake, "events") == (tmp_path / "data" / "events").resolve().as_uri()
+    lake = Lake(Settings(data_dir=tmp_path / "data", spark_lake_uri="s3a://bucket/up/"))
+    assert lake_uri(lake, lake.staging_dir / "k") == "s3a://bucket/up/_staging/k"
+    assert lake_uri(lake) == "s3a://bucket/up"
+
+
+def test_spark_connect_without_its_client_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("pyspark", reason="the spark extra is not installed")
+    from userportrait.spark import session
+
+    monkeypatch.setattr(session, "_importable", lambda module: module != "grpc")
+    with pytest.raises(InputError, match=r"needs grpc; .*pip install 'pyspark\[connect\]'"):
+        session.spark_session(Settings(data_dir=tmp_path, spark_master="sc://127.0.0.1:15002"))
+
+
+def test_a_malformed_csv_fails_whole_in_both(spark: Any, tmp_path: Path) -> None:
+    from userportrait.spark.ingest import spark_ingest_file
+
+    src = tmp_path / "bad.csv"
+    src.write_text("appid,openid,ts\nwxa,u1,2026-03-01\nwxa,u2,2026-03-01,extra,fields\n")
+    for name, load in (
+        ("embedded", lambda lake: ingest_file(lake, src)),
+        ("spark", lambda lake: spark_ingest_file(lake, spark, str(src))),
+    ):
+        lake = Lake(Settings(data_dir=tmp_path / name))
+        with pytest.raises(InputError, match="bad.csv"):
+            load(lake)
+        assert lake.catalog.version() == 0 and lake.catalog.files() == []

@@ -1,0 +1,159 @@
+"""CLI commands that run on Apache Spark: ``spark ingest`` and ``spark build`` (docs/spark.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+from userportrait.cli_common import DATA_DIR_OPTION, err_console, fail, make_settings
+from userportrait.errors import ServiceError
+from userportrait.settings import Settings
+
+SPARK_MASTER_OPTION = click.option(
+    "--spark-master",
+    default=None,
+    help="local[*] (default), a cluster master URL, or sc://host:port (Spark Connect) [env USERPORTRAIT_SPARK_MASTER].",
+)
+SPARK_CONF_OPTION = click.option(
+    "--spark-conf",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Spark configuration, repeatable (replaces USERPORTRAIT_SPARK_CONF).",
+)
+
+
+def spark_settings(
+    data_dir: Path | None, spark_master: str | None, spark_conf: tuple[str, ...]
+) -> Settings:
+    return make_settings(
+        data_dir, spark_master=spark_master, spark_conf=";".join(spark_conf) or None
+    )
+
+
+def _with_progress(quiet: bool, work: Callable[[Callable[[str, float], None]], Any]) -> Any:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("starting Spark", total=1.0)
+
+        def tick(desc: str, frac: float) -> None:
+            progress.update(task, description=desc, completed=frac)
+
+        return work(tick)
+
+
+@click.group("spark")
+def spark() -> None:
+    """Ingest and build the portrait state on Apache Spark (pip install 'userportrait[spark]').
+
+    The lake, the rules and the state are those of the embedded store: what Spark writes,
+    `serve` and every engine read (docs/spark.md).
+    """
+
+
+@spark.command("ingest")
+@click.argument("files", nargs=-1, required=True)
+@DATA_DIR_OPTION
+@SPARK_MASTER_OPTION
+@SPARK_CONF_OPTION
+@click.option("--build/--no-build", default=True, help="Update the state with Spark afterwards.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@click.option("--show-rejects", default=20, show_default=True, help="Rejected records to print.")
+def spark_ingest(
+    files: tuple[str, ...],
+    data_dir: Path | None,
+    spark_master: str | None,
+    spark_conf: tuple[str, ...],
+    build: bool,
+    quiet: bool,
+    show_rejects: int,
+) -> None:
+    """Load visit events from FILES (local paths or s3a://, hdfs:// URIs) with Spark.
+
+    Parquet, CSV or NDJSON (optionally .gz): the same checks, rejects and lake layout as
+    `ingest`, one batch per file.
+    """
+    from userportrait.spark.build import spark_build
+    from userportrait.spark.ingest import spark_ingest_file
+    from userportrait.spark.session import spark_session
+    from userportrait.store.lake import Lake
+
+    settings = spark_settings(data_dir, spark_master, spark_conf)
+    lake = Lake(settings)
+    try:
+        session = spark_session(settings)
+        for uri in files:
+
+            def work(tick: Callable[[str, float], None], uri: str = uri) -> Any:
+                return spark_ingest_file(lake, session, uri, tick)
+
+            report = _with_progress(quiet, work)
+            if report.skipped:
+                click.echo(f"{uri}: already ingested (same content), skipped")
+                continue
+            dup = (
+                f", {report.duplicates} duplicate event_id(s) dropped" if report.duplicates else ""
+            )
+            click.echo(f"{uri}: {report.accepted} accepted, {report.rejected} rejected{dup}")
+            for r in report.rejects[:show_rejects]:
+                click.echo(f"  rejected {r.file}:{r.line}: {r.reason}")
+            if report.rejected > show_rejects:
+                click.echo(f"  … {report.rejected - show_rejects} more")
+            if report.rejects_file:
+                click.echo(f"  all rejected records: {report.rejects_file}")
+        if build:
+            manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick))
+            _report_build(manifest)
+    except ServiceError as exc:
+        fail(exc.message)
+
+
+@spark.command("build")
+@DATA_DIR_OPTION
+@SPARK_MASTER_OPTION
+@SPARK_CONF_OPTION
+@click.option("--rebuild", is_flag=True, help="Throw the state away and build it from the lake.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+def spark_build_command(
+    data_dir: Path | None,
+    spark_master: str | None,
+    spark_conf: tuple[str, ...],
+    rebuild: bool,
+    quiet: bool,
+) -> None:
+    """Bring the portrait state up to the lake with Spark (only new batches, or all with
+    --rebuild); `serve` then answers from it without touching the lake."""
+    from userportrait.spark.build import spark_build
+    from userportrait.spark.session import spark_session
+    from userportrait.store.lake import Lake
+
+    settings = spark_settings(data_dir, spark_master, spark_conf)
+    lake = Lake(settings)
+    try:
+        session = spark_session(settings)
+        manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick, rebuild))
+    except ServiceError as exc:
+        fail(exc.message)
+    _report_build(manifest)
+
+
+def _report_build(manifest: Any) -> None:
+    users = sum(a.n_users for a in manifest.apps.values())
+    days = sum(len(a.days) for a in manifest.apps.values())
+    click.echo(
+        f"state at catalog version {manifest.version}: {len(manifest.apps)} apps, "
+        f"{users} users, {days} day partitions"
+    )
+    if manifest.failed:
+        for appid, failure in sorted(manifest.failed.items()):
+            click.echo(f"  {appid}: failed: {failure.error}", err=True)
+        fail(f"{len(manifest.failed)} app(s) failed to update; see above")

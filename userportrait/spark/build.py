@@ -1,0 +1,30 @@
+"""``spark build``: the derived state the server answers from, with Spark doing the heavy part.
+
+The update policy is the embedded store's own (``store/state/update.catch_up``): the same
+catch-up over the batches the state has not seen, the same head, window table and
+manifest; only the day partitions come from Spark (``spark/partitions.py``). So a state
+built here is read, and later updated, by the embedded store as if it had built it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from userportrait.spark.partitions import spark_partitions
+from userportrait.store.lake import Lake
+from userportrait.store.state import Manifest, catch_up
+from userportrait.store.state.update import Progress, no_progress, remove_state
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def spark_build(
+    lake: Lake, spark: SparkSession, progress: Progress = no_progress, rebuild: bool = False
+) -> Manifest:
+    """Bring the state up to the catalog (from scratch with ``rebuild``); returns the
+    manifest, whose ``failed`` names the apps that could not be updated."""
+    with lake.write_lock():
+        if rebuild:
+            remove_state(lake)
+        return catch_up(lake, progress, spark_partitions(spark))
