@@ -109,14 +109,14 @@ class SparkPartitionBuilder:
         ).createOrReplaceTempView(ranks)
         rel = "(unix_micros(e.ts) - unix_micros(CAST(e.day AS TIMESTAMP)))"
         winners = ", ".join(
-            f"CAST(max({rel} * {1 << ID_BITS} + e.{col}) % {1 << ID_BITS} AS INT) AS {dim}"
+            f"max({rel} * {1 << ID_BITS} + e.{col}) AS {dim}"
             for dim, col in DIM_COLUMNS.items()
             if dim != "devices"
         )
         daily_dir = self.work / "daily"
         spark.sql(
             f"SELECT e.day, e.openid, {winners}, "
-            f"max({rel} * {1 << RANK_BITS} + k.r) % {1 << RANK_BITS} AS drank "
+            f"max({rel} * {1 << RANK_BITS} + k.r) AS drank "
             f"FROM {events} e LEFT JOIN {ranks} k ON k.device = e.device GROUP BY e.day, e.openid"
         ).write.parquet(lake_uri(self.lake, daily_dir))
         matched = temp_name("build_matched")
@@ -150,15 +150,20 @@ class SparkPartitionBuilder:
             fresh = spark.read.parquet(lake_uri(self.lake, fresh_dir))
         else:
             fresh = spark.createDataFrame([], "openid STRING, uid BIGINT")
+        # The winner's value id and its time (the key's low and high bits), as DuckDB's
+        # builder gives them: the newest day's times let a later flush merge in.
         values = ", ".join(
-            f"CAST(COALESCE(d.{dim}, 0) AS {SQL_TYPES[dim]}) AS {dim}" for dim in ID_DIMS
+            f"CAST(COALESCE(d.{dim} % {1 << ID_BITS}, 0) AS {SQL_TYPES[dim]}) AS {dim}, "
+            f"COALESCE(d.{dim} div {1 << ID_BITS}, -1) AS {dim}_t"
+            for dim in ID_DIMS
         )
         fresh_view = temp_name("build_fresh")
         fresh.createOrReplaceTempView(fresh_view)
         days_dir = self.work / "days"
         spark.sql(
             f"SELECT CAST(d.day AS STRING) AS day, COALESCE(d.uid, f.uid) AS uid, {values}, "
-            f"COALESCE(d.drank, 0) AS drank FROM {matched} d "
+            f"COALESCE(d.drank % {1 << RANK_BITS}, 0) AS drank, "
+            f"COALESCE(d.drank div {1 << RANK_BITS}, -1) AS devices_t FROM {matched} d "
             f"LEFT JOIN {fresh_view} f ON d.uid IS NULL AND f.openid = d.openid"
         ).repartition("day").write.partitionBy("day").parquet(lake_uri(self.lake, days_dir))
         for view in (events, ranks, matched, firsts, fresh_view):
@@ -191,8 +196,11 @@ class SparkPartitionBuilder:
         values["devices"] = id_of_rank[table.column("drank").to_numpy()[order]].astype(
             VALUE_DTYPES["devices"]
         )
+        keys = {d: table.column(f"{d}_t").to_numpy()[order].astype(np.int64) for d in DIMS}
         day = day_dir.name.split("=", 1)[1]
-        return DayPart(day_number(day), uid[order].astype(np.uint32), {d: values[d] for d in DIMS})
+        return DayPart(
+            day_number(day), uid[order].astype(np.uint32), {d: values[d] for d in DIMS}, keys
+        )
 
     def finish(self) -> None:
         """Write the device dictionary (as ``PartitionBuilder.finish`` does)."""
