@@ -163,23 +163,26 @@ def step_lookup(_src: Path, data: Path) -> dict[str, Any]:
 
 
 def step_flush(_src: Path, data: Path) -> dict[str, Any]:
-    """1,000 events for the newest day, as a live flush writes them (a batch file)."""
+    """1,000 events for the newest day, as the server's live flusher writes them (a batch
+    file), timed on the second flush of the process: the server is a running process."""
     from userportrait.ingest.pipeline import ingest_file
 
     rng = random.Random(7)
     users = int(data.name.split("-")[0][1:])
-    lines = []
-    for i in range(1000):
-        ts = dt.datetime.combine(END, dt.time(12, rng.randrange(60), i % 60), tzinfo=dt.UTC)
-        lines.append(json.dumps({"appid": APPID, "openid": f"o{rng.randrange(users):09d}",
-                                 "ts": ts.isoformat(), "province": "广东"}))  # fmt: skip
-    batch = data.parent / f"flush-{os.getpid()}.ndjson"
-    batch.write_text("\n".join(lines) + "\n")
-    t = time.perf_counter()
-    ingest_file(_lake(data), batch)
-    took = time.perf_counter() - t
-    batch.unlink()
-    return {"s": took}
+    took = []
+    for k in range(2):
+        lines = []
+        for i in range(1000):
+            ts = dt.datetime.combine(END, dt.time(12, rng.randrange(60), i % 60), tzinfo=dt.UTC)
+            lines.append(json.dumps({"appid": APPID, "openid": f"o{rng.randrange(users):09d}",
+                                     "ts": ts.isoformat(), "province": "广东"}))  # fmt: skip
+        batch = data.parent / f"flush-{os.getpid()}-{k}.ndjson"
+        batch.write_text("\n".join(lines) + "\n")
+        t = time.perf_counter()
+        ingest_file(_lake(data), batch)
+        took.append(time.perf_counter() - t)
+        batch.unlink()
+    return {"s": took[1], "first": took[0]}
 
 
 def state_bytes(data: Path) -> dict[str, float]:

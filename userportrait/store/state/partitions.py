@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from userportrait.portrait.dims import DIMS, ID_DIMS
@@ -165,20 +164,20 @@ class PartitionBuilder:
             f"COALESCE(d.{dim} // {1 << ID_BITS}, -1) AS {dim}_t"
             for dim in ID_DIMS
         )
-        result = con.sql(
-            f"SELECT d.day, COALESCE(d.uid, f.uid) AS uid, {values}, CAST(COALESCE(x.id, 0) AS "
+        # fetchnumpy, not Arrow: pyarrow's to_numpy imports pandas (0.5-0.9 s per process).
+        columns = con.sql(
+            "SELECT CAST(d.day - DATE '1970-01-01' AS INTEGER) AS day, "
+            f"COALESCE(d.uid, f.uid) AS uid, {values}, CAST(COALESCE(x.id, 0) AS "
             f"{SQL_TYPES['devices']}) AS devices, "
             f"COALESCE(d.drank // {1 << RANK_BITS}, -1) AS devices_t FROM matched d "
             "LEFT JOIN fresh f ON d.uid IS NULL AND f.openid = d.openid "
             "LEFT JOIN drank_id x ON x.r = d.drank % " + str(1 << RANK_BITS) + " "
             "ORDER BY d.day, uid"
-        ).to_arrow_table()
-        day_col = result.column("day").cast(pa.int32()).to_numpy()
+        ).fetchnumpy()
+        day_col = columns["day"]
         cuts = np.flatnonzero(np.diff(day_col)) + 1
         starts = [0, *cuts.tolist()]
         stops = [*cuts.tolist(), len(day_col)]
-        names = ("uid", *DIMS, *(f"{d}_t" for d in DIMS))
-        columns = {name: result.column(name).to_numpy() for name in names}
         for a, b in zip(starts, stops, strict=True):
             if a == b:
                 continue
