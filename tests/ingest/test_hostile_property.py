@@ -29,9 +29,9 @@ from tests.ingest.test_live import SECRET, A, tok
 from tests.server import asgi_client
 from userportrait.api.body import Gunzip
 from userportrait.auth.store import AuthStore
-from userportrait.ingest.normalize_sql import TS_RANGE_REASON
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.ingest.records import check_record, parse_records
+from userportrait.portrait.rules import Reject
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 
@@ -96,7 +96,7 @@ def hostile_record(draw: st.DrawFn) -> tuple[bytes, str, None]:
         return line.encode(), "openid is longer than 256 characters", None
     if kind == "ts":
         ts = draw(st.sampled_from(["1969-12-31T15:59:59Z", "9999-12-31T16:00:00Z"]))
-        return _line(ts=ts).encode(), TS_RANGE_REASON + ts, None
+        return _line(ts=ts).encode(), Reject.TS_RANGE.text(value=ts), None
     return b"[1, 2]", "not a JSON object", None
 
 

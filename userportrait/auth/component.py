@@ -100,7 +100,7 @@ def parse_permissions(text: str) -> tuple[int, ...]:
 
 
 def _check_appid(appid: str) -> None:
-    from userportrait.portrait.normalize import appid_problem
+    from userportrait.portrait.rules import appid_problem
 
     problem = appid_problem(appid)
     if problem:

@@ -94,11 +94,11 @@ class AuthStore:
 
     # -- apps ------------------------------------------------------------------------------
     def add_app(self, appid: str, secret: str) -> None:
-        from userportrait.portrait.normalize import APPID_RESERVED, appid_problem
+        from userportrait.portrait.rules import Reject, appid_problem
 
         problem = appid_problem(appid)
-        if problem == APPID_RESERVED:
-            raise InvalidAppId(problem)
+        if problem is Reject.APPID_RESERVED:
+            raise InvalidAppId(problem.text())
         if problem:
             raise InvalidAppId(f"{appid!r}: letters, digits, _ . - only, at most 64")
         if len(secret) < 8:

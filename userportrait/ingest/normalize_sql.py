@@ -12,8 +12,9 @@ from typing import Final, Literal
 import duckdb
 import pyarrow as pa
 
-from userportrait.portrait import normalize
+from userportrait.portrait import normalize, rules
 from userportrait.portrait.dims import AGE_BUCKET_UPPER, MAX_AGE
+from userportrait.portrait.rules import Reject
 
 #: The SQL dialects the input rules are written for (DuckDB here; Spark in ``spark/``).
 Dialect = Literal["duckdb", "spark"]
@@ -92,12 +93,6 @@ def age_id_sql(age: str) -> str:
     return f"CAST(CASE WHEN {age} IS NULL THEN NULL {whens} ELSE 6 END AS TINYINT)"
 
 
-MAX_FIELD_CHARS: Final = normalize.MAX_FIELD_CHARS
-
-
-TS_RANGE_REASON = "ts is outside the years 1970..9999 (Asia/Shanghai): "
-
-
 def full_match(expr: str, pattern: str, dialect: Dialect = "duckdb") -> str:
     """SQL: ``expr`` matches the whole of ``pattern`` (a pattern without quotes)."""
     if "'" in pattern:
@@ -116,27 +111,27 @@ def reason_sql(dialect: Dialect = "duckdb") -> str:
     """
     instant = "TIMESTAMP" if dialect == "spark" else "TIMESTAMPTZ"
     too_long = " ".join(
-        f"WHEN length({f}) > {MAX_FIELD_CHARS} THEN '{f} is longer than {MAX_FIELD_CHARS} characters'"
-        for f in ("appid", "openid", "event_id", "province", "city", "gender", "platform", "device")
+        f"WHEN length({f}) > {rules.MAX_FIELD_CHARS} THEN {Reject.TOO_LONG.sql(field=repr(f))}"
+        for f in rules.LENGTH_CHECKED
     )
     age_num = "try_cast(trim(age) AS DOUBLE)"
+    appid_ok = full_match("trim(appid)", rules.APPID_PATTERN, dialect)
     return (
         "CASE WHEN _err IS NOT NULL THEN _err "
-        "WHEN appid IS NULL OR trim(appid) = '' THEN 'appid is missing' "
+        f"WHEN appid IS NULL OR trim(appid) = '' THEN {Reject.APPID_MISSING.sql()} "
         f"{too_long} "
-        f"WHEN NOT {full_match('trim(appid)', normalize.APPID_PATTERN, dialect)} "
-        f"THEN '{normalize.APPID_INVALID}' "
-        f"WHEN lower(trim(appid)) = '{normalize.RESERVED_APPID}' THEN '{normalize.APPID_RESERVED}' "
-        "WHEN openid IS NULL OR trim(openid) = '' THEN 'openid is missing' "
+        f"WHEN NOT {appid_ok} THEN {Reject.APPID_INVALID.sql()} "
+        f"WHEN lower(trim(appid)) = '{rules.RESERVED_APPID}' THEN {Reject.APPID_RESERVED.sql()} "
+        f"WHEN openid IS NULL OR trim(openid) = '' THEN {Reject.OPENID_MISSING.sql()} "
         # ts is NULL whenever ts_text is blank; testing ts first spares turning every
         # typed Parquet timestamp into text.
-        "WHEN ts IS NULL AND (ts_text IS NULL OR trim(ts_text) = '') THEN 'ts is missing' "
-        "WHEN ts IS NULL THEN 'ts is not a timestamp: ' || left(ts_text, 40) "
-        f"WHEN ts < {instant} '1970-01-01 00:00:00+08' OR ts >= {instant} '9999-12-31 16:00:00+00' "
-        f"THEN '{TS_RANGE_REASON}' || left(ts_text, 40) "
+        f"WHEN ts IS NULL AND (ts_text IS NULL OR trim(ts_text) = '') THEN {Reject.TS_MISSING.sql()} "
+        f"WHEN ts IS NULL THEN {Reject.TS_INVALID.sql(value='ts_text')} "
+        f"WHEN ts < {instant} '{rules.TS_FIRST}' OR ts >= {instant} '{rules.TS_END}' "
+        f"THEN {Reject.TS_RANGE.sql(value='ts_text')} "
         "WHEN age IS NOT NULL AND trim(age) <> '' AND ("
         f"{age_num} IS NULL OR {age_num} <> floor({age_num}) "
         f"OR {age_num} < 0 OR {age_num} > {MAX_AGE}) "
-        f"THEN 'age is not a whole number of years in 0..{MAX_AGE}: ' || left(age, 40) "
+        f"THEN {Reject.AGE_INVALID.sql(value='age')} "
         "END"
     )

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from userportrait.errors import InputError
 from userportrait.ingest.normalize_sql import age_id_sql, age_value, reason_sql, register_maps
 from userportrait.ingest.sources import Source, open_source
-from userportrait.portrait.normalize import appid_problem
+from userportrait.portrait.rules import appid_problem
 from userportrait.sqltext import sql_str
 from userportrait.store.catalog import LakeFile
 from userportrait.store.durable import fsync_tree

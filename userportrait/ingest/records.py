@@ -21,14 +21,11 @@ from typing import Any, Final
 import orjson
 
 from userportrait.errors import PayloadTooLarge
-from userportrait.ingest.normalize_sql import TS_RANGE_REASON
 from userportrait.ingest.sources import FIELDS, TS_TEXT
-from userportrait.portrait.normalize import MAX_FIELD_CHARS, appid_problem, parse_age, parse_ts
+from userportrait.portrait.normalize import parse_age, parse_ts
 from userportrait.portrait.query import TZ
+from userportrait.portrait.rules import LENGTH_CHECKED, MAX_FIELD_CHARS, Reject, appid_problem
 
-_LENGTH_CHECKED: Final = (
-    "appid", "openid", "event_id", "province", "city", "gender", "platform", "device",
-)  # fmt: skip
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _TS_MIN_US: Final = -8 * 3600 * 1_000_000  # 1970-01-01 00:00 Asia/Shanghai
 _TS_END_US: Final = int(
@@ -60,8 +57,8 @@ class _Unreadable:
         return f"<{self.reason}>"
 
 
-NOT_JSON: Final = _Unreadable("not valid JSON")
-NOT_UTF8: Final = _Unreadable("not valid UTF-8")
+NOT_JSON: Final = _Unreadable(Reject.NOT_JSON.text())
+NOT_UTF8: Final = _Unreadable(Reject.NOT_UTF8.text())
 #: JSON's whitespace (RFC 8259): a line of only these is blank and skipped.
 _JSON_SPACE: Final = b" \t\r"
 #: Bytes of a body split at a time when counting an array's elements.
@@ -255,7 +252,7 @@ def dump_record(canonical: dict[str, Any]) -> bytes:
     try:
         return json.dumps(canonical, ensure_ascii=False).encode() + b"\n"
     except UnicodeEncodeError:  # a lone surrogate that parse_records did not see
-        raise RecordError("not valid JSON") from None
+        raise RecordError(Reject.NOT_JSON.text()) from None
 
 
 def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
@@ -263,7 +260,7 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
     if isinstance(record, _Unreadable):
         raise RecordError(record.reason)
     if not isinstance(record, dict):
-        raise RecordError("not a JSON object")
+        raise RecordError(Reject.NOT_OBJECT.text())
     # One pass: the first field of the wrong type (in FIELDS order) is the reason; the
     # text of each field for the checks; the fields present, as received, for the output.
     text: dict[str, str | None] = {}
@@ -275,41 +272,39 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
             continue
         kind = _JSON_TYPES.get(type(value))
         if kind:
-            raise RecordError(f"{field} has the wrong type ({kind})")
+            raise RecordError(Reject.WRONG_TYPE.text(field=field, kind=kind))
         text[field] = str(value)
         out[field] = value
     if text["appid"] is None or not text["appid"].strip(_SPACES):
-        raise RecordError("appid is missing")
-    for field in _LENGTH_CHECKED:
+        raise RecordError(Reject.APPID_MISSING.text())
+    for field in LENGTH_CHECKED:
         value = text[field]
         if value is not None and len(value) > MAX_FIELD_CHARS:
-            raise RecordError(f"{field} is longer than {MAX_FIELD_CHARS} characters")
+            raise RecordError(Reject.TOO_LONG.text(field=field))
     problem = appid_problem(text["appid"].strip(_SPACES))
     if problem:
-        raise RecordError(problem)
+        raise RecordError(problem.text())
     if text["openid"] is None or not text["openid"].strip(_SPACES):
-        raise RecordError("openid is missing")
+        raise RecordError(Reject.OPENID_MISSING.text())
     ts_raw = record.get("ts")
     if ts_raw is None or (isinstance(ts_raw, str) and not ts_raw.strip(_SPACES)):
-        raise RecordError("ts is missing")
+        raise RecordError(Reject.TS_MISSING.text())
     try:
         ts_us = parse_ts_us(ts_raw)
     except ValueError:
         ts_us = None
     if ts_us is None or not -(2**63) < ts_us < 2**63 - 1:  # DuckDB cannot hold it either
-        raise RecordError(f"ts is not a timestamp: {str(ts_raw)[:40]}")
+        raise RecordError(Reject.TS_INVALID.text(value=ts_raw))
     if not _TS_MIN_US <= ts_us < _TS_END_US:  # day numbers and dates stay representable
-        raise RecordError(f"{TS_RANGE_REASON}{str(ts_raw)[:40]}")
+        raise RecordError(Reject.TS_RANGE.text(value=ts_raw))
     try:
         if text["age"] is not None and not text["age"].isascii():
             raise ValueError(text["age"])  # DuckDB reads ASCII digits only (not １２)
         age = parse_age(text["age"])
     except ValueError:
-        raise RecordError(
-            f"age is not a whole number of years in 0..150: {str(text['age'])[:40]}"
-        ) from None
+        raise RecordError(Reject.AGE_INVALID.text(value=text["age"])) from None
     if appid is not None and text["appid"].strip(_SPACES) != appid:
-        raise RecordError("appid does not match the access_token's app")
+        raise RecordError(Reject.APPID_NOT_TOKENS.text())
     # Other fields keep their JSON value: the bulk reader turns a number into text itself
     # (from the parsed double: 6.103515625e-05 -> '0.00006103515625'), so it must see one.
     out["ts"] = _rfc3339_us(ts_us)

@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 import duckdb
 
 from userportrait.errors import InputError
+from userportrait.portrait.rules import EPOCH_MS_FROM, Reject
 from userportrait.sqltext import sql_str
 
 Format = Literal["parquet", "csv", "ndjson", "json"]
@@ -43,7 +44,7 @@ _SUFFIXES: Final[dict[str, Format]] = {
     ".json": "json",
 }  # fmt: skip
 
-EPOCH_MS_THRESHOLD: Final = 100_000_000_000
+EPOCH_MS_THRESHOLD: Final = EPOCH_MS_FROM
 MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 #: CSV delimiters tried on the header line, in this order (the first naming every required
 #: column wins). Reading the header ourselves, not DuckDB's sniffer, keeps a malformed row
@@ -245,7 +246,7 @@ def _rows(
     fields = "regexp_extract(error_message, 'Found: ([0-9]+)', 1)"
     con.execute(
         f"CREATE TEMP TABLE {gaps} AS SELECT line - {offset} AS _pos, CASE error_type "
-        "WHEN 'INVALID ENCODING' THEN 'not valid UTF-8' "
+        f"WHEN 'INVALID ENCODING' THEN {Reject.NOT_UTF8.sql()} "
         f"WHEN 'TOO MANY COLUMNS' THEN 'row has ' || {fields} || ' fields; the header has {width}' "
         f"WHEN 'MISSING COLUMNS' THEN 'row has ' || {fields} || ' fields; the header has {width}' "
         "WHEN 'UNQUOTED VALUE' THEN 'a quoted field is not closed' "
@@ -297,14 +298,14 @@ def _json_lines(con: duckdb.DuckDBPyConnection, path: Path, fmt: Format) -> tupl
             cols.append(f"v[{i}] ->> '$' AS {f}")
     bad_type = " ".join(
         f"WHEN json_type(v[{i}]) IN {_BAD_JSON_TYPES} THEN "
-        f"'{f} has the wrong type (' || lower(json_type(v[{i}])) || ')'"
+        f"{Reject.WRONG_TYPE.sql(field=repr(f), kind=f'lower(json_type(v[{i}]))')}"
         for i, f in enumerate(FIELDS, start=1)
     )
     cols.append(
         "CASE WHEN _reject IS NOT NULL THEN _reject "
         "WHEN line IS NULL OR trim(line) = '' THEN 'blank line' "
-        "WHEN NOT json_valid(line) THEN 'not valid JSON' "
-        "WHEN json_type(line) <> 'OBJECT' THEN 'not a JSON object' "
+        f"WHEN NOT json_valid(line) THEN {Reject.NOT_JSON.sql()} "
+        f"WHEN json_type(line) <> 'OBJECT' THEN {Reject.NOT_OBJECT.sql()} "
         f"{bad_type} END AS _err"
     )
     inner = (

@@ -14,6 +14,7 @@ from typing import Final
 from userportrait.portrait import regions
 from userportrait.portrait.dims import MAX_AGE, age_bucket
 from userportrait.portrait.query import TZ
+from userportrait.portrait.rules import EPOCH_MS_FROM
 
 _GENDERS: Final[dict[str, int]] = {
     "1": 1, "m": 1, "male": 1, "man": 1, "男": 1,
@@ -27,28 +28,6 @@ _PLATFORMS: Final[dict[str, int]] = {
     "windows": 4, "win": 4, "win32": 4, "win64": 4,
     "mac": 5, "macos": 5, "osx": 5, "macosx": 5, "darwin": 5,
 }  # fmt: skip
-
-APPID_PATTERN: Final = "[A-Za-z0-9_.-]{1,64}"  # Python's fullmatch and DuckDB's regexp_full_match
-APPID_RE: Final = re.compile(APPID_PATTERN)
-#: Hive's name for a NULL partition value: DuckDB writes ``appid=%5F_HIVE…`` for it, so such
-#: an appid would not round-trip through the lake's directory names (any case).
-RESERVED_APPID: Final = "__hive_default_partition__"
-APPID_INVALID: Final = "appid is not a valid appid (letters, digits, _ . - only)"
-APPID_RESERVED: Final = (
-    "appid __HIVE_DEFAULT_PARTITION__ is reserved (the Hive name of a missing value)"
-)
-
-
-def appid_problem(appid: str) -> str | None:
-    """Why ``appid`` (trimmed) cannot name an app, or None."""
-    if not APPID_RE.fullmatch(appid):
-        return APPID_INVALID
-    if appid.lower() == RESERVED_APPID:
-        return APPID_RESERVED
-    return None
-
-
-MAX_FIELD_CHARS: Final = 256
 
 
 def _clean(raw: str | None) -> str | None:
@@ -111,7 +90,6 @@ def resolve_region(province_raw: str | None, city_raw: str | None) -> tuple[int 
     return pid, cid
 
 
-_EPOCH_MS_THRESHOLD: Final = 100_000_000_000  # ints above this are milliseconds (> 1973 in ms)
 _INT_RE: Final = re.compile(r"^[+-]?\d+$")
 
 
@@ -132,7 +110,7 @@ def parse_ts(raw: str | int | float | dt.datetime | None) -> int:
         if isinstance(raw, float) and not raw.is_integer():
             raise ValueError(f"ts is not a whole number of seconds or ms: {raw!r}")
         number = int(raw)
-        return number if abs(number) >= _EPOCH_MS_THRESHOLD else number * 1000
+        return number if abs(number) >= EPOCH_MS_FROM else number * 1000
     text = raw.strip()
     if _INT_RE.match(text):
         return parse_ts(int(text))

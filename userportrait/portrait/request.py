@@ -9,8 +9,8 @@ from typing import Final
 from userportrait.errors import InvalidDate, InvalidDateRange, InvalidRequest
 from userportrait.json_body import json_object
 from userportrait.portrait.query import PortraitQuery, today_shanghai, yyyymmdd
+from userportrait.portrait.rules import WECHAT_SPANS
 
-WECHAT_SPANS: Final = (1, 7, 30)
 # ASCII digits only: \d would take ２０２４ or ٢٠٢٤ too, and int() reads them.
 _DATE_RE: Final = re.compile(r"([0-9]{4})(-?)([0-9]{2})\2([0-9]{2})")
 

@@ -23,6 +23,10 @@ TS_RANGE                ts outside ``TS_FIRST`` .. ``TS_END`` (years 1970..9999,
 AGE_INVALID             age that is not a whole number in 0..``MAX_AGE``
 APPID_NOT_TOKENS        (HTTP only) a record of another app than the token's
 ======================  =============================================================
+
+Limits also defined here: ``EPOCH_MS_FROM`` (epoch integers of that magnitude are ms, read
+by ``normalize.parse_ts`` and the SQL of ``ingest/sources.py``), ``WECHAT_SPANS`` (the
+request checks and the store), ``MAX_AGE`` (``dims``, with the age buckets).
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ EPOCH_MS_FROM: Final = 10**11
 #: Accepted instants: Asia/Shanghai years 1970..9999 (day numbers stay representable).
 TS_FIRST: Final = "1970-01-01 00:00:00+08"
 TS_END: Final = "9999-12-31 16:00:00+00"
+#: The window spans WeChat answers (1, 7 and 30 days; errcode 61501 for others).
+WECHAT_SPANS: Final = (1, 7, 30)
 #: How much of a bad value a reason quotes.
 QUOTE_CHARS: Final = 40
 

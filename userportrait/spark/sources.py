@@ -27,6 +27,7 @@ from userportrait.ingest.sources import (
     _check_columns,
     detect_format,
 )
+from userportrait.portrait.rules import Reject
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -208,13 +209,13 @@ def _json_lines(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, 
     cols += [f"{text[f]} AS {f}" for f in TEXT_FIELDS]
     bad_type = " ".join(
         f"WHEN split({kind[f]}, '<')[0] IN {_BAD_JSON_TYPES} THEN "
-        f"'{f} has the wrong type (' || lower(split({kind[f]}, '<')[0]) || ')'"
+        f"{Reject.WRONG_TYPE.sql(field=repr(f), kind=f'lower(split({kind[f]}, {chr(39)}<{chr(39)})[0])')}"
         for f in FIELDS
     )
     cols.append(
         "CASE WHEN line IS NULL OR trim(line) = '' THEN 'blank line' "
-        "WHEN v IS NULL THEN 'not valid JSON' "
-        "WHEN schema_of_variant(v) NOT LIKE 'OBJECT<%' THEN 'not a JSON object' "
+        f"WHEN v IS NULL THEN {Reject.NOT_JSON.sql()} "
+        f"WHEN schema_of_variant(v) NOT LIKE 'OBJECT<%' THEN {Reject.NOT_OBJECT.sql()} "
         f"{bad_type} END AS _err"
     )
     return SparkSource(uri, "ndjson", columns, 0), lines.selectExpr(*cols)

@@ -33,9 +33,9 @@ class Thresholds:
 
     def set(self, appid: str, k: int | None) -> None:
         """Protect ``appid`` with threshold ``k`` (at least 2), or switch it off (None)."""
-        from userportrait.portrait.normalize import APPID_RE
+        from userportrait.portrait.rules import APPID_RE
 
-        if not APPID_RE.match(appid):
+        if not APPID_RE.fullmatch(appid):
             raise InvalidAppId(f"{appid!r}: letters, digits, _ . - only, at most 64")
         if k is not None and not 2 <= k <= 1_000_000:
             raise InvalidRequest("k must be between 2 and 1000000")

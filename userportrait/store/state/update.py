@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from userportrait.portrait.rules import WECHAT_SPANS
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import Lake
 from userportrait.store.state.days import (
@@ -39,7 +40,7 @@ from userportrait.store.windows import NO_DAY, DayPart, IntArray
 log = logging.getLogger("userportrait.state")
 
 #: Window lengths WeChat answers (every span up to ``spans.HORIZON`` is a lookup).
-STANDARD_LENGTHS = (1, 7, 30)
+STANDARD_LENGTHS = WECHAT_SPANS
 #: Heads kept for the last days with data, so late events for yesterday replay two days.
 KEEP_HEADS = 3
 #: Reports what the state update is doing: (description, fraction done).
