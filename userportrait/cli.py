@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from userportrait import __version__
-from userportrait.cli_common import DATA_DIR_OPTION, err_console, fail, make_settings
+from userportrait.cli_common import DATA_DIR_OPTION, echo_report, err_console, fail, make_settings
 from userportrait.cli_spark import SPARK_MASTER_OPTION
 from userportrait.errors import ServiceError
 
@@ -77,16 +77,7 @@ def ingest(files: tuple[Path, ...], data_dir: Path | None, quiet: bool, show_rej
                 continue
             total_acc += report.accepted
             total_rej += report.rejected
-            dup = (
-                f", {report.duplicates} duplicate event_id(s) dropped" if report.duplicates else ""
-            )
-            click.echo(f"{path}: {report.accepted} accepted, {report.rejected} rejected{dup}")
-            for r in report.rejects[:show_rejects]:
-                click.echo(f"  rejected {r.file}:{r.line}: {r.reason}")
-            if report.rejected > show_rejects:
-                click.echo(f"  … {report.rejected - show_rejects} more")
-            if report.rejects_file:
-                click.echo(f"  all rejected records: {report.rejects_file}")
+            echo_report(str(path), report, show_rejects)
     if len(files) > 1:
         click.echo(f"total: {total_acc} accepted, {total_rej} rejected")
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
 from userportrait.settings import Settings
+
+if TYPE_CHECKING:
+    from userportrait.ingest.pipeline import IngestReport
 
 err_console = Console(stderr=True)
 
@@ -34,3 +37,15 @@ def make_settings(data_dir: Path | None, **overrides: Any) -> Settings:
         return Settings.from_env(data_dir=data_dir, **overrides)
     except ValueError as exc:
         fail(str(exc))
+
+
+def echo_report(label: str, report: IngestReport, show_rejects: int) -> None:
+    """An ingest's counts and its first rejects, as ``ingest`` and ``spark ingest`` print."""
+    dup = f", {report.duplicates} duplicate event_id(s) dropped" if report.duplicates else ""
+    click.echo(f"{label}: {report.accepted} accepted, {report.rejected} rejected{dup}")
+    for r in report.rejects[:show_rejects]:
+        click.echo(f"  rejected {r.file}:{r.line}: {r.reason}")
+    if report.rejected > show_rejects:
+        click.echo(f"  … {report.rejected - show_rejects} more")
+    if report.rejects_file:
+        click.echo(f"  all rejected records: {report.rejects_file}")

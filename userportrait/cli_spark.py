@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
-from userportrait.cli_common import DATA_DIR_OPTION, err_console, fail, make_settings
+from userportrait.cli_common import DATA_DIR_OPTION, echo_report, err_console, fail, make_settings
 from userportrait.errors import ServiceError
 from userportrait.settings import Settings
 
@@ -100,16 +100,7 @@ def spark_ingest(
             if report.skipped:
                 click.echo(f"{uri}: already ingested (same content), skipped")
                 continue
-            dup = (
-                f", {report.duplicates} duplicate event_id(s) dropped" if report.duplicates else ""
-            )
-            click.echo(f"{uri}: {report.accepted} accepted, {report.rejected} rejected{dup}")
-            for r in report.rejects[:show_rejects]:
-                click.echo(f"  rejected {r.file}:{r.line}: {r.reason}")
-            if report.rejected > show_rejects:
-                click.echo(f"  … {report.rejected - show_rejects} more")
-            if report.rejects_file:
-                click.echo(f"  all rejected records: {report.rejects_file}")
+            echo_report(uri, report, show_rejects)
         if build:
             manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick))
             _report_build(manifest)

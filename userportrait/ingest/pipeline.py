@@ -300,6 +300,11 @@ def _write_rejects(
         "WHERE reason IS NOT NULL AND reason <> 'blank line' ORDER BY n"
     )
     con.execute(f"COPY ({query}) TO {sql_str(str(target))} (FORMAT json)")
+    read_rejects(report, target)
+
+
+def read_rejects(report: IngestReport, target: Path) -> None:
+    """Name the rejects file in ``report`` and list its first records there."""
     report.rejects_file = str(target)
     with target.open(encoding="utf-8") as fh:
         for i, line in enumerate(fh):

@@ -11,7 +11,6 @@ any batch; rejects as NDJSON in ``rejects/``. Every other engine reads what Spar
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 import uuid
@@ -27,11 +26,10 @@ from userportrait.ingest.normalize_sql import (
     reason_sql,
 )
 from userportrait.ingest.pipeline import (
-    MAX_REPORTED_REJECTS,
     IngestReport,
     Progress,
-    Reject,
     _move_into_lake,
+    read_rejects,
     sha256_of,
 )
 from userportrait.spark.session import lake_uri, read_lake, spark_errors, temp_name
@@ -245,11 +243,4 @@ def _write_rejects(
     part.replace(target)
     shutil.rmtree(out, ignore_errors=True)
     spark.catalog.dropTempView(numbered)
-    report.rejects_file = str(target)
-    with target.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if i >= MAX_REPORTED_REJECTS:
-                break
-            item = json.loads(line)
-            record = {k: v for k, v in item["record"].items() if v is not None}
-            report.rejects.append(Reject(item["file"], int(item["line"]), item["reason"], record))
+    read_rejects(report, target)
