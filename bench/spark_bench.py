@@ -144,10 +144,15 @@ def main() -> None:
     app = manifest.apps[appid]
     state = lake.state_dir / f"appid={appid}"
     n = app.n_users
-    head = dir_bytes(state, "head.*")
+    heads = sorted((state / "heads").glob("*.npys"))
+    head = heads[-1].stat().st_size if heads else 0  # the newest day's head
     users = dir_bytes(state / "users", "*.parquet")
-    days = dir_bytes(state / "days", "*.npz")
-    user_days = sum(int(np.load(p)["uid"].size) for p in (state / "days").glob("*.npz"))
+    days = dir_bytes(state / "days", "*.npz") - dir_bytes(state / "days", "*.keys.*")
+    user_days = sum(  # day partitions only, not the newest day's times (.keys.)
+        int(np.load(p)["uid"].size)
+        for p in (state / "days").glob("*.npz")
+        if ".keys." not in p.name
+    )
     rows.append(("users", f"{n:,}"))
     rows.append(("head bytes per user", f"{head / n:.1f}"))
     rows.append(("user dictionary bytes per user", f"{users / n:.1f}"))
