@@ -5,17 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from userportrait import __version__
 from userportrait.cli_common import DATA_DIR_OPTION, echo_report, err_console, fail, make_settings
 from userportrait.cli_spark import SPARK_MASTER_OPTION
 from userportrait.errors import ServiceError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,6 +40,14 @@ def ingest(files: tuple[Path, ...], data_dir: Path | None, quiet: bool, show_rej
     reported with file, line and reason and kept in DATA_DIR/rejects/. Loading the same
     file twice changes nothing.
     """
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     from userportrait.ingest.pipeline import check_files, ingest_file
     from userportrait.store.lake import Lake
 
@@ -55,7 +63,7 @@ def ingest(files: tuple[Path, ...], data_dir: Path | None, quiet: bool, show_rej
         TaskProgressColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=err_console,
+        console=err_console(),
         disable=quiet,
         transient=False,
     )
@@ -158,11 +166,15 @@ def portrait(
     elif fmt == "csv":
         click.echo(portrait_csv(body), nl=False)
     else:
+        from rich.console import Console
+
         Console().print(*portrait_tables(body))
 
 
 def portrait_tables(body: dict[str, Any]) -> list[Table]:
     """One table per dimension: new vs active users and the new-vs-active index."""
+    from rich.table import Table
+
     new, active = body["visit_uv_new"], body["visit_uv"]
     tables = []
     for dim, rows in active.items():
@@ -224,7 +236,9 @@ def generate(
         seed=seed,
         event_ids=event_ids,
     )
-    with Progress(console=err_console, disable=quiet) as progress:
+    from rich.progress import Progress
+
+    with Progress(console=err_console(), disable=quiet) as progress:
         task = progress.add_task(f"generating {out.name}", total=days)
         try:
             count = write_events(out, config, lambda: progress.advance(task))

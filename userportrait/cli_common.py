@@ -7,15 +7,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from userportrait.settings import Settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from userportrait.ingest.pipeline import IngestReport
 
-err_console = Console(stderr=True)
+_console: list[Console] = []
+
+
+def err_console() -> Console:
+    """The stderr console for progress bars and errors. rich is imported when one is
+    needed, not by every command (it is a sixth of a fresh ``portrait``'s start-up)."""
+    if not _console:
+        from rich.console import Console
+
+        _console.append(Console(stderr=True))
+    return _console[0]
+
 
 DATA_DIR_OPTION = click.option(
     "--data-dir",
@@ -27,8 +38,9 @@ DATA_DIR_OPTION = click.option(
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` to stderr and exit with status 1."""
-    # escape: a message may hold brackets (``pip install 'userportrait[spark]'``)
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    from rich.markup import escape  # a message may hold brackets: 'userportrait[spark]'
+
+    err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(1)
 
 

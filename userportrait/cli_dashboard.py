@@ -77,7 +77,7 @@ def demo(data_dir: Path, host: str, port: int, users: int, days: int, no_serve: 
     data_dir = data_dir.resolve()
     progress = Progress(
         TextColumn("{task.fields[name]:<10}"), BarColumn(), TaskProgressColumn(),
-        TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+        TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console(),
     )  # fmt: skip
     with progress:
         gen = progress.add_task("", total=1.0, name="generate")

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from userportrait.cli_common import DATA_DIR_OPTION, echo_report, err_console, fail, make_settings
 from userportrait.errors import ServiceError
@@ -35,10 +34,12 @@ def spark_settings(
 
 
 def _with_progress(quiet: bool, work: Callable[[Callable[[str, float], None]], Any]) -> Any:
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=err_console,
+        console=err_console(),
         disable=quiet,
         transient=True,
     )
