@@ -136,17 +136,12 @@ class StateStore:
         n, end = query.days, day_number(query.end)
         devices = self._device_list(query.appid, app)
         if n <= HORIZON and app.spans:
-            days = self._cached(
-                query.appid,
-                "span days",
-                app.first_day or "",
-                lambda _: sorted(day_number(d) for d in app.spans),
-            )
-            e = end_day_for(days, end)
-            if e is None or n - (end - e) <= 0:  # no data in the window
+            last = end_day_for(sorted(app.spans), query.end.isoformat())
+            if last is None or n - (end - day_number(last)) <= 0:  # no data in the window
                 return PortraitCounts.empty()
-            table = self._span_table(query.appid, app.spans[day_date(e).isoformat()])
-            return to_portrait(table.counts(n - (end - e), app.value_sizes()), devices)
+            span = n - (end - day_number(last))
+            table = self._span_table(query.appid, app.spans[last])
+            return to_portrait(table.counts(span, app.value_sizes()), devices)
         return self.compute(query.appid, app, n, end, devices)
 
     def _span_table(self, appid: str, name: str) -> SpanTable:

@@ -20,8 +20,10 @@ sparse and sorted by age (CSR: ``ptr[age]``), so a query is a prefix and a binco
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,6 +35,7 @@ from userportrait.store.windows import NO_DAY, DayPart, IntArray, WindowCounts
 #: The longest window answered by lookup; longer ones are counted from day partitions.
 HORIZON = LONG_AGO
 _B = HORIZON + 1  # age buckets 0..HORIZON; HORIZON = "that long ago or more, or never"
+T = TypeVar("T", int, str)
 _KINDS = ("a", "n")  # by the value's age (active) / by max(value age, first age) (new)
 
 
@@ -199,9 +202,10 @@ class SpanTable:
         return out
 
 
-def end_day_for(days: list[int], end: int) -> int | None:
-    """The last day with data at or before ``end`` (``days`` ascending), or None."""
-    i = int(np.searchsorted(np.asarray(days, np.int64), end, side="right"))
+def end_day_for(days: Sequence[T], end: T) -> T | None:
+    """The last day with data at or before ``end`` (``days`` ascending: day numbers, or
+    ISO dates, which sort as the days do), or None."""
+    i = bisect.bisect_right(days, end)
     return days[i - 1] if i else None
 
 

@@ -194,10 +194,7 @@ class AppUpdate:
             for i, chunk in enumerate(chunks):
                 progress("day partitions", 0.7 * i / len(chunks))
                 for part in parts.build(chunk):
-                    if len(first) < self.app.n_users:
-                        first = np.concatenate(
-                            [first, np.full(self.app.n_users - len(first), NO_DAY, np.int32)]
-                        )
+                    first = self._grown(first)
                     # A late event can move a user's first day earlier; days after it
                     # are replayed below anyway (t0 is the earliest changed day).
                     first[part.uid] = np.minimum(first[part.uid], part.day)
@@ -207,8 +204,7 @@ class AppUpdate:
                     elif part.day == newest:  # a builder without times (Spark): no merging
                         self.app.keys = {}
             parts.finish()
-        self.app.first_day = f"first_day.b{self.version}.npy"
-        atomic_write(self.dir / self.app.first_day, lambda fh: np.save(fh, first))
+        self._save_first(first)
         self._replay(min(day_number(d) for d in days), first, progress)
         progress("up to date", 1.0)
         return self.app
@@ -281,13 +277,9 @@ class AppUpdate:
         counted = np.zeros(len(delta.uid), bool)
         known = delta.uid < len(first)
         counted[known] = first[delta.uid[known]] <= t
-        if len(first) < self.app.n_users:
-            first = np.concatenate(
-                [first, np.full(self.app.n_users - len(first), NO_DAY, np.int32)]
-            )
+        first = self._grown(first)
         first[delta.uid] = np.minimum(first[delta.uid], t)
-        self.app.first_day = f"first_day.b{self.version}.npy"
-        atomic_write(self.dir / self.app.first_day, lambda fh: np.save(fh, first))
+        self._save_first(first)
         self._write_day(merged)
         self._write_keys(merged)
         progress("windows", 0.7)
@@ -298,6 +290,15 @@ class AppUpdate:
         counter.save(self.dir / self.app.spans[day])
         self.app.heads[day] = f"heads/{day}.b{self.version}.npys"
         head.save(self.dir / self.app.heads[day])
+
+    def _grown(self, first: IntArray) -> IntArray:
+        """``first`` with NO_DAY for the users the dictionary gained since it was read."""
+        missing = self.app.n_users - len(first)
+        return np.concatenate([first, np.full(missing, NO_DAY, np.int32)]) if missing > 0 else first
+
+    def _save_first(self, first: IntArray) -> None:
+        self.app.first_day = f"first_day.b{self.version}.npy"
+        atomic_write(self.dir / self.app.first_day, lambda fh: np.save(fh, first))
 
     def _write_keys(self, part: DayPart) -> None:
         day = day_date(part.day).isoformat()
