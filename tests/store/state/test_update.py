@@ -264,22 +264,25 @@ def test_appended_days_with_gaps_age_values_out_of_windows(lake: Lake) -> None:
             assert portrait(q, get_engine("duckdb", lake)) == portrait(q, ref), (day, n)
 
 
+@pytest.mark.parametrize("overlay_users", [1 << 16, 2])
 def test_more_events_for_the_newest_day_equal_a_fresh_load(
-    lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overlay_users: int
 ) -> None:
     # Live flushes: the newest day grows batch by batch, each batch's winners merged into
-    # the day (issue 14: a flush costs its batch). Later events override values, earlier
-    # ones must not, equal times go to the larger id or device name whichever batch holds
-    # them, users gain values and appear; a retried event (same event_id) counts once.
-    # Every window equals a fresh load.
+    # the day through its overlay (issue 14: a flush costs its batch), folded into the
+    # day's files when it outgrows its limit (2 users: nearly every flush) and when the
+    # next day comes. Later events override values, earlier ones must not, equal times go
+    # to the larger id or device name whichever batch holds them, users gain values and
+    # appear; a retried event (same event_id) counts once. Every window equals a fresh load.
     merged: list[int] = []
     grow = state_update.AppUpdate._grow_newest
 
-    def counted(self: Any, t: int, first: Any, progress: Any) -> None:
+    def counted(self: Any, t: int, progress: Any) -> None:
         merged.append(t)
-        grow(self, t, first, progress)
+        grow(self, t, progress)
 
     monkeypatch.setattr(state_update.AppUpdate, "_grow_newest", counted)
+    monkeypatch.setattr(state_update, "OVERLAY_USERS", overlay_users)
     a = "wxgrow0000000001"
     day = dt.date(2024, 6, 10)
 
@@ -296,17 +299,31 @@ def test_more_events_for_the_newest_day_equal_a_fresh_load(
         [ev("u5", 14, device="Aaa", gender=2, age=19), ev("u6", 14, device="Bbb", gender=1)],
     ]
     batches[0][0]["ts"] = f"{day - D(3)}T09:00:00+08:00"
+    fresh = Lake(Settings(data_dir=tmp_path / "fresh"))
+
+    def same_answers(ends: tuple[dt.date, ...]) -> None:
+        for n in (*STANDARD_LENGTHS, 2, 90, 400):  # 400: from the day partitions
+            for end in ends:
+                q = PortraitQuery(a, end - D(n - 1), end)
+                grown = portrait(q, get_engine("duckdb", lake))
+                assert grown == portrait(q, get_engine("duckdb", fresh)), (n, end)
+                assert grown == portrait(q, get_engine("reference", lake)), (n, end)
+
     for i, batch in enumerate(batches):
         load(lake, batch, f"b{i}.ndjson")
-    fresh = Lake(Settings(data_dir=tmp_path / "fresh"))
     load(fresh, [e for b in batches for e in b], "all.ndjson")
     assert merged == [day_number(day)] * 5  # every batch after the day's first one
-    for n in (*STANDARD_LENGTHS, 2, 90):
-        for end in (day, day + D(1), day - D(1)):
-            q = PortraitQuery(a, end - D(n - 1), end)
-            grown = portrait(q, get_engine("duckdb", lake))
-            assert grown == portrait(q, get_engine("duckdb", fresh)), (n, end)
-            assert grown == portrait(q, get_engine("reference", lake)), (n, end)
+    if overlay_users > len(batches):
+        assert StateStore(lake).manifest.apps[a].overlay  # the day's files as first written
+    same_answers((day, day + D(1), day - D(1)))
+    # The next day folds the overlay into the day's files first.
+    nxt = [ev("u1", 10, gender=1), ev("u7", 11, city="深圳")]
+    for e in nxt:
+        e["ts"] = e["ts"].replace(str(day), str(day + D(1)))
+    load(lake, nxt, "next.ndjson")
+    load(fresh, nxt, "next.ndjson")
+    assert not StateStore(lake).manifest.apps[a].overlay
+    same_answers((day, day + D(1), day + D(2)))
 
 
 def test_ingest_reports_the_state_update_as_progress(lake: Lake, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from userportrait.portrait.dims import DIMS, Dim
-from userportrait.store.durable import atomic_write
+from userportrait.store.state.npys import load_arrays, save_arrays
 from userportrait.store.windows import DayPart, IntArray
 
 EPOCH = dt.date(1970, 1, 1)
@@ -38,42 +38,55 @@ def day_date(n: int) -> dt.date:
     return EPOCH + dt.timedelta(days=n)
 
 
-def load_day(path: Path, t: int, keys: Path | None = None) -> DayPart:
-    """A day partition; with its winners' times when ``keys`` names their file."""
-    with np.load(path) as z:
-        part = DayPart(t, z["uid"], {d: z[d] for d in DIMS})
+def load_day(path: Path, t: int, keys: Path | None = None, mapped: bool = False) -> DayPart:
+    """A day partition; with its winners' times when ``keys`` names their file. ``mapped``
+    maps the files instead of reading them (a flush reads only its users' rows)."""
+    z = load_arrays(path, mapped)
+    part = DayPart(t, z["uid"], {d: z[d] for d in DIMS})
     if keys is None:
         return part
-    with np.load(keys) as z:
-        return DayPart(t, part.uid, part.values, {d: z[d] for d in DIMS})
+    k = load_arrays(keys, mapped)
+    return DayPart(t, part.uid, part.values, {d: k[d] for d in DIMS})
+
+
+def save_day(path: Path, part: DayPart) -> None:
+    save_arrays(path, {"uid": part.uid, **{d: part.values[d] for d in DIMS}})
 
 
 def save_keys(path: Path, part: DayPart) -> None:
     """The winners' times of the newest day (what merging a flush in needs)."""
     assert part.keys is not None
-    arrays: dict[str, Any] = {d: part.keys[d] for d in DIMS}
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    save_arrays(path, {d: part.keys[d] for d in DIMS})
 
 
-def merge_day(
-    old: DayPart, new: DayPart, names: Callable[[list[int]], dict[int, str]]
-) -> tuple[DayPart, DayPart]:
-    """``old`` (a day with its keys) with the winners of more events of that day merged
-    in: the later event wins, at equal times the larger id or device name, as when the
-    day is built at once. Returns (the merged day, the users of ``new`` with their merged
-    values): the cost is the batch's plus one pass over the day's arrays, never its events.
-    """
-    assert old.keys is not None and new.keys is not None and old.day == new.day
-    pos = np.searchsorted(old.uid, new.uid)
-    at = np.minimum(pos, max(len(old.uid) - 1, 0))
-    present = (old.uid[at] == new.uid) if len(old.uid) else np.zeros(len(new.uid), bool)
+def rows_of(part: DayPart, uid: IntArray) -> DayPart:
+    """``part``'s values and keys of the users ``uid`` (sorted), 0 and -1 for users not in
+    it: a binary search per user, so on mapped files only their pages are read."""
+    assert part.keys is not None
+    at, present = _find(part.uid, uid)
+    hit = at[present]
     values: dict[Dim, IntArray] = {}
     keys: dict[Dim, IntArray] = {}
     for d in DIMS:
-        ov = np.zeros(len(new.uid), VALUE_DTYPES[d])
-        ok = np.full(len(new.uid), -1, np.int64)
-        ov[present] = old.values[d][at[present]]
-        ok[present] = old.keys[d][at[present]]
+        values[d] = np.zeros(len(uid), VALUE_DTYPES[d])
+        values[d][present] = part.values[d][hit]
+        keys[d] = np.full(len(uid), -1, np.int64)
+        keys[d][present] = part.keys[d][hit]
+    return DayPart(part.day, uid, values, keys)
+
+
+def merge_winners(
+    before: DayPart, new: DayPart, names: Callable[[list[int]], dict[int, str]]
+) -> DayPart:
+    """The users of ``new`` (a flush's winners of one day) with their values of the day once
+    ``new`` is merged into what they had (``before``, aligned with ``new.uid``): the later
+    event wins, at equal times the larger id or device name, as when the day is built at
+    once."""
+    assert before.keys is not None and new.keys is not None and before.day == new.day
+    values: dict[Dim, IntArray] = {}
+    keys: dict[Dim, IntArray] = {}
+    for d in DIMS:
+        ov, ok = before.values[d], before.keys[d]
         nv, nk = new.values[d], new.keys[d]
         take = nk > ok
         tie = np.flatnonzero((nk == ok) & (nk >= 0) & (nv != ov))
@@ -86,26 +99,45 @@ def merge_day(
             take[tie] = nv[tie] > ov[tie]
         values[d] = np.where(take, nv, ov).astype(VALUE_DTYPES[d])
         keys[d] = np.where(take, nk, ok)
-    delta = DayPart(new.day, new.uid, values, keys)
+    return DayPart(new.day, new.uid, values, keys)
+
+
+def overlaid(base: DayPart, top: DayPart) -> DayPart:
+    """``base`` with the users of ``top`` replaced or added (keys too when both have them)."""
+    at, present = _find(base.uid, top.uid)
     fresh = ~present
-    merged_values: dict[Dim, IntArray] = {}
-    merged_keys: dict[Dim, IntArray] = {}
-    for d in DIMS:
-        for target, source, mine in (
-            (merged_values, values, old.values),
-            (merged_keys, keys, old.keys),
-        ):
-            column = mine[d].copy()
-            column[at[present]] = source[d][present]
-            target[d] = np.insert(column, pos[fresh], source[d][fresh])
-    uid = np.insert(old.uid, pos[fresh], new.uid[fresh])
-    return DayPart(old.day, uid, merged_values, merged_keys), delta
+    pos = at[fresh]
+
+    def merged(mine: IntArray, theirs: IntArray) -> IntArray:
+        column = np.array(mine, copy=True)
+        column[at[present]] = theirs[present]
+        return np.insert(column, pos, theirs[fresh])
+
+    values = {d: merged(base.values[d], top.values[d]) for d in DIMS}
+    keys = None
+    if base.keys is not None and top.keys is not None:
+        keys = {d: merged(base.keys[d], top.keys[d]) for d in DIMS}
+    uid = np.insert(np.asarray(base.uid), pos, top.uid[fresh])
+    return DayPart(base.day, uid, values, keys)
 
 
-def save_day(path: Path, part: DayPart) -> None:
-    arrays: dict[str, Any] = {"uid": part.uid}
-    arrays.update({d: part.values[d] for d in DIMS})
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+def merge_day(
+    old: DayPart, new: DayPart, names: Callable[[list[int]], dict[int, str]]
+) -> tuple[DayPart, DayPart]:
+    """``old`` (a day with its keys) with more of its events' winners merged in: returns
+    (the merged day, the users of ``new`` with their merged values)."""
+    delta = merge_winners(rows_of(old, new.uid), new, names)
+    return overlaid(old, delta), delta
+
+
+def _find(sorted_uid: IntArray, uid: IntArray) -> tuple[IntArray, IntArray]:
+    """Where each of ``uid`` is or would go in ``sorted_uid``, and whether it is there."""
+    pos = np.searchsorted(sorted_uid, uid)
+    if not len(sorted_uid):
+        return pos, np.zeros(len(uid), bool)
+    at = np.minimum(pos, len(sorted_uid) - 1)
+    present = np.asarray(sorted_uid[at] == uid)
+    return np.where(present, at, pos), present
 
 
 class LazyDays(Mapping[int, DayPart]):

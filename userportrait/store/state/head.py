@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
-from numpy.lib import format as npformat
 
 from userportrait.portrait.dims import DIMS
-from userportrait.store.durable import atomic_write
 from userportrait.store.state.days import VALUE_DTYPES
-from userportrait.store.windows import NO_DAY, DayPart
+from userportrait.store.state.npys import load_arrays, save_arrays
+from userportrait.store.windows import NO_DAY, DayPart, IntArray
 
-_HEAD_ARRAYS = ("newest", "last", *(f"v_{d}" for d in DIMS), *(f"a_{d}" for d in DIMS))
 #: An age (days before the head's day) of this or more, or never: one more than the
 #: longest window answered by lookup (``spans.HORIZON``).
 LONG_AGO = 366
@@ -37,34 +35,44 @@ class Head:
 
     @classmethod
     def load(cls, path: Path, n_users: int) -> Head:
-        # The arrays one after the other, each with its .npy header: no zip, no CRC pass
-        # as np.savez/np.load would do on every added day. Each is read straight into its
-        # slot of the (possibly longer, new users) target array.
+        """The head of ``path`` for ``n_users`` users (more than it has: the new ones were
+        never seen)."""
         head = cls(n_users)
         targets = head.arrays()
-        with path.open("rb") as fh:
-            for k in _HEAD_ARRAYS:
-                version = npformat.read_magic(fh)
-                read = npformat.read_array_header_1_0
-                if version != (1, 0):
-                    read = npformat.read_array_header_2_0
-                shape, _, dtype = read(fh)
-                target = targets[k]
-                if dtype != target.dtype or len(shape) != 1 or shape[0] > len(target):
-                    raise ValueError(f"{path}: unexpected array {k} {dtype}{shape}")
-                view = memoryview(target[: shape[0]]).cast("B")
-                if fh.readinto(view) != view.nbytes:
-                    raise ValueError(f"{path}: truncated at {k}")
+        sources = load_arrays(path, mapped=True)
+        if sources.keys() != targets.keys():
+            raise ValueError(f"{path}: not a head file")
+        for k, source in sources.items():
+            target = targets[k]
+            if source.dtype != target.dtype or len(source) > len(target):
+                raise ValueError(f"{path}: unexpected array {k} {source.dtype}{source.shape}")
+            target[: len(source)] = source
         return head
 
+    @classmethod
+    def rows(cls, path: Path, uid: IntArray) -> Head:
+        """The rows of users ``uid`` of the head in ``path`` (mapped: only their pages are
+        read), as a head of ``len(uid)`` users."""
+        source = load_arrays(path, mapped=True)
+        head = cls(len(uid))
+        inside = uid < len(source["last"])
+        at = uid[inside]
+        for k, target in head.arrays().items():
+            if k == "newest":
+                target[:] = source[k]
+            else:
+                target[inside] = source[k][at]
+        return head
+
+    def put(self, uid: IntArray, rows: Head) -> None:
+        """Set the users ``uid`` to ``rows`` (a head of ``len(uid)`` users)."""
+        theirs = rows.arrays()
+        for k, target in self.arrays().items():
+            if k != "newest":
+                target[uid] = theirs[k]
+
     def save(self, path: Path) -> None:
-        arrays = self.arrays()
-
-        def write(fh: BinaryIO) -> None:
-            for k in _HEAD_ARRAYS:
-                np.save(fh, arrays[k])
-
-        atomic_write(path, write)
+        save_arrays(path, self.arrays())
 
     def arrays(self) -> dict[str, Any]:
         out: dict[str, Any] = {"newest": self.newest, "last": self.last}

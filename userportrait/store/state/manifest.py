@@ -16,7 +16,9 @@ from userportrait.portrait.dims import DIMS, Dim
 from userportrait.store.durable import atomic_write_bytes
 from userportrait.store.lake import Lake
 
-FORMAT = 4  # 3: one head, uint8 ages, a window table; 4: span histograms per end day
+#: 3: one head, uint8 ages, a window table; 4: span histograms per end day; 5: ``.npys``
+#: day partitions and heads, the newest day's overlay.
+FORMAT = 5
 #: Seconds before the first retry of a failed app update; doubled per attempt up to the max.
 RETRY_BACKOFF_S = 5.0
 RETRY_BACKOFF_MAX_S = 900.0
@@ -34,13 +36,14 @@ class AppState:
     spans: dict[str, str] = field(default_factory=dict)  # end day -> span histograms
     heads: dict[str, str] = field(default_factory=dict)  # the last few days -> head
     keys: dict[str, str] = field(default_factory=dict)  # the newest day -> winners' times
+    overlay: dict[str, str] = field(default_factory=dict)  # the newest day -> its overlay
     version: int = 0  # the catalog version this app's state reflects
     sizes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DIMS, 1))
 
     def files(self) -> set[str]:
         named = [self.first_day, self.devices]
         named += [*self.days.values(), *self.spans.values(), *self.heads.values(), *self.users]
-        named += list(self.keys.values())
+        named += [*self.keys.values(), *self.overlay.values()]
         return {f for f in named if f}
 
     def copy(self) -> AppState:
@@ -53,6 +56,7 @@ class AppState:
             spans=dict(self.spans),
             heads=dict(self.heads),
             keys=dict(self.keys),
+            overlay=dict(self.overlay),
             version=self.version,
             sizes=dict(self.sizes),
         )
@@ -103,6 +107,7 @@ class Manifest:
                 "spans": s.spans,
                 "heads": s.heads,
                 "keys": s.keys,
+                "overlay": s.overlay,
                 "version": s.version,
                 "sizes": s.sizes,
             }

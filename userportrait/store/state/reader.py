@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 from userportrait.portrait.counts import PortraitCounts
 from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
-from userportrait.store.state.days import LazyDays, day_date, day_number, load_day
+from userportrait.store.state.days import LazyDays, day_date, day_number, load_day, overlaid
 from userportrait.store.state.manifest import AppState, Manifest
+from userportrait.store.state.overlay import Overlay, first_days
 from userportrait.store.state.shaping import to_portrait
 from userportrait.store.state.spans import HORIZON, SpanTable, end_day_for
 from userportrait.store.state.update import (
@@ -169,6 +170,8 @@ class StateStore:
         days = LazyDays(lambda t: self._day(appid, app, t), present)
         assert app.first_day is not None
         first: IntArray = self._cached(appid, "first_day", app.first_day, np.load)
+        overlay = next(iter(app.overlay), None)
+        first = first_days(first, app.n_users, None if overlay is None else day_number(overlay))
         counts = one_window(days, first, app.value_sizes(), n, end)
         return to_portrait(counts, devices)
 
@@ -187,13 +190,16 @@ class StateStore:
         return self._cached(appid, "devices", app.devices, _read_devices)
 
     def _day(self, appid: str, app: AppState, t: int) -> DayPart:
-        name = app.days[day_date(t).isoformat()]
-        key = (appid, name)
+        day = day_date(t).isoformat()
+        name, overlay = app.days[day], app.overlay.get(day)
+        key = (appid, name if overlay is None else overlay)
         part = self._days.get(key)
         if part is not None:
             self._days.move_to_end(key)
             return part
         part = load_day(self.app_dir(appid) / name, t)
+        if overlay is not None:  # the newest day's users flushed since its file was written
+            part = overlaid(part, Overlay.load(self.app_dir(appid) / overlay, t).part)
         self._days[key] = part
         self._days_bytes += part.nbytes
         while self._days_bytes > DAY_CACHE_BYTES and len(self._days) > 1:

@@ -111,7 +111,9 @@ class SpanCounter:
         head.apply(part)
         self._count(head, first, uid, +1)
 
-    def regrow(self, head: Head, part: DayPart, first: IntArray, counted: IntArray) -> None:
+    def regrow(
+        self, head: Head, part: DayPart, first: IntArray, counted: np.ndarray[Any, Any]
+    ) -> None:
         """Apply more of this very day (a live flush): the users of ``part`` that were
         counted (``counted``, a mask) go out as the head has them, and all of them in as
         they are now (``part`` holds their merged values of the day)."""

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from userportrait.portrait.dims import DIMS
 from userportrait.portrait.rules import WECHAT_SPANS
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import Lake
@@ -27,12 +28,15 @@ from userportrait.store.state.days import (
     day_date,
     day_number,
     load_day,
-    merge_day,
+    merge_winners,
+    overlaid,
+    rows_of,
     save_day,
     save_keys,
 )
 from userportrait.store.state.head import LONG_AGO, Head
 from userportrait.store.state.manifest import AppState, Failure, Manifest
+from userportrait.store.state.overlay import OVERLAY_USERS, Overlay, first_days
 from userportrait.store.state.partitions import PartitionBuilder
 from userportrait.store.state.spans import SpanCounter
 from userportrait.store.windows import NO_DAY, DayPart, IntArray
@@ -179,15 +183,16 @@ class AppUpdate:
         (self.dir / "days").mkdir(parents=True, exist_ok=True)
         (self.dir / "users").mkdir(parents=True, exist_ok=True)
         (self.dir / "spans").mkdir(parents=True, exist_ok=True)
-        first = (
-            np.load(self.dir / self.old.first_day) if self.old.first_day else np.empty(0, np.int32)
-        )
         self.app.version = self.version
-        newest = max(day_number(d) for d in set(self.app.days) | days)
         if self._grows_newest(days):
-            self._grow_newest(day_number(next(iter(days))), first, progress)
+            self._grow_newest(day_number(next(iter(days))), progress)
             progress("up to date", 1.0)
             return self.app
+        self._fold_overlay()
+        first = (
+            np.load(self.dir / self.app.first_day) if self.app.first_day else np.empty(0, np.int32)
+        )
+        newest = max(day_number(d) for d in set(self.app.days) | days)
         self.app.keys = {d: f for d, f in self.app.keys.items() if day_number(d) == newest}
         with self.partitions(self.lake, self.appid, self.app, self.dir, self.version) as parts:
             chunks = list(parts.chunks(sorted(days)))
@@ -218,13 +223,13 @@ class AppUpdate:
         n = self.app.n_users
         kept = {
             day_number(d): f
-            for d, f in self.old.heads.items()
-            if day_number(d) < t0 and d in self.old.spans
+            for d, f in self.app.heads.items()
+            if day_number(d) < t0 and d in self.app.spans
         }
         if kept:
             start = max(kept)
             head = Head.load(self.dir / kept[start], n)
-            spans = self.dir / self.old.spans[day_date(start).isoformat()]
+            spans = self.dir / self.app.spans[day_date(start).isoformat()]
             counter = SpanCounter.load(spans, sizes, start)
         else:
             before = (self._load_day(t) for t in present if t0 - LONG_AGO <= t < t0)
@@ -232,7 +237,7 @@ class AppUpdate:
             head.advance(t0 - 1)
             counter = SpanCounter.from_head(head, first, sizes)
         keep = set(present[-KEEP_HEADS:])
-        heads = {d: f for d, f in self.old.heads.items() if day_number(d) in keep}
+        heads = {d: f for d, f in self.app.heads.items() if day_number(d) in keep}
         todo = [t for t in present if t >= t0]
         for i, t in enumerate(todo):
             progress("windows", 0.7 + 0.3 * i / len(todo))
@@ -260,36 +265,77 @@ class AppUpdate:
             and self.old.version > 0
         )
 
-    def _grow_newest(self, t: int, first: IntArray, progress: Progress) -> None:
-        """Merge the new batches' winners into the newest day and move its head and span
-        histograms by those users only: a flush costs its batch, not its day (plus a few
-        sequential per-user arrays: the head and first days)."""
+    def _grow_newest(self, t: int, progress: Progress) -> None:
+        """Merge the new batches' winners into the newest day through its overlay and move
+        its span histograms by those users only: a flush costs its batch, not its day
+        (``overlay.py``)."""
         day = day_date(t).isoformat()
+        old_users = self.old.n_users
         with PartitionBuilder(self.lake, self.appid, self.app, self.dir, self.version) as parts:
             progress("day partitions", 0.0)
             batch = list(parts.build([day], after=self.old.version))
             if not batch:
                 return
             (added,) = batch
-            old = load_day(self.dir / self.old.days[day], t, self.dir / self.old.keys[day])
-            merged, delta = merge_day(old, added, parts.device_names)
+            overlay = self._overlay(day, t)
+            inside, at = overlay.rows(added.uid)
+            base = load_day(self.dir / self.old.days[day], t, self.dir / self.old.keys[day], True)
+            before = rows_of(base, added.uid)
+            head = Head.rows(self.dir / self.old.heads[day], added.uid.astype(np.intp))
+            if inside.any():  # the overlay's rows are newer than the day's files
+                rows = overlay.part
+                assert rows.keys is not None and before.keys is not None
+                for d in DIMS:
+                    before.values[d][inside] = rows.values[d][at[inside]]
+                    before.keys[d][inside] = rows.keys[d][at[inside]]
+                head.put(np.flatnonzero(inside), _head_rows(overlay.head, at[inside]))
+            delta = merge_winners(before, added, parts.device_names)
             parts.finish()
-        counted = np.zeros(len(delta.uid), bool)
-        known = delta.uid < len(first)
-        counted[known] = first[delta.uid[known]] <= t
-        first = self._grown(first)
-        first[delta.uid] = np.minimum(first[delta.uid], t)
-        self._save_first(first)
-        self._write_day(merged)
-        self._write_keys(merged)
+        assert self.old.first_day is not None
+        first = np.load(self.dir / self.old.first_day)
+        uid = delta.uid.astype(np.intp)
+        counted = uid < old_users  # known users were counted (first day <= t) ...
+        mine = uid[uid < len(first)]
+        counted[uid < len(first)] = first[mine] <= t  # ... (the overlay's new users: t)
+        local_first = np.full(len(uid), t, np.int32)
+        local_first[uid < len(first)] = np.minimum(first[mine], t)
         progress("windows", 0.7)
-        head = Head.load(self.dir / self.old.heads[day], self.app.n_users)
+        self._note_sizes(delta)
         counter = SpanCounter.load(self.dir / self.old.spans[day], self.app.value_sizes(), t)
-        counter.regrow(head, delta, first, counted)
+        local = DayPart(t, np.arange(len(uid), dtype=np.uint32), delta.values)
+        counter.regrow(head, local, local_first, counted)
         self.app.spans[day] = f"spans/{day}.b{self.version}.npz"
         counter.save(self.dir / self.app.spans[day])
+        overlay = overlay.updated(delta, head)
+        self.app.overlay = {day: f"days/{day}.overlay.b{self.version}.npys"}
+        overlay.save(self.dir / self.app.overlay[day])
+        if len(overlay) > OVERLAY_USERS:
+            self._fold_overlay()
+
+    def _overlay(self, day: str, t: int) -> Overlay:
+        name = self.old.overlay.get(day)
+        return Overlay.load(self.dir / name, t) if name else Overlay.empty(t)
+
+    def _fold_overlay(self) -> None:
+        """Write the newest day's files anew with its overlay folded in (when the overlay
+        grows too large, and before anything but a flush changes the state)."""
+        if not self.app.overlay:
+            return
+        ((day, name),) = self.app.overlay.items()
+        t = day_number(day)
+        overlay = Overlay.load(self.dir / name, t)
+        base = load_day(self.dir / self.app.days[day], t, self.dir / self.app.keys[day])
+        merged = overlaid(base, overlay.part)
+        self._write_day(merged)
+        self._write_keys(merged)
+        head = Head.load(self.dir / self.app.heads[day], self.app.n_users)
+        head.put(overlay.part.uid.astype(np.intp), overlay.head)
         self.app.heads[day] = f"heads/{day}.b{self.version}.npys"
         head.save(self.dir / self.app.heads[day])
+        assert self.app.first_day is not None
+        first = np.load(self.dir / self.app.first_day)
+        self._save_first(first_days(first, self.app.n_users, t))
+        self.app.overlay = {}
 
     def _grown(self, first: IntArray) -> IntArray:
         """``first`` with NO_DAY for the users the dictionary gained since it was read."""
@@ -302,17 +348,31 @@ class AppUpdate:
 
     def _write_keys(self, part: DayPart) -> None:
         day = day_date(part.day).isoformat()
-        self.app.keys = {day: f"days/{day}.keys.b{self.version}.npz"}
+        self.app.keys = {day: f"days/{day}.keys.b{self.version}.npys"}
         save_keys(self.dir / self.app.keys[day], part)
 
     def _write_day(self, part: DayPart) -> None:
         day = day_date(part.day).isoformat()
-        name = f"days/{day}.b{self.version}.npz"
+        name = f"days/{day}.b{self.version}.npys"
         save_day(self.dir / name, part)
         self.app.days[day] = name
+        self._note_sizes(part)
+
+    def _note_sizes(self, part: DayPart) -> None:
         for d, values in part.values.items():
             top = int(values.max()) if len(part.uid) else 0
             self.app.sizes[d] = max(self.app.sizes[d], top + 1)
 
     def _load_day(self, t: int) -> DayPart:
         return load_day(self.dir / self.app.days[day_date(t).isoformat()], t)
+
+
+def _head_rows(head: Head, at: IntArray) -> Head:
+    """Rows ``at`` of ``head`` as a head of their own."""
+    rows = Head(len(at))
+    rows.newest[:] = head.newest
+    theirs = head.arrays()
+    for k, target in rows.arrays().items():
+        if k != "newest":
+            target[:] = theirs[k][at]
+    return rows
