@@ -24,7 +24,7 @@ from userportrait.store.state.manifest import AppState
 from userportrait.store.windows import DayPart
 
 #: Events per DuckDB pass when building day partitions (bounds memory).
-CHUNK_EVENTS = 6_000_000
+CHUNK_EVENTS = 4_000_000
 #: The packed winner keys (also built by Spark in ``spark/partitions.py``).
 ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
 RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
