@@ -267,6 +267,8 @@ def generate(
 def compact(appid: str | None, min_files: int, grace: float, data_dir: Path | None) -> None:
     """Merge the small files of each lake partition into one (same rows, same answers).
 
+    Small: fewer than 1,048,576 rows; larger files are left as they are.
+
     Every ingest batch writes one file per (appid, day); a server taking live events
     writes one per flush (it compacts on its own, see live_compact_files). Safe while
     the server runs: the swap is one catalog transaction.

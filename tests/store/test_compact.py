@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 
 from userportrait.cli import cli
@@ -17,6 +18,7 @@ from userportrait.ingest.live import LiveIngest
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.service import portrait
+from userportrait.store import compact as compact_mod
 from userportrait.store.compact import compact
 from userportrait.store.lake import Lake
 
@@ -70,6 +72,8 @@ def test_compaction_keeps_every_answer_and_row(tmp_path: Path, lake: Lake) -> No
     assert report.partitions == len(many)
     assert sum(f.rows for f in lake.catalog.files()) == rows
     assert lake.catalog.version() == version + report.partitions
+    # The state skips compactions: they change files, never events.
+    assert lake.catalog.touched(version, lake.catalog.version()) == []
     assert answers(lake) == before
     # Replaced files stay for readers that listed them, until the grace period is over.
     retired = lake.catalog.retired(before=float("inf"))
@@ -125,3 +129,22 @@ def test_compact_cli(tmp_path: Path, lake: Lake) -> None:
 def test_nothing_to_compact(lake: Lake) -> None:
     report = compact(lake)
     assert (report.partitions, report.deleted, lake.catalog.version()) == (0, 0, 0)
+
+
+def test_large_files_are_left_alone(
+    tmp_path: Path, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A busy day's compaction costs its small files only (issue 14): with "large" at 3
+    # rows, the 4-row file stays; the four 1-row files become one.
+    monkeypatch.setattr(compact_mod, "LARGE_ROWS", 3)
+    ev = {"appid": "wx0000000000000001", "ts": "2026-03-30T10:00:00+08:00"}
+    for i, n in enumerate((4, 1, 1, 1, 1)):
+        path = tmp_path / f"b{i}.ndjson"
+        path.write_text("".join(json.dumps({**ev, "openid": f"o{i}-{k}"}) + "\n" for k in range(n)))
+        ingest_file(lake, path)
+    large = [f.path for f in lake.catalog.files() if f.rows == 4]
+    report = compact(lake, min_files=4)
+    assert (report.partitions, report.files_merged, report.rows) == (1, 4, 4)
+    assert sorted(f.rows for f in lake.catalog.files()) == [4, 4]
+    assert large[0] in {f.path for f in lake.catalog.files()}
+    assert compact(lake, min_files=2).partitions == 0  # one small file left: nothing to do

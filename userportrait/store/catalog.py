@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS retired (path TEXT PRIMARY KEY, retired_at REAL NOT N
 """
 
 
+#: The source of a compaction batch starts with this (``store/compact.py``).
+COMPACTION_SOURCE = "compaction of "
+
+
 @dataclass(frozen=True, slots=True)
 class LakeFile:
     path: str  # relative to the data directory
@@ -108,7 +112,8 @@ class Catalog:
     def replace_files(
         self, batch_id: int, source: str, old: Iterable[str], new: Iterable[LakeFile]
     ) -> int:
-        """Swap lake files for others holding the same events (compaction), atomically.
+        """Swap lake files for others holding the same events (compaction), atomically;
+        ``source`` starts with ``COMPACTION_SOURCE``.
 
         The swap is a batch of its own, so the catalog version moves on (caches and the
         derived state follow); the old paths are listed as retired, to be deleted once no
@@ -143,15 +148,16 @@ class Catalog:
         with self.connect() as con:
             con.executemany("DELETE FROM retired WHERE path = ?", [(p,) for p in paths])
 
-    def day_file_counts(self, min_files: int) -> list[tuple[str, str, int]]:
-        """(appid, day, files) for every partition with at least ``min_files`` files."""
+    def day_file_counts(self, min_files: int, below_rows: int) -> list[tuple[str, str, int]]:
+        """(appid, day, files) for every partition with at least ``min_files`` files of
+        fewer than ``below_rows`` rows each."""
         with self.connect() as con:
             return [
                 (r[0], r[1], int(r[2]))
                 for r in con.execute(
-                    "SELECT appid, day, count(*) FROM files GROUP BY appid, day"
+                    "SELECT appid, day, count(*) FROM files WHERE rows < ? GROUP BY appid, day"
                     " HAVING count(*) >= ? ORDER BY appid, day",
-                    (min_files,),
+                    (below_rows, min_files),
                 )
             ]
 
@@ -174,11 +180,14 @@ class Catalog:
             return [LakeFile(*r) for r in con.execute(sql + " ORDER BY day, path", args)]
 
     def touched(self, after: int, upto: int) -> list[tuple[str, str]]:
-        """(appid, day) of every file that the batches ``after < id <= upto`` wrote."""
+        """(appid, day) of every file that the batches ``after < id <= upto`` wrote, but
+        compactions (``replace_files``): they change files, never events."""
         with self.connect() as con:
             rows = con.execute(
-                "SELECT DISTINCT appid, day FROM files WHERE batch_id > ? AND batch_id <= ?",
-                (after, upto),
+                "SELECT DISTINCT f.appid, f.day FROM files f JOIN batches b ON b.id = f.batch_id "
+                "WHERE f.batch_id > ? AND f.batch_id <= ? "
+                "AND NOT (b.sha256 IS NULL AND substr(b.source, 1, ?) = ?)",
+                (after, upto, len(COMPACTION_SOURCE), COMPACTION_SOURCE),
             )
             return [(r[0], r[1]) for r in rows]
 

@@ -18,13 +18,17 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 
 from userportrait.sqltext import sql_str
-from userportrait.store.catalog import LakeFile
+from userportrait.store.catalog import COMPACTION_SOURCE, LakeFile
 from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake
 from userportrait.store.state import update_state
 
-#: Partitions with at least this many files are compacted.
+#: Partitions with at least this many small files are compacted.
 MIN_FILES = 16
+#: Files of this many rows or more are left as they are: a compaction rewrites only the
+#: small files, so its cost stays bounded however many events today already holds (the
+#: merged file of a busy day's flushes grows into a large one and is left alone).
+LARGE_ROWS = 1 << 20
 #: Seconds a retired file is kept for readers that listed it before the swap.
 GRACE_S = 600.0
 
@@ -49,7 +53,7 @@ def compact(
     with lake.write_lock():
         report.deleted = _delete_retired(lake, time.time() - grace_s)
         lake.collect_garbage_locked()
-        for app, day, _count in lake.catalog.day_file_counts(max(2, min_files)):
+        for app, day, _count in lake.catalog.day_file_counts(max(2, min_files), LARGE_ROWS):
             if appid is None or app == appid:
                 _compact_partition(lake, app, day, report)
     if report.batches:
@@ -58,7 +62,7 @@ def compact(
 
 
 def _compact_partition(lake: Lake, appid: str, day: str, report: CompactReport) -> None:
-    files = [f for f in lake.files(appid) if f.day == day]
+    files = [f for f in lake.files(appid) if f.day == day and f.rows < LARGE_ROWS]
     batch_id = lake.catalog.next_batch_id()
     rel = f"events/appid={appid}/day={day}/c{batch_id}_{uuid.uuid4().hex[:8]}.parquet"
     staging = lake.staging_dir / f"compact-{batch_id}.parquet"
@@ -83,7 +87,7 @@ def _compact_partition(lake: Lake, appid: str, day: str, report: CompactReport) 
     fsync_tree([target], lake.root)
     lake.catalog.replace_files(
         batch_id,
-        f"compaction of appid={appid}/day={day} ({len(files)} files)",
+        f"{COMPACTION_SOURCE}appid={appid}/day={day} ({len(files)} files)",
         [f.path for f in files],
         [LakeFile(rel, appid, day, rows)],
     )
