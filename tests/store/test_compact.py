@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from userportrait.cli import cli
 from userportrait.engine import get_engine
 from userportrait.generate import GeneratorConfig, write_events
+from userportrait.ingest import pipeline as pipeline_mod
 from userportrait.ingest.live import LiveIngest
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.portrait.query import PortraitQuery
@@ -148,3 +149,23 @@ def test_large_files_are_left_alone(
     assert sorted(f.rows for f in lake.catalog.files()) == [4, 4]
     assert large[0] in {f.path for f in lake.catalog.files()}
     assert compact(lake, min_files=2).partitions == 0  # one small file left: nothing to do
+
+
+def test_a_compaction_brings_the_state_up_to_date_first(
+    tmp_path: Path, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch the state has not seen (its update crashed) must not vanish into a
+    # compaction, which the state skips.
+    ev = {"appid": "wx0000000000000001", "ts": "2026-03-30T10:00:00+08:00"}
+    real = pipeline_mod.update_state
+    for i in range(3):
+        if i == 2:
+            monkeypatch.setattr(pipeline_mod, "update_state", lambda *_a, **_k: None)
+        path = tmp_path / f"b{i}.ndjson"
+        path.write_text(json.dumps({**ev, "openid": f"o{i}"}) + "\n")
+        ingest_file(lake, path)
+    monkeypatch.setattr(pipeline_mod, "update_state", real)
+    assert compact(lake, min_files=2).partitions == 1
+    query = PortraitQuery("wx0000000000000001", dt.date(2026, 3, 30), dt.date(2026, 3, 30))
+    body = portrait(query, get_engine("duckdb", lake))
+    assert sum(r["value"] for r in body["visit_uv"]["genders"]) == 3

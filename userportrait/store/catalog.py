@@ -181,7 +181,8 @@ class Catalog:
 
     def touched(self, after: int, upto: int) -> list[tuple[str, str]]:
         """(appid, day) of every file that the batches ``after < id <= upto`` wrote, but
-        compactions (``replace_files``): they change files, never events."""
+        compactions (``replace_files``): they change files, never events (a compaction
+        brings the state up to date before it swaps files, ``store/compact.py``)."""
         with self.connect() as con:
             rows = con.execute(
                 "SELECT DISTINCT f.appid, f.day FROM files f JOIN batches b ON b.id = f.batch_id "

@@ -21,7 +21,7 @@ from userportrait.sqltext import sql_str
 from userportrait.store.catalog import COMPACTION_SOURCE, LakeFile
 from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake
-from userportrait.store.state import update_state
+from userportrait.store.state import catch_up, update_state
 
 #: Partitions with at least this many small files are compacted.
 MIN_FILES = 16
@@ -53,9 +53,18 @@ def compact(
     with lake.write_lock():
         report.deleted = _delete_retired(lake, time.time() - grace_s)
         lake.collect_garbage_locked()
-        for app, day, _count in lake.catalog.day_file_counts(max(2, min_files), LARGE_ROWS):
-            if appid is None or app == appid:
-                _compact_partition(lake, app, day, report)
+        todo = [
+            (app, day)
+            for app, day, _count in lake.catalog.day_file_counts(max(2, min_files), LARGE_ROWS)
+            if appid is None or app == appid
+        ]
+        if todo:
+            # The derived state skips compactions (they change files, never events), so
+            # it must reflect every batch whose files are swapped out: bring it up to date
+            # under this lock first; if that fails, nothing is compacted.
+            catch_up(lake)
+        for app, day in todo:
+            _compact_partition(lake, app, day, report)
     if report.batches:
         update_state(lake)
     return report
