@@ -5,8 +5,10 @@ Errors are the server's own classes (``userportrait.errors``), mapped back from 
 
 from __future__ import annotations
 
+from userportrait.client._buffer import AsyncEventBuffer, BufferFull, BufferStats, EventBuffer
 from userportrait.client._client import AsyncClient, Client
 from userportrait.client._exceptions import TransportError
+from userportrait.client._models import EventsNotSent, Rejected, Retry, SendSummary
 from userportrait.errors import (
     AccessTokenExpired,
     AccessTokenMissing,
@@ -29,10 +31,15 @@ __all__ = [
     "AccessTokenExpired",
     "AccessTokenMissing",
     "AsyncClient",
+    "AsyncEventBuffer",
     "AuthError",
+    "BufferFull",
+    "BufferStats",
     "Client",
     "DailyQuotaExceeded",
     "EmptyPostData",
+    "EventBuffer",
+    "EventsNotSent",
     "InvalidAppId",
     "InvalidAppSecret",
     "InvalidCredential",
@@ -41,6 +48,9 @@ __all__ = [
     "InvalidRequest",
     "MinuteQuotaExceeded",
     "QuotaExceeded",
+    "Rejected",
+    "Retry",
+    "SendSummary",
     "ServiceError",
     "TransportError",
     "Unauthorized",
