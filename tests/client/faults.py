@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,11 @@ EVENTS_PATH = "/v1/events"
 class EventsServer:
     url: str
     settings: Settings
+    running: ExitStack
 
     def stored(self, appid: str = B) -> int:
-        """Events of ``appid`` in the lake (call after the server stopped: all flushed)."""
+        """Events of ``appid`` in the lake, once the server stopped (so all WAL is loaded)."""
+        self.running.close()
         paths = Lake(self.settings).paths(appid)
         if not paths:
             return 0
@@ -53,8 +56,9 @@ def events_server(tmp_path: Path) -> Iterator[EventsServer]:
     )  # fmt: skip
     settings.data_dir.mkdir(parents=True)
     AuthStore(settings.data_dir / "meta.sqlite").add_app(B, SECRET)
-    with live_server(settings) as url:
-        yield EventsServer(url, settings)
+    with ExitStack() as running:
+        url = running.enter_context(live_server(settings))
+        yield EventsServer(url, settings, running)
 
 
 def sent_lines(request: httpx.Request) -> list[dict[str, Any]]:
@@ -94,6 +98,9 @@ class Faults(httpx.BaseTransport):
         res.close()
         return _spoiled(fault)
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 class AsyncFaults(httpx.AsyncBaseTransport):
     def __init__(self, *faults: str) -> None:
@@ -112,3 +119,6 @@ class AsyncFaults(httpx.AsyncBaseTransport):
         await res.aread()
         await res.aclose()
         return _spoiled(fault)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
