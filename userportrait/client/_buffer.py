@@ -177,7 +177,7 @@ class EventBuffer:
             if self._core.closed:
                 raise RuntimeError("the event buffer is closed")
             dropped = self._core.push(item)
-            if self._core.due():
+            if len(self._core.queue) == 1 or self._core.due():  # a new deadline, or due now
                 self._cond.notify_all()
         if dropped:
             self._core.failed(dropped, BufferFull(f"{len(dropped)} dropped"), "dropped")
