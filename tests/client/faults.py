@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tests.server import SECRET, live_server
 from userportrait.auth.store import AuthStore
@@ -29,11 +30,37 @@ B = "wxb000000000000017"
 EVENTS_PATH = "/v1/events"
 
 
+class Spoiler:
+    """ASGI wrapper: the next /v1/events requests, one per status in ``faults``, are
+    served by the app and then answered with that status instead (for clients that bring
+    their own HTTP stack, like the Node sender)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.faults: list[int] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != EVENTS_PATH or not self.faults:
+            await self.app(scope, receive, send)
+            return
+        status = self.faults.pop(0)
+
+        async def discard(message: Message) -> None:
+            pass
+
+        await self.app(scope, receive, discard)
+        body = json.dumps({"errcode": -1, "errmsg": "system busy, retry later rid: 0-0-0"})
+        headers = [(b"content-type", b"application/json"), (b"retry-after", b"0")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+
 @dataclass(frozen=True)
 class EventsServer:
     url: str
     settings: Settings
     running: ExitStack
+    spoiler: Spoiler
 
     def stored(self, appid: str = B) -> int:
         """Events of ``appid`` in the lake, once the server stopped (so all WAL is loaded)."""
@@ -56,9 +83,15 @@ def events_server(tmp_path: Path) -> Iterator[EventsServer]:
     )  # fmt: skip
     settings.data_dir.mkdir(parents=True)
     AuthStore(settings.data_dir / "meta.sqlite").add_app(B, SECRET)
+    spoilers: list[Spoiler] = []
+
+    def wrap(app: ASGIApp) -> Spoiler:
+        spoilers.append(Spoiler(app))
+        return spoilers[0]
+
     with ExitStack() as running:
-        url = running.enter_context(live_server(settings))
-        yield EventsServer(url, settings, running)
+        url = running.enter_context(live_server(settings, wrap))
+        yield EventsServer(url, settings, running, spoilers[0])
 
 
 def sent_lines(request: httpx.Request) -> list[dict[str, Any]]:
