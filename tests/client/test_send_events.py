@@ -24,6 +24,7 @@ from userportrait.client import (
     Retry,
     SendSummary,
     TransportError,
+    _events,
 )
 
 FAST = Retry(backoff_s=0.001)
@@ -85,7 +86,7 @@ def test_a_batch_over_the_server_limit_is_split(events_server: EventsServer) -> 
     assert events_server.stored() == 2500
 
 
-@pytest.mark.parametrize("faults", [("ok", "503"), ("ok", "429", "drop"), ("drop", "drop")])
+@pytest.mark.parametrize("faults", [("ok", "503"), ("ok", "429", "408", "drop"), ("drop", "drop")])
 def test_retry_after_the_server_stored_the_batch_counts_once(
     events_server: EventsServer, faults: tuple[str, ...]
 ) -> None:
@@ -106,6 +107,17 @@ def test_retry_after_is_honoured(events_server: EventsServer) -> None:
                 sleep=waits.append) as c:  # fmt: skip
         assert c.send_events(events(10)).accepted == 10
     assert len(waits) == 2 and 7 <= waits[0] < 7.01 and 2 <= waits[1] < 2.01
+
+
+@pytest.mark.parametrize("attempt", [0, 1, 5, 12])
+def test_back_off_is_full_jitter_and_honours_retry_after(attempt: int) -> None:
+    policy = Retry()
+    cap = min(30.0, 0.5 * 2**attempt)
+    waits = [_events.wait_s(policy, attempt, None) for _ in range(200)]
+    assert all(0 <= w <= cap for w in waits) and max(waits) > cap / 2
+    assert all(3.0 <= _events.wait_s(policy, attempt, 3.0) <= max(3.0, cap)
+               for _ in range(50))  # fmt: skip
+    assert _events.wait_s(policy, attempt, 3600) <= max(120.0, cap)  # capped
 
 
 def test_rejected_events_keep_their_index_and_reason(events_server: EventsServer) -> None:

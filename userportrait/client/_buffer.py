@@ -191,7 +191,7 @@ class EventBuffer:
             if not items:
                 return
             try:
-                summary = self._client.send_ready(items, self._batch_size)
+                summary = self._client._send_ready(items, self._batch_size)
             except EventsNotSent as exc:
                 self._core.sent(exc.summary)
                 self._core.failed(exc.unsent, exc, "failed")
@@ -289,7 +289,7 @@ class AsyncEventBuffer:
             if not items:
                 return
             try:
-                summary = await self._client.send_ready(items, self._batch_size)
+                summary = await self._client._send_ready(items, self._batch_size)
             except EventsNotSent as exc:
                 self._core.sent(exc.summary)
                 self._core.failed(exc.unsent, exc, "failed")

@@ -181,9 +181,9 @@ class Client:
 
         Raises EventsNotSent (with ``.unsent``) when a batch still fails after retries.
         """
-        return self.send_ready(self._session.ready(events), batch_size, max_batch_bytes, gzip)
+        return self._send_ready(self._session.ready(events), batch_size, max_batch_bytes, gzip)
 
-    def send_ready(
+    def _send_ready(
         self, items: list[tuple[int, Ready]], batch_size: int = MAX_BATCH_RECORDS,
         max_batch_bytes: int = MAX_BATCH_BYTES, gzip: bool = True,
     ) -> SendSummary:  # fmt: skip
@@ -277,9 +277,11 @@ class AsyncClient:
         max_batch_bytes: int = MAX_BATCH_BYTES,
         gzip: bool = True,
     ) -> SendSummary:
-        return await self.send_ready(self._session.ready(events), batch_size, max_batch_bytes, gzip)
+        return await self._send_ready(
+            self._session.ready(events), batch_size, max_batch_bytes, gzip
+        )
 
-    async def send_ready(
+    async def _send_ready(
         self, items: list[tuple[int, Ready]], batch_size: int = MAX_BATCH_RECORDS,
         max_batch_bytes: int = MAX_BATCH_BYTES, gzip: bool = True,
     ) -> SendSummary:  # fmt: skip
