@@ -118,6 +118,8 @@ def test_back_off_is_full_jitter_and_honours_retry_after(attempt: int) -> None:
     assert all(3.0 <= _events.wait_s(policy, attempt, 3.0) <= max(3.0, cap)
                for _ in range(50))  # fmt: skip
     assert _events.wait_s(policy, attempt, 3600) <= max(120.0, cap)  # capped
+    with pytest.raises(ValueError, match="at least 1"):
+        Retry(attempts=0)
 
 
 def test_rejected_events_keep_their_index_and_reason(events_server: EventsServer) -> None:

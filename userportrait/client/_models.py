@@ -55,6 +55,10 @@ class Retry:
     max_backoff_s: float = 30.0
     max_retry_after_s: float = 120.0
 
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("Retry.attempts counts the first try: at least 1")
+
 
 class EventsNotSent(ServiceError):
     """A batch still failed after its retries (or failed in a way no retry can fix).
