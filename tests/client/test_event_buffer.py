@@ -96,7 +96,7 @@ def test_flushes_on_time_and_fills_ts_at_add() -> None:
         buf.add({"openid": "a"})
         buf.add(visit(1))
         assert until(lambda: server.sizes() == [2])
-        assert 0.15 < time.monotonic() - started < 3
+        assert 0.15 < time.monotonic() - started < 5
     first, second = server.sent[0]
     assert first["ts"].endswith("+00:00") and first["appid"] == B and len(first["event_id"]) == 32
     assert second["ts"] == 1718000001

@@ -1,6 +1,8 @@
 """Python client for userportrait's WeChat-compatible and native APIs (imports only httpx).
 
-Errors are the server's own classes (``userportrait.errors``), mapped back from errcodes.
+``Client`` / ``AsyncClient`` read portraits and send events (``send_events``);
+``EventBuffer`` / ``AsyncEventBuffer`` send from a web backend (docs/clients.md). Errors are
+the server's own classes (``userportrait.errors``), mapped back from errcodes.
 """
 
 from __future__ import annotations
