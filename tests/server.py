@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -50,10 +51,14 @@ async def asgi_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @contextmanager
-def live_server(settings: Settings) -> Iterator[str]:
-    """uvicorn in a thread on 127.0.0.1, port 0; yields the base URL."""
+def live_server(settings: Settings, wrap: Callable[[Any], Any] | None = None) -> Iterator[str]:
+    """uvicorn in a thread on 127.0.0.1, port 0; yields the base URL.
+
+    ``wrap`` wraps the app (an ASGI middleware of the test's, e.g. one injecting faults).
+    """
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", access_log=False,
+        wrap(app) if wrap else app, host="127.0.0.1", port=0, log_level="warning", access_log=False,
         **server_options(settings),
     )  # fmt: skip
     server = uvicorn.Server(config)

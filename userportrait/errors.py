@@ -313,10 +313,6 @@ def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
     return out
 
 
-#: Classes the client never maps a code back to: they share -1 with ServiceError.
-_SIDELINES: tuple[type[ServiceError], ...] = (InputError, Busy, QueryTimeout, ClientDisconnected)
-
-
 def error_for_code(errcode: int) -> type[ServiceError]:
     """The class to raise for ``errcode`` seen in a response body.
 
@@ -324,9 +320,11 @@ def error_for_code(errcode: int) -> type[ServiceError]:
     DailyQuotaExceeded), so that ``except`` clauses on either the leaf or its parents work;
     -1 and unknown codes give ServiceError.
     """
+    if errcode == ServiceError.errcode:  # shared by Busy, InputError, client-side errors, …
+        return ServiceError
     best: type[ServiceError] = ServiceError
     for cls in _all_subclasses(ServiceError):
-        if cls.errcode != errcode or issubclass(cls, _SIDELINES):
+        if cls.errcode != errcode:
             continue
         if best is ServiceError or len(cls.__mro__) > len(best.__mro__):
             best = cls

@@ -1,12 +1,16 @@
 """Python client for userportrait's WeChat-compatible and native APIs (imports only httpx).
 
-Errors are the server's own classes (``userportrait.errors``), mapped back from errcodes.
+``Client`` / ``AsyncClient`` read portraits and send events (``send_events``);
+``EventBuffer`` / ``AsyncEventBuffer`` send from a web backend (docs/clients.md). Errors are
+the server's own classes (``userportrait.errors``), mapped back from errcodes.
 """
 
 from __future__ import annotations
 
+from userportrait.client._buffer import AsyncEventBuffer, BufferFull, BufferStats, EventBuffer
 from userportrait.client._client import AsyncClient, Client
 from userportrait.client._exceptions import TransportError
+from userportrait.client._models import EventsNotSent, Rejected, Retry, SendSummary
 from userportrait.errors import (
     AccessTokenExpired,
     AccessTokenMissing,
@@ -29,10 +33,15 @@ __all__ = [
     "AccessTokenExpired",
     "AccessTokenMissing",
     "AsyncClient",
+    "AsyncEventBuffer",
     "AuthError",
+    "BufferFull",
+    "BufferStats",
     "Client",
     "DailyQuotaExceeded",
     "EmptyPostData",
+    "EventBuffer",
+    "EventsNotSent",
     "InvalidAppId",
     "InvalidAppSecret",
     "InvalidCredential",
@@ -41,6 +50,9 @@ __all__ = [
     "InvalidRequest",
     "MinuteQuotaExceeded",
     "QuotaExceeded",
+    "Rejected",
+    "Retry",
+    "SendSummary",
     "ServiceError",
     "TransportError",
     "Unauthorized",

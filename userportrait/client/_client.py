@@ -3,24 +3,31 @@
 The two classes share everything but I/O (``_Session``): the token cache (refreshed
 ``refresh_margin_s`` before it expires) and the rule that a request rejected with
 40001/42001 is retried once with a fresh token (the token may have been superseded by
-another process or have run out early).
+another process or have run out early). ``send_events`` runs the steps of
+``_events.send_plan`` (batches, retries, back-off), the same for both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, Literal
 
 import httpx
 
+from userportrait.client import _events
+from userportrait.client._events import EVENTS_PATH, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, Ready
 from userportrait.client._exceptions import TransportError, raise_for_body
+from userportrait.client._models import Retry, SendSummary
+from userportrait.errors import ServiceError
 
 PORTRAIT_PATH: Final = "/datacube/getweanalysisappiduserportrait"
 TOKEN_PATH: Final = "/cgi-bin/token"
 RETRY_CODES: Final = frozenset({40001, 40014, 42001})
 Format = Literal["json", "csv"]
+DEFAULT_RETRY: Final = Retry()
 
 
 def _day(value: dt.date | str) -> str:
@@ -86,6 +93,14 @@ class _Session:
         return {"method": "GET", "url": f"/v1/apps/{self.appid}/portrait",
                 "params": {"begin": _day(begin), "end": _day(end), "format": format}}  # fmt: skip
 
+    def ready(self, events: Iterable[Mapping[str, Any]]) -> list[tuple[int, Ready]]:
+        return [(i, _events.ready(e, self.appid)) for i, e in enumerate(events)]
+
+
+def _post(step: _events.Post) -> dict[str, Any]:
+    return {"method": "POST", "url": EVENTS_PATH, "content": step.content,
+            "headers": step.headers}  # fmt: skip
+
 
 class Client:
     """Synchronous client. ``transport`` lets tests use ``httpx.MockTransport``."""
@@ -100,9 +115,13 @@ class Client:
         timeout: float = 30.0,
         refresh_margin_s: float = 60.0,
         now: Callable[[], float] = time.time,
+        retry: Retry = DEFAULT_RETRY,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._session = _Session(appid, secret, refresh_margin_s, now)
         self._http = httpx.Client(base_url=base_url, transport=transport, timeout=timeout)
+        self.retry = retry
+        self._sleep = sleep
 
     @property
     def appid(self) -> str:
@@ -150,6 +169,41 @@ class Client:
         body: dict[str, Any] = _json(res)
         return body
 
+    def send_events(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        batch_size: int = MAX_BATCH_RECORDS,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        gzip: bool = True,
+    ) -> SendSummary:
+        """POST events to ``/v1/events`` in batches; retried safely (docs/clients.md).
+
+        Raises EventsNotSent (with ``.unsent``) when a batch still fails after retries.
+        """
+        return self._send_ready(self._session.ready(events), batch_size, max_batch_bytes, gzip)
+
+    def _send_ready(
+        self, items: list[tuple[int, Ready]], batch_size: int = MAX_BATCH_RECORDS,
+        max_batch_bytes: int = MAX_BATCH_BYTES, gzip: bool = True,
+    ) -> SendSummary:  # fmt: skip
+        plan = _events.send_plan(items, self.retry, batch_size, max_batch_bytes, gzip)
+        got: httpx.Response | Exception | None = None
+        try:
+            while True:
+                step = plan.send(got)
+                if isinstance(step, _events.Sleep):
+                    self._sleep(step.seconds)
+                    got = None
+                    continue
+                try:
+                    got = self._send(_post(step))
+                except (httpx.HTTPError, ServiceError) as exc:
+                    got = exc
+        except StopIteration as done:
+            summary: SendSummary = done.value
+            return summary
+
 
 class AsyncClient:
     """The same API for asyncio."""
@@ -164,9 +218,13 @@ class AsyncClient:
         timeout: float = 30.0,
         refresh_margin_s: float = 60.0,
         now: Callable[[], float] = time.time,
+        retry: Retry = DEFAULT_RETRY,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._session = _Session(appid, secret, refresh_margin_s, now)
         self._http = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout)
+        self.retry = retry
+        self._sleep = sleep
 
     @property
     def appid(self) -> str:
@@ -210,3 +268,36 @@ class AsyncClient:
             return res.text
         body: dict[str, Any] = _json(res)
         return body
+
+    async def send_events(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        batch_size: int = MAX_BATCH_RECORDS,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        gzip: bool = True,
+    ) -> SendSummary:
+        return await self._send_ready(
+            self._session.ready(events), batch_size, max_batch_bytes, gzip
+        )
+
+    async def _send_ready(
+        self, items: list[tuple[int, Ready]], batch_size: int = MAX_BATCH_RECORDS,
+        max_batch_bytes: int = MAX_BATCH_BYTES, gzip: bool = True,
+    ) -> SendSummary:  # fmt: skip
+        plan = _events.send_plan(items, self.retry, batch_size, max_batch_bytes, gzip)
+        got: httpx.Response | Exception | None = None
+        try:
+            while True:
+                step = plan.send(got)
+                if isinstance(step, _events.Sleep):
+                    await self._sleep(step.seconds)
+                    got = None
+                    continue
+                try:
+                    got = await self._send(_post(step))
+                except (httpx.HTTPError, ServiceError) as exc:
+                    got = exc
+        except StopIteration as done:
+            summary: SendSummary = done.value
+            return summary
