@@ -33,13 +33,25 @@ def cli() -> None:
 @DATA_DIR_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--show-rejects", default=20, show_default=True, help="Rejected records to print.")
-def ingest(files: tuple[Path, ...], data_dir: Path | None, quiet: bool, show_rejects: int) -> None:
-    """Load visit events from Parquet, CSV or NDJSON FILES (optionally .gz).
+@click.option(
+    "--profiles",
+    is_flag=True,
+    help="FILES hold user profiles (appid, openid, gender, birth_date or birth_year, "
+    "province, city, updated_at), not events.",
+)
+def ingest(
+    files: tuple[Path, ...], data_dir: Path | None, quiet: bool, show_rejects: int, profiles: bool
+) -> None:
+    """Load visit events (or, with --profiles, user profiles) from Parquet, CSV or NDJSON
+    FILES (optionally .gz).
 
     Every file is checked before anything is written. Records that can't be used are
     reported with file, line and reason and kept in DATA_DIR/rejects/. Loading the same
     file twice changes nothing.
     """
+    if profiles:
+        _ingest_profiles(files, data_dir, show_rejects)
+        return
     from rich.progress import (
         BarColumn,
         Progress,
@@ -86,6 +98,32 @@ def ingest(files: tuple[Path, ...], data_dir: Path | None, quiet: bool, show_rej
             total_acc += report.accepted
             total_rej += report.rejected
             echo_report(str(path), report, show_rejects)
+    if len(files) > 1:
+        click.echo(f"total: {total_acc} accepted, {total_rej} rejected")
+
+
+def _ingest_profiles(files: tuple[Path, ...], data_dir: Path | None, show_rejects: int) -> None:
+    from userportrait.ingest.profiles import check_profile_files, ingest_profiles_file
+    from userportrait.store.lake import Lake
+
+    lake = Lake(make_settings(data_dir))
+    try:
+        check_profile_files(lake, files)
+    except ServiceError as exc:
+        fail(exc.message)
+    total_acc = total_rej = 0
+    for path in files:
+        try:
+            report = ingest_profiles_file(lake, path)
+        except ServiceError as exc:
+            fail(exc.message)
+            return
+        if report.skipped:
+            click.echo(f"{path}: already ingested (same content), skipped")
+            continue
+        total_acc += report.accepted
+        total_rej += report.rejected
+        echo_report(str(path), report, show_rejects)
     if len(files) > 1:
         click.echo(f"total: {total_acc} accepted, {total_rej} rejected")
 
