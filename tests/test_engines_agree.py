@@ -10,8 +10,8 @@ import pytest
 
 from userportrait.engine import ENGINES, get_engine
 from userportrait.generate import GeneratorConfig, write_events, write_profiles
-from userportrait.ingest.profiles import ingest_profiles_file
 from userportrait.ingest.pipeline import ingest_file
+from userportrait.ingest.profiles import ingest_profiles_file
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.service import portrait
 from userportrait.settings import Settings

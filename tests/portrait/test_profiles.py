@@ -28,7 +28,12 @@ def test_fields_are_normalised_with_the_event_rules() -> None:
     assert (p.gender_id, p.birth_date, p.province_id, p.city_id) == (
         2, dt.date(1990, 2, 3), 44, 4403,
     )  # fmt: skip
-    assert (p.gender_raw, p.city_raw, p.province_raw, p.birth_raw) == ("女", "深圳", None, "1990-02-03")
+    assert (p.gender_raw, p.city_raw, p.province_raw, p.birth_raw) == (
+        "女",
+        "深圳",
+        None,
+        "1990-02-03",
+    )
     assert p.updated_at_us == int(dt.datetime(2024, 2, 29, 16, tzinfo=dt.UTC).timestamp()) * 10**6
     assert check(updated_at=None).updated_at_us == NOW  # missing: the time of ingest
     assert check(gender=0, province=" ").gender_id is None
