@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import load, write_ndjson
 from userportrait.engine import get_engine
+from userportrait.engine.base import Engine
 from userportrait.ingest.profiles import ingest_profiles_file
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.service import portrait
@@ -90,13 +91,14 @@ def filled(lake: Lake) -> Lake:
     return lake
 
 
-def answer(lake: Lake, engine: str, begin: str, end: str) -> dict[str, Any]:
-    eng = get_engine(engine, lake)
+def answer(lake: Lake, engine: str | Engine, begin: str, end: str) -> dict[str, Any]:
+    eng = get_engine(engine, lake) if isinstance(engine, str) else engine
     try:
         q = PortraitQuery(A, dt.date.fromisoformat(begin), dt.date.fromisoformat(end))
         return portrait(q, eng)
     finally:
-        eng.close()
+        if isinstance(engine, str):
+            eng.close()
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -124,7 +126,8 @@ def test_age_is_taken_on_the_windows_last_day(filled: Lake, engine: str) -> None
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_latest_record_wins_and_updates_restate_windows(filled: Lake, engine: str) -> None:
-    before = answer(filled, engine, "2024-06-10", "2024-06-12")
+    eng = get_engine(engine, filled)  # one engine throughout: what it caches must follow
+    before = answer(filled, eng, "2024-06-10", "2024-06-12")
     assert before["visit_uv"]["genders"] == ACTIVE["genders"]
     # An older record changes nothing; a newer one replaces the whole profile (u3 loses
     # its gender); at an equal updated_at the later batch wins (u4's city).
@@ -138,11 +141,20 @@ def test_latest_record_wins_and_updates_restate_windows(filled: Lake, engine: st
     )
     load_profiles(filled, [prof("u4", city="杭州")], "update2.ndjson")  # updated_at = NOW
     load_profiles(filled, [prof("u4", city="深圳")], "update3.ndjson")  # same time, later
-    after = answer(filled, engine, "2024-06-10", "2024-06-12")["visit_uv"]
+    after = answer(filled, eng, "2024-06-10", "2024-06-12")["visit_uv"]
+    eng.close()
     assert after["genders"] == rows((0, "未知", 3), (1, "男", 2), (2, "女", 1))
     assert after["city"] == rows(
         (0, "未知", 2), (4403, "深圳", 2), (3301, "杭州", 1), (4401, "广州", 1)
     )
+
+
+@pytest.mark.parametrize("engine", ["sql", "incremental"])
+def test_windows_longer_than_the_histograms(filled: Lake, engine: str) -> None:
+    # 529 days: the incremental store walks the window's day partitions (no histogram)
+    long = answer(filled, engine, "2023-01-01", "2024-06-12")
+    assert long == answer(filled, "reference", "2023-01-01", "2024-06-12")
+    assert long["visit_uv"]["genders"] == rows((1, "男", 3), (0, "未知", 2), (2, "女", 2))
 
 
 def test_generated_profiles_change_the_answers(tmp_path: Path) -> None:

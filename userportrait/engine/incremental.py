@@ -28,10 +28,6 @@ class IncrementalEngine:
         self.fallback = SQLEngine(lake)
 
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
-        if self.lake.catalog.profile_version(query.appid):
-            # Known gap (issue 17): the state holds no profile histograms yet, so an app
-            # with profiles is answered by the sql engine (exact, slower).
-            return self.fallback.run_portrait(query)
         try:
             return self.store.portrait(query)
         except StaleState:

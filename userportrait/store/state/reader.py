@@ -23,6 +23,7 @@ from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
 from userportrait.store.state.days import LazyDays, day_date, day_number, load_day
 from userportrait.store.state.manifest import AppState, Manifest
+from userportrait.store.state.profiles import ProfileDays, ProfileUsers, load_profile_users
 from userportrait.store.state.shaping import to_portrait
 from userportrait.store.state.spans import HORIZON, SpanTable, end_day_for
 from userportrait.store.state.update import (
@@ -32,12 +33,14 @@ from userportrait.store.state.update import (
     no_progress,
     remove_state,
 )
-from userportrait.store.windows import DayPart, IntArray, one_window
+from userportrait.store.windows import DayPart, IntArray, WindowCounts, one_window
 
 #: Bytes of day partitions a reader keeps in memory for windows beyond the horizon.
 DAY_CACHE_BYTES = 384 << 20
 #: Bytes of end days' span histograms a reader keeps in memory.
 SPAN_CACHE_BYTES = 256 << 20
+#: End days whose profile walk (``state/profiles.py``) a reader keeps in memory.
+PROFILE_WALKS = 8
 T = TypeVar("T")
 
 
@@ -63,6 +66,9 @@ class StateStore:
         self._spans_bytes = 0
         self._files: dict[tuple[str, str], tuple[str, Any]] = {}  # (appid, kind) -> (name, value)
         self._answered = threading.local()
+        self._profile_files: dict[str, tuple[int, tuple[str, ...]]] = {}
+        self._profile_users: dict[str, tuple[Any, ProfileUsers]] = {}
+        self._profile_days: OrderedDict[Any, ProfileDays] = OrderedDict()
 
     def app_dir(self, appid: str) -> Path:
         return app_dir(self.root, appid)
@@ -141,8 +147,10 @@ class StateStore:
                 return PortraitCounts.empty()
             span = n - (end - day_number(last))
             table = self._span_table(query.appid, app.spans[last])
-            return to_portrait(table.counts(span, app.value_sizes()), devices)
-        return self.compute(query.appid, app, n, end, devices)
+            counts = table.counts(span, app.value_sizes())
+            self._fill_profiles(query, app, counts, day_number(last))
+            return to_portrait(counts, devices)
+        return self.compute(query.appid, app, n, end, devices, query)
 
     def _span_table(self, appid: str, name: str) -> SpanTable:
         key = (appid, name)
@@ -159,7 +167,13 @@ class StateStore:
         return table
 
     def compute(
-        self, appid: str, app: AppState, n: int, end: int, devices: list[str]
+        self,
+        appid: str,
+        app: AppState,
+        n: int,
+        end: int,
+        devices: list[str],
+        query: PortraitQuery | None = None,
     ) -> PortraitCounts:
         """One window from the day partitions (the ad-hoc path; no window table)."""
         begin = end - n + 1
@@ -170,7 +184,60 @@ class StateStore:
         assert app.first_day is not None
         first: IntArray = self._cached(appid, "first_day", app.first_day, np.load)
         counts = one_window(days, first, app.value_sizes(), n, end)
+        if query is not None:
+            self._fill_profiles(query, app, counts, None)
         return to_portrait(counts, devices)
+
+    # -- profiles (issue 17) ------------------------------------------------------------
+
+    def _fill_profiles(
+        self, query: PortraitQuery, app: AppState, counts: WindowCounts, last: int | None
+    ) -> None:
+        """Move the profiled users' gaps from 未知 to their profile values (SPEC §3);
+        ``last``: the end day of the span histograms used, None for a walk of the window."""
+        appid = query.appid
+        paths = self._profile_paths(appid)
+        if not paths or not app.users:
+            return
+        key = (tuple(app.users), app.n_users, paths)
+        hit = self._profile_users.get(appid)
+        if hit is None or hit[0] != key:
+            users = load_profile_users(self.lake, self.app_dir(appid), app.users, paths)
+            hit = self._profile_users[appid] = (key, users)
+        users = hit[1]
+        if not len(users.uid):
+            return
+        assert app.first_day is not None
+        first: IntArray = self._cached(appid, "first_day", app.first_day, np.load)
+        begin = day_number(query.begin)
+        present = {day_number(d): name for d, name in app.days.items()}
+        lo, hi = (begin, day_number(query.end)) if last is None else (last - HORIZON + 1, last)
+        inside = tuple(sorted((t, name) for t, name in present.items() if lo <= t <= hi))
+        walk_key = (appid, lo, hi, inside, key)
+        walked = self._profile_days.get(walk_key)
+        if walked is None:
+            walked = ProfileDays.walk(
+                users,
+                app.n_users,
+                [t for t, _ in inside],
+                lambda t: self._day(appid, app, t),
+                lo,
+                hi,
+            )
+            if last is not None:  # a window walk is for one query only
+                self._profile_days[walk_key] = walked
+                while len(self._profile_days) > PROFILE_WALKS:
+                    self._profile_days.popitem(last=False)
+        walked.fill(counts, users, first, begin, query.end)
+
+    def _profile_paths(self, appid: str) -> tuple[str, ...]:
+        """The app's profile files as of the manifest's catalog version (cached per version)."""
+        version = self.manifest.version
+        hit = self._profile_files.get(appid)
+        if hit is None or hit[0] != version:
+            files = self.lake.catalog.profile_files(appid, upto=version)
+            hit = self._profile_files[appid] = (version, tuple(f.path for f in files))
+        return hit[1]
 
     def _cached(self, appid: str, kind: str, name: str, load: Callable[[Path], T]) -> T:
         """The app's current ``kind`` file, loaded once per name."""
