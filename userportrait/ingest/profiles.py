@@ -57,7 +57,8 @@ def ingest_profiles_file(lake: Lake, path: Path, now: int | None = None) -> Inge
     con = lake.connect()
     try:
         source, select = open_source(con, path, PROFILE_INPUT)
-        sha = sha256_of(path)
+        # Kept apart from event files' digests: the same file loaded as events is another batch.
+        sha = "profiles:" + sha256_of(path)
         if lake.catalog.find_batch_by_sha(sha) is not None:
             report.skipped = True
             return report

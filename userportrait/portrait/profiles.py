@@ -18,6 +18,7 @@ rules (docs/ingest.md, docs/semantics.md):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,12 +130,12 @@ def check_profile(
     birth, birth_raw = _birth(text["birth_date"], text["birth_year"], today)
     if appid is not None and app != appid:
         raise ProfileError(Reject.APPID_NOT_TOKENS.text())
-    province_id, city_id = resolve_region(text["province"], text["city"])
+    province_id, city_id = _region(text["province"], text["city"])
     return Profile(
         appid=app,
         openid=openid,
         updated_at_us=updated_us,
-        gender_id=normalize_gender(text["gender"]),
+        gender_id=_gender(text["gender"]),
         birth_date=birth,
         province_id=province_id,
         city_id=city_id,
@@ -176,6 +177,11 @@ def _birth(
     return birth, raw
 
 
+# Raw values repeat across records: each distinct one is normalised once.
+_region = functools.lru_cache(maxsize=1 << 16)(resolve_region)
+_gender = functools.lru_cache(maxsize=1 << 10)(normalize_gender)
+
+
 def _strip_point_zero(text: str) -> str:
     return text[:-2] if text.endswith(".0") else text  # a float-typed column: 1990.0
 
@@ -206,6 +212,7 @@ _US_END: Final = int((dt.datetime(9999, 12, 31, 16, tzinfo=dt.UTC) - _EPOCH).tot
 )
 
 
+@functools.lru_cache(maxsize=64)  # one ingest time per batch: computed once
 def _day_of_us(us: int) -> dt.date:
     return (_EPOCH + dt.timedelta(microseconds=us)).astimezone(TZ).date()
 
