@@ -151,3 +151,13 @@ async def test_post_profiles_answers_restates_and_survives_a_restart(settings: S
         t = await tok(c)
         assert await gender_rows(c, t) == [{"id": 1, "name": "男", "value": 1},
                                            {"id": 2, "name": "女", "value": 1}]  # fmt: skip
+
+
+def test_files_no_batch_committed_are_removed(lake: Lake, tmp_path: Path) -> None:
+    src = write_ndjson(tmp_path / "p.ndjson", [{"appid": A, "openid": "a", "gender": 1}])
+    ingest_profiles_file(lake, src)
+    (committed,) = lake.catalog.profile_files(A)
+    orphan = lake.root / "profiles" / f"appid={A}" / "b99_killed.parquet.tmp"
+    orphan.write_bytes(b"half")
+    assert lake.collect_garbage() == 1
+    assert not orphan.exists() and (lake.root / committed.path).exists()

@@ -85,6 +85,7 @@ def ingest_profiles_file(lake: Lake, path: Path, now: int | None = None) -> Inge
             line = n + source.line_offset
             rejects.append({"file": str(path), "line": line, "reason": str(exc), "record": kept})
     with lake.write_lock():
+        lake.collect_garbage_locked()  # what a killed writer left behind
         report.batch_id = write_profiles(lake, accepted, str(path), sha, len(rejects))
     report.accepted, report.rejected = len(accepted), len(rejects)
     if rejects:

@@ -244,6 +244,11 @@ class Catalog:
         with self.connect() as con:
             return [ProfileFile(*r) for r in con.execute(sql + " ORDER BY batch_id, path", args)]
 
+    def profile_paths(self) -> set[str]:
+        """Every committed profile file (relative paths)."""
+        with self.connect() as con:
+            return {r[0] for r in con.execute("SELECT path FROM profile_files")}
+
     def profile_version(self, appid: str) -> int:
         """The batch id of ``appid``'s newest profile file (0: none)."""
         with self.connect() as con:
