@@ -248,6 +248,12 @@ def portrait_tables(body: dict[str, Any]) -> list[Table]:
 @click.option("--visits-per-user", default=13.0, show_default=True, help="Mean visits per user.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same file).")
 @click.option("--event-ids/--no-event-ids", default=False, help="Add an event_id to every event.")
+@click.option(
+    "--profiles",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write profiles of half the users to this NDJSON file (.gz allowed).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(
     out: Path,
@@ -258,10 +264,11 @@ def generate(
     visits_per_user: float,
     seed: int,
     event_ids: bool,
+    profiles: Path | None,
     quiet: bool,
 ) -> None:
     """Write a realistic synthetic event file to OUT (.parquet, .csv or .ndjson, optionally .gz)."""
-    from userportrait.generate import GeneratorConfig, write_events
+    from userportrait.generate import GeneratorConfig, write_events, write_profiles
     from userportrait.portrait.query import today_shanghai
 
     last = _parse_cli_date(end, "end") if end else today_shanghai() - dt.timedelta(days=1)
@@ -285,6 +292,8 @@ def generate(
     click.echo(
         f"{out}: {count} events, {users} users, {days} days ending {last:%Y%m%d}, appids {', '.join(config.appids)}"
     )
+    if profiles is not None:
+        click.echo(f"{profiles}: {write_profiles(profiles, config)} profile records")
 
 
 @cli.command()

@@ -161,3 +161,22 @@ def test_files_no_batch_committed_are_removed(lake: Lake, tmp_path: Path) -> Non
     orphan.write_bytes(b"half")
     assert lake.collect_garbage() == 1
     assert not orphan.exists() and (lake.root / committed.path).exists()
+
+
+def test_generate_then_ingest_profiles_by_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USERPORTRAIT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("USERPORTRAIT_DUCKDB_MEMORY_LIMIT_MB", "512")
+    runner = CliRunner()
+    events, profiles = tmp_path / "e.parquet", tmp_path / "p.ndjson.gz"
+    res = runner.invoke(cli, ["generate", "-q", str(events), "--users", "400", "--days", "6",
+                              "--apps", "1", "--end", "20240612", "--profiles", str(profiles)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    n = int(res.output.splitlines()[-1].split(": ")[1].split()[0])
+    assert runner.invoke(cli, ["ingest", "-q", str(events)]).exit_code == 0
+    res = runner.invoke(cli, ["ingest", "--profiles", str(profiles)])
+    assert res.output.splitlines()[0] == f"{profiles}: {n} accepted, 0 rejected"
+    args = ["portrait", "--appid", "wx0000000000000001", "--begin", "20240607", "--end", "20240612"]
+    default = json.loads(runner.invoke(cli, args).output)
+    assert default == json.loads(runner.invoke(cli, [*args, "--engine", "reference"]).output)
