@@ -207,13 +207,15 @@ class StateStore:
         users = hit[1]
         if not len(users.uid):
             return
-        assert app.first_day is not None
-        first: IntArray = self._cached(appid, "first_day", app.first_day, np.load)
+        first = self._first_days(appid, app)
         begin = day_number(query.begin)
         present = {day_number(d): name for d, name in app.days.items()}
         lo, hi = (begin, day_number(query.end)) if last is None else (last - HORIZON + 1, last)
         inside = tuple(sorted((t, name) for t, name in present.items() if lo <= t <= hi))
-        walk_key = (appid, lo, hi, inside, key)
+        # A live flush may add to the newest day without renaming its file (an overlay,
+        # issue 14): the walk must follow that too.
+        overlay = tuple(sorted(getattr(app, "overlay", {}).items()))
+        walk_key = (appid, lo, hi, inside, overlay, key)
         walked = self._profile_days.get(walk_key)
         if walked is None:
             walked = ProfileDays.walk(
@@ -229,6 +231,17 @@ class StateStore:
                 while len(self._profile_days) > PROFILE_WALKS:
                     self._profile_days.popitem(last=False)
         walked.fill(counts, users, first, begin, query.end)
+
+    def _first_days(self, appid: str, app: AppState) -> IntArray:
+        """Every user's first day; users beyond the ``first_day`` file (added by live
+        flushes of the newest day since it was written) first came on the newest day."""
+        assert app.first_day is not None
+        first: IntArray = self._cached(appid, "first_day", app.first_day, np.load)
+        missing = app.n_users - len(first)
+        if missing > 0 and app.days:
+            newest = day_number(max(app.days))
+            first = np.concatenate([first, np.full(missing, newest, first.dtype)])
+        return first
 
     def _profile_paths(self, appid: str) -> tuple[str, ...]:
         """The app's profile files as of the manifest's catalog version (cached per version)."""
