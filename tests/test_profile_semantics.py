@@ -169,3 +169,21 @@ def test_generated_profiles_change_the_answers(tmp_path: Path) -> None:
     assert {"birth_date", "birth_year", "updated_at", "city", "gender"} <= {
         k for r in records for k in r
     }
+
+
+def test_small_batches_of_the_newest_day_keep_the_fill_exact(filled: Lake) -> None:
+    """Batches of the newest day only (live flushes) change that day in place in the
+    incremental store; users they add and profiles loaded between them still count."""
+    eng = get_engine("incremental", filled)
+    load_profiles(filled, [prof(f"n{i}", gender=2, city="杭州") for i in range(3)], "new.ndjson")
+    batches = [
+        [ev("n0", "12"), ev("u6", "12", gender=1)],
+        [ev("n1", "12", city="广州"), ev("n0", "12", gender=1)],
+        [ev("n2", "12", province="江苏")],
+    ]
+    for i, batch in enumerate(batches):
+        load(filled, batch, f"flush{i}.ndjson")
+        for begin in ("2024-06-12", "2024-06-10", "2024-05-01"):
+            expected = answer(filled, "reference", begin, "2024-06-12")
+            assert answer(filled, eng, begin, "2024-06-12") == expected, (i, begin)
+    eng.close()
