@@ -127,22 +127,42 @@ class ProfileDays:
         hi: int,
     ) -> ProfileDays:
         """One pass over the day partitions of ``days`` inside ``lo..hi``, oldest first."""
-        pos = np.full(n_users, -1, np.intp)
-        pos[users.uid] = np.arange(len(users.uid))
+        pos = _positions(users, n_users)
         last = np.full(len(users.uid), NEVER, np.int32)
         valued: dict[Dim, IntArray] = {
             d: np.full(len(users.uid), NEVER, np.int32) for d in (*FILLED, "ages")
         }
+        out = cls(lo, hi, last, valued)
         for t in sorted(t for t in days if lo <= t <= hi):
-            part = load(t)
-            at = pos[part.uid.astype(np.intp)]
-            mine = at >= 0
-            if not mine.any():
-                continue
-            last[at[mine]] = t
-            for d, target in valued.items():
-                target[at[mine & (part.values[d] != 0)]] = t
-        return cls(lo, hi, last, valued)
+            out._apply(pos, t, load(t))
+        return out
+
+    def grown(self, users: ProfileUsers, n_users: int, part: DayPart) -> ProfileDays:
+        """This walk after more events of its newest day ``part.day`` (a live flush): for
+        ``users``, which are this walk's users followed by users new to the app since
+        (so seen on that day at most), with the day applied again. A day's values only
+        grow as events are merged in, so applying it again over itself is exact."""
+        extra = len(users.uid) - len(self.last)
+        if extra < 0:
+            raise ValueError("the users of a grown walk must extend the walk's")
+        pad = np.full(extra, NEVER, np.int32)
+        out = ProfileDays(
+            self.lo,
+            self.hi,
+            np.concatenate([self.last, pad]),
+            {d: np.concatenate([v, pad]) for d, v in self.valued.items()},
+        )
+        out._apply(_positions(users, n_users), part.day, part)
+        return out
+
+    def _apply(self, pos: IntArray, t: int, part: DayPart) -> None:
+        at = pos[part.uid.astype(np.intp)]
+        mine = at >= 0
+        if not mine.any():
+            return
+        self.last[at[mine]] = t
+        for d, target in self.valued.items():
+            target[at[mine & (part.values[d] != 0)]] = t
 
     def fill(
         self, counts: WindowCounts, users: ProfileUsers, first: IntArray, begin: int, end: dt.date
@@ -167,4 +187,20 @@ class ProfileDays:
                 audience[d][0] -= int(mask.sum())
 
 
-__all__ = ["FILLED", "NEVER", "ProfileDays", "ProfileUsers", "load_profile_users"]
+def _positions(users: ProfileUsers, n_users: int) -> IntArray:
+    """uid -> the user's row in ``users`` (-1: no profile)."""
+    pos = np.full(n_users, -1, np.intp)
+    pos[users.uid] = np.arange(len(users.uid))
+    return pos
+
+
+def merged(old: ProfileUsers, new: ProfileUsers) -> ProfileUsers:
+    """``old`` followed by ``new``, users of dictionary parts added since (larger uids)."""
+    return ProfileUsers(
+        uid=np.concatenate([old.uid, new.uid]),
+        values={d: np.concatenate([old.values[d], new.values[d]]) for d in FILLED},
+        birth=np.concatenate([old.birth, new.birth]),
+    )
+
+
+__all__ = ["FILLED", "NEVER", "ProfileDays", "ProfileUsers", "load_profile_users", "merged"]

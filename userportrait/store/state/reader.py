@@ -23,7 +23,12 @@ from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
 from userportrait.store.state.days import LazyDays, day_date, day_number, load_day
 from userportrait.store.state.manifest import AppState, Manifest
-from userportrait.store.state.profiles import ProfileDays, ProfileUsers, load_profile_users
+from userportrait.store.state.profiles import (
+    ProfileDays,
+    ProfileUsers,
+    load_profile_users,
+    merged,
+)
 from userportrait.store.state.shaping import to_portrait
 from userportrait.store.state.spans import HORIZON, SpanTable, end_day_for
 from userportrait.store.state.update import (
@@ -68,7 +73,7 @@ class StateStore:
         self._answered = threading.local()
         self._profile_files: dict[str, tuple[int, tuple[str, ...]]] = {}
         self._profile_users: dict[str, tuple[Any, ProfileUsers]] = {}
-        self._profile_days: OrderedDict[Any, ProfileDays] = OrderedDict()
+        self._profile_days: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
 
     def app_dir(self, appid: str) -> Path:
         return app_dir(self.root, appid)
@@ -199,38 +204,76 @@ class StateStore:
         paths = self._profile_paths(appid)
         if not paths or not app.users:
             return
-        key = (tuple(app.users), app.n_users, paths)
-        hit = self._profile_users.get(appid)
-        if hit is None or hit[0] != key:
-            users = load_profile_users(self.lake, self.app_dir(appid), app.users, paths)
-            hit = self._profile_users[appid] = (key, users)
-        users = hit[1]
+        users = self._profiled(appid, app, paths)
         if not len(users.uid):
             return
         first = self._first_days(appid, app)
         begin = day_number(query.begin)
-        present = {day_number(d): name for d, name in app.days.items()}
-        lo, hi = (begin, day_number(query.end)) if last is None else (last - HORIZON + 1, last)
-        inside = tuple(sorted((t, name) for t, name in present.items() if lo <= t <= hi))
+        if last is None:  # a window beyond the histograms: walked for this query only
+            walked = ProfileDays.walk(
+                users, app.n_users, [day_number(d) for d in app.days],
+                lambda t: self._day(appid, app, t), begin, day_number(query.end),
+            )  # fmt: skip
+        else:
+            walked = self._walk(appid, app, paths, users, last - HORIZON + 1, last)
+        walked.fill(counts, users, first, begin, query.end)
+
+    def _profiled(self, appid: str, app: AppState, paths: tuple[str, ...]) -> ProfileUsers:
+        """The app's users with a profile; after a batch that only added users (new
+        dictionary parts), their profiles are looked up and appended."""
+        parts = tuple(app.users)
+        hit = self._profile_users.get(appid)
+        if hit is not None and hit[0] == (paths, parts):
+            return hit[1]
+        if hit is not None and hit[0][0] == paths and parts[: len(hit[0][1])] == hit[0][1]:
+            extra = parts[len(hit[0][1]) :]
+            users = merged(
+                hit[1], load_profile_users(self.lake, self.app_dir(appid), list(extra), paths)
+            )
+        else:
+            users = load_profile_users(self.lake, self.app_dir(appid), list(parts), paths)
+        self._profile_users[appid] = ((paths, parts), users)
+        return users
+
+    def _walk(
+        self,
+        appid: str,
+        app: AppState,
+        paths: tuple[str, ...],
+        users: ProfileUsers,
+        lo: int,
+        hi: int,
+    ) -> ProfileDays:
+        """The walk of the days ``lo..hi`` for the span histograms ending on ``hi``
+        (cached); after a batch of its newest day only (a live flush), that day is
+        applied again over the cached walk instead of walking every day."""
+        inside = sorted((day_number(d), name) for d, name in app.days.items())
+        inside = [(t, name) for t, name in inside if lo <= t <= hi]
         # A live flush may add to the newest day without renaming its file (an overlay,
         # issue 14): the walk must follow that too.
         overlay = tuple(sorted(getattr(app, "overlay", {}).items()))
-        walk_key = (appid, lo, hi, inside, overlay, key)
-        walked = self._profile_days.get(walk_key)
+        older, newest = tuple(inside[:-1]), (inside[-1] if inside else None, overlay)
+        parts = tuple(app.users)
+        key = (appid, lo, hi)
+        hit = self._profile_days.get(key)
+        walked: ProfileDays | None = None
+        if hit is not None and hit[0] == paths and hit[1] == older:
+            same_users, grew = hit[2] == parts, parts[: len(hit[2])] == hit[2]
+            if same_users and hit[3] == newest:
+                walked = hit[4]
+            elif grew and inside:
+                t = inside[-1][0]
+                walked = hit[4].grown(users, app.n_users, self._day(appid, app, t))
         if walked is None:
             walked = ProfileDays.walk(
-                users,
-                app.n_users,
-                [t for t, _ in inside],
-                lambda t: self._day(appid, app, t),
-                lo,
-                hi,
-            )
-            if last is not None:  # a window walk is for one query only
-                self._profile_days[walk_key] = walked
-                while len(self._profile_days) > PROFILE_WALKS:
-                    self._profile_days.popitem(last=False)
-        walked.fill(counts, users, first, begin, query.end)
+                users, app.n_users, [t for t, _ in inside],
+                lambda t: self._day(appid, app, t), lo, hi,
+            )  # fmt: skip
+        self._profile_days[key] = (paths, older, parts, newest, walked)
+        self._profile_days.move_to_end(key)
+        while len(self._profile_days) > PROFILE_WALKS:
+            self._profile_days.popitem(last=False)
+        return walked
 
     def _first_days(self, appid: str, app: AppState) -> IntArray:
         """Every user's first day; users beyond the ``first_day`` file (added by live
