@@ -95,7 +95,9 @@ def ingest_profiles_file(lake: Lake, path: Path, now: int | None = None) -> Inge
     return report
 
 
-def _write_rejects(lake: Lake, path: Path, rejects: list[dict[str, Any]], report: Any) -> None:
+def _write_rejects(
+    lake: Lake, path: Path, rejects: list[dict[str, Any]], report: IngestReport
+) -> None:
     lake.rejects_dir.mkdir(parents=True, exist_ok=True)
     name = f"{time.strftime('%Y%m%dT%H%M%S')}-{path.name}-{uuid.uuid4().hex[:12]}.ndjson"
     target = lake.rejects_dir / name
