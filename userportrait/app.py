@@ -126,7 +126,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(
         BodyLimit,
         default=settings.max_body_bytes,
-        per_path={"/v1/events": settings.live_max_body_bytes},
+        per_path={
+            "/v1/events": settings.live_max_body_bytes,
+            "/v1/profiles": settings.live_max_body_bytes,
+        },
     )
     app.add_middleware(RequestContext)
     app.include_router(wechat.router)
@@ -135,7 +138,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(native.health)
     dashboard.install(app)
     if settings.live_ingest:
-        from userportrait.api import events
+        from userportrait.api import events, profiles
 
         app.include_router(events.router)
+        app.include_router(profiles.router)
     return app

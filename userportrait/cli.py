@@ -33,13 +33,25 @@ def cli() -> None:
 @DATA_DIR_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--show-rejects", default=20, show_default=True, help="Rejected records to print.")
-def ingest(files: tuple[Path, ...], data_dir: Path | None, quiet: bool, show_rejects: int) -> None:
-    """Load visit events from Parquet, CSV or NDJSON FILES (optionally .gz).
+@click.option(
+    "--profiles",
+    is_flag=True,
+    help="FILES hold user profiles (appid, openid, gender, birth_date or birth_year, "
+    "province, city, updated_at), not events.",
+)
+def ingest(
+    files: tuple[Path, ...], data_dir: Path | None, quiet: bool, show_rejects: int, profiles: bool
+) -> None:
+    """Load visit events (or, with --profiles, user profiles) from Parquet, CSV or NDJSON
+    FILES (optionally .gz).
 
     Every file is checked before anything is written. Records that can't be used are
     reported with file, line and reason and kept in DATA_DIR/rejects/. Loading the same
     file twice changes nothing.
     """
+    if profiles:
+        _ingest_profiles(files, data_dir, show_rejects)
+        return
     from rich.progress import (
         BarColumn,
         Progress,
@@ -86,6 +98,32 @@ def ingest(files: tuple[Path, ...], data_dir: Path | None, quiet: bool, show_rej
             total_acc += report.accepted
             total_rej += report.rejected
             echo_report(str(path), report, show_rejects)
+    if len(files) > 1:
+        click.echo(f"total: {total_acc} accepted, {total_rej} rejected")
+
+
+def _ingest_profiles(files: tuple[Path, ...], data_dir: Path | None, show_rejects: int) -> None:
+    from userportrait.ingest.profiles import check_profile_files, ingest_profiles_file
+    from userportrait.store.lake import Lake
+
+    lake = Lake(make_settings(data_dir))
+    try:
+        check_profile_files(lake, files)
+    except ServiceError as exc:
+        fail(exc.message)
+    total_acc = total_rej = 0
+    for path in files:
+        try:
+            report = ingest_profiles_file(lake, path)
+        except ServiceError as exc:
+            fail(exc.message)
+            return
+        if report.skipped:
+            click.echo(f"{path}: already ingested (same content), skipped")
+            continue
+        total_acc += report.accepted
+        total_rej += report.rejected
+        echo_report(str(path), report, show_rejects)
     if len(files) > 1:
         click.echo(f"total: {total_acc} accepted, {total_rej} rejected")
 
@@ -210,6 +248,12 @@ def portrait_tables(body: dict[str, Any]) -> list[Table]:
 @click.option("--visits-per-user", default=13.0, show_default=True, help="Mean visits per user.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same file).")
 @click.option("--event-ids/--no-event-ids", default=False, help="Add an event_id to every event.")
+@click.option(
+    "--profiles",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write profiles of half the users to this NDJSON file (.gz allowed).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(
     out: Path,
@@ -220,10 +264,11 @@ def generate(
     visits_per_user: float,
     seed: int,
     event_ids: bool,
+    profiles: Path | None,
     quiet: bool,
 ) -> None:
     """Write a realistic synthetic event file to OUT (.parquet, .csv or .ndjson, optionally .gz)."""
-    from userportrait.generate import GeneratorConfig, write_events
+    from userportrait.generate import GeneratorConfig, write_events, write_profiles
     from userportrait.portrait.query import today_shanghai
 
     last = _parse_cli_date(end, "end") if end else today_shanghai() - dt.timedelta(days=1)
@@ -247,6 +292,8 @@ def generate(
     click.echo(
         f"{out}: {count} events, {users} users, {days} days ending {last:%Y%m%d}, appids {', '.join(config.appids)}"
     )
+    if profiles is not None:
+        click.echo(f"{profiles}: {write_profiles(profiles, config)} profile records")
 
 
 @cli.command()

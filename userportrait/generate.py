@@ -324,3 +324,54 @@ def _convert_text(src: Path, dst: Path, fmt: str, gz: bool) -> None:
         con.execute(f"COPY (SELECT {select} FROM read_parquet('{src}')) TO '{dst}' ({options})")
     finally:
         con.close()
+
+
+def write_profiles(path: Path, cfg: GeneratorConfig, share: float = 0.5) -> int:
+    """Profile records for ``share`` of the users of ``cfg``'s events (issue 17).
+
+    Values agree with the user's events most of the time and differ sometimes (the app
+    knows another city); some users get two records (a later one wins), some only a
+    ``birth_year``, some fields are missing. Written as NDJSON (``.gz``: gzip);
+    ``updated_at`` falls inside the events' days.
+    """
+    import gzip
+    import json
+
+    pop = _Population(cfg, np.random.default_rng(cfg.seed))
+    rng = np.random.default_rng(cfg.seed + 1)
+    info = regions.region_info()
+    base = dt.datetime(cfg.start.year, cfg.start.month, cfg.start.day, tzinfo=TZ)
+    records: list[dict[str, Any]] = []
+    for u in np.flatnonzero(rng.random(pop.n) < share).tolist():
+        for _ in range(1 + int(rng.random() < 0.15)):
+            rec: dict[str, Any] = {"appid": cfg.appids[pop.app[u]], "openid": f"o{u:09d}"}
+            if rng.random() < 0.9:
+                at = base + dt.timedelta(seconds=int(rng.integers(0, cfg.days * 86_400)))
+                rec["updated_at"] = at.isoformat()
+            if rng.random() < 0.8:
+                rec["gender"] = (
+                    int(rng.choice([1, 2])) if rng.random() < 0.2 else int(pop.gender[u])
+                )
+            if rng.random() < 0.75:
+                age = int(pop.age[u]) if pop.age[u] >= 0 else int(rng.integers(10, 70))
+                born = cfg.end - dt.timedelta(days=int(age * 365.25 + rng.integers(0, 365)))
+                if rng.random() < 0.2:
+                    rec["birth_year"] = born.year
+                else:
+                    rec["birth_date"] = born.strftime(
+                        "%Y-%m-%d" if rng.random() < 0.5 else "%Y%m%d"
+                    )
+            if rng.random() < 0.7:
+                p = pop.provinces[pop.province2[u] if rng.random() < 0.2 else pop.province[u]]
+                cities = pop.cities_of[p]
+                if rng.random() < 0.8:
+                    rec["province"] = info[p][0]
+                if cities and rng.random() < 0.7:
+                    rec["city"] = info[cities[int(rng.integers(0, len(cities)))]][1]
+            records.append(rec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "wt", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    return len(records)

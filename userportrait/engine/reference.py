@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from userportrait.portrait import normalize
 from userportrait.portrait.counts import AudienceBuilder, PortraitCounts
 from userportrait.portrait.dims import ID_DIMS, UNKNOWN, Dim
+from userportrait.portrait.profiles import profile_age_id
 from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
 
@@ -38,14 +39,40 @@ class ReferenceEngine:
                     first_day[openid] = day
                 if query.begin <= day <= query.end:
                     _observe(latest.setdefault(openid, {}), row)
+        profiles = self._profiles(query)
         new, active = AudienceBuilder(), AudienceBuilder()
         for openid, seen in latest.items():
             values: dict[Dim, int] = {d: (seen[d][1] if d in seen else UNKNOWN) for d in ID_DIMS}
+            # Profiles fill gaps (SPEC §3): a dimension no event in the window carries.
+            for dim, value in profiles.get(openid, {}).items():
+                if dim not in seen and value is not None:
+                    values[dim] = value
             device = seen["devices"][1] if "devices" in seen else None
             active.add(values, device)
             if first_day[openid] >= query.begin:
                 new.add(values, device)
         return PortraitCounts(new=new.build(), active=active.build())
+
+    def _profiles(self, query: PortraitQuery) -> dict[str, dict[Dim, int | None]]:
+        """Per openid the values of its latest profile record, re-derived from the raw
+        strings (ages: on the window's last day)."""
+        best: dict[str, tuple[Any, int, int, dict[str, Any]]] = {}
+        for f in self.lake.catalog.profile_files(query.appid):
+            for row in pq.read_table(self.lake.root / f.path).to_pylist():
+                key = (row["updated_at"], row["batch_id"], row["seq"])
+                # Latest updated_at wins; at equal times the later batch, then the later record.
+                if row["openid"] not in best or key > best[row["openid"]][:3]:
+                    best[row["openid"]] = (*key, row)
+        out: dict[str, dict[Dim, int | None]] = {}
+        for openid, (*_, row) in best.items():
+            province, city = normalize.resolve_region(row["province_raw"], row["city_raw"])
+            out[openid] = {
+                "province": province,
+                "city": city,
+                "genders": normalize.normalize_gender(row["gender_raw"]),
+                "ages": profile_age_id(row["birth_date"], query.end),
+            }
+        return out
 
     def close(self) -> None:
         pass

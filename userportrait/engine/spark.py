@@ -10,19 +10,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from userportrait.engine.profile_sql import filled_users_sql
 from userportrait.engine.sql import counts_from_rows
 from userportrait.portrait.counts import PortraitCounts
 from userportrait.portrait.query import PortraitQuery
-from userportrait.spark.session import read_lake, spark_session, temp_name
+from userportrait.spark.session import lake_uri, read_lake, spark_session, temp_name
 from userportrait.store.lake import DIM_COLUMNS, Lake
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def portrait_sql(view: str, query: PortraitQuery) -> str:
-    """Exact portrait counts per (dimension, value, is_new) over the events in ``view``."""
+def portrait_sql(view: str, query: PortraitQuery, profiles: str | None = None) -> str:
+    """Exact portrait counts per (dimension, value, is_new) over the events in ``view``,
+    gaps filled from the latest profile records in the view ``profiles``."""
     b, e = query.begin.isoformat(), query.end.isoformat()
+    users = f"({filled_users_sql('users', profiles, query.end)})" if profiles else "users"
     latest = ", ".join(
         f"(max(named_struct('t', ts, 'v', {col})) FILTER (WHERE {col} IS NOT NULL)).v AS {dim}"
         for dim, col in DIM_COLUMNS.items()
@@ -35,7 +38,7 @@ def portrait_sql(view: str, query: PortraitQuery) -> str:
         WHERE day BETWEEN DATE '{b}' AND DATE '{e}' GROUP BY openid
     ),
     flagged AS (
-        SELECT u.*, f.first_day >= DATE '{b}' AS is_new FROM users u JOIN first_seen f USING (openid)
+        SELECT u.*, f.first_day >= DATE '{b}' AS is_new FROM {users} u JOIN first_seen f USING (openid)
     )
     SELECT {", ".join(DIM_COLUMNS)}, is_new,
            {", ".join(f"grouping({d}) AS g_{d}" for d in DIM_COLUMNS)}, count(*) AS n
@@ -59,10 +62,17 @@ class SparkEngine:
         events = read_lake(self.spark, self.lake, files)
         view = temp_name("portrait_events")
         events.createOrReplaceTempView(view)
+        profiles = self.lake.catalog.profile_files(query.appid)
+        pview = temp_name("portrait_profiles") if profiles else None
+        if pview:
+            uris = [lake_uri(self.lake, f.path) for f in profiles]
+            self.spark.read.parquet(*uris).createOrReplaceTempView(pview)
         try:
-            rows = self.spark.sql(portrait_sql(view, query)).collect()
+            rows = self.spark.sql(portrait_sql(view, query, pview)).collect()
         finally:
             self.spark.catalog.dropTempView(view)
+            if pview:
+                self.spark.catalog.dropTempView(pview)
         return counts_from_rows(rows)
 
     def close(self) -> None:

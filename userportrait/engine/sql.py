@@ -10,17 +10,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from userportrait.engine.profile_sql import filled_users_sql
 from userportrait.portrait.counts import AudienceCounts, PortraitCounts
 from userportrait.portrait.dims import ID_DIMS, Dim
 from userportrait.portrait.query import PortraitQuery
 from userportrait.sqltext import sql_str
 from userportrait.store.lake import DIM_COLUMNS as _COLUMNS
 from userportrait.store.lake import Lake
+from userportrait.store.profiles import profile_paths
 
 
-def portrait_sql(files: list[str], query: PortraitQuery) -> str:
-    """Exact portrait counts per (dimension, value, is_new) for ``files`` (SPEC §3)."""
+def portrait_sql(files: list[str], query: PortraitQuery, profiles: Sequence[str] = ()) -> str:
+    """Exact portrait counts per (dimension, value, is_new) for ``files`` (SPEC §3), gaps
+    filled from the latest records of the ``profiles`` files."""
     listing = "[" + ", ".join(sql_str(p) for p in files) + "]"
+    users = "users"
+    if profiles:
+        scan = "read_parquet([" + ", ".join(sql_str(p) for p in profiles) + "])"
+        users = f"({filled_users_sql('users', scan, query.end)})"
     b, e = query.begin.isoformat(), query.end.isoformat()
     # Latest event carrying the attribute; at equal ts the larger value wins (struct order).
     latest = ", ".join(
@@ -40,7 +47,7 @@ def portrait_sql(files: list[str], query: PortraitQuery) -> str:
     )
     SELECT {", ".join(_COLUMNS)}, first_day >= DATE '{b}' AS is_new,
            {", ".join(f"GROUPING({d}) AS g_{d}" for d in _COLUMNS)}, count(*) AS n
-    FROM users JOIN first_seen USING (openid)
+    FROM {users} uf JOIN first_seen USING (openid)
     GROUP BY GROUPING SETS ({sets})
     """
 
@@ -56,9 +63,10 @@ class SQLEngine:
         files = [str(self.lake.root / f.path) for f in self.lake.files(query.appid) if f.day <= end]
         if not files:
             return PortraitCounts.empty()
+        profiles = profile_paths(self.lake, query.appid)
         con = self.lake.connect()
         try:
-            rows = con.execute(portrait_sql(files, query)).fetchall()
+            rows = con.execute(portrait_sql(files, query, profiles)).fetchall()
         finally:
             con.close()
         return counts_from_rows(rows)

@@ -37,6 +37,24 @@ OPTIONAL: Final = ("event_id", "province", "city", "gender", "platform", "device
 FIELDS: Final = REQUIRED + OPTIONAL
 TEXT_FIELDS: Final = tuple(f for f in FIELDS if f != "ts")
 
+
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """The columns of one kind of input file (events, profiles): the required ones, every
+    known one in order, and the time column, read into ``ts`` / ``ts_text`` (NULL when the
+    file has no such column)."""
+
+    required: tuple[str, ...]
+    known: tuple[str, ...]
+    time: str
+
+    @property
+    def text(self) -> tuple[str, ...]:
+        return tuple(f for f in self.known if f != self.time)
+
+
+EVENT_FIELDS: Final = Fields(REQUIRED, FIELDS, "ts")
+
 _SUFFIXES: Final[dict[str, Format]] = {
     ".parquet": "parquet", ".pq": "parquet",
     ".csv": "csv",
@@ -113,7 +131,9 @@ def ts_from_int(expr: str) -> str:
     )
 
 
-def open_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
+def open_source(
+    con: duckdb.DuckDBPyConnection, path: Path, fields: Fields = EVENT_FIELDS
+) -> tuple[Source, str]:
     """Check ``path`` and return it with a SELECT yielding the standard columns."""
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -122,30 +142,32 @@ def open_source(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str
     fmt = detect_format(path)
     try:
         if fmt == "parquet":
-            return _parquet(con, path)
+            return _parquet(con, path, fields)
         if fmt == "csv":
-            return _csv(con, path)
-        return _json_lines(con, path, fmt)
+            return _csv(con, path, fields)
+        return _json_lines(con, path, fmt, fields)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read as {fmt}: {first}") from None
 
 
-def _check_columns(path: Path, present: list[str]) -> tuple[str, ...]:
-    missing = [c for c in REQUIRED if c not in present]
+def _check_columns(
+    path: Path, present: list[str], fields: Fields = EVENT_FIELDS
+) -> tuple[str, ...]:
+    missing = [c for c in fields.required if c not in present]
     if missing:
         raise InputError(
             f"{path}: missing required column(s) {', '.join(missing)}; "
             f"found {', '.join(present) or 'none'}"
         )
-    return tuple(c for c in FIELDS if c in present)
+    return tuple(c for c in fields.known if c in present)
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _parquet(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
+def _parquet(con: duckdb.DuckDBPyConnection, path: Path, fields: Fields) -> tuple[Source, str]:
     scan = f"read_parquet({sql_str(str(path))})"
     types = dict(
         con.execute(
@@ -153,11 +175,13 @@ def _parquet(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
         ).fetchall()
     )
     lowered = {name.lower(): name for name in types}
-    columns = _check_columns(path, list(lowered))
+    columns = _check_columns(path, list(lowered), fields)
     cols: list[str] = []
-    ts_type = str(types[lowered["ts"]]).upper()
-    ts_col = _quote(lowered["ts"])
-    if ts_type.startswith("TIMESTAMP WITH TIME ZONE"):
+    ts_type = str(types[lowered[fields.time]]).upper() if fields.time in lowered else "NONE"
+    ts_col = _quote(lowered.get(fields.time, ""))
+    if ts_type == "NONE":  # an optional time column the file lacks
+        ts_expr, ts_col = "CAST(NULL AS TIMESTAMPTZ)", "NULL"
+    elif ts_type.startswith("TIMESTAMP WITH TIME ZONE"):
         ts_expr = ts_col
     elif ts_type.startswith("TIMESTAMP"):
         ts_expr = f"timezone('Asia/Shanghai', CAST({ts_col} AS TIMESTAMP))"
@@ -167,7 +191,7 @@ def _parquet(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
         ts_expr = ts_from_text(f"CAST({ts_col} AS VARCHAR)")
     cols.append(f"{ts_expr} AS ts")
     cols.append(f"CAST({ts_col} AS VARCHAR) AS ts_text")
-    for f in TEXT_FIELDS:
+    for f in fields.text:
         cols.append(
             f"CAST({_quote(lowered[f])} AS VARCHAR) AS {f}"
             if f in lowered
@@ -177,10 +201,10 @@ def _parquet(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
     return Source(path, "parquet", columns, 0), f"SELECT {', '.join(cols)} FROM {scan}"
 
 
-def _csv(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
-    delim, names = _csv_header(path)
+def _csv(con: duckdb.DuckDBPyConnection, path: Path, fields: Fields) -> tuple[Source, str]:
+    delim, names = _csv_header(path, fields.required)
     lowered = {n.strip().lower(): f"c{i}" for i, n in enumerate(names)}
-    columns = _check_columns(path, list(lowered))
+    columns = _check_columns(path, list(lowered), fields)
     types = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(names)))
     scan = (
         f"read_csv({sql_str(str(path))}, header=true, delim={sql_str(delim)}, quote='\"', "
@@ -188,8 +212,9 @@ def _csv(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
         f"max_line_size={MAX_LINE_BYTES}"
     )
     rows = _rows(con, scan, [f"count(c{i})" for i in range(len(names))], 1, len(names))
-    cols = [f"{ts_from_text(lowered['ts'])} AS ts", f"{lowered['ts']} AS ts_text"]
-    for f in TEXT_FIELDS:
+    ts_col = lowered.get(fields.time, "CAST(NULL AS VARCHAR)")
+    cols = [f"{ts_from_text(ts_col)} AS ts", f"{ts_col} AS ts_text"]
+    for f in fields.text:
         cols.append(f"{lowered[f]} AS {f}" if f in lowered else f"CAST(NULL AS VARCHAR) AS {f}")
     cols.append("_reject AS _err")
     return Source(path, "csv", columns, 1), f"SELECT {', '.join(cols)} FROM {rows}"
@@ -199,14 +224,14 @@ def _open_bytes(path: Path) -> Any:
     return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else path.open("rb")
 
 
-def _csv_header(path: Path) -> tuple[str, list[str]]:
+def _csv_header(path: Path, required: tuple[str, ...] = REQUIRED) -> tuple[str, list[str]]:
     """The delimiter and the column names, from the first line."""
     with _open_bytes(path) as fh:
         first = fh.readline(MAX_LINE_BYTES)
     text = first.decode("utf-8", errors="replace").removeprefix("\ufeff").rstrip("\r\n")
     for delim in _DELIMITERS:
         names = next(csv.reader([text], delimiter=delim), [])
-        if all(r in {n.strip().lower() for n in names} for r in REQUIRED):
+        if all(r in {n.strip().lower() for n in names} for r in required):
             return delim, names
     return ",", next(csv.reader([text]), [])
 
@@ -269,7 +294,9 @@ def _rows(
 _BAD_JSON_TYPES: Final = ("OBJECT", "ARRAY", "BOOLEAN")
 
 
-def _json_lines(con: duckdb.DuckDBPyConnection, path: Path, fmt: Format) -> tuple[Source, str]:
+def _json_lines(
+    con: duckdb.DuckDBPyConnection, path: Path, fmt: Format, fields: Fields
+) -> tuple[Source, str]:
     if fmt == "json":
         scan = (
             "(SELECT CAST(json AS VARCHAR) AS line, CAST(NULL AS VARCHAR) AS _reject "
@@ -284,22 +311,24 @@ def _json_lines(con: duckdb.DuckDBPyConnection, path: Path, fmt: Format) -> tupl
             scan = f"(SELECT *, CAST(NULL AS VARCHAR) AS _reject FROM {lines}))"
         else:
             scan = _rows(con, lines, ["count(line)"], 0, 1)
-    paths = ", ".join(sql_str(f"$.{f}") for f in FIELDS)
+    known = fields.known
+    paths = ", ".join(sql_str(f"$.{f}") for f in known)
     keys = con.execute(
         f"SELECT DISTINCT unnest(json_keys(line)) FROM {scan} "
         "WHERE json_valid(line) AND json_type(line) = 'OBJECT' LIMIT 1000"
     ).fetchall()
     present = [k[0] for k in keys]
-    columns = _check_columns(path, present) if present else REQUIRED
-    cols = [f"{ts_from_text('v[3] ->> ' + sql_str('$'))} AS ts", "v[3] ->> '$' AS ts_text"]
-    # v holds the fields in FIELDS order; JSON null reads as SQL NULL (absent).
-    for i, f in enumerate(FIELDS, start=1):
-        if f != "ts":
+    columns = _check_columns(path, present, fields) if present else fields.required
+    t = known.index(fields.time) + 1
+    cols = [f"{ts_from_text(f'v[{t}] ->> ' + sql_str('$'))} AS ts", f"v[{t}] ->> '$' AS ts_text"]
+    # v holds the fields in ``known`` order; JSON null reads as SQL NULL (absent).
+    for i, f in enumerate(known, start=1):
+        if f != fields.time:
             cols.append(f"v[{i}] ->> '$' AS {f}")
     bad_type = " ".join(
         f"WHEN json_type(v[{i}]) IN {_BAD_JSON_TYPES} THEN "
         f"{Reject.WRONG_TYPE.sql(field=repr(f), kind=f'lower(json_type(v[{i}]))')}"
-        for i, f in enumerate(FIELDS, start=1)
+        for i, f in enumerate(known, start=1)
     )
     cols.append(
         "CASE WHEN _reject IS NOT NULL THEN _reject "

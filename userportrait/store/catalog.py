@@ -36,6 +36,13 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_appid_day ON files(appid, day);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS retired (path TEXT PRIMARY KEY, retired_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS profile_files (
+    path TEXT PRIMARY KEY,
+    appid TEXT NOT NULL,
+    batch_id INTEGER NOT NULL REFERENCES batches(id),
+    rows INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS profile_files_appid ON profile_files(appid, batch_id);
 """
 
 
@@ -48,6 +55,16 @@ class LakeFile:
     path: str  # relative to the data directory
     appid: str
     day: str  # yyyy-mm-dd
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileFile:
+    """A file of profile records (issue 17): one per (batch, appid)."""
+
+    path: str  # relative to the data directory
+    appid: str
+    batch_id: int
     rows: int
 
 
@@ -200,4 +217,52 @@ class Catalog:
         """A number that grows with every committed batch (cache keys use it)."""
         with self.connect() as con:
             row = con.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()
+        return int(row[0])
+
+    # -- profiles (issue 17) ------------------------------------------------------------
+
+    def commit_profiles(
+        self,
+        batch_id: int,
+        source: str,
+        sha256: str | None,
+        accepted: int,
+        rejected: int,
+        files: Iterable[ProfileFile],
+    ) -> int:
+        """Record a batch of profile files atomically (the version moves on, so caches
+        and the derived state see the change); returns the batch id."""
+        with self.connect() as con, transaction(con):
+            con.execute(
+                "INSERT INTO batches(id, source, sha256, accepted, rejected, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (batch_id, source, sha256, accepted, rejected, time.time()),
+            )
+            con.executemany(
+                "INSERT INTO profile_files(path, appid, batch_id, rows) VALUES (?, ?, ?, ?)",
+                [(f.path, f.appid, batch_id, f.rows) for f in files],
+            )
+        return batch_id
+
+    def profile_files(self, appid: str, upto: int | None = None) -> list[ProfileFile]:
+        """The committed profile files of ``appid`` (of batches ``<= upto``), oldest first."""
+        sql = "SELECT path, appid, batch_id, rows FROM profile_files WHERE appid = ?"
+        args: list[str | int] = [appid]
+        if upto is not None:
+            sql += " AND batch_id <= ?"
+            args.append(upto)
+        with self.connect() as con:
+            return [ProfileFile(*r) for r in con.execute(sql + " ORDER BY batch_id, path", args)]
+
+    def profile_paths(self) -> set[str]:
+        """Every committed profile file (relative paths)."""
+        with self.connect() as con:
+            return {r[0] for r in con.execute("SELECT path FROM profile_files")}
+
+    def profile_version(self, appid: str) -> int:
+        """The batch id of ``appid``'s newest profile file (0: none)."""
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT COALESCE(MAX(batch_id), 0) FROM profile_files WHERE appid = ?", (appid,)
+            ).fetchone()
         return int(row[0])

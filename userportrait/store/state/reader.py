@@ -24,6 +24,12 @@ from userportrait.store.lake import Lake
 from userportrait.store.state.days import LazyDays, day_date, day_number, load_day, overlaid
 from userportrait.store.state.manifest import AppState, Manifest
 from userportrait.store.state.overlay import Overlay, first_days
+from userportrait.store.state.profiles import (
+    ProfileDays,
+    ProfileUsers,
+    load_profile_users,
+    merged,
+)
 from userportrait.store.state.shaping import to_portrait
 from userportrait.store.state.spans import HORIZON, SpanTable, end_day_for
 from userportrait.store.state.update import (
@@ -33,12 +39,14 @@ from userportrait.store.state.update import (
     no_progress,
     remove_state,
 )
-from userportrait.store.windows import DayPart, IntArray, one_window
+from userportrait.store.windows import DayPart, IntArray, WindowCounts, one_window
 
 #: Bytes of day partitions a reader keeps in memory for windows beyond the horizon.
 DAY_CACHE_BYTES = 384 << 20
 #: Bytes of end days' span histograms a reader keeps in memory.
 SPAN_CACHE_BYTES = 256 << 20
+#: End days whose profile walk (``state/profiles.py``) a reader keeps in memory.
+PROFILE_WALKS = 8
 T = TypeVar("T")
 
 
@@ -64,6 +72,9 @@ class StateStore:
         self._spans_bytes = 0
         self._files: dict[tuple[str, str], tuple[str, Any]] = {}  # (appid, kind) -> (name, value)
         self._answered = threading.local()
+        self._profile_files: dict[str, tuple[int, tuple[str, ...]]] = {}
+        self._profile_users: dict[str, tuple[Any, ProfileUsers]] = {}
+        self._profile_days: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
 
     def app_dir(self, appid: str) -> Path:
         return app_dir(self.root, appid)
@@ -142,8 +153,10 @@ class StateStore:
                 return PortraitCounts.empty()
             span = n - (end - day_number(last))
             table = self._span_table(query.appid, app.spans[last])
-            return to_portrait(table.counts(span, app.value_sizes()), devices)
-        return self.compute(query.appid, app, n, end, devices)
+            counts = table.counts(span, app.value_sizes())
+            self._fill_profiles(query, app, counts, day_number(last))
+            return to_portrait(counts, devices)
+        return self.compute(query.appid, app, n, end, devices, query)
 
     def _span_table(self, appid: str, name: str) -> SpanTable:
         key = (appid, name)
@@ -160,7 +173,13 @@ class StateStore:
         return table
 
     def compute(
-        self, appid: str, app: AppState, n: int, end: int, devices: list[str]
+        self,
+        appid: str,
+        app: AppState,
+        n: int,
+        end: int,
+        devices: list[str],
+        query: PortraitQuery | None = None,
     ) -> PortraitCounts:
         """One window from the day partitions (the ad-hoc path; no window table)."""
         begin = end - n + 1
@@ -168,12 +187,109 @@ class StateStore:
         if not any(begin <= t <= end for t in present):
             return PortraitCounts.empty()
         days = LazyDays(lambda t: self._day(appid, app, t), present)
+        counts = one_window(days, self._first_days(appid, app), app.value_sizes(), n, end)
+        if query is not None:
+            self._fill_profiles(query, app, counts, None)
+        return to_portrait(counts, devices)
+
+    # -- profiles (issue 17) ------------------------------------------------------------
+
+    def _fill_profiles(
+        self, query: PortraitQuery, app: AppState, counts: WindowCounts, last: int | None
+    ) -> None:
+        """Move the profiled users' gaps from 未知 to their profile values (SPEC §3);
+        ``last``: the end day of the span histograms used, None for a walk of the window."""
+        appid = query.appid
+        paths = self._profile_paths(appid)
+        if not paths or not app.users:
+            return
+        users = self._profiled(appid, app, paths)
+        if not len(users.uid):
+            return
+        first = self._first_days(appid, app)
+        begin = day_number(query.begin)
+        if last is None:  # a window beyond the histograms: walked for this query only
+            walked = ProfileDays.walk(
+                users, app.n_users, [day_number(d) for d in app.days],
+                lambda t: self._day(appid, app, t), begin, day_number(query.end),
+            )  # fmt: skip
+        else:
+            walked = self._walk(appid, app, paths, users, last - HORIZON + 1, last)
+        walked.fill(counts, users, first, begin, query.end)
+
+    def _profiled(self, appid: str, app: AppState, paths: tuple[str, ...]) -> ProfileUsers:
+        """The app's users with a profile; after a batch that only added users (new
+        dictionary parts), their profiles are looked up and appended."""
+        parts = tuple(app.users)
+        hit = self._profile_users.get(appid)
+        if hit is not None and hit[0] == (paths, parts):
+            return hit[1]
+        if hit is not None and hit[0][0] == paths and parts[: len(hit[0][1])] == hit[0][1]:
+            extra = parts[len(hit[0][1]) :]
+            users = merged(
+                hit[1], load_profile_users(self.lake, self.app_dir(appid), list(extra), paths)
+            )
+        else:
+            users = load_profile_users(self.lake, self.app_dir(appid), list(parts), paths)
+        self._profile_users[appid] = ((paths, parts), users)
+        return users
+
+    def _walk(
+        self,
+        appid: str,
+        app: AppState,
+        paths: tuple[str, ...],
+        users: ProfileUsers,
+        lo: int,
+        hi: int,
+    ) -> ProfileDays:
+        """The walk of the days ``lo..hi`` for the span histograms ending on ``hi``
+        (cached); after a batch of its newest day only (a live flush), that day is
+        applied again over the cached walk instead of walking every day."""
+        inside = sorted((day_number(d), name) for d, name in app.days.items())
+        inside = [(t, name) for t, name in inside if lo <= t <= hi]
+        # A live flush may add to the newest day without renaming its file (an overlay,
+        # issue 14): the walk must follow that too.
+        overlay = tuple(sorted(app.overlay.items()))
+        older, newest = tuple(inside[:-1]), (inside[-1] if inside else None, overlay)
+        parts = tuple(app.users)
+        key = (appid, lo, hi)
+        hit = self._profile_days.get(key)
+        walked: ProfileDays | None = None
+        if hit is not None and hit[0] == paths and hit[1] == older:
+            same_users, grew = hit[2] == parts, parts[: len(hit[2])] == hit[2]
+            if same_users and hit[3] == newest:
+                walked = hit[4]
+            elif grew and inside:
+                t = inside[-1][0]
+                walked = hit[4].grown(users, app.n_users, self._day(appid, app, t))
+        if walked is None:
+            walked = ProfileDays.walk(
+                users, app.n_users, [t for t, _ in inside],
+                lambda t: self._day(appid, app, t), lo, hi,
+            )  # fmt: skip
+        self._profile_days[key] = (paths, older, parts, newest, walked)
+        self._profile_days.move_to_end(key)
+        while len(self._profile_days) > PROFILE_WALKS:
+            self._profile_days.popitem(last=False)
+        return walked
+
+    def _first_days(self, appid: str, app: AppState) -> IntArray:
+        """Every user's first day; users beyond the ``first_day`` file (added by live
+        flushes of the newest day since it was written) first came on the newest day."""
         assert app.first_day is not None
         first: IntArray = self._cached(appid, "first_day", app.first_day, np.load)
         overlay = next(iter(app.overlay), None)
-        first = first_days(first, app.n_users, None if overlay is None else day_number(overlay))
-        counts = one_window(days, first, app.value_sizes(), n, end)
-        return to_portrait(counts, devices)
+        return first_days(first, app.n_users, None if overlay is None else day_number(overlay))
+
+    def _profile_paths(self, appid: str) -> tuple[str, ...]:
+        """The app's profile files as of the manifest's catalog version (cached per version)."""
+        version = self.manifest.version
+        hit = self._profile_files.get(appid)
+        if hit is None or hit[0] != version:
+            files = self.lake.catalog.profile_files(appid, upto=version)
+            hit = self._profile_files[appid] = (version, tuple(f.path for f in files))
+        return hit[1]
 
     def _cached(self, appid: str, kind: str, name: str, load: Callable[[Path], T]) -> T:
         """The app's current ``kind`` file, loaded once per name."""
