@@ -40,8 +40,9 @@ from userportrait.store.state import StateStore
 pytestmark = SPARK
 
 CONFIG = GeneratorConfig(
-    users=900, days=33, end=dt.date(2026, 3, 31), apps=3, seed=23, event_ids=True
-)
+    users=900, days=33, end=dt.date(2026, 3, 31), apps=3, seed=23, event_ids=True,
+    client_fields=True,  # model/brand/system/user_agent: the device map runs on Spark too
+)  # fmt: skip
 END, START = CONFIG.end, CONFIG.start
 D = dt.timedelta
 WINDOWS = [
@@ -92,6 +93,14 @@ def _late_events(src: Path) -> list[dict[str, Any]]:
     return out
 
 
+UA_ANDROID = (
+    "Mozilla/5.0 (Linux; Android 12; M2012K11AC Build/SKQ1.220303.001; wv) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Version/4.0 Chrome/134.0.6998.136 Mobile Safari/537.36 XWEB/1340129 "
+    "MMWEBSDK/20240301 MMWEBID/9871 MicroMessenger/8.0.48.2580(0x28003036) WeChat/arm64 "
+    "Weixin NetType/WIFI Language/zh_CN ABI/arm64 MiniProgramEnv/android"
+)
+
+
 def _write_inputs(root: Path) -> list[Path]:
     base = root / "events.ndjson"
     write_events(base, CONFIG)
@@ -100,11 +109,14 @@ def _write_inputs(root: Path) -> list[Path]:
         fh.write("\nnot json\n[1, 2]\n")
     csv = root / "more.csv"
     csv.write_text(
-        "appid,openid,ts,province,city,gender,platform,device,age\n"
-        f"{CONFIG.appids[1]},csv-1,2026-03-30T08:00:00Z,广东,广州,1,android,OPPO R9,33\n"
-        f"{CONFIG.appids[1]},,2026-03-30,,,,,,\n"
-        f"{CONFIG.appids[1]},csv-2,yesterday,,,,,,\n"
-        f'{CONFIG.appids[1]},csv-3,"2026-03-29 12:00:00",北京,北京,m,ios,"iPhone 15",\n',
+        "appid,openid,ts,province,city,gender,platform,device,age,model,brand,system,user_agent\n"
+        f"{CONFIG.appids[1]},csv-1,2026-03-30T08:00:00Z,广东,广州,1,android,OPPO R9,33,,,,\n"
+        f"{CONFIG.appids[1]},,2026-03-30,,,,,,,,,,\n"
+        f"{CONFIG.appids[1]},csv-2,yesterday,,,,,,,,,,\n"
+        f'{CONFIG.appids[1]},csv-3,"2026-03-29 12:00:00",北京,北京,m,ios,"iPhone 15",,,,,\n'
+        f'{CONFIG.appids[1]},csv-4,2026-03-29,,,,,,,"iPhone 13<iPhone14,5>",iPhone,iOS 17.0,\n'
+        f'{CONFIG.appids[1]},csv-5,2026-03-29,,,,,,,,,,"{UA_ANDROID}"\n'
+        f"{CONFIG.appids[1]},csv-6,2026-03-29,,,,,,,M2012K11AC,Xiaomi,HarmonyOS 4.0.0,\n",
         "utf-8",
     )
     return [base, late, csv]
