@@ -149,3 +149,29 @@ async def _portrait(c: httpx.AsyncClient, t: dict[str, str]) -> dict[str, Any]:
     )
     body: dict[str, Any] = res.json()
     return body
+
+
+def test_compaction_merges_files_from_before_the_client_columns(lake: Lake, tmp_path: Path) -> None:
+    from userportrait.store.compact import compact
+
+    ingest_file(lake, _write(tmp_path / "new.ndjson"))
+    old = lake.events_dir / f"appid={A}" / "day=2024-06-10"
+    # A lake file as ingest wrote it before issue 17: no client columns.
+    path = next(old.glob("*.parquet"))
+    table = pq.read_table(path)
+    legacy = table.drop_columns(
+        ["device_raw", "model_raw", "brand_raw", "system_raw", "ua_compact"]
+    )
+    pq.write_table(legacy, path)
+    ingest_file(lake, write_ndjson(tmp_path / "more.ndjson", [_ev("u9", model="SM-G9910")]))
+    q = PortraitQuery(A, dt.date(2024, 6, 10), dt.date(2024, 6, 10))
+    before = portrait(q, get_engine("reference", lake))
+    assert portrait(q, get_engine("sql", lake)) == before
+    report = compact(lake, min_files=2)
+    assert report.partitions == 1
+    (merged,) = lake.paths(A)
+    rows = duckdb.connect().execute(f"SELECT openid, model_raw FROM read_parquet('{merged}')")
+    assert ("u9", "SM-G9910") in rows.fetchall()  # the newer file's raw columns are kept
+    ref = portrait(q, get_engine("reference", lake))["visit_uv"]["devices"]
+    assert {"name": "Samsung Galaxy S21 5G", "value": 1} in ref
+    assert portrait(q, get_engine("sql", lake))["visit_uv"]["devices"] == ref
