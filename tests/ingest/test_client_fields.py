@@ -154,9 +154,10 @@ async def _portrait(c: httpx.AsyncClient, t: dict[str, str]) -> dict[str, Any]:
 def test_compaction_merges_files_from_before_the_client_columns(lake: Lake, tmp_path: Path) -> None:
     from userportrait.store.compact import compact
 
-    ingest_file(lake, _write(tmp_path / "new.ndjson"))
+    before_17 = [_ev(f"o{i}", device="OPPO R9", platform="android") for i in range(3)]
+    ingest_file(lake, write_ndjson(tmp_path / "old.ndjson", before_17))
     old = lake.events_dir / f"appid={A}" / "day=2024-06-10"
-    # A lake file as ingest wrote it before issue 17: no client columns.
+    # The lake file as ingest wrote it before issue 17: no client columns.
     path = next(old.glob("*.parquet"))
     table = pq.read_table(path)
     legacy = table.drop_columns(
