@@ -150,6 +150,30 @@ def client_sql(
     )
 
 
+def ua_map_sql(src: str, dialect: Dialect = "duckdb") -> str:
+    """SQL: each distinct raw UA of ``src`` (``ua_raw``) with its compact form.
+
+    The regexes run once per distinct UA and a hash join brings the result back: 20-30x
+    less than compacting every row of a file whose clients send few distinct UAs, and no
+    more work when every UA differs.
+    """
+    return (
+        f"SELECT ua_raw, {ua_compact_sql('ua_raw', dialect)} AS ua_compact FROM "
+        f"(SELECT DISTINCT user_agent AS ua_raw FROM {src} WHERE user_agent IS NOT NULL) d"
+    )
+
+
+def with_ua_sql(checked: str, ua_map: str | None) -> str:
+    """SQL: the rows of view ``checked`` plus ``ua_compact`` (from table ``ua_map``; NULL
+    without a UA column). A view of its own, so that ``checked`` keeps the file's row
+    order, which reject line numbers count on."""
+    if ua_map is None:
+        return f"SELECT *, CAST(NULL AS STRING) AS ua_compact FROM {checked}"
+    return (
+        f"SELECT c.*, u.ua_compact FROM {checked} c LEFT JOIN {ua_map} u ON c.user_agent = u.ua_raw"
+    )
+
+
 def ua_compact_sql(expr: str, dialect: Dialect = "duckdb") -> str:
     """SQL of ``devices.compact_user_agent``: the UA's first comment and the marks after it."""
     comment, marks = devices.UA_COMMENT_PATTERN, devices.UA_MARK_PATTERN

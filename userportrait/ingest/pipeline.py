@@ -31,7 +31,8 @@ from userportrait.ingest.normalize_sql import (
     reason_sql,
     register_client_maps,
     register_maps,
-    ua_compact_sql,
+    ua_map_sql,
+    with_ua_sql,
 )
 from userportrait.ingest.sources import Source, open_source
 from userportrait.portrait.devices import CLIENT_FIELDS
@@ -123,10 +124,11 @@ def _run(
     step: Progress,
 ) -> None:
     con.execute(f"CREATE TEMP VIEW src AS {select}")
-    con.execute(
-        f"CREATE TEMP VIEW checked AS SELECT *, {reason_sql()} AS reason, "
-        f"{ua_compact_sql('user_agent')} AS ua_compact FROM src"
-    )
+    con.execute(f"CREATE TEMP VIEW checked AS SELECT *, {reason_sql()} AS reason FROM src")
+    ua_map = "ua_map" if "user_agent" in source.columns else None
+    if ua_map:
+        con.execute(f"CREATE TEMP TABLE ua_map AS {ua_map_sql('src')}")
+    con.execute(f"CREATE TEMP VIEW events AS {with_ua_sql('checked', ua_map)}")
     step("scanning values", 0.0)
     _with_progress(con, lambda: register_maps(con, "src"), lambda f: step("scanning values", f))
     # Files without client fields keep the cheaper one-column platform map (issue 17).
@@ -134,7 +136,7 @@ def _run(
     if client:
         _with_progress(
             con,
-            lambda: register_client_maps(con, "checked"),
+            lambda: register_client_maps(con, "events"),
             lambda f: step("scanning devices", f),
         )
     has_event_id = "event_id" in source.columns
@@ -248,7 +250,7 @@ def _accepted_sql(
         f"{age} AS age, r.province_id, r.city_id, g.gender_id, {platform} AS platform_id, "
         f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INTEGER) AS batch_id, "
         f"{CLIENT_COLUMNS_SQL if client else NO_CLIENT_COLUMNS_SQL} "
-        "FROM checked c "
+        "FROM events c "
         "LEFT JOIN region_map r ON c.province IS NOT DISTINCT FROM r.province "
         "AND c.city IS NOT DISTINCT FROM r.city "
         "LEFT JOIN gender_map g ON c.gender IS NOT DISTINCT FROM g.gender "

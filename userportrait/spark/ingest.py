@@ -29,7 +29,8 @@ from userportrait.ingest.normalize_sql import (
     map_client_values,
     map_values,
     reason_sql,
-    ua_compact_sql,
+    ua_map_sql,
+    with_ua_sql,
 )
 from userportrait.ingest.pipeline import (
     IngestReport,
@@ -111,19 +112,20 @@ def _run(
         return name
 
     src = view(frame, "ingest_src")
-    checked_df = spark.sql(
-        f"SELECT *, {reason_sql('spark')} AS reason, "
-        f"{ua_compact_sql('user_agent', 'spark')} AS ua_compact FROM {src}"
-    ).cache()
+    checked_df = spark.sql(f"SELECT *, {reason_sql('spark')} AS reason FROM {src}").cache()
     checked = view(checked_df, "ingest_checked")
+    ua_map = None
+    if "user_agent" in source.columns:
+        ua_map = view(spark.sql(ua_map_sql(checked, "spark")), "ua_map")
+    events = view(spark.sql(with_ua_sql(checked, ua_map)), "ingest_events")
     try:
         step("scanning values", 0.1)
         maps = _register_maps(spark, checked, view)
         if any(f in source.columns for f in CLIENT_FIELDS):
-            maps |= _register_client_maps(spark, checked, view)
+            maps |= _register_client_maps(spark, events, view)
         batch_key = uuid.uuid4().hex[:12]
         batch_id = lake.catalog.next_batch_id()
-        accepted = _accepted(spark, lake, checked, maps, batch_id, source, view)
+        accepted = _accepted(spark, lake, events, maps, batch_id, source, view)
         staging = lake.staging_dir / batch_key
         step("writing events", 0.3)
         accepted.repartition("appid", "day").write.partitionBy("appid", "day").parquet(
