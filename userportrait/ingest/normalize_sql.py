@@ -108,14 +108,14 @@ def register_client_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
     )
 
 
-#: The lake's client columns (docs/storage.md), from view ``checked`` (alias ``c``).
-CLIENT_COLUMNS: Final = ("device_raw", "model_raw", "brand_raw", "system_raw", "ua_compact")
+#: The lake's client columns (docs/storage.md), from view ``events`` (alias ``c``), written
+#: only by batches whose file has client fields: five all-NULL columns would cost a batch
+#: without them ~20% more memory in the partitioned write (40 day buffers), and lake
+#: files from before issue 17 lack them anyway (readers take them as NULL).
 CLIENT_COLUMNS_SQL: Final = (
-    "c.device AS device_raw, c.model AS model_raw, c.brand AS brand_raw, "
+    ", c.device AS device_raw, c.model AS model_raw, c.brand AS brand_raw, "
     "c.system AS system_raw, c.ua_compact"
 )
-#: A batch without client fields: the columns are NULL and ``device`` holds the raw device.
-NO_CLIENT_COLUMNS_SQL: Final = ", ".join(f"CAST(NULL AS STRING) AS {c}" for c in CLIENT_COLUMNS)
 
 
 def client_sql(

@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 from userportrait.errors import InputError
 from userportrait.ingest.normalize_sql import (
     CLIENT_COLUMNS_SQL,
-    NO_CLIENT_COLUMNS_SQL,
     age_id_sql,
     age_value,
     client_sql,
@@ -248,8 +247,8 @@ def _accepted_sql(
         "c.province AS province_raw, c.city AS city_raw, c.gender AS gender_raw, "
         f"c.platform AS platform_raw, {device} AS device, "
         f"{age} AS age, r.province_id, r.city_id, g.gender_id, {platform} AS platform_id, "
-        f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INTEGER) AS batch_id, "
-        f"{CLIENT_COLUMNS_SQL if client else NO_CLIENT_COLUMNS_SQL} "
+        f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INTEGER) AS batch_id"
+        f"{CLIENT_COLUMNS_SQL if client else ''} "
         "FROM events c "
         "LEFT JOIN region_map r ON c.province IS NOT DISTINCT FROM r.province "
         "AND c.city IS NOT DISTINCT FROM r.city "

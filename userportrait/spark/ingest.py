@@ -22,7 +22,6 @@ from userportrait.ingest.normalize_sql import (
     CLIENT_COLUMNS_SQL,
     CLIENT_VALUES_SQL,
     DISTINCT_VALUES_SQL,
-    NO_CLIENT_COLUMNS_SQL,
     age_id_sql,
     age_value,
     client_sql,
@@ -222,8 +221,8 @@ def _accepted(
         "c.province AS province_raw, c.city AS city_raw, c.gender AS gender_raw, "
         f"c.platform AS platform_raw, {device} AS device, "
         f"{age} AS age, r.province_id, r.city_id, g.gender_id, {platform} AS platform_id, "
-        f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INT) AS batch_id, "
-        f"{CLIENT_COLUMNS_SQL if client else NO_CLIENT_COLUMNS_SQL} "
+        f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INT) AS batch_id"
+        f"{CLIENT_COLUMNS_SQL if client else ''} "
         f"FROM {checked} c "
         f"LEFT JOIN {maps['region']} r ON c.province <=> r.province AND c.city <=> r.city "
         f"LEFT JOIN {maps['gender']} g ON c.gender <=> g.gender "
