@@ -31,6 +31,7 @@ from userportrait.engine import get_engine
 from userportrait.errors import InputError
 from userportrait.generate import GeneratorConfig, write_events
 from userportrait.ingest.pipeline import IngestReport, ingest_file
+from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.service import portrait
 from userportrait.settings import Settings
@@ -66,7 +67,12 @@ def _epoch_s(ts: Any) -> int:
 
 def _late_events(src: Path) -> list[dict[str, Any]]:
     """Late events, duplicate event ids and equal-ts ties, from the generated events."""
-    rows = [json.loads(line) for line in src.read_text("utf-8").splitlines()[:4000]]
+    # Without the client fields: a batch that writes no client columns, so both lakes mix
+    # files with and without them (docs/storage.md) and every engine reads both kinds.
+    rows = [
+        {k: v for k, v in json.loads(line).items() if k not in CLIENT_FIELDS}
+        for line in src.read_text("utf-8").splitlines()[:4000]
+    ]
     out: list[dict[str, Any]] = []
     for i, row in enumerate(rows[:1500]):
         if i % 5 == 0:  # 20 days earlier, a new event: the user is no longer new
