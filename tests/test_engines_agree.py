@@ -17,7 +17,11 @@ from userportrait.portrait.service import portrait
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 
-CONFIG = GeneratorConfig(users=2500, days=40, end=dt.date(2026, 3, 31), apps=3, seed=11)
+# client_fields: some users send only model/brand/system or a user_agent (issue 17), so
+# every engine is checked on device and platform derived at ingest.
+CONFIG = GeneratorConfig(
+    users=2500, days=40, end=dt.date(2026, 3, 31), apps=3, seed=11, client_fields=True
+)
 END = CONFIG.end
 
 
@@ -94,3 +98,6 @@ def test_generated_data_exercises_the_rules(generated_lake: Lake, tmp_path: Path
     assert any(r["id"] == 6 for r in active["platforms"])  # 其他
     assert any(r["id"] == 99 for r in active["province"])  # 其他 (abroad)
     assert any(r["name"] == "未知" for r in active["devices"])
+    devices = {r["name"] for r in active["devices"]}
+    # Normalised from model codes, identifiers and UAs (portrait/devices.py).
+    assert {"iPhone 13", "Redmi K40", "Samsung Galaxy S21 5G"} <= devices

@@ -31,6 +31,7 @@ from userportrait.engine import get_engine
 from userportrait.errors import InputError
 from userportrait.generate import GeneratorConfig, write_events
 from userportrait.ingest.pipeline import IngestReport, ingest_file
+from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.service import portrait
 from userportrait.settings import Settings
@@ -40,8 +41,9 @@ from userportrait.store.state import StateStore
 pytestmark = SPARK
 
 CONFIG = GeneratorConfig(
-    users=900, days=33, end=dt.date(2026, 3, 31), apps=3, seed=23, event_ids=True
-)
+    users=900, days=33, end=dt.date(2026, 3, 31), apps=3, seed=23, event_ids=True,
+    client_fields=True,  # model/brand/system/user_agent: the device map runs on Spark too
+)  # fmt: skip
 END, START = CONFIG.end, CONFIG.start
 D = dt.timedelta
 WINDOWS = [
@@ -65,7 +67,12 @@ def _epoch_s(ts: Any) -> int:
 
 def _late_events(src: Path) -> list[dict[str, Any]]:
     """Late events, duplicate event ids and equal-ts ties, from the generated events."""
-    rows = [json.loads(line) for line in src.read_text("utf-8").splitlines()[:4000]]
+    # Without the client fields: a batch that writes no client columns, so both lakes mix
+    # files with and without them (docs/storage.md) and every engine reads both kinds.
+    rows = [
+        {k: v for k, v in json.loads(line).items() if k not in CLIENT_FIELDS}
+        for line in src.read_text("utf-8").splitlines()[:4000]
+    ]
     out: list[dict[str, Any]] = []
     for i, row in enumerate(rows[:1500]):
         if i % 5 == 0:  # 20 days earlier, a new event: the user is no longer new
@@ -92,6 +99,14 @@ def _late_events(src: Path) -> list[dict[str, Any]]:
     return out
 
 
+UA_ANDROID = (
+    "Mozilla/5.0 (Linux; Android 12; M2012K11AC Build/SKQ1.220303.001; wv) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Version/4.0 Chrome/134.0.6998.136 Mobile Safari/537.36 XWEB/1340129 "
+    "MMWEBSDK/20240301 MMWEBID/9871 MicroMessenger/8.0.48.2580(0x28003036) WeChat/arm64 "
+    "Weixin NetType/WIFI Language/zh_CN ABI/arm64 MiniProgramEnv/android"
+)
+
+
 def _write_inputs(root: Path) -> list[Path]:
     base = root / "events.ndjson"
     write_events(base, CONFIG)
@@ -100,11 +115,14 @@ def _write_inputs(root: Path) -> list[Path]:
         fh.write("\nnot json\n[1, 2]\n")
     csv = root / "more.csv"
     csv.write_text(
-        "appid,openid,ts,province,city,gender,platform,device,age\n"
-        f"{CONFIG.appids[1]},csv-1,2026-03-30T08:00:00Z,广东,广州,1,android,OPPO R9,33\n"
-        f"{CONFIG.appids[1]},,2026-03-30,,,,,,\n"
-        f"{CONFIG.appids[1]},csv-2,yesterday,,,,,,\n"
-        f'{CONFIG.appids[1]},csv-3,"2026-03-29 12:00:00",北京,北京,m,ios,"iPhone 15",\n',
+        "appid,openid,ts,province,city,gender,platform,device,age,model,brand,system,user_agent\n"
+        f"{CONFIG.appids[1]},csv-1,2026-03-30T08:00:00Z,广东,广州,1,android,OPPO R9,33,,,,\n"
+        f"{CONFIG.appids[1]},,2026-03-30,,,,,,,,,,\n"
+        f"{CONFIG.appids[1]},csv-2,yesterday,,,,,,,,,,\n"
+        f'{CONFIG.appids[1]},csv-3,"2026-03-29 12:00:00",北京,北京,m,ios,"iPhone 15",,,,,\n'
+        f'{CONFIG.appids[1]},csv-4,2026-03-29,,,,,,,"iPhone 13<iPhone14,5>",iPhone,iOS 17.0,\n'
+        f'{CONFIG.appids[1]},csv-5,2026-03-29,,,,,,,,,,"{UA_ANDROID}"\n'
+        f"{CONFIG.appids[1]},csv-6,2026-03-29,,,,,,,M2012K11AC,Xiaomi,HarmonyOS 4.0.0,\n",
         "utf-8",
     )
     return [base, late, csv]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from userportrait.portrait import regions
@@ -42,6 +43,44 @@ _PLATFORM_FORMS = {
 }  # fmt: skip
 _PLATFORM_WEIGHTS = {"ios": 0.36, "android": 0.55, "ohos": 0.05, "windows": 0.02,
                      "mac": 0.015, "devtools": 0.005}  # fmt: skip
+# What clients that send wx.getSystemInfoSync() fields or only a User-Agent report
+# (issue 17): real model, system and UA strings, per platform.
+_MODELS = {
+    "ios": ["iPhone 13<iPhone14,5>", "iPhone14,5", "iPhone X (GSM+CDMA)<iPhone10,3>",
+            "iPhone 15 Pro<iPhone16,1>", "iPhone12,8"],
+    "android": ["M2012K11AC", "22081212C", "SM-G9910", "PCT-AL10", "V2049A", "PGKM10",
+                "ANA-AN00"],
+    "ohos": ["ALN-AL00", "NOH-AN00"], "windows": ["microsoft"], "mac": ["MacBookPro18,1"],
+    "devtools": ["iPhone 12/13 (Pro)"],
+}  # fmt: skip
+_SYSTEMS = {
+    "ios": "iOS 17.0", "android": "Android 13", "ohos": "HarmonyOS 4.0.0",
+    "windows": "Windows 10 x64", "mac": "macOS 14.1", "devtools": "iOS 10.0.1",
+}  # fmt: skip
+_BRANDS = {"ios": "iPhone", "android": "Xiaomi", "ohos": "HUAWEI", "windows": "microsoft",
+           "mac": "Apple", "devtools": "devtools"}  # fmt: skip
+_WECHAT = "MicroMessenger/8.0.42.2460(0x28002A37) WeChat/arm64 Weixin NetType/WIFI Language/zh_CN"
+_USER_AGENTS = {
+    "ios": ["Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.42(0x18002a2f) "
+            "NetType/WIFI Language/zh_CN"],
+    "android": [f"Mozilla/5.0 (Linux; Android 13; {m} Build/TKQ1.220829.002; wv) "
+                "AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/111.0.5563.116 "
+                f"Mobile Safari/537.36 XWEB/5235 MMWEBSDK/20230805 MMWEBID/{w} {_WECHAT} "
+                "ABI/arm64 MiniProgramEnv/android"
+                for m in ("M2012K11AC", "22081212C", "SM-G9910") for w in (6281, 1042)],
+    "ohos": ["Mozilla/5.0 (Phone; OpenHarmony 5.0) AppleWebKit/537.36 (KHTML, like Gecko) "
+             "Chrome/114.0.0.0 Safari/537.36 ArkWeb/4.1.6.1 Mobile"],
+    "windows": ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
+                "Gecko) Chrome/132.0.0.0 Safari/537.36 MicroMessenger/7.0.20.1781(0x6700143B) "
+                "NetType/WIFI MiniProgramEnv/Windows WindowsWechat/WMPF"],
+    "mac": ["Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like "
+            "Gecko) Chrome/107.0.0.0 Safari/537.36 MicroMessenger/6.8.0(0x16080000) "
+            "NetType/WIFI MiniProgramEnv/Mac MacWechat/WMPF MacWechat/3.8.8(0x13080812)"],
+    "devtools": ["Mozilla/5.0 (iPhone; CPU iPhone OS 13_2_3 like Mac OS X) AppleWebKit/605.1.15 "
+                 "(KHTML, like Gecko) Version/13.0.3 Mobile/15E148 Safari/604.1 wechatdevtools/"
+                 "1.06.2401020 MicroMessenger/8.0.5 Language/zh_CN webview/"],
+}  # fmt: skip
 _GENDER_FORMS = {1: ["1", "1", "1", "male", "m", "男"], 2: ["2", "2", "2", "female", "f", "女"]}
 
 
@@ -54,6 +93,8 @@ class GeneratorConfig:
     visits_per_user: float = 13.0
     seed: int = 7
     event_ids: bool = False
+    #: Some users' clients send model/brand/system or only a user_agent (issue 17).
+    client_fields: bool = False
 
     @property
     def start(self) -> dt.date:
@@ -241,11 +282,47 @@ def generate_days(cfg: GeneratorConfig, on_day: Callable[[], None] | None = None
                 "age": pa.array(age.astype(np.int16), mask=no_age),
             }
         )
+        if cfg.client_fields:
+            columns.update(_client_columns(cfg, d, users, plat, columns))
         order = np.argsort(ts, kind="stable")
         table = pa.table(columns).take(pa.array(order))
         if on_day:
             on_day()
         yield table
+
+
+def _client_columns(
+    cfg: GeneratorConfig,
+    day: int,
+    users: np.ndarray[Any, Any],
+    plat: np.ndarray[Any, Any],
+    columns: dict[str, pa.Array],
+) -> dict[str, pa.Array]:
+    """A quarter of users send getSystemInfo fields, a sixth only a UA, instead of the
+    device and platform (their own random stream: the other columns stay as without)."""
+    rng = np.random.default_rng([cfg.seed, day, 17])
+    kind = (users * 2654435761 % 12).astype(np.int64)  # per user: 0-2 fields, 3-4 UA
+    info, ua_only = kind < 3, (kind >= 3) & (kind < 5)
+    names = list(_PLATFORM_WEIGHTS)
+    pick = users % 7  # a user keeps one phone
+    models = [
+        _MODELS[names[p]][k % len(_MODELS[names[p]])] for p, k in zip(plat, pick, strict=True)
+    ]
+    agents = [
+        _USER_AGENTS[names[p]][k % len(_USER_AGENTS[names[p]])]
+        for p, k in zip(plat, pick, strict=True)
+    ]
+    no_system = rng.random(len(users)) < 0.05
+    out = {
+        "model": pa.array(models, pa.string(), mask=~info),
+        "brand": pa.array([_BRANDS[names[p]] for p in plat], pa.string(), mask=~info),
+        "system": pa.array([_SYSTEMS[names[p]] for p in plat], pa.string(), mask=~info | no_system),
+        "user_agent": pa.array(agents, pa.string(), mask=~ua_only),
+    }
+    drop = pa.array(info | ua_only)
+    for name in ("device", "platform"):
+        out[name] = pc.if_else(drop, pa.scalar(None, pa.string()), columns[name].cast(pa.string()))
+    return out
 
 
 def _vector_pick(

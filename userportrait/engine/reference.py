@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from userportrait.portrait import normalize
+from userportrait.portrait import devices, normalize
 from userportrait.portrait.counts import AudienceBuilder, PortraitCounts
 from userportrait.portrait.dims import ID_DIMS, UNKNOWN, Dim
 from userportrait.portrait.profiles import profile_age_id
@@ -78,15 +78,30 @@ class ReferenceEngine:
         pass
 
 
+def _client(row: dict[str, Any]) -> tuple[str | None, int | None]:
+    """(device, platform id) re-derived from the raw client columns (issue 17); a batch
+    without client fields (or a lake file older than them) has ``device`` as sent."""
+    model, brand = row.get("model_raw"), row.get("brand_raw")
+    system, ua = row.get("system_raw"), row.get("ua_compact")
+    device = row.get("device_raw")
+    if model is None and brand is None and system is None and ua is None and device is None:
+        device = row["device"]
+    return (
+        devices.resolve_device(device, model, brand, ua),
+        devices.resolve_platform(row["platform_raw"], system, ua, brand),
+    )
+
+
 def _observe(seen: Latest, row: dict[str, Any]) -> None:
     province, city = normalize.resolve_region(row["province_raw"], row["city_raw"])
+    device, platform = _client(row)
     values: dict[str, Any] = {
         "province": province,
         "city": city,
         "genders": normalize.normalize_gender(row["gender_raw"]),
-        "platforms": normalize.normalize_platform(row["platform_raw"]),
+        "platforms": platform,
         "ages": normalize.age_id(row["age"]),
-        "devices": normalize.normalize_device(row["device"]),
+        "devices": device,
     }
     ts = row["ts"]
     for dim, value in values.items():

@@ -22,8 +22,19 @@ import duckdb
 import pyarrow.parquet as pq
 
 from userportrait.errors import InputError
-from userportrait.ingest.normalize_sql import age_id_sql, age_value, reason_sql, register_maps
+from userportrait.ingest.normalize_sql import (
+    CLIENT_COLUMNS_SQL,
+    age_id_sql,
+    age_value,
+    client_sql,
+    reason_sql,
+    register_client_maps,
+    register_maps,
+    ua_map_sql,
+    with_ua_sql,
+)
 from userportrait.ingest.sources import Source, open_source
+from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.rules import appid_problem
 from userportrait.sqltext import sql_str
 from userportrait.store.catalog import LakeFile
@@ -113,15 +124,27 @@ def _run(
 ) -> None:
     con.execute(f"CREATE TEMP VIEW src AS {select}")
     con.execute(f"CREATE TEMP VIEW checked AS SELECT *, {reason_sql()} AS reason FROM src")
+    ua_map = "ua_map" if "user_agent" in source.columns else None
+    if ua_map:
+        con.execute(f"CREATE TEMP TABLE ua_map AS {ua_map_sql('src')}")
+    con.execute(f"CREATE TEMP VIEW events AS {with_ua_sql('checked', ua_map)}")
     step("scanning values", 0.0)
     _with_progress(con, lambda: register_maps(con, "src"), lambda f: step("scanning values", f))
+    # Files without client fields keep the cheaper one-column platform map (issue 17).
+    client = any(f in source.columns for f in CLIENT_FIELDS)
+    if client:
+        _with_progress(
+            con,
+            lambda: register_client_maps(con, "events"),
+            lambda f: step("scanning devices", f),
+        )
     has_event_id = "event_id" in source.columns
     existing = _existing_event_ids(lake, con) if has_event_id else None
     batch_key = uuid.uuid4().hex[:12]
     staging = lake.staging_dir / batch_key
     staging.mkdir(parents=True)
     batch_id = lake.catalog.next_batch_id()
-    accepted_sql = _accepted_sql(batch_id, has_event_id, existing)
+    accepted_sql = _accepted_sql(batch_id, has_event_id, existing, client)
     only = _single_partition(con)
     if only is not None:
         # One (appid, day), the usual incremental batch: one plain file, which DuckDB
@@ -213,20 +236,24 @@ def _existing_event_ids(lake: Lake, con: duckdb.DuckDBPyConnection) -> str | Non
     return "seen"
 
 
-def _accepted_sql(batch_id: int, has_event_id: bool, existing: str | None) -> str:
+def _accepted_sql(
+    batch_id: int, has_event_id: bool, existing: str | None, client: bool = False
+) -> str:
     age = age_value("c.age")
+    device, platform, joins = client_sql(client, "IS NOT DISTINCT FROM")
     rows = (
         "SELECT trim(c.appid) AS appid, CAST(timezone('Asia/Shanghai', c.ts) AS DATE) AS day, "
         "trim(c.openid) AS openid, c.ts, nullif(trim(c.event_id), '') AS event_id, "
         "c.province AS province_raw, c.city AS city_raw, c.gender AS gender_raw, "
-        "c.platform AS platform_raw, nullif(trim(c.device), '') AS device, "
-        f"{age} AS age, r.province_id, r.city_id, g.gender_id, p.platform_id, "
-        f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INTEGER) AS batch_id "
-        "FROM checked c "
+        f"c.platform AS platform_raw, {device} AS device, "
+        f"{age} AS age, r.province_id, r.city_id, g.gender_id, {platform} AS platform_id, "
+        f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INTEGER) AS batch_id"
+        f"{CLIENT_COLUMNS_SQL if client else ''} "
+        "FROM events c "
         "LEFT JOIN region_map r ON c.province IS NOT DISTINCT FROM r.province "
         "AND c.city IS NOT DISTINCT FROM r.city "
         "LEFT JOIN gender_map g ON c.gender IS NOT DISTINCT FROM g.gender "
-        "LEFT JOIN platform_map p ON c.platform IS NOT DISTINCT FROM p.platform "
+        f"{joins} "
         "WHERE c.reason IS NULL"
     )
     if not has_event_id:
@@ -291,6 +318,7 @@ def _write_rejects(
             "platform",
             "device",
             "age",
+            *CLIENT_FIELDS,
         )
     )
     query = (

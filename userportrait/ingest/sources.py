@@ -27,13 +27,17 @@ from typing import Any, Final, Literal
 import duckdb
 
 from userportrait.errors import InputError
+from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.rules import EPOCH_MS_FROM, Reject
 from userportrait.sqltext import sql_str
 
 Format = Literal["parquet", "csv", "ndjson", "json"]
 
 REQUIRED: Final = ("appid", "openid", "ts")
-OPTIONAL: Final = ("event_id", "province", "city", "gender", "platform", "device", "age")
+OPTIONAL: Final = (
+    *("event_id", "province", "city", "gender", "platform", "device", "age"),
+    *CLIENT_FIELDS,  # model, brand, system, user_agent (portrait/devices.py)
+)
 FIELDS: Final = REQUIRED + OPTIONAL
 TEXT_FIELDS: Final = tuple(f for f in FIELDS if f != "ts")
 

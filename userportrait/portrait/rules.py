@@ -42,6 +42,7 @@ MAX_FIELD_CHARS: Final = 256
 #: Fields whose length is checked, in the order the checks run.
 LENGTH_CHECKED: Final = (
     "appid", "openid", "event_id", "province", "city", "gender", "platform", "device",
+    "model", "brand", "system",  # not user_agent: only its compact form is kept
 )  # fmt: skip
 #: An appid: Python's ``fullmatch`` and DuckDB's ``regexp_full_match`` read it alike.
 APPID_PATTERN: Final = "[A-Za-z0-9_.-]{1,64}"

@@ -19,11 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from userportrait.errors import InputError
 from userportrait.ingest.normalize_sql import (
+    CLIENT_COLUMNS_SQL,
+    CLIENT_VALUES_SQL,
     DISTINCT_VALUES_SQL,
     age_id_sql,
     age_value,
+    client_sql,
+    map_client_values,
     map_values,
     reason_sql,
+    ua_map_sql,
+    with_ua_sql,
 )
 from userportrait.ingest.pipeline import (
     IngestReport,
@@ -32,6 +38,7 @@ from userportrait.ingest.pipeline import (
     read_rejects,
     sha256_of,
 )
+from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.spark.session import lake_uri, read_lake, spark_errors, temp_name
 from userportrait.spark.sources import SparkSource, open_spark_source, record_numbers
 from userportrait.store.lake import Lake
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
 _RECORD_FIELDS = (
     *("appid", "openid", "event_id", "province", "city", "gender", "platform"),
     *("device", "age"),
+    *CLIENT_FIELDS,
 )
 #: The dedup order of ``pipeline._accepted_sql`` with DuckDB's default NULLS LAST spelt out.
 _DEDUP_ORDER = (
@@ -105,12 +113,18 @@ def _run(
     src = view(frame, "ingest_src")
     checked_df = spark.sql(f"SELECT *, {reason_sql('spark')} AS reason FROM {src}").cache()
     checked = view(checked_df, "ingest_checked")
+    ua_map = None
+    if "user_agent" in source.columns:
+        ua_map = view(spark.sql(ua_map_sql(checked, "spark")), "ua_map")
+    events = view(spark.sql(with_ua_sql(checked, ua_map)), "ingest_events")
     try:
         step("scanning values", 0.1)
         maps = _register_maps(spark, checked, view)
+        if any(f in source.columns for f in CLIENT_FIELDS):
+            maps |= _register_client_maps(spark, events, view)
         batch_key = uuid.uuid4().hex[:12]
         batch_id = lake.catalog.next_batch_id()
-        accepted = _accepted(spark, lake, checked, maps, batch_id, source, view)
+        accepted = _accepted(spark, lake, events, maps, batch_id, source, view)
         staging = lake.staging_dir / batch_key
         step("writing events", 0.3)
         accepted.repartition("appid", "day").write.partitionBy("appid", "day").parquet(
@@ -163,6 +177,28 @@ def _register_maps(spark: SparkSession, checked: str, view: Any) -> dict[str, st
     }
 
 
+def _register_client_maps(spark: SparkSession, checked: str, view: Any) -> dict[str, str]:
+    rows = spark.sql(f"SELECT {CLIENT_VALUES_SQL.format(src=checked)}").collect()
+    device_rows, platform_rows = map_client_values(rows)
+    return {
+        "device": view(
+            spark.createDataFrame(
+                device_rows,
+                "device STRING, model STRING, brand STRING, ua_compact STRING, device_name STRING",
+            ),
+            "device_map",
+        ),
+        "client_platform": view(
+            spark.createDataFrame(
+                platform_rows,
+                "platform STRING, system STRING, ua_compact STRING, brand STRING, "
+                "platform_id TINYINT",
+            ),
+            "client_platform_map",
+        ),
+    }
+
+
 def _accepted(
     spark: SparkSession,
     lake: Lake,
@@ -173,17 +209,24 @@ def _accepted(
     view: Any,
 ) -> DataFrame:
     age = age_value("c.age")
+    client = "device" in maps
+    device, platform, joins = client_sql(
+        client,
+        "<=>",
+        (maps["platform"], maps.get("device", ""), maps.get("client_platform", "")),
+    )
     rows = spark.sql(
         "SELECT trim(c.appid) AS appid, CAST(c.ts AS DATE) AS day, "
         "trim(c.openid) AS openid, c.ts, nullif(trim(c.event_id), '') AS event_id, "
         "c.province AS province_raw, c.city AS city_raw, c.gender AS gender_raw, "
-        "c.platform AS platform_raw, nullif(trim(c.device), '') AS device, "
-        f"{age} AS age, r.province_id, r.city_id, g.gender_id, p.platform_id, "
-        f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INT) AS batch_id "
+        f"c.platform AS platform_raw, {device} AS device, "
+        f"{age} AS age, r.province_id, r.city_id, g.gender_id, {platform} AS platform_id, "
+        f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INT) AS batch_id"
+        f"{CLIENT_COLUMNS_SQL if client else ''} "
         f"FROM {checked} c "
         f"LEFT JOIN {maps['region']} r ON c.province <=> r.province AND c.city <=> r.city "
         f"LEFT JOIN {maps['gender']} g ON c.gender <=> g.gender "
-        f"LEFT JOIN {maps['platform']} p ON c.platform <=> p.platform "
+        f"{joins} "
         "WHERE c.reason IS NULL"
     )
     columns = rows.columns

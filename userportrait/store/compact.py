@@ -80,7 +80,10 @@ def _compact_partition(lake: Lake, appid: str, day: str, report: CompactReport) 
     con = lake.connect()
     try:
         con.execute(
-            f"COPY (SELECT * FROM read_parquet({listing}, hive_partitioning=false) "
+            # union_by_name: files written before a column was added (issue 17's client
+            # columns) merge with newer ones, the missing columns NULL.
+            f"COPY (SELECT * FROM read_parquet({listing}, hive_partitioning=false, "
+            "union_by_name=true) "
             f"ORDER BY ts, batch_id) TO {sql_str(str(staging))} "
             "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)"
         )

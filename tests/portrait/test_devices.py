@@ -1,0 +1,184 @@
+"""Device and platform from real client strings (issue 17, portrait/devices.py).
+
+The model strings are what ``wx.getSystemInfoSync().model`` reports on those phones; the
+UAs are the ``User-Agent`` of ``wx.request`` as mini-program backends log them (Android
+and iOS WeChat, PC and Mac WeChat) and Huawei's documented ArkWeb default.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from userportrait.ingest.normalize_sql import ua_compact_sql
+from userportrait.portrait import devices
+
+UA_ANDROID_XIAOMI = (
+    "Mozilla/5.0 (Linux; Android 13; 22081212C Build/TKQ1.220829.002; wv) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Version/4.0 Chrome/111.0.5563.116 Mobile Safari/537.36 XWEB/5235 "
+    "MMWEBSDK/20230805 MMWEBID/6281 MicroMessenger/8.0.42.2460(0x28002A37) WeChat/arm64 "
+    "Weixin NetType/WIFI Language/zh_CN ABI/arm64 MiniProgramEnv/android"
+)
+UA_ANDROID_K40 = (
+    "Mozilla/5.0 (Linux; Android 12; M2012K11AC Build/SKQ1.220303.001; wv) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Version/4.0 Chrome/134.0.6998.136 Mobile Safari/537.36 XWEB/1340129 "
+    "MMWEBSDK/20240301 MMWEBID/9871 MicroMessenger/8.0.48.2580(0x28003036) WeChat/arm64 "
+    "Weixin NetType/WIFI Language/zh_CN ABI/arm64 MiniProgramEnv/android"
+)
+UA_IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Mobile/15E148 MicroMessenger/8.0.42(0x18002a2f) NetType/WIFI Language/zh_CN"
+)
+UA_WINDOWS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/132.0.0.0 Safari/537.36 MicroMessenger/7.0.20.1781(0x6700143B) NetType/WIFI "
+    "MiniProgramEnv/Windows WindowsWechat/WMPF WindowsWechat(0x63090a13) "
+    "UnifiedPCWindowsWechat(0xf254173b) XWEB/19027"
+)
+UA_WINDOWS_OLD = (
+    "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/53.0.2785.143 Safari/537.36 MicroMessenger/7.0.9.501 NetType/WIFI "
+    "MiniProgramEnv/Windows WindowsWechat"
+)
+UA_MAC = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/107.0.0.0 Safari/537.36 MicroMessenger/6.8.0(0x16080000) NetType/WIFI "
+    "MiniProgramEnv/Mac MacWechat/WMPF MacWechat/3.8.8(0x13080812) XWEB/1216"
+)
+# An iPhone UA from Mac WeChat: where WeChat says the mini program runs wins.
+UA_IPHONE_ON_MAC = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 11_3 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Mobile/15E217 MicroMessenger/6.8.0(0x16080000) NetType/WIFI Language/en "
+    "Branch/Br_trunk MiniProgramEnv/Mac"
+)
+UA_HARMONY_NEXT = (
+    "Mozilla/5.0 (Phone; OpenHarmony 5.0) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/114.0.0.0 Safari/537.36 ArkWeb/4.1.6.1 Mobile"
+)
+UA_HARMONY_4 = (
+    "Mozilla/5.0 (Linux; Android 12; HarmonyOS; NOH-AN00) AppleWebKit/537.36 Chrome/99.0 "
+    "Mobile Safari/537.36 HuaweiBrowser/15.0"
+)
+UA_REDUCED = (
+    "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.0.0 Mobile Safari/537.36"
+)
+
+MODELS = [
+    ("iPhone 13<iPhone14,5>", "iPhone 13"),
+    ("iPhone14,5", "iPhone 13"),
+    ("iPhone X (GSM+CDMA)<iPhone10,3>", "iPhone X"),
+    ("iPhone10,6", "iPhone X"),
+    ("iPhone 15 Pro Max<iPhone16,2>", "iPhone 15 Pro Max"),
+    ("iPhone12,8", "iPhone SE (2nd generation)"),
+    ("iPhone 7 Plus (GSM)", "iPhone 7 Plus"),
+    ("iPhone 19 Pro<iPhone99,1>", "iPhone 19 Pro"),  # newer than the table: WeChat's name
+    ("iPad13,18", 'iPad 10 10.9" WiFi'),
+    ("M2012K11AC", "Redmi K40"),
+    ("22081212C", "Xiaomi 12T Pro"),
+    ("2206122SC", "Xiaomi 12S Pro"),
+    ("SM-G9910", "Samsung Galaxy S21 5G"),
+    ("SM-S9080", "Samsung Galaxy S22 Ultra"),
+    ("PCT-AL10", "Honor V20"),
+    ("LGE-AN00", "Honor Magic 4"),
+    ("V2049A", "iQOO 7"),
+    ("V2134A", "Vivo X70 Pro"),
+    ("PGKM10", "OnePlus Ace"),
+    ("PDEM10", "OPPO Find X2"),
+    ("ANA-AN00", "Huawei P40 5G"),
+    ("NOH-AN00", "Huawei Mate 40 Pro"),
+    ("ALN-AL00", "Huawei Mate 60 Pro"),
+    ("RMX2202", "Realme GT 5G"),
+    ("OPPO R9", "OPPO R9"),
+    ("HONOR 70", "HONOR 70"),  # not in the table: kept as given
+    ("microsoft", "microsoft"),  # PC WeChat
+    ("MacBookPro18,1", "MacBookPro18,1"),  # Mac WeChat
+    ("  ", None),
+    (None, None),
+]
+
+
+@pytest.mark.parametrize(("model", "name"), MODELS)
+def test_model_names(model: str | None, name: str | None) -> None:
+    assert devices.model_name(model) == name
+
+
+SYSTEMS = [
+    ("iOS 17.0", 1),
+    ("iOS 16.6.1", 1),
+    ("iPadOS 17.1", 1),
+    ("Android 13", 2),
+    ("Android 9", 2),
+    ("HarmonyOS 4.0.0", 3),
+    ("OpenHarmony 5.0.0", 3),
+    ("Windows 10 x64", 4),
+    ("Windows 11 x64", 4),
+    ("macOS 14.1", 5),
+    ("Mac OS X 10.15.7", 5),
+    ("Linux", 6),  # names a system, not one of ours: 其他
+    ("", None),
+]
+
+
+@pytest.mark.parametrize(("system", "platform"), SYSTEMS)
+def test_system_platforms(system: str, platform: int | None) -> None:
+    assert devices.resolve_platform(None, system) == platform
+
+
+USER_AGENTS = [
+    (UA_ANDROID_XIAOMI, "Xiaomi 12T Pro", 2),
+    (UA_ANDROID_K40, "Redmi K40", 2),
+    (UA_IPHONE, "iPhone", 1),
+    (UA_WINDOWS, None, 4),
+    (UA_WINDOWS_OLD, None, 4),
+    (UA_MAC, None, 5),
+    (UA_IPHONE_ON_MAC, "iPhone", 5),
+    (UA_HARMONY_NEXT, None, 3),
+    (UA_HARMONY_4, None, 3),
+    (UA_REDUCED, None, 2),  # Chrome's reduced UA names no model
+    ("curl/8.7.1", None, None),  # not a client: nothing
+]
+
+
+@pytest.mark.parametrize(("ua", "device", "platform"), USER_AGENTS)
+def test_user_agents(ua: str, device: str | None, platform: int | None) -> None:
+    assert devices.resolve_device(None, None, None, ua) == device
+    assert devices.resolve_platform(None, None, ua) == platform
+    # The lake keeps the compact form: the rules read the same from it.
+    compact = devices.compact_user_agent(ua)
+    assert compact is not None and len(compact) < len(ua)
+    assert devices.compact_user_agent(compact) == compact
+    assert devices.resolve_device(None, None, None, compact) == device
+    assert devices.resolve_platform(None, None, compact) == platform
+
+
+def test_compact_user_agent_in_sql_equals_python() -> None:
+    con = duckdb.connect()
+    odd = ["", " ", "no comment MiniProgramEnv/android", "x (a (b) c) ArkWeb", "(" + "z" * 300]
+    for ua in [u for u, _, _ in USER_AGENTS] + odd:
+        sql = con.execute(f"SELECT {ua_compact_sql('u')} FROM (SELECT ? AS u)", [ua]).fetchone()
+        assert sql is not None
+        expected = devices.compact_user_agent(ua)
+        assert sql[0] == expected or (expected is None and sql[0] in (None, "()")), ua
+    assert devices.compact_user_agent(UA_ANDROID_XIAOMI) == (
+        "(Linux; Android 13; 22081212C Build/TKQ1.220829.002; wv) MiniProgramEnv/android"
+    )
+
+
+def test_precedence() -> None:
+    # device and platform given win over everything the client reports
+    assert devices.resolve_device(" My Phone ", "M2012K11AC", "Xiaomi", UA_IPHONE) == "My Phone"
+    assert devices.resolve_platform("android", "iOS 17.0", UA_IPHONE) == 2
+    # model before UA; system before UA
+    assert devices.resolve_device(None, "SM-G9910", None, UA_ANDROID_K40) == (
+        "Samsung Galaxy S21 5G"
+    )
+    assert devices.resolve_platform(None, "HarmonyOS 4.0.0", UA_ANDROID_K40) == 3
+    # an unrecognised system gives way to a UA that names one
+    assert devices.resolve_platform(None, "Linux", UA_ANDROID_K40) == 2
+    # the developer tools: their own device, 其他 whatever system they imitate
+    assert devices.resolve_device(None, "iPhone 12/13 (Pro)", "devtools") == "devtools"
+    assert devices.resolve_platform(None, "iOS 10.0.1", None, "devtools") == 6
+    assert devices.resolve_platform("devtools") == 6
+    # nothing reported: absent
+    assert devices.resolve_device(None) is None and devices.resolve_platform(None) is None
