@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import duckdb
+import pyarrow as pa
 
 from userportrait.errors import InputError
+from userportrait.ingest.csv_rows import NOT_CLOSED, row_reason
 from userportrait.portrait.rules import EPOCH_MS_FROM, Reject
 from userportrait.sqltext import sql_str
 
@@ -187,7 +189,8 @@ def _csv(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
         f"escape='\"', auto_detect=false, strict_mode=true, columns={{{types}}}, "
         f"max_line_size={MAX_LINE_BYTES}"
     )
-    rows = _rows(con, scan, [f"count(c{i})" for i in range(len(names))], 1, len(names))
+    reads = [f"count(c{i})" for i in range(len(names))]
+    rows = _rows(con, scan, reads, 1, len(names), delim)
     cols = [f"{ts_from_text(lowered['ts'])} AS ts", f"{lowered['ts']} AS ts_text"]
     for f in TEXT_FIELDS:
         cols.append(f"{lowered[f]} AS {f}" if f in lowered else f"CAST(NULL AS VARCHAR) AS {f}")
@@ -200,9 +203,12 @@ def _open_bytes(path: Path) -> Any:
 
 
 def _csv_header(path: Path) -> tuple[str, list[str]]:
-    """The delimiter and the column names, from the first line."""
     with _open_bytes(path) as fh:
-        first = fh.readline(MAX_LINE_BYTES)
+        return csv_header(fh.readline(MAX_LINE_BYTES))
+
+
+def csv_header(first: bytes) -> tuple[str, list[str]]:
+    """The delimiter and the column names, from the first line."""
     text = first.decode("utf-8", errors="replace").removeprefix("\ufeff").rstrip("\r\n")
     for delim in _DELIMITERS:
         names = next(csv.reader([text], delimiter=delim), [])
@@ -224,7 +230,12 @@ def _is_utf8(path: Path) -> bool:
 
 
 def _rows(
-    con: duckdb.DuckDBPyConnection, scan: str, reads: list[str], offset: int, width: int
+    con: duckdb.DuckDBPyConnection,
+    scan: str,
+    reads: list[str],
+    offset: int,
+    width: int,
+    delim: str | None,
 ) -> str:
     """``scan`` (a ``read_csv(...`` call missing its ``)``) plus ``_reject``, a reason or NULL.
 
@@ -243,22 +254,34 @@ def _rows(
     found = con.execute(f"SELECT count(*) FROM {rejects}").fetchone()
     if not found or not found[0]:
         return f"(SELECT *, CAST(NULL AS VARCHAR) AS _reject FROM {scan}))"
-    fields = "regexp_extract(error_message, 'Found: ([0-9]+)', 1)"
+    # The reason of each refused row, worded by ``csv_rows`` (so ``spark ingest`` words it
+    # the same), from the row's error types and, for a wrong width, its text.
+    found_rows = con.execute(
+        f"SELECT line - {offset}, list(error_type), any_value(CASE WHEN error_type IN "
+        "('TOO MANY COLUMNS', 'MISSING COLUMNS') THEN csv_line END) "
+        f"FROM {rejects} GROUP BY line ORDER BY line"
+    ).fetchall()
+    positions = [int(r[0]) for r in found_rows]
+    reasons = [
+        row_reason(r[1], r[2], width, delim)
+        if delim is not None
+        # NDJSON read as one column: a wrong width means a \x01 byte, not JSON
+        else row_reason(r[1], None, width, ",").replace(NOT_CLOSED, Reject.NOT_JSON.value)
+        for r in found_rows
+    ]
+    table = pa.table({"_pos": positions, "_reject": reasons})
+    con.register(f"{gaps}_py", table)
     con.execute(
-        f"CREATE TEMP TABLE {gaps} AS SELECT line - {offset} AS _pos, CASE error_type "
-        f"WHEN 'INVALID ENCODING' THEN {Reject.NOT_UTF8.sql()} "
-        f"WHEN 'TOO MANY COLUMNS' THEN 'row has ' || {fields} || ' fields; the header has {width}' "
-        f"WHEN 'MISSING COLUMNS' THEN 'row has ' || {fields} || ' fields; the header has {width}' "
-        "WHEN 'UNQUOTED VALUE' THEN 'a quoted field is not closed' "
-        f"WHEN 'LINE SIZE OVER MAXIMUM' THEN 'line is longer than {MAX_LINE_BYTES} bytes' "
-        "ELSE lower(error_type) END AS _reject, "
-        "line - {offset} - row_number() OVER (ORDER BY line) AS _before "
-        f"FROM (SELECT line, min(error_type) AS error_type, min(error_message) AS error_message "
-        f"FROM {rejects} GROUP BY line)".replace("{offset}", str(offset))
+        f"CREATE TEMP TABLE {gaps} AS SELECT _pos, _reject, "
+        f"_pos - row_number() OVER (ORDER BY _pos) AS _before FROM {gaps}_py"
     )
+    con.unregister(f"{gaps}_py")
+    # store_rejects here too: without it DuckDB 1.x drops every row after a quote error
+    # (``"a"x``), where with it those rows are read, as the first pass counted them.
     readable = (
         f"SELECT * EXCLUDE (_k), _k + (SELECT count(*) FROM {gaps} WHERE _before < _k) AS _pos "
-        f"FROM (SELECT row_number() OVER () AS _k, * FROM {scan}, ignore_errors=true))"
+        f"FROM (SELECT row_number() OVER () AS _k, * FROM {scan}, ignore_errors=true, "
+        f"store_rejects=true, rejects_table='{rejects}_2', rejects_scan='_reject_scans_{n}_2'))"
     )
     return (
         f"(SELECT * EXCLUDE (_pos) FROM ({readable} UNION ALL BY NAME "
@@ -283,7 +306,7 @@ def _json_lines(con: duckdb.DuckDBPyConnection, path: Path, fmt: Format) -> tupl
         if _is_utf8(path):
             scan = f"(SELECT *, CAST(NULL AS VARCHAR) AS _reject FROM {lines}))"
         else:
-            scan = _rows(con, lines, ["count(line)"], 0, 1)
+            scan = _rows(con, lines, ["count(line)"], 0, 1, None)
     paths = ", ".join(sql_str(f"$.{f}") for f in FIELDS)
     keys = con.execute(
         f"SELECT DISTINCT unnest(json_keys(line)) FROM {scan} "
