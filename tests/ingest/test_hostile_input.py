@@ -287,6 +287,20 @@ def test_csv_invalid_utf8_is_a_record_error_in_ndjson_too(lake: Lake, tmp_path: 
     assert [(r.line, r.reason) for r in report.rejects] == [(2, "not valid UTF-8")]
 
 
+def test_an_over_long_ndjson_line_is_rejected_alone(
+    lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from userportrait.ingest import sources
+
+    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1000)
+    good = json.dumps(ev(1)).encode()
+    src = tmp_path / "long.ndjson"
+    src.write_bytes(good + b"\n" + good.replace(b"u1", b"u" * 1000) + b"\n" + good + b"\n")
+    report = ingest_file(lake, src)
+    assert (report.accepted, report.rejected) == (2, 1)
+    assert [(r.line, r.reason) for r in report.rejects] == [(2, "line is longer than 1000 bytes")]
+
+
 def test_ndjson_whose_first_record_is_an_array_is_read_line_by_line() -> None:
     good = json.dumps(ev(1)).encode()
     assert parse_records(b"[1, 2]\n" + good + b"\n") == [[1, 2], ev(1)]

@@ -217,12 +217,20 @@ def csv_header(first: bytes) -> tuple[str, list[str]]:
     return ",", next(csv.reader([text]), [])
 
 
-def _is_utf8(path: Path) -> bool:
+def _plain_lines(path: Path) -> bool:
+    """Whether every line is UTF-8 and shorter than ``MAX_LINE_BYTES`` (else DuckDB's
+    plain read fails the whole file, and the slower read that rejects lines is needed)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
+    run = 0  # bytes of the current line so far
     try:
         with _open_bytes(path) as fh:
             while chunk := fh.read(1 << 20):
                 decoder.decode(chunk)
+                parts = chunk.split(b"\n")
+                longest = max([run + len(parts[0]), *(len(p) for p in parts[1:])])
+                if longest >= MAX_LINE_BYTES:
+                    return False
+                run = len(parts[-1]) + (run if len(parts) == 1 else 0)
         decoder.decode(b"", final=True)
     except (UnicodeDecodeError, EOFError, OSError, gzip.BadGzipFile):
         return False  # an unreadable .gz: DuckDB's own pass reports it
@@ -303,7 +311,7 @@ def _json_lines(con: duckdb.DuckDBPyConnection, path: Path, fmt: Format) -> tupl
             f"read_csv({sql_str(str(path))}, columns={{'line': 'VARCHAR'}}, delim='\\x01', "
             f"quote='', escape='', header=false, auto_detect=false, max_line_size={MAX_LINE_BYTES}"
         )
-        if _is_utf8(path):
+        if _plain_lines(path):
             scan = f"(SELECT *, CAST(NULL AS VARCHAR) AS _reject FROM {lines}))"
         else:
             scan = _rows(con, lines, ["count(line)"], 0, 1, None)
