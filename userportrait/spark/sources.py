@@ -34,6 +34,7 @@ from userportrait.ingest.sources import (
     Format,
     _check_columns,
     _csv_header,
+    _open_bytes,
     csv_header,
     detect_format,
 )
@@ -204,8 +205,11 @@ def _csv(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, DataFra
         F.expr("octet_length(value)").alias("_bytes"),
     )
     local = SparkSource(uri, "csv", (), 0).local
+    newline = "\n"  # how a quoted newline is put back (the text reader drops line ends)
     if local is not None:
         delim, names = _csv_header(local)
+        with _open_bytes(local) as fh:
+            newline = "\r\n" if fh.readline(1 << 24).endswith(b"\r\n") else "\n"
     else:
         first = lines.select("line").first()
         delim, names = csv_header(first[0].encode() if first is not None else b"")
@@ -224,7 +228,7 @@ def _csv(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, DataFra
     if opens:
         start = min(opens)
         rest = split.where(F.col("_mid") >= start).orderBy("_mid")
-        joined = _join_records(rest.toLocalIterator(), delim, set(heads))
+        joined = _join_records(rest.toLocalIterator(), delim, set(heads), newline)
         tail = spark.createDataFrame(
             joined,
             "line STRING, _file STRING, _mid BIGINT, _utf8 BOOLEAN, _bytes INT, _head BOOLEAN",
@@ -256,7 +260,7 @@ def _split(lines: DataFrame, delim: str) -> DataFrame:
 
 
 def _join_records(
-    rows: Iterator[Row], delim: str, heads: set[int]
+    rows: Iterator[Row], delim: str, heads: set[int], newline: str
 ) -> list[tuple[str, str, int, bool, int, bool]]:
     """Lines (in file order, from one that opens a quote) as records: a quoted field goes
     on over the next lines until its quote closes, or to the end of the file. The records
@@ -270,20 +274,26 @@ def _join_records(
             current[0].append(line)
             current[2] = current[2] and row["_utf8"]
             current[3] = max(current[3], row["_bytes"])
-            if '"' in line and not opens_quote("\n".join(current[0]), delim):
+            if '"' in line and not opens_quote(newline.join(current[0]), delim):
                 out.append(current)
                 current = None
             continue
         if current is not None:  # a quote open at the end of its file
-            out.append(current)
+            out.append(_unclosed(current))
         current = [[line], file, row["_utf8"], row["_bytes"], int(row["_mid"]) in heads]
         if not row["_opens"]:
             out.append(current)
             current = None
     if current is not None:
-        out.append(current)
+        out.append(_unclosed(current))
     first = _JOINED << _ROW_BITS
-    return [("\n".join(r[0]), r[1], first + i, r[2], r[3], r[4]) for i, r in enumerate(out)]
+    return [(newline.join(r[0]), r[1], first + i, r[2], r[3], r[4]) for i, r in enumerate(out)]
+
+
+def _unclosed(record: list[Any]) -> list[Any]:
+    """A record whose quote is never closed: refused for that alone (DuckDB checks
+    neither the encoding nor the line lengths of what the quote swallowed)."""
+    return [record[0], record[1], True, 0, record[4]]
 
 
 def _csv_columns(names: list[str]) -> tuple[str, list[str]]:
@@ -292,7 +302,7 @@ def _csv_columns(names: list[str]) -> tuple[str, list[str]]:
     from userportrait.ingest import sources
 
     width = len(names)
-    index = {n.strip().lower(): i for i, n in reversed(list(enumerate(names)))}
+    index = {n.strip().lower(): i for i, n in enumerate(names)}  # the last of a name, as ingest
     extra = f"exists(slice(_t, {width + 1}, size(_t)), f -> f NOT IN ('', '\"\"'))"
     err = (
         # the header: one of the lines, never a record
