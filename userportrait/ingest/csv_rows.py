@@ -3,8 +3,8 @@
 ``ingest`` reads CSV with DuckDB's strict reader, which decides which rows are broken;
 ``spark ingest`` reads lines as text and splits them with ``field_pattern`` (Java and
 Python read the same regular expression), so both accept and reject the same rows. The
-grammar is DuckDB's: a field is quoted (``"``, ``""`` for a quote, spaces allowed around
-the quotes, a newline allowed inside) or unquoted (anything but the delimiter, a quote
+grammar is DuckDB's: a field is quoted (``"``, ``""`` for a quote, one space allowed
+before it and any after, a newline allowed inside) or unquoted (anything but the delimiter, a quote
 allowed after its first character); an empty field is NULL; fields past the header's
 width are allowed when empty (a trailing delimiter). ``row_reason`` words a broken row
 the same way for both readers, with its real number of fields.
@@ -16,11 +16,11 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-#: A quoted field, spaces around it allowed (DuckDB's strict reader drops them).
-QUOTED: Final = ' *"[^"]*(?:""[^"]*)*" *'
+#: A quoted field: DuckDB's strict reader allows one space before it and any after.
+QUOTED: Final = ' ?"[^"]*(?:""[^"]*)*" *'
 #: What is left of a row whose last field opened a quote the row does not close: the
 #: record goes on on the next line (a quoted newline), or the quote is never closed.
-OPEN_QUOTE: Final = ' *"[^"]*(?:""[^"]*)*'
+OPEN_QUOTE: Final = ' ?"[^"]*(?:""[^"]*)*'
 
 NOT_CLOSED: Final = "a quoted field is not closed"
 
@@ -29,7 +29,7 @@ def field_pattern(delim: str) -> str:
     """One field and its delimiter (match it on the row plus one delimiter); group 1 is
     the field. Anchor each match at the previous one's end (``\\G`` in Java)."""
     d = re.escape(delim)
-    return f'({QUOTED}|(?! *")[^{d}]*){d}'
+    return f'({QUOTED}|(?! ?")[^{d}]*){d}'
 
 
 def too_long(max_bytes: int) -> str:

@@ -319,9 +319,9 @@ def _csv_columns(names: list[str]) -> tuple[str, list[str]]:
         if f not in index:
             return "CAST(NULL AS STRING)"
         t = f"_t[{index[f]}]"
-        unquoted = f"replace(regexp_extract({t}, '(?s)^ *\"(.*)\" *$', 1), '\"\"', '\"')"
+        unquoted = f"replace(regexp_extract({t}, '(?s)^ ?\"(.*)\" *$', 1), '\"\"', '\"')"
         return (
-            f"CASE WHEN _err IS NULL THEN nullif(CASE WHEN ltrim({t}) LIKE '\"%' "
+            f"CASE WHEN _err IS NULL THEN nullif(CASE WHEN {t} LIKE '\"%' OR {t} LIKE ' \"%' "
             f"THEN {unquoted} ELSE {t} END, '') END"
         )
 
