@@ -262,19 +262,21 @@ def test_csv_bad_rows_are_rejected_and_the_rest_kept(lake: Lake, tmp_path: Path)
 
 def test_csv_rows_after_a_broken_quote_are_kept(lake: Lake, tmp_path: Path) -> None:
     """A quote error rejects its row only (DuckDB drops the rest of the file unless it
-    stores rejects); a row's reason counts all its fields (DuckDB's message says W+1)."""
+    stores rejects); a row's reason counts all its fields (DuckDB's message says W+1); a
+    blank line is skipped but counted."""
     ts = "2024-06-10T10:00:00+08:00"
-    lines = ["appid,openid,ts", f"{A},u1,{ts}", f'{A},"u2"x,{ts}', f"{A},u3,{ts}"]
+    lines = ["appid,openid,ts", f"{A},u1,{ts}", f'{A},"u2"x,{ts}', "", f"{A},,{ts}"]
     lines += [f"{A},u4,{ts},,x,y", f"{A},u5,{ts},,", f'{A}, "u6" ,{ts}', f'{A},"u7,{ts}']
     lines += [f"{A},u8,{ts}"]  # inside the quote opened on line 8, never closed
     src = tmp_path / "quotes.csv"
     src.write_text("\n".join(lines) + "\n", "utf-8")
     report = ingest_file(lake, src)
-    assert (report.accepted, report.rejected) == (4, 3)
+    assert (report.accepted, report.rejected) == (3, 4)
     assert [(r.line, r.reason) for r in report.rejects] == [
         (3, "a quoted field is not closed"),
-        (5, "row has 6 fields; the header has 3"),
-        (8, "a quoted field is not closed"),
+        (5, "openid is missing"),  # after a blank line, which counts
+        (6, "row has 6 fields; the header has 3"),
+        (9, "a quoted field is not closed"),
     ]
 
 

@@ -190,12 +190,23 @@ def _csv(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[Source, str]:
         f"max_line_size={MAX_LINE_BYTES}"
     )
     reads = [f"count(c{i})" for i in range(len(names))]
-    rows = _rows(con, scan, reads, 1, len(names), delim)
+    rows = _rows(con, scan, reads, 1, len(names), delim, _blank_lines(path))
     cols = [f"{ts_from_text(lowered['ts'])} AS ts", f"{lowered['ts']} AS ts_text"]
     for f in TEXT_FIELDS:
         cols.append(f"{lowered[f]} AS {f}" if f in lowered else f"CAST(NULL AS VARCHAR) AS {f}")
     cols.append("_reject AS _err")
     return Source(path, "csv", columns, 1), f"SELECT {', '.join(cols)} FROM {rows}"
+
+
+def _blank_lines(path: Path) -> list[int]:
+    """The numbers of the empty lines after the header: DuckDB skips them, so they are put
+    back as rows (``'blank line'``, never counted) to keep the rows after them on their
+    line. (Lines inside a quoted field are counted too: a blank one there is misread.)"""
+    try:
+        with _open_bytes(path) as fh:
+            return [n for n, line in enumerate(fh, start=1) if line in (b"\n", b"\r\n") and n > 1]
+    except (EOFError, OSError, gzip.BadGzipFile):
+        return []  # an unreadable .gz: DuckDB's own pass reports it
 
 
 def _open_bytes(path: Path) -> Any:
@@ -244,6 +255,7 @@ def _rows(
     offset: int,
     width: int,
     delim: str | None,
+    blanks: list[int] | None = None,
 ) -> str:
     """``scan`` (a ``read_csv(...`` call missing its ``)``) plus ``_reject``, a reason or NULL.
 
@@ -260,7 +272,7 @@ def _rows(
         f"rejects_table='{rejects}', rejects_scan='_reject_scans_{n}')"
     ).fetchall()
     found = con.execute(f"SELECT count(*) FROM {rejects}").fetchone()
-    if not found or not found[0]:
+    if (not found or not found[0]) and not blanks:
         return f"(SELECT *, CAST(NULL AS VARCHAR) AS _reject FROM {scan}))"
     # The reason of each refused row, worded by ``csv_rows`` (so ``spark ingest`` words it
     # the same), from the row's error types and, for a wrong width, its text.
@@ -269,14 +281,14 @@ def _rows(
         "('TOO MANY COLUMNS', 'MISSING COLUMNS') THEN csv_line END) "
         f"FROM {rejects} GROUP BY line ORDER BY line"
     ).fetchall()
-    positions = [int(r[0]) for r in found_rows]
+    positions = [int(r[0]) for r in found_rows] + [b - offset for b in blanks or ()]
     reasons = [
         row_reason(r[1], r[2], width, delim)
         if delim is not None
         # NDJSON read as one column: a wrong width means a \x01 byte, not JSON
         else row_reason(r[1], None, width, ",").replace(NOT_CLOSED, Reject.NOT_JSON.value)
         for r in found_rows
-    ]
+    ] + ["blank line"] * len(blanks or ())
     table = pa.table({"_pos": positions, "_reject": reasons})
     con.register(f"{gaps}_py", table)
     con.execute(
