@@ -254,7 +254,11 @@ def _split(lines: DataFrame, delim: str) -> DataFrame:
         .withColumn("_whole", F.length(F.array_join("_t", delim)) == F.length("line"))
         .withColumn(
             "_opens",
-            ~F.col("_whole") & F.substr(F.col("line"), done + 1).rlike(f"(?s)^{OPEN_QUOTE}\\z"),
+            # a line without a quote opens none: spares the pass over the file that looks
+            # for open quotes splitting every line
+            F.col("line").contains('"')
+            & ~F.col("_whole")
+            & F.substr(F.col("line"), done + 1).rlike(f"(?s)^{OPEN_QUOTE}\\z"),
         )
     )
 
