@@ -280,6 +280,16 @@ def test_csv_rows_after_a_broken_quote_are_kept(lake: Lake, tmp_path: Path) -> N
     ]
 
 
+def test_a_csv_file_with_lone_carriage_returns_is_read(lake: Lake, tmp_path: Path) -> None:
+    src = tmp_path / "mac.csv"  # old Mac line ends: the header reader used to crash on it
+    src.write_bytes(f"appid,openid,ts\r{A},u1,2024-06-10\r{A},u2\r".encode())
+    report = ingest_file(lake, src)
+    assert (report.accepted, [(r.line, r.reason) for r in report.rejects]) == (
+        1,
+        [(3, "row has 2 fields; the header has 3")],
+    )
+
+
 def test_csv_invalid_utf8_is_a_record_error_in_ndjson_too(lake: Lake, tmp_path: Path) -> None:
     good = json.dumps(ev(1)).encode()
     src = tmp_path / "bytes.ndjson"

@@ -221,6 +221,7 @@ def _csv_header(path: Path) -> tuple[str, list[str]]:
 def csv_header(first: bytes) -> tuple[str, list[str]]:
     """The delimiter and the column names, from the first line."""
     text = first.decode("utf-8", errors="replace").removeprefix("\ufeff").rstrip("\r\n")
+    text = text.split("\r", 1)[0]  # a file with lone CRs is one "line" here: its first part
     for delim in _DELIMITERS:
         names = next(csv.reader([text], delimiter=delim), [])
         if all(r in {n.strip().lower() for n in names} for r in REQUIRED):

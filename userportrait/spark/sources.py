@@ -209,7 +209,8 @@ def _csv(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, DataFra
     if local is not None:
         delim, names = _csv_header(local)
         with _open_bytes(local) as fh:
-            newline = "\r\n" if fh.readline(1 << 24).endswith(b"\r\n") else "\n"
+            first = fh.readline(1 << 24)
+        newline = "\r\n" if first.endswith(b"\r\n") else "\r" if b"\r" in first else "\n"
     else:
         first = lines.select("line").first()
         delim, names = csv_header(first[0].encode() if first is not None else b"")
