@@ -10,6 +10,7 @@ CSV. Everything Spark wrote must equal what the embedded store wrote.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import shutil
 import sys
@@ -346,16 +347,75 @@ def test_spark_connect_without_its_client_says_what_to_install(
         session.spark_session(Settings(data_dir=tmp_path, spark_master="sc://127.0.0.1:15002"))
 
 
-def test_a_malformed_csv_row(spark: Any, tmp_path: Path) -> None:
-    """``ingest`` rejects the row and keeps the rest (issue 10); ``spark ingest`` still
-    refuses the whole file, naming it, with nothing committed (docs/spark.md)."""
+#: One malformed row of each kind, between good ones: the same rows kept and the same
+#: rejects (file, line, reason, record) from ``ingest`` and ``spark ingest``.
+_TS = "2026-03-01T10:00:00+08:00"
+MALFORMED_CSV = b"\n".join(
+    [
+        b"appid,openid,ts,province",
+        f"wxa,u1,{_TS},p".encode(),
+        f"wxa,u2,{_TS},p,x,y".encode(),  # too many fields
+        b"wxa,u3",  # too few
+        f"wxa,u\xff4,{_TS},p".encode("latin-1"),  # not UTF-8
+        f'wxa,"u5"x,{_TS},p'.encode(),  # text after the closing quote
+        f"wxa,u6{'x' * 1000},{_TS},p".encode(),  # over the (lowered) line limit
+        f'wxa, "u""7" ,{_TS},p,,'.encode(),  # spaces around quotes, trailing empty fields
+        b"",  # a blank line: skipped, but counted
+        f'wxa,"u8\nstill u8",{_TS},"a, b"'.encode(),  # a quoted newline: one record
+        f"wxa,,{_TS},p".encode(),  # after it: numbered by records, as DuckDB does
+        f'wxa,"u10,{_TS},p'.encode(),  # a quote never closed: the rest is its field
+        f"wxa,u11,{_TS},p".encode(),
+    ]
+)
+MALFORMED_NDJSON = b"\n".join(
+    [
+        json.dumps({"appid": "wxa", "openid": "n1", "ts": _TS}).encode(),
+        b"not json",
+        json.dumps({"appid": "wxa", "openid": "n\xff", "ts": _TS}, ensure_ascii=False).encode(
+            "latin-1"
+        ),
+        b"",
+        json.dumps({"appid": "wxa", "openid": "n" * 1000, "ts": _TS}).encode(),
+        json.dumps({"appid": "wxa", "openid": "n2", "ts": _TS, "age": [1]}).encode(),
+        json.dumps({"appid": "wxa", "openid": "n3", "ts": _TS}).encode(),
+    ]
+)
+
+
+def test_malformed_rows_are_rejected_alike(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from userportrait.ingest import sources
     from userportrait.spark.ingest import spark_ingest_file
 
-    src = tmp_path / "bad.csv"
-    src.write_text("appid,openid,ts\nwxa,u1,2026-03-01\nwxa,u2,2026-03-01,extra,fields\n")
-    report = ingest_file(Lake(Settings(data_dir=tmp_path / "embedded")), src)
-    assert (report.accepted, report.rejected) == (1, 1)
-    lake = Lake(Settings(data_dir=tmp_path / "spark"))
-    with pytest.raises(InputError, match="bad.csv"):
-        spark_ingest_file(lake, spark, str(src))
-    assert lake.catalog.version() == 0 and lake.catalog.files() == []
+    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1000)
+    files = {"bad.csv": MALFORMED_CSV, "bad.ndjson": MALFORMED_NDJSON}
+    files["bad.csv.gz"] = gzip.compress(MALFORMED_CSV)
+    reports: dict[str, IngestReport] = {}
+    for name, data in files.items():
+        src = tmp_path / name
+        src.write_bytes(data)
+        embedded = Lake(Settings(data_dir=tmp_path / f"embedded-{name}"))
+        on_spark = Lake(Settings(data_dir=tmp_path / f"spark-{name}"))
+        a = reports[name] = ingest_file(embedded, src)
+        b = spark_ingest_file(on_spark, spark, str(src))
+        assert (b.accepted, b.rejected, b.duplicates) == (a.accepted, a.rejected, a.duplicates)
+        assert Path(str(b.rejects_file)).read_bytes() == Path(str(a.rejects_file)).read_bytes()
+        assert _lake_rows(on_spark) == _lake_rows(embedded)
+    assert [(r.line, r.reason) for r in reports["bad.csv"].rejects] == [
+        (3, "row has 6 fields; the header has 4"),
+        (4, "row has 2 fields; the header has 4"),
+        (5, "not valid UTF-8"),
+        (6, "a quoted field is not closed"),
+        (7, "line is longer than 1000 bytes"),
+        (11, "openid is missing"),
+        (12, "a quoted field is not closed"),
+    ]
+    assert reports["bad.csv"].accepted == 3  # u1, u"7, the two-line u8
+    assert [(r.line, r.reason) for r in reports["bad.ndjson"].rejects] == [
+        (2, "not valid JSON"),
+        (3, "not valid UTF-8"),
+        (5, "line is longer than 1000 bytes"),
+        (6, "age has the wrong type (array)"),
+    ]
+    assert reports["bad.ndjson"].accepted == 2

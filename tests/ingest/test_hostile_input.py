@@ -260,6 +260,36 @@ def test_csv_bad_rows_are_rejected_and_the_rest_kept(lake: Lake, tmp_path: Path)
     ]
 
 
+def test_csv_rows_after_a_broken_quote_are_kept(lake: Lake, tmp_path: Path) -> None:
+    """A quote error rejects its row only (DuckDB drops the rest of the file unless it
+    stores rejects); a row's reason counts all its fields (DuckDB's message says W+1); a
+    blank line is skipped but counted."""
+    ts = "2024-06-10T10:00:00+08:00"
+    lines = ["appid,openid,ts", f"{A},u1,{ts}", f'{A},"u2"x,{ts}', "", f"{A},,{ts}"]
+    lines += [f"{A},u4,{ts},,x,y", f"{A},u5,{ts},,", f'{A}, "u6" ,{ts}', f'{A},"u7,{ts}']
+    lines += [f"{A},u8,{ts}"]  # inside the quote opened on line 8, never closed
+    src = tmp_path / "quotes.csv"
+    src.write_text("\n".join(lines) + "\n", "utf-8")
+    report = ingest_file(lake, src)
+    assert (report.accepted, report.rejected) == (3, 4)
+    assert [(r.line, r.reason) for r in report.rejects] == [
+        (3, "a quoted field is not closed"),
+        (5, "openid is missing"),  # after a blank line, which counts
+        (6, "row has 6 fields; the header has 3"),
+        (9, "a quoted field is not closed"),
+    ]
+
+
+def test_a_csv_file_with_lone_carriage_returns_is_read(lake: Lake, tmp_path: Path) -> None:
+    src = tmp_path / "mac.csv"  # old Mac line ends: the header reader used to crash on it
+    src.write_bytes(f"appid,openid,ts\r{A},u1,2024-06-10\r{A},u2\r".encode())
+    report = ingest_file(lake, src)
+    assert (report.accepted, [(r.line, r.reason) for r in report.rejects]) == (
+        1,
+        [(3, "row has 2 fields; the header has 3")],
+    )
+
+
 def test_csv_invalid_utf8_is_a_record_error_in_ndjson_too(lake: Lake, tmp_path: Path) -> None:
     good = json.dumps(ev(1)).encode()
     src = tmp_path / "bytes.ndjson"
@@ -267,6 +297,20 @@ def test_csv_invalid_utf8_is_a_record_error_in_ndjson_too(lake: Lake, tmp_path: 
     report = ingest_file(lake, src)
     assert (report.accepted, report.rejected) == (2, 1)
     assert [(r.line, r.reason) for r in report.rejects] == [(2, "not valid UTF-8")]
+
+
+def test_an_over_long_ndjson_line_is_rejected_alone(
+    lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from userportrait.ingest import sources
+
+    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1000)
+    good = json.dumps(ev(1)).encode()
+    src = tmp_path / "long.ndjson"
+    src.write_bytes(good + b"\n" + good.replace(b"u1", b"u" * 1000) + b"\n" + good + b"\n")
+    report = ingest_file(lake, src)
+    assert (report.accepted, report.rejected) == (2, 1)
+    assert [(r.line, r.reason) for r in report.rejects] == [(2, "line is longer than 1000 bytes")]
 
 
 def test_ndjson_whose_first_record_is_an_array_is_read_line_by_line() -> None:

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import duckdb
+import pyarrow as pa
 
 from userportrait.errors import InputError
+from userportrait.ingest.csv_rows import NOT_CLOSED, row_reason
 from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.rules import EPOCH_MS_FROM, Reject
 from userportrait.sqltext import sql_str
@@ -215,7 +217,8 @@ def _csv(con: duckdb.DuckDBPyConnection, path: Path, fields: Fields) -> tuple[So
         f"escape='\"', auto_detect=false, strict_mode=true, columns={{{types}}}, "
         f"max_line_size={MAX_LINE_BYTES}"
     )
-    rows = _rows(con, scan, [f"count(c{i})" for i in range(len(names))], 1, len(names))
+    reads = [f"count(c{i})" for i in range(len(names))]
+    rows = _rows(con, scan, reads, 1, len(names), delim, _blank_lines(path))
     ts_col = lowered.get(fields.time, "CAST(NULL AS VARCHAR)")
     cols = [f"{ts_from_text(ts_col)} AS ts", f"{ts_col} AS ts_text"]
     for f in fields.text:
@@ -224,15 +227,31 @@ def _csv(con: duckdb.DuckDBPyConnection, path: Path, fields: Fields) -> tuple[So
     return Source(path, "csv", columns, 1), f"SELECT {', '.join(cols)} FROM {rows}"
 
 
+def _blank_lines(path: Path) -> list[int]:
+    """The numbers of the empty lines after the header: DuckDB skips them, so they are put
+    back as rows (``'blank line'``, never counted) to keep the rows after them on their
+    line. (Lines inside a quoted field are counted too: a blank one there is misread.)"""
+    try:
+        with _open_bytes(path) as fh:
+            return [n for n, line in enumerate(fh, start=1) if line in (b"\n", b"\r\n") and n > 1]
+    except (EOFError, OSError, gzip.BadGzipFile):
+        return []  # an unreadable .gz: DuckDB's own pass reports it
+
+
 def _open_bytes(path: Path) -> Any:
     return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else path.open("rb")
 
 
 def _csv_header(path: Path, required: tuple[str, ...] = REQUIRED) -> tuple[str, list[str]]:
-    """The delimiter and the column names, from the first line."""
     with _open_bytes(path) as fh:
-        first = fh.readline(MAX_LINE_BYTES)
+        return csv_header(fh.readline(MAX_LINE_BYTES), required)
+
+
+def csv_header(first: bytes, required: tuple[str, ...] = REQUIRED) -> tuple[str, list[str]]:
+    """The delimiter and the column names, from the first line (the first delimiter that
+    names every ``required`` column)."""
     text = first.decode("utf-8", errors="replace").removeprefix("\ufeff").rstrip("\r\n")
+    text = text.split("\r", 1)[0]  # a file with lone CRs is one "line" here: its first part
     for delim in _DELIMITERS:
         names = next(csv.reader([text], delimiter=delim), [])
         if all(r in {n.strip().lower() for n in names} for r in required):
@@ -240,12 +259,20 @@ def _csv_header(path: Path, required: tuple[str, ...] = REQUIRED) -> tuple[str, 
     return ",", next(csv.reader([text]), [])
 
 
-def _is_utf8(path: Path) -> bool:
+def _plain_lines(path: Path) -> bool:
+    """Whether every line is UTF-8 and shorter than ``MAX_LINE_BYTES`` (else DuckDB's
+    plain read fails the whole file, and the slower read that rejects lines is needed)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
+    run = 0  # bytes of the current line so far
     try:
         with _open_bytes(path) as fh:
             while chunk := fh.read(1 << 20):
                 decoder.decode(chunk)
+                parts = chunk.split(b"\n")
+                longest = max([run + len(parts[0]), *(len(p) for p in parts[1:])])
+                if longest >= MAX_LINE_BYTES:
+                    return False
+                run = len(parts[-1]) + (run if len(parts) == 1 else 0)
         decoder.decode(b"", final=True)
     except (UnicodeDecodeError, EOFError, OSError, gzip.BadGzipFile):
         return False  # an unreadable .gz: DuckDB's own pass reports it
@@ -253,7 +280,13 @@ def _is_utf8(path: Path) -> bool:
 
 
 def _rows(
-    con: duckdb.DuckDBPyConnection, scan: str, reads: list[str], offset: int, width: int
+    con: duckdb.DuckDBPyConnection,
+    scan: str,
+    reads: list[str],
+    offset: int,
+    width: int,
+    delim: str | None,
+    blanks: list[int] | None = None,
 ) -> str:
     """``scan`` (a ``read_csv(...`` call missing its ``)``) plus ``_reject``, a reason or NULL.
 
@@ -270,24 +303,36 @@ def _rows(
         f"rejects_table='{rejects}', rejects_scan='_reject_scans_{n}')"
     ).fetchall()
     found = con.execute(f"SELECT count(*) FROM {rejects}").fetchone()
-    if not found or not found[0]:
+    if (not found or not found[0]) and not blanks:
         return f"(SELECT *, CAST(NULL AS VARCHAR) AS _reject FROM {scan}))"
-    fields = "regexp_extract(error_message, 'Found: ([0-9]+)', 1)"
+    # The reason of each refused row, worded by ``csv_rows`` (so ``spark ingest`` words it
+    # the same), from the row's error types and, for a wrong width, its text.
+    found_rows = con.execute(
+        f"SELECT line - {offset}, list(error_type), any_value(CASE WHEN error_type IN "
+        "('TOO MANY COLUMNS', 'MISSING COLUMNS') THEN csv_line END) "
+        f"FROM {rejects} GROUP BY line ORDER BY line"
+    ).fetchall()
+    positions = [int(r[0]) for r in found_rows] + [b - offset for b in blanks or ()]
+    reasons = [
+        row_reason(r[1], r[2], width, delim)
+        if delim is not None
+        # NDJSON read as one column: a wrong width means a \x01 byte, not JSON
+        else row_reason(r[1], None, width, ",").replace(NOT_CLOSED, Reject.NOT_JSON.value)
+        for r in found_rows
+    ] + ["blank line"] * len(blanks or ())
+    table = pa.table({"_pos": positions, "_reject": reasons})
+    con.register(f"{gaps}_py", table)
     con.execute(
-        f"CREATE TEMP TABLE {gaps} AS SELECT line - {offset} AS _pos, CASE error_type "
-        f"WHEN 'INVALID ENCODING' THEN {Reject.NOT_UTF8.sql()} "
-        f"WHEN 'TOO MANY COLUMNS' THEN 'row has ' || {fields} || ' fields; the header has {width}' "
-        f"WHEN 'MISSING COLUMNS' THEN 'row has ' || {fields} || ' fields; the header has {width}' "
-        "WHEN 'UNQUOTED VALUE' THEN 'a quoted field is not closed' "
-        f"WHEN 'LINE SIZE OVER MAXIMUM' THEN 'line is longer than {MAX_LINE_BYTES} bytes' "
-        "ELSE lower(error_type) END AS _reject, "
-        "line - {offset} - row_number() OVER (ORDER BY line) AS _before "
-        f"FROM (SELECT line, min(error_type) AS error_type, min(error_message) AS error_message "
-        f"FROM {rejects} GROUP BY line)".replace("{offset}", str(offset))
+        f"CREATE TEMP TABLE {gaps} AS SELECT _pos, _reject, "
+        f"_pos - row_number() OVER (ORDER BY _pos) AS _before FROM {gaps}_py"
     )
+    con.unregister(f"{gaps}_py")
+    # store_rejects here too: without it DuckDB 1.x drops every row after a quote error
+    # (``"a"x``), where with it those rows are read, as the first pass counted them.
     readable = (
         f"SELECT * EXCLUDE (_k), _k + (SELECT count(*) FROM {gaps} WHERE _before < _k) AS _pos "
-        f"FROM (SELECT row_number() OVER () AS _k, * FROM {scan}, ignore_errors=true))"
+        f"FROM (SELECT row_number() OVER () AS _k, * FROM {scan}, ignore_errors=true, "
+        f"store_rejects=true, rejects_table='{rejects}_2', rejects_scan='_reject_scans_{n}_2'))"
     )
     return (
         f"(SELECT * EXCLUDE (_pos) FROM ({readable} UNION ALL BY NAME "
@@ -311,10 +356,10 @@ def _json_lines(
             f"read_csv({sql_str(str(path))}, columns={{'line': 'VARCHAR'}}, delim='\\x01', "
             f"quote='', escape='', header=false, auto_detect=false, max_line_size={MAX_LINE_BYTES}"
         )
-        if _is_utf8(path):
+        if _plain_lines(path):
             scan = f"(SELECT *, CAST(NULL AS VARCHAR) AS _reject FROM {lines}))"
         else:
-            scan = _rows(con, lines, ["count(line)"], 0, 1)
+            scan = _rows(con, lines, ["count(line)"], 0, 1, None)
     known = fields.known
     paths = ", ".join(sql_str(f"$.{f}") for f in known)
     keys = con.execute(

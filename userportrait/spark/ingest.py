@@ -87,7 +87,7 @@ def spark_ingest_file(
         lake.collect_garbage_locked()
         try:
             _run(lake, spark, source, frame, sha, report, step)
-        except spark_errors() as exc:  # e.g. a malformed CSV row (FAILFAST): nothing committed
+        except spark_errors() as exc:  # e.g. an unreadable .gz: nothing committed
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise InputError(f"{uri}: cannot read as {source.format}: {first[:300]}") from None
     return report

@@ -10,12 +10,20 @@ compares lake rows and rejects.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse
 
 from userportrait.errors import InputError
+from userportrait.ingest.csv_rows import (
+    NOT_CLOSED,
+    OPEN_QUOTE,
+    field_pattern,
+    opens_quote,
+    too_long,
+)
 from userportrait.ingest.normalize_sql import full_match
 from userportrait.ingest.sources import (
     _SUFFIXES,
@@ -25,15 +33,20 @@ from userportrait.ingest.sources import (
     TS_TEXT,
     Format,
     _check_columns,
+    _csv_header,
+    _open_bytes,
+    csv_header,
     detect_format,
 )
 from userportrait.portrait.rules import Reject
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame, Row, SparkSession
 
 #: Bits of ``monotonically_increasing_id`` below the partition index.
 _ROW_BITS: Final = 33
+#: The partition index of the records ``_join_records`` puts together: after every real one.
+_JOINED: Final = 1 << 29
 #: Epoch milliseconds beyond this overflow Spark's microseconds (DuckDB: not a timestamp).
 _MAX_EPOCH_MS: Final = (1 << 63) // 1000 - 1
 
@@ -122,7 +135,10 @@ def open_spark_source(spark: SparkSession, uri: str) -> tuple[SparkSource, DataF
         raise InputError(f"{uri}: cannot read as {fmt}: {first}") from None
     from pyspark.sql import functions as F
 
-    # The record's position, for reject line numbers (``record_numbers``).
+    # The record's position, for reject line numbers (``record_numbers``); CSV numbers
+    # its lines itself.
+    if "_mid" in frame.columns:
+        return source, frame
     return source, frame.withColumn("_mid", F.monotonically_increasing_id())
 
 
@@ -177,23 +193,162 @@ def _parquet(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, Dat
 
 
 def _csv(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, DataFrame]:
-    # FAILFAST: a row DuckDB's strict reader refuses fails the file here too.
-    raw = spark.read.options(header="true", mode="FAILFAST", inferSchema="false").csv(path)
-    lowered = {n.strip().lower(): n for n in raw.columns}
-    columns = _check_columns(Path(uri), list(lowered))
-    ts = _q(lowered["ts"])
-    cols = [f"{ts_from_text(ts)} AS ts", f"{ts} AS ts_text"]
-    for f in TEXT_FIELDS:
-        cols.append(f"{_q(lowered[f])} AS {f}" if f in lowered else f"CAST(NULL AS STRING) AS {f}")
-    cols.append("CAST(NULL AS STRING) AS _err")
-    return SparkSource(uri, "csv", columns, 1), raw.selectExpr(*cols)
+    """Lines as text, split by ``csv_rows``'s grammar: each broken row is rejected on its
+    own, with the reason and line number ``ingest`` gives (DuckDB's strict reader)."""
+    from pyspark.sql import functions as F
+
+    lines = spark.read.text(path).select(
+        F.col("value").alias("line"),
+        F.col("_metadata.file_path").alias("_file"),
+        F.monotonically_increasing_id().alias("_mid"),  # see record_numbers
+        F.expr("is_valid_utf8(value)").alias("_utf8"),
+        F.expr("octet_length(value)").alias("_bytes"),
+    )
+    local = SparkSource(uri, "csv", (), 0).local
+    newline = "\n"  # how a quoted newline is put back (the text reader drops line ends)
+    if local is not None:
+        delim, names = _csv_header(local)
+        with _open_bytes(local) as fh:
+            first = fh.readline(1 << 24)
+        newline = "\r\n" if first.endswith(b"\r\n") else "\r" if b"\r" in first else "\n"
+    else:
+        first = lines.select("line").first()
+        delim, names = csv_header(first[0].encode() if first is not None else b"")
+    columns = _check_columns(Path(uri), [n.strip().lower() for n in names])
+    split = _split(lines, delim)
+    # Each file's first line is its header; a line ending inside a quoted field makes the
+    # rows from there on multi-line records, put together on the driver (rare).
+    bounds = (
+        split.groupBy("_file")
+        .agg(F.min("_mid"), F.min(F.when(F.col("_opens"), F.col("_mid"))))
+        .collect()
+    )
+    heads = [int(b[1]) for b in bounds]
+    opens = [int(b[2]) for b in bounds if b[2] is not None]
+    records = split.withColumn("_head", F.col("_mid").isin(heads))
+    if opens:
+        start = min(opens)
+        rest = split.where(F.col("_mid") >= start).orderBy("_mid")
+        joined = _join_records(rest.toLocalIterator(), delim, set(heads), newline)
+        tail = spark.createDataFrame(
+            joined,
+            "line STRING, _file STRING, _mid BIGINT, _utf8 BOOLEAN, _bytes INT, _head BOOLEAN",
+        )
+        head = records.where(F.col("_mid") < start).drop("_t", "_whole", "_opens")
+        records = _split(head.unionByName(tail), delim)
+    err, cols = _csv_columns(names)
+    frame = records.withColumn("_err", F.expr(err)).selectExpr(*cols, "_err", "_mid")
+    return SparkSource(uri, "csv", columns, 0), frame
+
+
+def _split(lines: DataFrame, delim: str) -> DataFrame:
+    """``lines`` plus ``_t``, its fields; ``_whole``, whether they are the whole line (else
+    a quote is broken); ``_opens``, whether it ends inside a quoted field."""
+    from pyspark.sql import functions as F
+
+    fields = F.regexp_extract_all(
+        F.concat("line", F.lit(delim)), F.lit("\\G" + field_pattern(delim)), F.lit(1)
+    )
+    done = F.length(F.array_join("_t", delim)) + F.when(F.size("_t") > 0, 1).otherwise(0)
+    return (
+        lines.withColumn("_t", fields)
+        .withColumn("_whole", F.length(F.array_join("_t", delim)) == F.length("line"))
+        .withColumn(
+            "_opens",
+            # a line without a quote opens none: spares the pass over the file that looks
+            # for open quotes splitting every line
+            F.col("line").contains('"')
+            & ~F.col("_whole")
+            & F.substr(F.col("line"), done + 1).rlike(f"(?s)^{OPEN_QUOTE}\\z"),
+        )
+    )
+
+
+def _join_records(
+    rows: Iterator[Row], delim: str, heads: set[int], newline: str
+) -> list[tuple[str, str, int, bool, int, bool]]:
+    """Lines (in file order, from one that opens a quote) as records: a quoted field goes
+    on over the next lines until its quote closes, or to the end of the file. The records
+    are numbered after all others (``_mid`` in partition ``_JOINED``), so that a record
+    counts as one row, as DuckDB numbers them."""
+    out: list[list[Any]] = []
+    current: list[Any] | None = None  # [lines, file, valid UTF-8, longest line, header]
+    for row in rows:
+        line, file = row["line"], row["_file"]
+        if current is not None and current[1] == file:
+            current[0].append(line)
+            current[2] = current[2] and row["_utf8"]
+            current[3] = max(current[3], row["_bytes"])
+            if '"' in line and not opens_quote(newline.join(current[0]), delim):
+                out.append(current)
+                current = None
+            continue
+        if current is not None:  # a quote open at the end of its file
+            out.append(_unclosed(current))
+        current = [[line], file, row["_utf8"], row["_bytes"], int(row["_mid"]) in heads]
+        if not row["_opens"]:
+            out.append(current)
+            current = None
+    if current is not None:
+        out.append(_unclosed(current))
+    first = _JOINED << _ROW_BITS
+    return [(newline.join(r[0]), r[1], first + i, r[2], r[3], r[4]) for i, r in enumerate(out)]
+
+
+def _unclosed(record: list[Any]) -> list[Any]:
+    """A record whose quote is never closed: refused for that alone (DuckDB checks
+    neither the encoding nor the line lengths of what the quote swallowed)."""
+    return [record[0], record[1], True, 0, record[4]]
+
+
+def _csv_columns(names: list[str]) -> tuple[str, list[str]]:
+    """``_err`` of split CSV rows (what ``ingest`` rejects a row for, or NULL), and the
+    standard columns from them (all NULL for a refused row, as DuckDB gives them)."""
+    from userportrait.ingest import sources
+
+    width = len(names)
+    index = {n.strip().lower(): i for i, n in enumerate(names)}  # the last of a name, as ingest
+    extra = f"exists(slice(_t, {width + 1}, size(_t)), f -> f NOT IN ('', '\"\"'))"
+    err = (
+        # the header: one of the lines, never a record
+        "CASE WHEN _head THEN 'blank line' "
+        f"WHEN NOT _utf8 THEN {Reject.NOT_UTF8.sql()} "
+        f"WHEN _bytes >= {sources.MAX_LINE_BYTES} THEN '{too_long(sources.MAX_LINE_BYTES)}' "
+        "WHEN line = '' THEN 'blank line' "
+        f"WHEN NOT _whole THEN '{NOT_CLOSED}' "
+        f"WHEN size(_t) < {width} OR (size(_t) > {width} AND {extra}) THEN "
+        f"'row has ' || size(_t) || ' fields; the header has {width}' END"
+    )
+
+    def value(f: str) -> str:
+        if f not in index:
+            return "CAST(NULL AS STRING)"
+        t = f"_t[{index[f]}]"
+        unquoted = f"replace(regexp_extract({t}, '(?s)^ ?\"(.*)\" *$', 1), '\"\"', '\"')"
+        return (
+            f"CASE WHEN _err IS NULL THEN nullif(CASE WHEN {t} LIKE '\"%' OR {t} LIKE ' \"%' "
+            f"THEN {unquoted} ELSE {t} END, '') END"
+        )
+
+    text = {f: value(f) for f in FIELDS}
+    return err, [
+        f"{ts_from_text(text['ts'])} AS ts",
+        f"{text['ts']} AS ts_text",
+        *(f"{text[f]} AS {f}" for f in TEXT_FIELDS),
+    ]
 
 
 _BAD_JSON_TYPES: Final = ("OBJECT", "ARRAY", "BOOLEAN")
 
 
 def _json_lines(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, DataFrame]:
-    lines = spark.read.text(path).selectExpr("value AS line", "try_parse_json(value) AS v")
+    from userportrait.ingest import sources
+
+    # A line that is not UTF-8 or too long is refused whole (no fields), as ingest does.
+    readable = f"is_valid_utf8(value) AND octet_length(value) < {sources.MAX_LINE_BYTES}"
+    lines = spark.read.text(path).selectExpr(
+        "value AS line", f"CASE WHEN {readable} THEN try_parse_json(value) END AS v"
+    )
     keys = (
         lines.where("schema_of_variant(v) LIKE 'OBJECT<%'")
         .selectExpr("explode(json_object_keys(line)) AS k")
@@ -213,7 +368,10 @@ def _json_lines(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, 
         for f in FIELDS
     )
     cols.append(
-        "CASE WHEN line IS NULL OR trim(line) = '' THEN 'blank line' "
+        f"CASE WHEN NOT is_valid_utf8(line) THEN {Reject.NOT_UTF8.sql()} "
+        f"WHEN octet_length(line) >= {sources.MAX_LINE_BYTES} "
+        f"THEN '{too_long(sources.MAX_LINE_BYTES)}' "
+        "WHEN line IS NULL OR trim(line) = '' THEN 'blank line' "
         f"WHEN v IS NULL THEN {Reject.NOT_JSON.sql()} "
         f"WHEN schema_of_variant(v) NOT LIKE 'OBJECT<%' THEN {Reject.NOT_OBJECT.sql()} "
         f"{bad_type} END AS _err"
