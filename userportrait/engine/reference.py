@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from userportrait.portrait import normalize
+from userportrait.portrait import ipregion, normalize
 from userportrait.portrait.counts import AudienceBuilder, PortraitCounts
 from userportrait.portrait.dims import ID_DIMS, UNKNOWN, Dim
 from userportrait.portrait.query import PortraitQuery
@@ -30,6 +30,8 @@ class ReferenceEngine:
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
         first_day: dict[str, dt.date] = {}
         latest: dict[str, Latest] = {}
+        # The database ingest used (tests never replace it between ingest and query).
+        ip = ipregion.ReferenceLookup(ipregion.active_db(self.lake.root))
         for f in self.lake.files(query.appid):
             day = dt.date.fromisoformat(f.day)
             for row in pq.read_table(self.lake.root / f.path).to_pylist():
@@ -37,7 +39,7 @@ class ReferenceEngine:
                 if openid not in first_day or day < first_day[openid]:
                     first_day[openid] = day
                 if query.begin <= day <= query.end:
-                    _observe(latest.setdefault(openid, {}), row)
+                    _observe(latest.setdefault(openid, {}), row, ip)
         new, active = AudienceBuilder(), AudienceBuilder()
         for openid, seen in latest.items():
             values: dict[Dim, int] = {d: (seen[d][1] if d in seen else UNKNOWN) for d in ID_DIMS}
@@ -51,8 +53,10 @@ class ReferenceEngine:
         pass
 
 
-def _observe(seen: Latest, row: dict[str, Any]) -> None:
+def _observe(seen: Latest, row: dict[str, Any], ip: ipregion.ReferenceLookup) -> None:
     province, city = normalize.resolve_region(row["province_raw"], row["city_raw"])
+    if province is None and city is None:  # only then the IP's (issue 17)
+        province, city = ip.region(row.get("ip_prefix"))
     values: dict[str, Any] = {
         "province": province,
         "city": city,

@@ -22,8 +22,10 @@ import duckdb
 import pyarrow.parquet as pq
 
 from userportrait.errors import InputError
+from userportrait.ingest import ip_sql
 from userportrait.ingest.normalize_sql import age_id_sql, age_value, reason_sql, register_maps
 from userportrait.ingest.sources import Source, open_source
+from userportrait.portrait import ipregion
 from userportrait.portrait.rules import appid_problem
 from userportrait.sqltext import sql_str
 from userportrait.store.catalog import LakeFile
@@ -115,13 +117,16 @@ def _run(
     con.execute(f"CREATE TEMP VIEW checked AS SELECT *, {reason_sql()} AS reason FROM src")
     step("scanning values", 0.0)
     _with_progress(con, lambda: register_maps(con, "src"), lambda f: step("scanning values", f))
+    has_ip = "ip" in source.columns
+    db = ipregion.load_db(ipregion.active_db(lake.root)) if has_ip else None
+    ip_sql.register_maps(con, "src", has_ip, db)  # issue 17: region from the IP
     has_event_id = "event_id" in source.columns
     existing = _existing_event_ids(lake, con) if has_event_id else None
     batch_key = uuid.uuid4().hex[:12]
     staging = lake.staging_dir / batch_key
     staging.mkdir(parents=True)
     batch_id = lake.catalog.next_batch_id()
-    accepted_sql = _accepted_sql(batch_id, has_event_id, existing)
+    accepted_sql = _accepted_sql(batch_id, has_event_id, existing, lake.settings.store_raw_ip)
     only = _single_partition(con)
     if only is not None:
         # One (appid, day), the usual incremental batch: one plain file, which DuckDB
@@ -213,20 +218,24 @@ def _existing_event_ids(lake: Lake, con: duckdb.DuckDBPyConnection) -> str | Non
     return "seen"
 
 
-def _accepted_sql(batch_id: int, has_event_id: bool, existing: str | None) -> str:
+def _accepted_sql(
+    batch_id: int, has_event_id: bool, existing: str | None, store_raw_ip: bool = False
+) -> str:
     age = age_value("c.age")
     rows = (
         "SELECT trim(c.appid) AS appid, CAST(timezone('Asia/Shanghai', c.ts) AS DATE) AS day, "
         "trim(c.openid) AS openid, c.ts, nullif(trim(c.event_id), '') AS event_id, "
         "c.province AS province_raw, c.city AS city_raw, c.gender AS gender_raw, "
         "c.platform AS platform_raw, nullif(trim(c.device), '') AS device, "
-        f"{age} AS age, r.province_id, r.city_id, g.gender_id, p.platform_id, "
+        f"{age} AS age, {ip_sql.region_columns('c', 'r', store_raw_ip)}, "
+        "g.gender_id, p.platform_id, "
         f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INTEGER) AS batch_id "
         "FROM checked c "
         "LEFT JOIN region_map r ON c.province IS NOT DISTINCT FROM r.province "
         "AND c.city IS NOT DISTINCT FROM r.city "
         "LEFT JOIN gender_map g ON c.gender IS NOT DISTINCT FROM g.gender "
         "LEFT JOIN platform_map p ON c.platform IS NOT DISTINCT FROM p.platform "
+        f"{ip_sql.joins('c')}"
         "WHERE c.reason IS NULL"
     )
     if not has_event_id:

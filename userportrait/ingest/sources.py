@@ -33,7 +33,10 @@ from userportrait.sqltext import sql_str
 Format = Literal["parquet", "csv", "ndjson", "json"]
 
 REQUIRED: Final = ("appid", "openid", "ts")
-OPTIONAL: Final = ("event_id", "province", "city", "gender", "platform", "device", "age")
+OPTIONAL: Final = (
+    *("event_id", "province", "city", "gender", "platform", "device", "age"),
+    "ip",  # issue 17
+)
 FIELDS: Final = REQUIRED + OPTIONAL
 TEXT_FIELDS: Final = tuple(f for f in FIELDS if f != "ts")
 
