@@ -284,6 +284,7 @@ def compact(appid: str | None, min_files: int, grace: float, data_dir: Path | No
 def _register_server_commands() -> None:
     from userportrait.cli_access import apps_allow_ip, apps_security, component
     from userportrait.cli_dashboard import dashboard, demo
+    from userportrait.cli_regions import regions
     from userportrait.cli_server import apps, serve
     from userportrait.cli_spark import spark
 
@@ -295,6 +296,7 @@ def _register_server_commands() -> None:
     cli.add_command(dashboard)
     cli.add_command(demo)
     cli.add_command(spark)
+    cli.add_command(regions)
 
 
 _register_server_commands()

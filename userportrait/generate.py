@@ -54,6 +54,7 @@ class GeneratorConfig:
     visits_per_user: float = 13.0
     seed: int = 7
     event_ids: bool = False
+    ips: bool = False  # an ``ip`` column instead of province/city (issue 17)
 
     @property
     def start(self) -> dt.date:
@@ -111,6 +112,8 @@ class _Population:
         self.no_platform = rng.random(n) < 0.03
         ages = np.clip(rng.normal(31, 11, size=n).round(), 8, 80).astype(np.int16)
         self.age = np.where(rng.random(n) < 0.18, -1, ages)
+        if cfg.ips:
+            self.ip_texts = _user_ips(self, rng)
         # 45% of users started before the data set (their first visit is on day 0 or 1).
         early = rng.random(n) < 0.45
         self.start = np.where(early, rng.integers(0, 2, size=n), rng.integers(0, cfg.days, size=n))
@@ -231,10 +234,17 @@ def generate_days(cfg: GeneratorConfig, on_day: Callable[[], None] | None = None
         if cfg.event_ids:
             columns["event_id"] = pa.array([f"e{seq + i:012d}" for i in range(m)], pa.string())
             seq += m
+        if cfg.ips:
+            # The home address, or the second one after a move; 7% send no ip.
+            ip_idx = np.where(moved, users + pop.n, users)
+            columns["ip"] = pa.DictionaryArray.from_arrays(
+                pa.array(ip_idx.astype(np.int32), mask=no_region), pop.ip_texts
+            )
+        else:
+            columns["province"] = prov_dict.array(prov_idx, no_region)
+            columns["city"] = city_dict.array(city_idx, no_city)
         columns.update(
             {
-                "province": prov_dict.array(prov_idx, no_region),
-                "city": city_dict.array(city_idx, no_city),
                 "gender": gen_dict.array(gen_idx, no_gender),
                 "platform": plat_dict.array(plat_idx, no_platform),
                 "device": dev_dict.array(dev_idx, no_device),
@@ -246,6 +256,74 @@ def generate_days(cfg: GeneratorConfig, on_day: Callable[[], None] | None = None
         if on_day:
             on_day()
         yield table
+
+
+#: Addresses some users send instead of a Chinese one: abroad (Google, Cloudflare DNS),
+#: private, loopback, IPv6 (no region in the shipped database), unparseable.
+_ODD_IPS = ["8.8.8.8", "1.1.1.1", "192.168.1.10", "10.0.0.1", "127.0.0.1",
+            "240e:3b7:3272:d8d0::1", "::1", "not-an-ip"]  # fmt: skip
+
+
+def _user_ips(pop: _Population, rng: np.random.Generator) -> pa.Array:
+    """Two addresses per user (home, after a move), from real prefixes of their city.
+
+    Prefixes come from the shipped ip2region database: a /24 whose region is the user's
+    city (else their province), a random host in it. 2% of users have an odd address
+    (``_ODD_IPS``), 1% the IPv4-mapped IPv6 form, 1% surrounding spaces.
+    """
+    from userportrait.portrait import ipregion
+
+    db = ipregion.load_db(ipregion.shipped_db())
+    ends = np.append(db.starts[1:] - 1, (1 << 32) - 1)
+    lo, hi = (db.starts + 255) >> 8, ends >> 8
+    usable = (hi >= lo) & (db.province > 0) & (db.province != regions.OTHER_PROVINCE)
+    lo, hi, prov, city = lo[usable], hi[usable], db.province[usable], db.city[usable]
+    texts: list[str] = []
+    for province, city_idx in ((pop.province, pop.city), (pop.province2, pop.city2)):
+        pid = np.array(pop.provinces)[province]
+        cid = (
+            np.array(
+                [
+                    pop.cities_of[p][c] if pop.cities_of[p] else -1
+                    for p, c in zip(pid.tolist(), city_idx.tolist(), strict=True)
+                ]
+            )
+            if pop.n <= 200_000
+            else None
+        )
+        keys = np.zeros(pop.n, dtype=np.int64)
+        for p in np.unique(pid).tolist():
+            users = np.flatnonzero(pid == p)
+            targets = [(users, prov == p)]
+            if cid is not None:
+                targets = [
+                    (users[cid[users] == c], (city == c)) for c in np.unique(cid[users]).tolist()
+                ]
+            for who, in_region in targets:
+                pool = in_region if in_region.any() else (prov == p)
+                if not pool.any():
+                    pool = np.ones(len(prov), dtype=bool)
+                size = (hi[pool] - lo[pool] + 1).astype(np.float64)
+                seg = rng.choice(len(size), size=len(who), p=size / size.sum())
+                keys[who] = lo[pool][seg] + rng.integers(0, 1 << 20, size=len(who)) % size[
+                    seg
+                ].astype(np.int64)
+        host = rng.integers(1, 255, size=pop.n)
+        text = [
+            f"{k >> 16}.{(k >> 8) & 255}.{k & 255}.{h}"
+            for k, h in zip(keys.tolist(), host.tolist(), strict=True)
+        ]
+        form = rng.random(pop.n)
+        odd = rng.integers(0, len(_ODD_IPS), size=pop.n)
+        for i in np.flatnonzero(form < 0.04).tolist():
+            f = form[i]
+            text[i] = (
+                _ODD_IPS[odd[i]]
+                if f < 0.02
+                else (f"::ffff:{text[i]}" if f < 0.03 else f" {text[i]} ")
+            )
+        texts.extend(text)
+    return pa.array(texts, pa.string())
 
 
 def _vector_pick(
