@@ -210,6 +210,7 @@ def portrait_tables(body: dict[str, Any]) -> list[Table]:
 @click.option("--visits-per-user", default=13.0, show_default=True, help="Mean visits per user.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same file).")
 @click.option("--event-ids/--no-event-ids", default=False, help="Add an event_id to every event.")
+@click.option("--ips", is_flag=True, help="An ip column instead of province and city.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(
     out: Path,
@@ -220,6 +221,7 @@ def generate(
     visits_per_user: float,
     seed: int,
     event_ids: bool,
+    ips: bool,
     quiet: bool,
 ) -> None:
     """Write a realistic synthetic event file to OUT (.parquet, .csv or .ndjson, optionally .gz)."""
@@ -235,6 +237,7 @@ def generate(
         visits_per_user=visits_per_user,
         seed=seed,
         event_ids=event_ids,
+        ips=ips,
     )
     from rich.progress import Progress
 

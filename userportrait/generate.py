@@ -275,39 +275,29 @@ def _user_ips(pop: _Population, rng: np.random.Generator) -> pa.Array:
 
     db = ipregion.load_db(ipregion.shipped_db())
     ends = np.append(db.starts[1:] - 1, (1 << 32) - 1)
-    lo, hi = (db.starts + 255) >> 8, ends >> 8
+    lo, hi = (db.starts + 255) >> 8, ends >> 8  # the /24 keys of each segment
     usable = (hi >= lo) & (db.province > 0) & (db.province != regions.OTHER_PROVINCE)
-    lo, hi, prov, city = lo[usable], hi[usable], db.province[usable], db.city[usable]
+    pools = {
+        "city": _ip_pools(db.city[usable], lo[usable], hi[usable]),
+        "province": _ip_pools(db.province[usable], lo[usable], hi[usable]),
+    }
+    codes = np.full((len(pop.provinces), max(len(c) for c in pop.cities_of.values())), -1)
+    for i, p in enumerate(pop.provinces):
+        codes[i, : len(pop.cities_of[p])] = pop.cities_of[p]
     texts: list[str] = []
-    for province, city_idx in ((pop.province, pop.city), (pop.province2, pop.city2)):
-        pid = np.array(pop.provinces)[province]
-        cid = (
-            np.array(
-                [
-                    pop.cities_of[p][c] if pop.cities_of[p] else -1
-                    for p, c in zip(pid.tolist(), city_idx.tolist(), strict=True)
-                ]
-            )
-            if pop.n <= 200_000
-            else None
-        )
+    for province, city in ((pop.province, pop.city), (pop.province2, pop.city2)):
         keys = np.zeros(pop.n, dtype=np.int64)
-        for p in np.unique(pid).tolist():
-            users = np.flatnonzero(pid == p)
-            targets = [(users, prov == p)]
-            if cid is not None:
-                targets = [
-                    (users[cid[users] == c], (city == c)) for c in np.unique(cid[users]).tolist()
-                ]
-            for who, in_region in targets:
-                pool = in_region if in_region.any() else (prov == p)
-                if not pool.any():
-                    pool = np.ones(len(prov), dtype=bool)
-                size = (hi[pool] - lo[pool] + 1).astype(np.float64)
-                seg = rng.choice(len(size), size=len(who), p=size / size.sum())
-                keys[who] = lo[pool][seg] + rng.integers(0, 1 << 20, size=len(who)) % size[
-                    seg
-                ].astype(np.int64)
+        wanted = {"city": codes[province, city], "province": np.array(pop.provinces)[province]}
+        todo = np.ones(pop.n, dtype=bool)
+        for level in ("city", "province"):
+            for code in np.unique(wanted[level][todo]).tolist():
+                if code not in pools[level]:
+                    continue
+                who = np.flatnonzero(todo & (wanted[level] == code))
+                first, count, weight = pools[level][code]
+                seg = rng.choice(len(count), size=len(who), p=weight)
+                keys[who] = first[seg] + rng.integers(0, 1 << 30, size=len(who)) % count[seg]
+                todo[who] = False
         host = rng.integers(1, 255, size=pop.n)
         text = [
             f"{k >> 16}.{(k >> 8) & 255}.{k & 255}.{h}"
@@ -316,14 +306,30 @@ def _user_ips(pop: _Population, rng: np.random.Generator) -> pa.Array:
         form = rng.random(pop.n)
         odd = rng.integers(0, len(_ODD_IPS), size=pop.n)
         for i in np.flatnonzero(form < 0.04).tolist():
-            f = form[i]
-            text[i] = (
-                _ODD_IPS[odd[i]]
-                if f < 0.02
-                else (f"::ffff:{text[i]}" if f < 0.03 else f" {text[i]} ")
-            )
+            if form[i] < 0.02:
+                text[i] = _ODD_IPS[odd[i]]
+            else:
+                text[i] = f"::ffff:{text[i]}" if form[i] < 0.03 else f" {text[i]} "
         texts.extend(text)
     return pa.array(texts, pa.string())
+
+
+def _ip_pools(
+    region: np.ndarray[Any, Any], lo: np.ndarray[Any, Any], hi: np.ndarray[Any, Any]
+) -> dict[int, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
+    """region id -> (first /24 key, /24 count, pick weight) of its segments."""
+    order = np.argsort(region, kind="stable")
+    region, lo, hi = region[order], lo[order], hi[order]
+    ids, starts = np.unique(region, return_index=True)
+    out = {}
+    for rid, a, b in zip(
+        ids.tolist(), starts.tolist(), [*starts[1:].tolist(), len(region)], strict=True
+    ):
+        if rid < 0:
+            continue
+        count = hi[a:b] - lo[a:b] + 1
+        out[rid] = (lo[a:b], count, count / count.sum())
+    return out
 
 
 def _vector_pick(

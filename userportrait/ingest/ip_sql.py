@@ -87,11 +87,16 @@ def map_rows(
     return key_rows, text_rows
 
 
-def joins(c: str, dialect: Dialect = "duckdb") -> str:
+def joins(
+    c: str,
+    dialect: Dialect = "duckdb",
+    key_map: str = "ip_key_map",
+    text_map: str = "ip_text_map",
+) -> str:
     """SQL: the two LEFT JOINs onto the row alias ``c`` (aliases ``ik``, ``it``)."""
     return (
-        f"LEFT JOIN ip_key_map ik ON ik.ip_key = {ip_key(f'{c}.ip', dialect)} "
-        f"LEFT JOIN ip_text_map it ON it.ip_text = {ip_text(f'{c}.ip')} "
+        f"LEFT JOIN {key_map} ik ON ik.ip_key = {ip_key(f'{c}.ip', dialect)} "
+        f"LEFT JOIN {text_map} it ON it.ip_text = {ip_text(f'{c}.ip')} "
     )
 
 

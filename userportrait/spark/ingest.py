@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from userportrait.errors import InputError
+from userportrait.ingest import ip_sql
 from userportrait.ingest.normalize_sql import (
     DISTINCT_VALUES_SQL,
     age_id_sql,
@@ -32,6 +33,7 @@ from userportrait.ingest.pipeline import (
     read_rejects,
     sha256_of,
 )
+from userportrait.portrait import ipregion
 from userportrait.spark.session import lake_uri, read_lake, spark_errors, temp_name
 from userportrait.spark.sources import SparkSource, open_spark_source, record_numbers
 from userportrait.store.lake import Lake
@@ -108,6 +110,7 @@ def _run(
     try:
         step("scanning values", 0.1)
         maps = _register_maps(spark, checked, view)
+        maps |= _register_ip_maps(spark, lake, source, checked, view)
         batch_key = uuid.uuid4().hex[:12]
         batch_id = lake.catalog.next_batch_id()
         accepted = _accepted(spark, lake, checked, maps, batch_id, source, view)
@@ -163,6 +166,28 @@ def _register_maps(spark: SparkSession, checked: str, view: Any) -> dict[str, st
     }
 
 
+def _register_ip_maps(
+    spark: SparkSession, lake: Lake, source: SparkSource, checked: str, view: Any
+) -> dict[str, str]:
+    """``ip_sql``'s two maps (issue 17), from the distinct ip keys and texts of the batch."""
+    has_ip = "ip" in source.columns
+    db = ipregion.load_db(ipregion.active_db(lake.root)) if has_ip else None
+    rows = spark.sql(ip_sql.distinct_sql(checked, "spark")).collect() if has_ip else []
+    key_rows, text_rows = ip_sql.map_rows(rows, db)
+    return {
+        "ip_key": view(
+            spark.createDataFrame(key_rows, "ip_key BIGINT, province_id SMALLINT, city_id INT"),
+            "ip_key_map",
+        ),
+        "ip_text": view(
+            spark.createDataFrame(
+                text_rows, "ip_text STRING, ip_prefix STRING, province_id SMALLINT, city_id INT"
+            ),
+            "ip_text_map",
+        ),
+    }
+
+
 def _accepted(
     spark: SparkSession,
     lake: Lake,
@@ -178,12 +203,14 @@ def _accepted(
         "trim(c.openid) AS openid, c.ts, nullif(trim(c.event_id), '') AS event_id, "
         "c.province AS province_raw, c.city AS city_raw, c.gender AS gender_raw, "
         "c.platform AS platform_raw, nullif(trim(c.device), '') AS device, "
-        f"{age} AS age, r.province_id, r.city_id, g.gender_id, p.platform_id, "
+        f"{age} AS age, {ip_sql.region_columns('c', 'r', lake.settings.store_raw_ip, 'spark')}, "
+        f"g.gender_id, p.platform_id, "
         f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INT) AS batch_id "
         f"FROM {checked} c "
         f"LEFT JOIN {maps['region']} r ON c.province <=> r.province AND c.city <=> r.city "
         f"LEFT JOIN {maps['gender']} g ON c.gender <=> g.gender "
         f"LEFT JOIN {maps['platform']} p ON c.platform <=> p.platform "
+        f"{ip_sql.joins('c', 'spark', maps['ip_key'], maps['ip_text'])}"
         "WHERE c.reason IS NULL"
     )
     columns = rows.columns
