@@ -113,7 +113,8 @@ class _Population:
         ages = np.clip(rng.normal(31, 11, size=n).round(), 8, 80).astype(np.int16)
         self.age = np.where(rng.random(n) < 0.18, -1, ages)
         if cfg.ips:
-            self.ip_texts = _user_ips(self, rng)
+            # Its own random stream: the same seed gives the same events with or without ips.
+            self.ip_texts = _user_ips(self, np.random.default_rng([cfg.seed, 17]))
         # 45% of users started before the data set (their first visit is on day 0 or 1).
         early = rng.random(n) < 0.45
         self.start = np.where(early, rng.integers(0, 2, size=n), rng.integers(0, cfg.days, size=n))

@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from tests.conftest import load
+from tests.fixtures import IP_VISITS
 from tests.server import asgi_client
 from userportrait.auth.store import AuthStore
 from userportrait.engine import get_engine
@@ -26,25 +27,7 @@ A = "wxip0000000000001"
 DAY = dt.date(2026, 1, 5)
 TS = "2026-01-05T10:00:00+08:00"
 
-# (openid, fields): mostly ip only; the last ones give a region of their own.
-VISITS: list[tuple[str, dict[str, Any]]] = [
-    ("nanjing", {"ip": "114.114.114.114"}),
-    ("nanjing2", {"ip": "114.114.114.5"}),  # same /24
-    ("hangzhou", {"ip": " 223.5.5.5 "}),  # spaces around it
-    ("beijing", {"ip": "180.76.76.76"}),
-    ("beijing2", {"ip": "::ffff:119.29.29.29"}),  # IPv4-mapped IPv6
-    ("hongkong", {"ip": "202.45.84.58"}),
-    ("abroad", {"ip": "8.8.8.8"}),
-    ("private", {"ip": "192.168.1.1"}),
-    ("loopback", {"ip": "127.0.0.1"}),
-    ("ipv6", {"ip": "240e:3b7:3272:d8d0::1"}),  # no IPv6 database: absent
-    ("garbage", {"ip": "not an ip"}),  # absent, not a reject
-    ("leading0", {"ip": "010.1.1.1"}),  # not an address for Python's ipaddress either
-    ("event-wins", {"ip": "114.114.114.114", "province": "广东", "city": "广州"}),
-    ("city-only", {"ip": "114.114.114.114", "city": "深圳"}),  # province from the city
-    ("province-only", {"ip": "114.114.114.114", "province": "四川"}),  # no city from the ip
-]
-EVENTS = [{"appid": A, "openid": o, "ts": TS, **f} for o, f in VISITS]
+EVENTS = [{"appid": A, "openid": o, "ts": TS, **f} for o, f in IP_VISITS]
 
 PROVINCE = [
     {"id": 0, "name": "未知", "value": 5},

@@ -106,9 +106,8 @@ def region_columns(c: str, r: str, store_raw_ip: bool, dialect: Dialect = "duckd
     The event's own region wins: the IP's only when the event has neither (SPEC §3).
     """
     from_ip = f"{r}.province_id IS NULL AND {r}.city_id IS NULL"
-    raw = f"{ip_text(f'{c}.ip')}" if store_raw_ip else "CAST(NULL AS STRING)"
-    if dialect == "duckdb":
-        raw = raw.replace("STRING", "VARCHAR")
+    text_type = "STRING" if dialect == "spark" else "VARCHAR"
+    raw = ip_text(f"{c}.ip") if store_raw_ip else f"CAST(NULL AS {text_type})"
     return (
         f"CASE WHEN {from_ip} THEN coalesce(ik.province_id, it.province_id) "
         f"ELSE {r}.province_id END AS province_id, "
