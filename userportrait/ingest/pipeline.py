@@ -235,7 +235,7 @@ def _accepted_sql(
         "AND c.city IS NOT DISTINCT FROM r.city "
         "LEFT JOIN gender_map g ON c.gender IS NOT DISTINCT FROM g.gender "
         "LEFT JOIN platform_map p ON c.platform IS NOT DISTINCT FROM p.platform "
-        f"{ip_sql.joins('c')}"
+        f"{ip_sql.join('c')}"
         "WHERE c.reason IS NULL"
     )
     if not has_event_id:

@@ -17,6 +17,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from userportrait.errors import InputError
 from userportrait.ingest import ip_sql
 from userportrait.ingest.normalize_sql import (
@@ -169,23 +171,38 @@ def _register_maps(spark: SparkSession, checked: str, view: Any) -> dict[str, st
 def _register_ip_maps(
     spark: SparkSession, lake: Lake, source: SparkSource, checked: str, view: Any
 ) -> dict[str, str]:
-    """``ip_sql``'s two maps (issue 17), from the distinct ip keys and texts of the batch."""
+    """``ip_sql``'s ``ip_map`` (issue 17), from the distinct ip texts of the batch."""
     has_ip = "ip" in source.columns
     db = ipregion.load_db(ipregion.active_db(lake.root)) if has_ip else None
-    rows = spark.sql(ip_sql.distinct_sql(checked, "spark")).collect() if has_ip else []
-    key_rows, text_rows = ip_sql.map_rows(rows, db)
-    return {
-        "ip_key": view(
-            spark.createDataFrame(key_rows, "ip_key BIGINT, province_id SMALLINT, city_id INT"),
-            "ip_key_map",
+    distinct_df = spark.sql(ip_sql.distinct_sql(checked, "spark") + ("" if has_ip else " LIMIT 0"))
+    distinct = view(distinct_df.cache(), "ip_distinct")
+    keys = [
+        r[0]
+        for r in spark.sql(
+            f"SELECT DISTINCT ip_key FROM {distinct} WHERE ip_key IS NOT NULL"
+        ).collect()
+    ]
+    texts = [
+        r[0] for r in spark.sql(f"SELECT ip_text FROM {distinct} WHERE ip_key IS NULL").collect()
+    ]
+    key_map = view(
+        spark.createDataFrame(
+            _rows(ip_sql.key_table(np.array(keys, dtype=np.int64), db)), ip_sql.KEY_MAP_SPARK
         ),
-        "ip_text": view(
-            spark.createDataFrame(
-                text_rows, "ip_text STRING, ip_prefix STRING, province_id SMALLINT, city_id INT"
-            ),
-            "ip_text_map",
-        ),
-    }
+        "ip_key_map",
+    )
+    text_map = view(
+        spark.createDataFrame(_rows(ip_sql.text_table(texts, db)), ip_sql.TEXT_MAP_SPARK),
+        "ip_text_map",
+    )
+    ip_map = spark.sql(ip_sql.map_sql(distinct, key_map, text_map)).cache()
+    ip_map.count()  # materialised while ip_distinct is cached
+    distinct_df.unpersist()
+    return {"ip": view(ip_map, "ip_map")}
+
+
+def _rows(table: Any) -> list[tuple[Any, ...]]:
+    return list(zip(*(table.column(i).to_pylist() for i in range(table.num_columns)), strict=True))
 
 
 def _accepted(
@@ -210,7 +227,7 @@ def _accepted(
         f"LEFT JOIN {maps['region']} r ON c.province <=> r.province AND c.city <=> r.city "
         f"LEFT JOIN {maps['gender']} g ON c.gender <=> g.gender "
         f"LEFT JOIN {maps['platform']} p ON c.platform <=> p.platform "
-        f"{ip_sql.joins('c', 'spark', maps['ip_key'], maps['ip_text'])}"
+        f"{ip_sql.join('c', maps['ip'])}"
         "WHERE c.reason IS NULL"
     )
     columns = rows.columns
