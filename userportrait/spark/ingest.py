@@ -221,7 +221,7 @@ def _accepted(
         "c.province AS province_raw, c.city AS city_raw, c.gender AS gender_raw, "
         "c.platform AS platform_raw, nullif(trim(c.device), '') AS device, "
         f"{age} AS age, {ip_sql.region_columns('c', 'r', lake.settings.store_raw_ip, 'spark')}, "
-        f"g.gender_id, p.platform_id, "
+        "g.gender_id, p.platform_id, "
         f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INT) AS batch_id "
         f"FROM {checked} c "
         f"LEFT JOIN {maps['region']} r ON c.province <=> r.province AND c.city <=> r.city "
