@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import load
@@ -59,8 +60,10 @@ def _regions(lake: Lake, engine: str) -> tuple[Any, Any]:
 
 
 def _lake(lake: Lake, columns: str) -> list[tuple[Any, ...]]:
-    glob = str(lake.events_dir / "*" / "*" / "*.parquet")
-    return duckdb.sql(f"SELECT {columns} FROM read_parquet('{glob}') ORDER BY openid").fetchall()
+    files = lake.paths(A)  # the committed files (compaction leaves retired ones a while)
+    return duckdb.sql(
+        f"SELECT {columns} FROM read_parquet({files}, union_by_name=true) ORDER BY openid"
+    ).fetchall()
 
 
 @pytest.mark.parametrize("engine", ["reference", "sql", "incremental"])
@@ -153,3 +156,26 @@ def test_live_ingest_regions_from_ip(settings: Settings) -> None:
     lake = Lake(live)
     for engine in ("reference", "sql"):
         assert _regions(lake, engine) == (PROVINCE, CITY)
+
+
+def test_a_lake_from_before_issue_17_compacts_with_new_files(lake: Lake) -> None:
+    from userportrait.store.compact import compact
+
+    load(lake, [EVENTS[-1] | {"openid": "old", "ip": None}], "old.ndjson")
+    (old,) = lake.files(A)
+    path = lake.root / old.path  # as written before issue 17: no ip columns
+    pq.write_table(pq.read_table(path).drop_columns(["ip_prefix", "ip"]), path)
+    load(lake, EVENTS[:1], "new.ndjson")
+    assert compact(lake, min_files=2).files_merged == 2
+    assert _lake(lake, "openid, ip_prefix") == [
+        ("nanjing", "114.114.114.0/24"),
+        ("old", None),
+    ]
+    assert (
+        _regions(lake, "reference")
+        == _regions(lake, "sql")
+        == (
+            [{"id": 32, "name": "江苏省", "value": 1}, {"id": 51, "name": "四川省", "value": 1}],
+            [{"id": 0, "name": "未知", "value": 1}, {"id": 3201, "name": "南京", "value": 1}],
+        )
+    )
