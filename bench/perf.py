@@ -164,7 +164,7 @@ def step_lookup(_src: Path, data: Path) -> dict[str, Any]:
 
 #: Live flushes timed per flush step: enough for the overlay to be folded into the
 #: newest day's files at least once (65,536 users; about 1,000 new ones per flush).
-FLUSHES = 80
+FLUSHES = int(os.environ.get("BENCH_FLUSHES", "80"))
 
 
 def _flushes(data: Path, n: int) -> dict[str, Any]:

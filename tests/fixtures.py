@@ -69,3 +69,22 @@ DAY_0609: dict[str, Any] = {"ref_date": "20240609", "visit_uv_new": _U3_ONLY, "v
 EMPTY: dict[str, list[Any]] = {
     k: [] for k in ("province", "city", "genders", "platforms", "devices", "ages")
 }
+
+# Issue 17: (openid, fields), mostly an ip only; the last ones give a region of their own.
+IP_VISITS: list[tuple[str, dict[str, Any]]] = [
+    ("nanjing", {"ip": "114.114.114.114"}),
+    ("nanjing2", {"ip": "114.114.114.5"}),  # same /24
+    ("hangzhou", {"ip": " 223.5.5.5 "}),  # spaces around it
+    ("beijing", {"ip": "180.76.76.76"}),
+    ("beijing2", {"ip": "::ffff:119.29.29.29"}),  # IPv4-mapped IPv6
+    ("hongkong", {"ip": "202.45.84.58"}),
+    ("abroad", {"ip": "8.8.8.8"}),
+    ("private", {"ip": "192.168.1.1"}),
+    ("loopback", {"ip": "127.0.0.1"}),
+    ("ipv6", {"ip": "240e:3b7:3272:d8d0::1"}),  # no IPv6 database: absent
+    ("garbage", {"ip": "not an ip"}),  # absent, not a reject
+    ("leading0", {"ip": "010.1.1.1"}),  # not an address for Python's ipaddress either
+    ("event-wins", {"ip": "114.114.114.114", "province": "广东", "city": "广州"}),
+    ("city-only", {"ip": "114.114.114.114", "city": "深圳"}),  # province from the city
+    ("province-only", {"ip": "114.114.114.114", "province": "四川"}),  # no city from the ip
+]

@@ -101,3 +101,46 @@ def test_generated_data_exercises_the_rules(generated_lake: Lake, tmp_path: Path
     devices = {r["name"] for r in active["devices"]}
     # Normalised from model codes, identifiers and UAs (portrait/devices.py).
     assert {"iPhone 13", "Redmi K40", "Samsung Galaxy S21 5G"} <= devices
+
+
+# Issue 17: the same checks on events that carry an ip instead of province/city (NDJSON:
+# the text path, with spaces, IPv4-mapped, IPv6 and unparseable addresses among them).
+IP_CONFIG = GeneratorConfig(users=1200, days=35, end=END, apps=2, seed=17, ips=True)
+
+
+@pytest.fixture(scope="module")
+def ip_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    root = tmp_path_factory.mktemp("gen-ip")
+    src = root / "events.ndjson"
+    write_events(src, IP_CONFIG)
+    lake = Lake(Settings(data_dir=root / "data", duckdb_memory_limit_mb=512))
+    report = ingest_file(lake, src)
+    assert report.rejected == 0 and report.accepted > 10_000
+    return lake
+
+
+@pytest.mark.parametrize("engine", sorted(set(ENGINES) - {"reference"}))
+def test_engine_equals_reference_on_ip_events(ip_lake: Lake, engine: str) -> None:
+    ref = get_engine("reference", ip_lake)
+    eng = get_engine(engine, ip_lake)
+    appids = IP_CONFIG.appids if engine != "spark" else IP_CONFIG.appids[:1]
+    try:
+        for appid in appids:
+            for begin, end in WINDOWS[:4]:
+                q = PortraitQuery(appid, begin, end)
+                assert portrait(q, eng) == portrait(q, ref), (engine, appid, begin, end)
+    finally:
+        eng.close()
+        ref.close()
+
+
+def test_generated_ips_give_a_sensible_portrait(ip_lake: Lake) -> None:
+    q = PortraitQuery(IP_CONFIG.appids[0], END - dt.timedelta(days=29), END)
+    active = portrait(q, get_engine("duckdb", ip_lake))["visit_uv"]
+    provinces = {r["id"]: r["value"] for r in active["province"]}
+    users = sum(provinces.values())
+    assert active["province"][0]["id"] == 44  # the generator's largest province
+    assert {0, 81, 99} <= set(provinces)  # absent (private, IPv6, none), Hong Kong, abroad
+    assert provinces[0] < users * 0.05 and provinces[99] < users * 0.02
+    cities = {r["id"] for r in active["city"]}
+    assert {4401, 1101, 3101} <= cities

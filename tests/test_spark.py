@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import write_ndjson
-from tests.fixtures import EVENTS, WINDOW_0610_0612, A
+from tests.fixtures import EVENTS, IP_VISITS, WINDOW_0610_0612, A
 from tests.server import asgi_client, token
 from tests.spark_support import SPARK
 from userportrait.cli import cli
@@ -126,7 +126,15 @@ def _write_inputs(root: Path) -> list[Path]:
         f"{CONFIG.appids[1]},csv-6,2026-03-29,,,,,,,M2012K11AC,Xiaomi,HarmonyOS 4.0.0,\n",
         "utf-8",
     )
-    return [base, late, csv]
+    # Issue 17: events with only an ip (the odd forms of tests/ingest/test_ip.py).
+    ips = write_ndjson(
+        root / "ips.ndjson",
+        [
+            {"appid": CONFIG.appids[2], "openid": o, "ts": f"2026-03-{20 + i % 10}T09:00:00Z", **f}
+            for i, (o, f) in enumerate(IP_VISITS)
+        ],
+    )
+    return [base, late, csv, ips]
 
 
 # Session scope, not module: the Spark tests of several modules share one xdist worker and
@@ -156,7 +164,7 @@ def on_spark(inputs: list[Path], spark: Any, tmp_path_factory: pytest.TempPathFa
     lake = Lake(Settings(data_dir=tmp_path_factory.mktemp("on-spark") / "data"))
     reports = [spark_ingest_file(lake, spark, str(p)) for p in inputs]
     manifest = spark_build(lake, spark)
-    assert manifest.failed == {} and manifest.version == 3
+    assert manifest.failed == {} and manifest.version == len(inputs)
     return Loaded(lake, reports)
 
 

@@ -254,6 +254,7 @@ def portrait_tables(body: dict[str, Any]) -> list[Table]:
     default=None,
     help="Also write profiles of half the users to this NDJSON file (.gz allowed).",
 )
+@click.option("--ips", is_flag=True, help="An ip column instead of province and city.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(
     out: Path,
@@ -265,6 +266,7 @@ def generate(
     seed: int,
     event_ids: bool,
     profiles: Path | None,
+    ips: bool,
     quiet: bool,
 ) -> None:
     """Write a realistic synthetic event file to OUT (.parquet, .csv or .ndjson, optionally .gz)."""
@@ -280,6 +282,7 @@ def generate(
         visits_per_user=visits_per_user,
         seed=seed,
         event_ids=event_ids,
+        ips=ips,
     )
     from rich.progress import Progress
 
@@ -333,6 +336,7 @@ def compact(appid: str | None, min_files: int, grace: float, data_dir: Path | No
 def _register_server_commands() -> None:
     from userportrait.cli_access import apps_allow_ip, apps_security, component
     from userportrait.cli_dashboard import dashboard, demo
+    from userportrait.cli_regions import regions
     from userportrait.cli_server import apps, serve
     from userportrait.cli_spark import spark
 
@@ -344,6 +348,7 @@ def _register_server_commands() -> None:
     cli.add_command(dashboard)
     cli.add_command(demo)
     cli.add_command(spark)
+    cli.add_command(regions)
 
 
 _register_server_commands()

@@ -95,6 +95,7 @@ class GeneratorConfig:
     event_ids: bool = False
     #: Some users' clients send model/brand/system or only a user_agent (issue 17).
     client_fields: bool = False
+    ips: bool = False  # an ``ip`` column instead of province/city (issue 17)
 
     @property
     def start(self) -> dt.date:
@@ -152,6 +153,9 @@ class _Population:
         self.no_platform = rng.random(n) < 0.03
         ages = np.clip(rng.normal(31, 11, size=n).round(), 8, 80).astype(np.int16)
         self.age = np.where(rng.random(n) < 0.18, -1, ages)
+        if cfg.ips:
+            # Its own random stream: the same seed gives the same events with or without ips.
+            self.ip_texts = _user_ips(self, np.random.default_rng([cfg.seed, 17]))
         # 45% of users started before the data set (their first visit is on day 0 or 1).
         early = rng.random(n) < 0.45
         self.start = np.where(early, rng.integers(0, 2, size=n), rng.integers(0, cfg.days, size=n))
@@ -272,10 +276,17 @@ def generate_days(cfg: GeneratorConfig, on_day: Callable[[], None] | None = None
         if cfg.event_ids:
             columns["event_id"] = pa.array([f"e{seq + i:012d}" for i in range(m)], pa.string())
             seq += m
+        if cfg.ips:
+            # The home address, or the second one after a move; 7% send no ip.
+            ip_idx = np.where(moved, users + pop.n, users)
+            columns["ip"] = pa.DictionaryArray.from_arrays(
+                pa.array(ip_idx.astype(np.int32), mask=no_region), pop.ip_texts
+            )
+        else:
+            columns["province"] = prov_dict.array(prov_idx, no_region)
+            columns["city"] = city_dict.array(city_idx, no_city)
         columns.update(
             {
-                "province": prov_dict.array(prov_idx, no_region),
-                "city": city_dict.array(city_idx, no_city),
                 "gender": gen_dict.array(gen_idx, no_gender),
                 "platform": plat_dict.array(plat_idx, no_platform),
                 "device": dev_dict.array(dev_idx, no_device),
@@ -322,6 +333,80 @@ def _client_columns(
     drop = pa.array(info | ua_only)
     for name in ("device", "platform"):
         out[name] = pc.if_else(drop, pa.scalar(None, pa.string()), columns[name].cast(pa.string()))
+    return out
+
+
+#: Addresses some users send instead of a Chinese one: abroad (Google, Cloudflare DNS),
+#: private, loopback, IPv6 (no region in the shipped database), unparseable.
+_ODD_IPS = ["8.8.8.8", "1.1.1.1", "192.168.1.10", "10.0.0.1", "127.0.0.1",
+            "240e:3b7:3272:d8d0::1", "::1", "not-an-ip"]  # fmt: skip
+
+
+def _user_ips(pop: _Population, rng: np.random.Generator) -> pa.Array:
+    """Two addresses per user (home, after a move), from real prefixes of their city.
+
+    Prefixes come from the shipped ip2region database: a /24 whose region is the user's
+    city (else their province), a random host in it. 2% of users have an odd address
+    (``_ODD_IPS``), 1% the IPv4-mapped IPv6 form, 1% surrounding spaces.
+    """
+    from userportrait.portrait import ipregion
+
+    db = ipregion.load_db(ipregion.shipped_db())
+    ends = np.append(db.starts[1:] - 1, (1 << 32) - 1)
+    lo, hi = (db.starts + 255) >> 8, ends >> 8  # the /24 keys of each segment
+    usable = (hi >= lo) & (db.province > 0) & (db.province != regions.OTHER_PROVINCE)
+    pools = {
+        "city": _ip_pools(db.city[usable], lo[usable], hi[usable]),
+        "province": _ip_pools(db.province[usable], lo[usable], hi[usable]),
+    }
+    codes = np.full((len(pop.provinces), max(len(c) for c in pop.cities_of.values())), -1)
+    for i, p in enumerate(pop.provinces):
+        codes[i, : len(pop.cities_of[p])] = pop.cities_of[p]
+    texts: list[str] = []
+    for province, city in ((pop.province, pop.city), (pop.province2, pop.city2)):
+        keys = np.zeros(pop.n, dtype=np.int64)
+        wanted = {"city": codes[province, city], "province": np.array(pop.provinces)[province]}
+        todo = np.ones(pop.n, dtype=bool)
+        for level in ("city", "province"):
+            for code in np.unique(wanted[level][todo]).tolist():
+                if code not in pools[level]:
+                    continue
+                who = np.flatnonzero(todo & (wanted[level] == code))
+                first, count, weight = pools[level][code]
+                seg = rng.choice(len(count), size=len(who), p=weight)
+                keys[who] = first[seg] + rng.integers(0, 1 << 30, size=len(who)) % count[seg]
+                todo[who] = False
+        host = rng.integers(1, 255, size=pop.n)
+        text = [
+            f"{k >> 16}.{(k >> 8) & 255}.{k & 255}.{h}"
+            for k, h in zip(keys.tolist(), host.tolist(), strict=True)
+        ]
+        form = rng.random(pop.n)
+        odd = rng.integers(0, len(_ODD_IPS), size=pop.n)
+        for i in np.flatnonzero(form < 0.04).tolist():
+            if form[i] < 0.02:
+                text[i] = _ODD_IPS[odd[i]]
+            else:
+                text[i] = f"::ffff:{text[i]}" if form[i] < 0.03 else f" {text[i]} "
+        texts.extend(text)
+    return pa.array(texts, pa.string())
+
+
+def _ip_pools(
+    region: np.ndarray[Any, Any], lo: np.ndarray[Any, Any], hi: np.ndarray[Any, Any]
+) -> dict[int, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
+    """region id -> (first /24 key, /24 count, pick weight) of its segments."""
+    order = np.argsort(region, kind="stable")
+    region, lo, hi = region[order], lo[order], hi[order]
+    ids, starts = np.unique(region, return_index=True)
+    out = {}
+    for rid, a, b in zip(
+        ids.tolist(), starts.tolist(), [*starts[1:].tolist(), len(region)], strict=True
+    ):
+        if rid < 0:
+            continue
+        count = hi[a:b] - lo[a:b] + 1
+        out[rid] = (lo[a:b], count, count / count.sum())
     return out
 
 

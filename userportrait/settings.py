@@ -64,6 +64,7 @@ class Settings:
     spark_master: str = "local[*]"
     spark_conf: str = ""
     spark_lake_uri: str = ""
+    store_raw_ip: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -141,5 +142,6 @@ SETTINGS: Final[dict[str, str]] = {
     "dashboard_link_ttl_s": "How long a `userportrait dashboard link` sign-in link can be used (once), in seconds.",
     "spark_master": "Where Spark runs: `local[*]`, a cluster master URL (`spark://…`, `k8s://…`, `yarn`) or Spark Connect (`sc://host:port`).",
     "spark_conf": "Spark configuration passed through, `key=value` pairs separated by `;` (e.g. `spark.executor.memory=8g;spark.sql.shuffle.partitions=800`).",
+    "store_raw_ip": "Keep each event's raw `ip` in the lake (personal data); off: only its /24 or /48 prefix and the region derived from it.",
     "spark_lake_uri": "The data directory as Spark's executors see it (e.g. `s3a://bucket/userportrait`, `hdfs:///userportrait`); empty = the local path.",
 }

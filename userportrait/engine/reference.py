@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from userportrait.portrait import devices, normalize
+from userportrait.portrait import devices, ipregion, normalize
 from userportrait.portrait.counts import AudienceBuilder, PortraitCounts
 from userportrait.portrait.dims import ID_DIMS, UNKNOWN, Dim
 from userportrait.portrait.profiles import profile_age_id
@@ -31,6 +31,8 @@ class ReferenceEngine:
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
         first_day: dict[str, dt.date] = {}
         latest: dict[str, Latest] = {}
+        # The database ingest used (tests never replace it between ingest and query).
+        ip = ipregion.ReferenceLookup(ipregion.active_db(self.lake.root))
         for f in self.lake.files(query.appid):
             day = dt.date.fromisoformat(f.day)
             for row in pq.read_table(self.lake.root / f.path).to_pylist():
@@ -38,7 +40,7 @@ class ReferenceEngine:
                 if openid not in first_day or day < first_day[openid]:
                     first_day[openid] = day
                 if query.begin <= day <= query.end:
-                    _observe(latest.setdefault(openid, {}), row)
+                    _observe(latest.setdefault(openid, {}), row, ip)
         profiles = self._profiles(query)
         new, active = AudienceBuilder(), AudienceBuilder()
         for openid, seen in latest.items():
@@ -92,8 +94,10 @@ def _client(row: dict[str, Any]) -> tuple[str | None, int | None]:
     )
 
 
-def _observe(seen: Latest, row: dict[str, Any]) -> None:
+def _observe(seen: Latest, row: dict[str, Any], ip: ipregion.ReferenceLookup) -> None:
     province, city = normalize.resolve_region(row["province_raw"], row["city_raw"])
+    if province is None and city is None:  # only then the IP's (issue 17)
+        province, city = ip.region(row.get("ip_prefix"))
     device, platform = _client(row)
     values: dict[str, Any] = {
         "province": province,

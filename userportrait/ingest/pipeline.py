@@ -16,12 +16,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pyarrow.parquet as pq
 
 from userportrait.errors import InputError
+from userportrait.ingest import ip_sql
 from userportrait.ingest.normalize_sql import (
     CLIENT_COLUMNS_SQL,
     age_id_sql,
@@ -34,6 +35,7 @@ from userportrait.ingest.normalize_sql import (
     with_ua_sql,
 )
 from userportrait.ingest.sources import Source, open_source
+from userportrait.portrait import ipregion
 from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.rules import appid_problem
 from userportrait.sqltext import sql_str
@@ -130,7 +132,8 @@ def _run(
     con.execute(f"CREATE TEMP VIEW events AS {with_ua_sql('checked', ua_map)}")
     step("scanning values", 0.0)
     _with_progress(con, lambda: register_maps(con, "src"), lambda f: step("scanning values", f))
-    # Files without client fields keep the cheaper one-column platform map (issue 17).
+    # Files without client fields keep the cheaper one-column platform map, and files
+    # without an ip the plain region (issue 17): no extra columns, no extra joins.
     client = any(f in source.columns for f in CLIENT_FIELDS)
     if client:
         _with_progress(
@@ -138,13 +141,20 @@ def _run(
             lambda: register_client_maps(con, "events"),
             lambda f: step("scanning devices", f),
         )
+    has_ip = "ip" in source.columns
+    if has_ip:
+        db = ipregion.load_db(ipregion.active_db(lake.root))
+        ip_sql.register_maps(con, "src", has_ip, db)  # region from the IP
     has_event_id = "event_id" in source.columns
     existing = _existing_event_ids(lake, con) if has_event_id else None
     batch_key = uuid.uuid4().hex[:12]
     staging = lake.staging_dir / batch_key
     staging.mkdir(parents=True)
     batch_id = lake.catalog.next_batch_id()
-    accepted_sql = _accepted_sql(batch_id, has_event_id, existing, client)
+    ip: Literal["prefix", "raw"] | None = None
+    if has_ip:
+        ip = "raw" if lake.settings.store_raw_ip else "prefix"
+    accepted_sql = _accepted_sql(batch_id, has_event_id, existing, client, ip)
     only = _single_partition(con)
     if only is not None:
         # One (appid, day), the usual incremental batch: one plain file, which DuckDB
@@ -237,23 +247,30 @@ def _existing_event_ids(lake: Lake, con: duckdb.DuckDBPyConnection) -> str | Non
 
 
 def _accepted_sql(
-    batch_id: int, has_event_id: bool, existing: str | None, client: bool = False
+    batch_id: int,
+    has_event_id: bool,
+    existing: str | None,
+    client: bool = False,
+    ip: Literal["prefix", "raw"] | None = None,
 ) -> str:
+    """The accepted rows; ``client`` and ``ip`` add the columns and joins of issue 17
+    (``ip``: keep the prefix only, or the raw address too)."""
     age = age_value("c.age")
     device, platform, joins = client_sql(client, "IS NOT DISTINCT FROM")
+    region = ip_sql.region_columns("c", "r", ip == "raw") if ip else "r.province_id, r.city_id"
     rows = (
         "SELECT trim(c.appid) AS appid, CAST(timezone('Asia/Shanghai', c.ts) AS DATE) AS day, "
         "trim(c.openid) AS openid, c.ts, nullif(trim(c.event_id), '') AS event_id, "
         "c.province AS province_raw, c.city AS city_raw, c.gender AS gender_raw, "
         f"c.platform AS platform_raw, {device} AS device, "
-        f"{age} AS age, r.province_id, r.city_id, g.gender_id, {platform} AS platform_id, "
+        f"{age} AS age, {region}, g.gender_id, {platform} AS platform_id, "
         f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INTEGER) AS batch_id"
         f"{CLIENT_COLUMNS_SQL if client else ''} "
         "FROM events c "
         "LEFT JOIN region_map r ON c.province IS NOT DISTINCT FROM r.province "
         "AND c.city IS NOT DISTINCT FROM r.city "
         "LEFT JOIN gender_map g ON c.gender IS NOT DISTINCT FROM g.gender "
-        f"{joins} "
+        f"{joins} {ip_sql.join('c') if ip else ''}"
         "WHERE c.reason IS NULL"
     )
     if not has_event_id:

@@ -39,6 +39,7 @@ REQUIRED: Final = ("appid", "openid", "ts")
 OPTIONAL: Final = (
     *("event_id", "province", "city", "gender", "platform", "device", "age"),
     *CLIENT_FIELDS,  # model, brand, system, user_agent (portrait/devices.py)
+    "ip",  # issue 17: the region when the event has none (portrait/ipregion.py)
 )
 FIELDS: Final = REQUIRED + OPTIONAL
 TEXT_FIELDS: Final = tuple(f for f in FIELDS if f != "ts")

@@ -17,7 +17,10 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from userportrait.errors import InputError
+from userportrait.ingest import ip_sql
 from userportrait.ingest.normalize_sql import (
     CLIENT_COLUMNS_SQL,
     CLIENT_VALUES_SQL,
@@ -38,6 +41,7 @@ from userportrait.ingest.pipeline import (
     read_rejects,
     sha256_of,
 )
+from userportrait.portrait import ipregion
 from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.spark.session import lake_uri, read_lake, spark_errors, temp_name
 from userportrait.spark.sources import SparkSource, open_spark_source, record_numbers
@@ -122,6 +126,8 @@ def _run(
         maps = _register_maps(spark, checked, view)
         if any(f in source.columns for f in CLIENT_FIELDS):
             maps |= _register_client_maps(spark, events, view)
+        if "ip" in source.columns:
+            maps |= _register_ip_maps(spark, lake, source, checked, view)
         batch_key = uuid.uuid4().hex[:12]
         batch_id = lake.catalog.next_batch_id()
         accepted = _accepted(spark, lake, events, maps, batch_id, source, view)
@@ -199,6 +205,43 @@ def _register_client_maps(spark: SparkSession, checked: str, view: Any) -> dict[
     }
 
 
+def _register_ip_maps(
+    spark: SparkSession, lake: Lake, source: SparkSource, checked: str, view: Any
+) -> dict[str, str]:
+    """``ip_sql``'s ``ip_map`` (issue 17), from the distinct ip texts of the batch."""
+    has_ip = "ip" in source.columns
+    db = ipregion.load_db(ipregion.active_db(lake.root)) if has_ip else None
+    distinct_df = spark.sql(ip_sql.distinct_sql(checked, "spark") + ("" if has_ip else " LIMIT 0"))
+    distinct = view(distinct_df.cache(), "ip_distinct")
+    keys = [
+        r[0]
+        for r in spark.sql(
+            f"SELECT DISTINCT ip_key FROM {distinct} WHERE ip_key IS NOT NULL"
+        ).collect()
+    ]
+    texts = [
+        r[0] for r in spark.sql(f"SELECT ip_text FROM {distinct} WHERE ip_key IS NULL").collect()
+    ]
+    key_map = view(
+        spark.createDataFrame(
+            _rows(ip_sql.key_table(np.array(keys, dtype=np.int64), db)), ip_sql.KEY_MAP_SPARK
+        ),
+        "ip_key_map",
+    )
+    text_map = view(
+        spark.createDataFrame(_rows(ip_sql.text_table(texts, db)), ip_sql.TEXT_MAP_SPARK),
+        "ip_text_map",
+    )
+    ip_map = spark.sql(ip_sql.map_sql(distinct, key_map, text_map)).cache()
+    ip_map.count()  # materialised while ip_distinct is cached
+    distinct_df.unpersist()
+    return {"ip": view(ip_map, "ip_map")}
+
+
+def _rows(table: Any) -> list[tuple[Any, ...]]:
+    return list(zip(*(table.column(i).to_pylist() for i in range(table.num_columns)), strict=True))
+
+
 def _accepted(
     spark: SparkSession,
     lake: Lake,
@@ -210,6 +253,13 @@ def _accepted(
 ) -> DataFrame:
     age = age_value("c.age")
     client = "device" in maps
+    raw_ip = lake.settings.store_raw_ip
+    region = (
+        ip_sql.region_columns("c", "r", raw_ip, "spark")
+        if "ip" in maps
+        else "r.province_id, r.city_id"
+    )
+    ip_join = ip_sql.join("c", maps["ip"]) if "ip" in maps else ""
     device, platform, joins = client_sql(
         client,
         "<=>",
@@ -220,13 +270,13 @@ def _accepted(
         "trim(c.openid) AS openid, c.ts, nullif(trim(c.event_id), '') AS event_id, "
         "c.province AS province_raw, c.city AS city_raw, c.gender AS gender_raw, "
         f"c.platform AS platform_raw, {device} AS device, "
-        f"{age} AS age, r.province_id, r.city_id, g.gender_id, {platform} AS platform_id, "
+        f"{age} AS age, {region}, g.gender_id, {platform} AS platform_id, "
         f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INT) AS batch_id"
         f"{CLIENT_COLUMNS_SQL if client else ''} "
         f"FROM {checked} c "
         f"LEFT JOIN {maps['region']} r ON c.province <=> r.province AND c.city <=> r.city "
         f"LEFT JOIN {maps['gender']} g ON c.gender <=> g.gender "
-        f"{joins} "
+        f"{joins} {ip_join}"
         "WHERE c.reason IS NULL"
     )
     columns = rows.columns
