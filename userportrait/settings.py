@@ -108,7 +108,7 @@ def _convert(type_name: object, raw: str, name: str) -> Any:
 SETTINGS: Final[dict[str, str]] = {
     "data_dir": "Directory holding the event lake, derived state and metadata.",
     "engine": "Engine that computes portraits: incremental (default; the incremental store, also accepted as duckdb), sql (one DuckDB query over the lake), reference (pure Python, row by row) or spark (Spark SQL over the lake; the `spark` extra).",
-    "duckdb_memory_limit_mb": "Memory limit for DuckDB work (ingest and queries), in MiB.",
+    "duckdb_memory_limit_mb": "Memory limit for DuckDB work (ingest and queries), in MiB; one limit per process, shared by its concurrent work.",
     "duckdb_threads": "Threads DuckDB may use.",
     "host": "Address `serve` binds to.",
     "port": "Port `serve` listens on (0 picks a free one).",

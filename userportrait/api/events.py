@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 
@@ -11,6 +12,7 @@ from userportrait.api.body import read_body
 from userportrait.api.errors import WeChatJSON
 from userportrait.api.native import app_of_token
 from userportrait.errors import EmptyPostData, InvalidRequest
+from userportrait.ingest.live import RejectedRecord
 from userportrait.ingest.records import parse_records
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -23,8 +25,18 @@ async def post_events(
     authorization: Annotated[str | None, Header()] = None,
     content_encoding: Annotated[str | None, Header()] = None,  # read by read_body; in OpenAPI
 ) -> WeChatJSON:
-    state = request.app.state
-    settings = state.settings
+    appid, records = await records_of(request, access_token, authorization)
+    report, done = request.app.state.live.submit(records, appid)
+    await asyncio.wrap_future(done)  # acknowledged only once fsync'd
+    return answer(report.accepted, report.rejected)
+
+
+async def records_of(
+    request: Request, access_token: str | None, authorization: str | None
+) -> tuple[str, list[Any]]:
+    """The caller's appid and the records of the body (events or profiles), within the
+    live limits; an empty body is WeChat's 44002."""
+    settings = request.app.state.settings
     appid = await app_of_token(request, access_token, authorization)
     body = await read_body(request, settings.live_max_body_bytes)
     try:
@@ -33,9 +45,12 @@ async def post_events(
         raise InvalidRequest(str(exc)) from None
     if not records:
         raise EmptyPostData()
-    report, done = state.live.submit(records, appid)
-    await asyncio.wrap_future(done)  # acknowledged only once fsync'd
+    return appid, records
+
+
+def answer(accepted: int, rejected: Sequence[RejectedRecord]) -> WeChatJSON:
+    """The answer of an ingest route: counts and the rejected records' reasons."""
     return WeChatJSON({
-        "errcode": 0, "errmsg": "ok", "accepted": report.accepted,
-        "rejected": [{"index": r.index, "reason": r.reason} for r in report.rejected],
+        "errcode": 0, "errmsg": "ok", "accepted": accepted,
+        "rejected": [{"index": r.index, "reason": r.reason} for r in rejected],
     })  # fmt: skip
