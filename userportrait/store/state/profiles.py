@@ -12,7 +12,8 @@ the users with a profile only:
 * ``ProfileDays``: as of an end day, per such user the last day active and per dimension
   the last day with an event value, over the ``HORIZON`` days before it (one walk over
   those day partitions, cached per end day): any window of up to ``HORIZON`` days
-  ending there is then one vectorised pass over the profiled users (``fill``);
+  ending there is then a lookup in cumulative counts by profile value and age built once
+  per walk (``fill``, ``_Fill``; ages once per window end day, for the age on it);
 * a window longer than ``HORIZON`` days walks its own days (``ProfileDays.walk``).
 
 The rule is the reference engine's (``engine/reference.py``); ``tests/test_engines_agree.py``
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -111,10 +112,13 @@ class ProfileDays:
     hi: int
     last: IntArray
     valued: dict[Dim, IntArray]
+    #: The lookups ``fill`` builds from this walk (per dimension; ages per end day).
+    tables: dict[tuple[Dim, int | None], _Fill] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
-        return int(self.last.nbytes + sum(v.nbytes for v in self.valued.values()))
+        tables = sum(c.nbytes for t in self.tables.values() for c in t.cum)
+        return int(self.last.nbytes + sum(v.nbytes for v in self.valued.values()) + tables)
 
     @classmethod
     def walk(
@@ -169,22 +173,76 @@ class ProfileDays:
     ) -> None:
         """Correct ``counts`` of the window ``begin..`` (days ``begin..hi`` must lie in
         ``lo..hi``; ``end``: the window's last day, for ages): a profiled user active in the
-        window with no event value for a dimension moves from 未知 to its profile value."""
+        window with no event value for a dimension moves from 未知 to its profile value.
+
+        A lookup: per dimension, cumulative counts of the profiled users by profile value
+        and by how many days before ``hi`` they were last active, last had an event value,
+        were first seen (``_Fill``; built once per walk, and per end day for ages)."""
         if begin < self.lo:
             raise ValueError(f"window from day {begin} outside the walk from {self.lo}")
-        active = self.last >= begin
-        new = active & (first[users.uid] >= begin)
+        k = self.hi - begin
         for d in (*FILLED, "ages"):
-            p = users.values[d] if d != "ages" else users.age_ids(end)
-            filled = active & (self.valued[d] < begin) & (p != 0)
-            for audience, mask in ((counts.active, filled), (counts.new, filled & new)):
-                moved = np.bincount(p[mask], minlength=len(audience[d]))
-                if len(moved) > len(audience[d]):  # a value no event of the app had
-                    grown = np.zeros(len(moved), audience[d].dtype)
+            key = (d, end.toordinal() if d == "ages" else None)
+            table = self.tables.get(key)
+            if table is None:
+                p = users.values[d] if d != "ages" else users.age_ids(end)
+                table = self.tables[key] = _Fill.build(self, d, p, first[users.uid])
+            top = int(table.ids[-1]) + 1 if len(table.ids) else 0
+            for audience, moved in zip((counts.active, counts.new), table.at(k), strict=True):
+                if top > len(audience[d]):  # a value no event of the app had
+                    grown = np.zeros(top, audience[d].dtype)
                     grown[: len(audience[d])] = audience[d]
                     audience[d] = grown
-                audience[d] += moved.astype(audience[d].dtype)
-                audience[d][0] -= int(mask.sum())
+                audience[d][table.ids] += moved.astype(audience[d].dtype)
+                audience[d][0] -= int(moved.sum())
+
+
+@dataclass(frozen=True, slots=True)
+class _Fill:
+    """One dimension's profile fill as of a walk's last day ``hi``, by age ``a`` (days
+    before ``hi``) and profile value: users moved from 未知 for a window of the days
+    ``hi - k .. hi`` are, among those with a profile value,
+
+    * active ones: last active at ``a <= k`` minus those with an event value at ``a <= k``
+      (an event value implies activity that day or later);
+    * new ones: first seen at ``0 <= a <= k`` (hence active) minus those also with an
+      event value at ``a <= k``.
+    """
+
+    ids: IntArray  # the profile values present (ascending, no 0): the rows below
+    cum: tuple[IntArray, IntArray, IntArray, IntArray]  # (row, age), cumulative over age
+
+    @classmethod
+    def build(cls, days: ProfileDays, d: Dim, p: IntArray, first: IntArray) -> _Fill:
+        span = days.hi - days.lo + 2  # ages 0..hi-lo; the last column: never / outside
+
+        def age(day: IntArray) -> IntArray:
+            a = days.hi - day.astype(np.int64)
+            return np.where((day == NEVER) | (a > span - 2), span - 1, a)
+
+        has = p != 0
+        ids, row = np.unique(p[has], return_inverse=True)
+        rows = np.zeros(len(p), np.int64)
+        rows[has] = row
+        a_last, a_val = age(days.last), age(days.valued[d])
+        a_first = days.hi - first.astype(np.int64)
+        seen = has & (a_first >= 0)  # first seen by hi (later users: not in the window)
+        a_first = np.clip(a_first, 0, span - 1)
+        grids = []
+        for mask, a in (
+            (has, a_last),
+            (has, a_val),
+            (seen, a_first),
+            (seen, np.maximum(a_first, a_val)),
+        ):
+            flat = np.bincount(rows[mask] * span + a[mask], minlength=len(ids) * span)
+            grids.append(np.cumsum(flat.reshape(len(ids), span), axis=1, dtype=np.int32))
+        return cls(ids, (grids[0], grids[1], grids[2], grids[3]))
+
+    def at(self, k: int) -> tuple[IntArray, IntArray]:
+        """(active, new) users moved to each of ``ids`` for the window of ages ``0..k``."""
+        last, val, first, first_val = self.cum
+        return last[:, k] - val[:, k], first[:, k] - first_val[:, k]
 
 
 def _positions(users: ProfileUsers, n_users: int) -> IntArray:
