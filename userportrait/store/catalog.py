@@ -115,11 +115,7 @@ class Catalog:
     ) -> int:
         """Record batch ``batch_id`` and its files atomically; returns the batch id."""
         with self.connect() as con, transaction(con):
-            con.execute(
-                "INSERT INTO batches(id, source, sha256, accepted, rejected, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (batch_id, source, sha256, accepted, rejected, time.time()),
-            )
+            _insert_batch(con, batch_id, source, sha256, accepted, rejected)
             con.executemany(
                 "INSERT INTO files(path, appid, day, batch_id, rows) VALUES (?, ?, ?, ?, ?)",
                 [(f.path, f.appid, f.day, batch_id, f.rows) for f in files],
@@ -138,11 +134,7 @@ class Catalog:
         """
         old = list(old)
         with self.connect() as con, transaction(con):
-            con.execute(
-                "INSERT INTO batches(id, source, sha256, accepted, rejected, created_at)"
-                " VALUES (?, ?, NULL, 0, 0, ?)",
-                (batch_id, source, time.time()),
-            )
+            _insert_batch(con, batch_id, source, None, 0, 0)
             con.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in old])
             con.executemany(
                 "INSERT INTO files(path, appid, day, batch_id, rows) VALUES (?, ?, ?, ?, ?)",
@@ -233,11 +225,7 @@ class Catalog:
         """Record a batch of profile files atomically (the version moves on, so caches
         and the derived state see the change); returns the batch id."""
         with self.connect() as con, transaction(con):
-            con.execute(
-                "INSERT INTO batches(id, source, sha256, accepted, rejected, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (batch_id, source, sha256, accepted, rejected, time.time()),
-            )
+            _insert_batch(con, batch_id, source, sha256, accepted, rejected)
             con.executemany(
                 "INSERT INTO profile_files(path, appid, batch_id, rows) VALUES (?, ?, ?, ?)",
                 [(f.path, f.appid, batch_id, f.rows) for f in files],
@@ -266,3 +254,19 @@ class Catalog:
                 "SELECT COALESCE(MAX(batch_id), 0) FROM profile_files WHERE appid = ?", (appid,)
             ).fetchone()
         return int(row[0])
+
+
+def _insert_batch(
+    con: sqlite3.Connection,
+    batch_id: int,
+    source: str,
+    sha256: str | None,
+    accepted: int,
+    rejected: int,
+) -> None:
+    """The ``batches`` row of a batch (events, profiles or a compaction)."""
+    con.execute(
+        "INSERT INTO batches(id, source, sha256, accepted, rejected, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (batch_id, source, sha256, accepted, rejected, time.time()),
+    )

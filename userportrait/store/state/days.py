@@ -63,7 +63,7 @@ def rows_of(part: DayPart, uid: IntArray) -> DayPart:
     """``part``'s values and keys of the users ``uid`` (sorted), 0 and -1 for users not in
     it: a binary search per user, so on mapped files only their pages are read."""
     assert part.keys is not None
-    at, present = _find(part.uid, uid)
+    at, present = find(part.uid, uid)
     hit = at[present]
     values: dict[Dim, IntArray] = {}
     keys: dict[Dim, IntArray] = {}
@@ -104,7 +104,7 @@ def merge_winners(
 
 def overlaid(base: DayPart, top: DayPart) -> DayPart:
     """``base`` with the users of ``top`` replaced or added (keys too when both have them)."""
-    at, present = _find(base.uid, top.uid)
+    at, present = find(base.uid, top.uid)
     fresh = ~present
     pos = at[fresh]
 
@@ -130,7 +130,7 @@ def merge_day(
     return overlaid(old, delta), delta
 
 
-def _find(sorted_uid: IntArray, uid: IntArray) -> tuple[IntArray, IntArray]:
+def find(sorted_uid: IntArray, uid: IntArray) -> tuple[IntArray, IntArray]:
     """Where each of ``uid`` is or would go in ``sorted_uid``, and whether it is there."""
     pos = np.searchsorted(sorted_uid, uid)
     if not len(sorted_uid):

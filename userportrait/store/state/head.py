@@ -64,6 +64,14 @@ class Head:
                 target[inside] = source[k][at]
         return head
 
+    def take(self, at: IntArray) -> Head:
+        """Rows ``at`` of this head, as a head of their own."""
+        rows = Head(len(at))
+        theirs = self.arrays()
+        for k, target in rows.arrays().items():
+            target[:] = theirs[k] if k == "newest" else theirs[k][at]
+        return rows
+
     def put(self, uid: IntArray, rows: Head) -> None:
         """Set the users ``uid`` to ``rows`` (a head of ``len(uid)`` users)."""
         theirs = rows.arrays()

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from userportrait.portrait.dims import DIMS
-from userportrait.store.state.days import VALUE_DTYPES, overlaid
+from userportrait.store.state.days import VALUE_DTYPES, find, overlaid
 from userportrait.store.state.head import Head
 from userportrait.store.state.npys import load_arrays, save_arrays
 from userportrait.store.windows import DayPart, IntArray
@@ -69,11 +69,8 @@ class Overlay:
 
     def rows(self, uid: IntArray) -> tuple[IntArray, IntArray]:
         """For users ``uid``: whether each is in the overlay, and where."""
-        pos = np.searchsorted(self.part.uid, uid)
-        if not len(self):
-            return np.zeros(len(uid), bool), pos
-        at = np.minimum(pos, len(self) - 1)
-        return self.part.uid[at] == uid, at
+        at, inside = find(self.part.uid, uid)
+        return inside, at
 
     def updated(self, part: DayPart, head: Head) -> Overlay:
         """This overlay with the users of ``part`` (sorted; with keys) set to ``part`` and

@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -50,6 +50,39 @@ PROFILE_WALKS = 8
 T = TypeVar("T")
 
 
+class _Sized(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
+
+S = TypeVar("S", bound=_Sized)
+
+
+class _BytesLRU(Generic[S]):
+    """Least recently used values up to a total of ``limit`` bytes (always the newest)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[tuple[str, str], S] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple[str, str], load: Callable[[], S]) -> S:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+            return value
+        value = self._items[key] = load()
+        self._bytes += value.nbytes
+        while self._bytes > self.limit and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.nbytes
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._bytes = 0
+
+
 class StaleState(Exception):
     """The appid's state is behind the catalog after a failed update (see ``failed``)."""
 
@@ -66,10 +99,8 @@ class StateStore:
         self.root = lake.state_dir
         self.manifest = Manifest.read(self.root)
         self._lock = threading.RLock()
-        self._days: OrderedDict[tuple[str, str], DayPart] = OrderedDict()
-        self._days_bytes = 0
-        self._spans: OrderedDict[tuple[str, str], SpanTable] = OrderedDict()
-        self._spans_bytes = 0
+        self._days: _BytesLRU[DayPart] = _BytesLRU(DAY_CACHE_BYTES)
+        self._spans: _BytesLRU[SpanTable] = _BytesLRU(SPAN_CACHE_BYTES)
         self._files: dict[tuple[str, str], tuple[str, Any]] = {}  # (appid, kind) -> (name, value)
         self._answered = threading.local()
         self._profile_files: dict[str, tuple[int, tuple[str, ...]]] = {}
@@ -111,9 +142,7 @@ class StateStore:
             self.manifest = Manifest()
             self._files.clear()
             self._days.clear()
-            self._days_bytes = 0
             self._spans.clear()
-            self._spans_bytes = 0
             return self.catch_up(progress)
 
     # -- answering ----------------------------------------------------------------------
@@ -159,18 +188,7 @@ class StateStore:
         return self.compute(query.appid, app, n, end, devices, query)
 
     def _span_table(self, appid: str, name: str) -> SpanTable:
-        key = (appid, name)
-        table = self._spans.get(key)
-        if table is not None:
-            self._spans.move_to_end(key)
-            return table
-        table = SpanTable(self.app_dir(appid) / name)
-        self._spans[key] = table
-        self._spans_bytes += table.nbytes
-        while self._spans_bytes > SPAN_CACHE_BYTES and len(self._spans) > 1:
-            _, old = self._spans.popitem(last=False)
-            self._spans_bytes -= old.nbytes
-        return table
+        return self._spans.get((appid, name), lambda: SpanTable(self.app_dir(appid) / name))
 
     def compute(
         self,
@@ -308,20 +326,15 @@ class StateStore:
     def _day(self, appid: str, app: AppState, t: int) -> DayPart:
         day = day_date(t).isoformat()
         name, overlay = app.days[day], app.overlay.get(day)
-        key = (appid, name if overlay is None else overlay)
-        part = self._days.get(key)
-        if part is not None:
-            self._days.move_to_end(key)
-            return part
-        part = load_day(self.app_dir(appid) / name, t)
-        if overlay is not None:  # the newest day's users flushed since its file was written
-            part = overlaid(part, Overlay.load(self.app_dir(appid) / overlay, t).part)
-        self._days[key] = part
-        self._days_bytes += part.nbytes
-        while self._days_bytes > DAY_CACHE_BYTES and len(self._days) > 1:
-            _, old = self._days.popitem(last=False)
-            self._days_bytes -= old.nbytes
-        return part
+
+        def load() -> DayPart:
+            part = load_day(self.app_dir(appid) / name, t)
+            if overlay is None:
+                return part
+            # The newest day's users flushed since its file was written.
+            return overlaid(part, Overlay.load(self.app_dir(appid) / overlay, t).part)
+
+        return self._days.get((appid, name if overlay is None else overlay), load)
 
 
 def _read_devices(path: Path) -> list[str]:

@@ -288,7 +288,7 @@ class AppUpdate:
                 for d in DIMS:
                     before.values[d][inside] = rows.values[d][at[inside]]
                     before.keys[d][inside] = rows.keys[d][at[inside]]
-                head.put(np.flatnonzero(inside), _head_rows(overlay.head, at[inside]))
+                head.put(np.flatnonzero(inside), overlay.head.take(at[inside]))
             delta = merge_winners(before, added, parts.device_names)
             parts.finish()
         assert self.old.first_day is not None
@@ -365,14 +365,3 @@ class AppUpdate:
 
     def _load_day(self, t: int) -> DayPart:
         return load_day(self.dir / self.app.days[day_date(t).isoformat()], t)
-
-
-def _head_rows(head: Head, at: IntArray) -> Head:
-    """Rows ``at`` of ``head`` as a head of their own."""
-    rows = Head(len(at))
-    rows.newest[:] = head.newest
-    theirs = head.arrays()
-    for k, target in rows.arrays().items():
-        if k != "newest":
-            target[:] = theirs[k][at]
-    return rows
