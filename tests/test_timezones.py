@@ -54,3 +54,26 @@ def test_window_end_yesterday_in_shanghai() -> None:
     make_query(A, dt.date(2024, 6, 10), dt.date(2024, 6, 10), wechat_limits=True, today=today)
     with pytest.raises(InvalidDateRange):
         make_query(A, dt.date(2024, 6, 11), dt.date(2024, 6, 11), wechat_limits=True, today=today)
+
+
+def test_time_of_day_is_arithmetic_only_without_daylight_saving(lake: Lake) -> None:
+    """The state's time of day (``partitions.time_of_day``) equals the zone lookup on both
+    sides of 1992: China kept daylight saving in 1986-1991, so days before 1992 (and their
+    DST hours) take the lookup and later days the fixed +8 arithmetic."""
+    from userportrait.store.state.partitions import time_of_day
+
+    con = lake.connect()
+    try:
+        rows = con.execute(
+            "WITH t AS (SELECT ts, CAST(timezone('Asia/Shanghai', ts) AS DATE) AS day FROM "
+            "(SELECT unnest([TIMESTAMPTZ '1988-07-01 00:30:00+09', "  # DST: +09 in Shanghai
+            "TIMESTAMPTZ '1991-09-14 23:59:59+09', TIMESTAMPTZ '1991-12-31 23:59:59.5+08', "
+            "TIMESTAMPTZ '1992-01-01 00:00:00+08', TIMESTAMPTZ '2024-06-09 15:59:59.999999Z', "
+            "TIMESTAMPTZ '9999-12-31 15:00:00Z']) AS ts)) "
+            f"SELECT {time_of_day('ts', 'day')}, "
+            "epoch_us(ts) - epoch_us(CAST(day AS TIMESTAMPTZ)) FROM t"
+        ).fetchall()
+    finally:
+        con.close()
+    assert [fast for fast, _ in rows] == [slow for _, slow in rows]
+    assert rows[0][0] == 30 * 60 * 1_000_000  # 00:30 on the DST clock

@@ -81,7 +81,7 @@ class SparkPartitionBuilder:
         if days:
             yield days
 
-    def build(self, days: list[str]) -> Iterator[DayPart]:
+    def build(self, days: list[str], *, keyed: str | None = None) -> Iterator[DayPart]:
         wanted = set(days)
         files = [
             f for f in self.lake.catalog.files(self.appid, upto=self.version) if f.day in wanted

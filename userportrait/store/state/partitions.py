@@ -10,24 +10,38 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from userportrait.portrait.dims import DIMS, ID_DIMS
+from userportrait.portrait.dims import DIMS, ID_DIMS, Dim
 from userportrait.sqltext import sql_list, sql_str
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import DIM_COLUMNS, Lake
-from userportrait.store.state.days import SQL_TYPES, VALUE_DTYPES
+from userportrait.store.state.days import SQL_TYPES, VALUE_DTYPES, day_number
 from userportrait.store.state.manifest import AppState
-from userportrait.store.windows import DayPart
+from userportrait.store.windows import DayPart, IntArray
 
 #: Events per DuckDB pass when building day partitions (bounds memory).
 CHUNK_EVENTS = 4_000_000
 #: The packed winner keys (also built by Spark in ``spark/partitions.py``).
 ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
 RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
+#: From this day on Asia/Shanghai is UTC+8 without daylight saving (China's last ended on
+#: 1991-09-15), so an event's time of day is arithmetic, not a time-zone lookup per event.
+FIXED_OFFSET_FROM: Final = "1992-01-01"
+_US_PER_DAY: Final = 86_400_000_000
+_OFFSET_US: Final = 8 * 3600 * 1_000_000
+
+
+def time_of_day(ts: str, day: str) -> str:
+    """SQL: microseconds from the Shanghai midnight of ``day`` (the event's day) to ``ts``."""
+    return (
+        f"CASE WHEN {day} >= DATE '{FIXED_OFFSET_FROM}' "
+        f"THEN (epoch_us({ts}) + {_OFFSET_US}) % {_US_PER_DAY} "
+        f"ELSE epoch_us({ts}) - epoch_us(CAST({day} AS TIMESTAMPTZ)) END"
+    )
 
 
 class PartitionBuilder:
@@ -82,9 +96,13 @@ class PartitionBuilder:
         if chunk:
             yield chunk
 
-    def build(self, days: list[str], after: int | None = None) -> Iterator[DayPart]:
+    def build(
+        self, days: list[str], after: int | None = None, *, keyed: str | None = None
+    ) -> Iterator[DayPart]:
         """Day partitions of ``days``, rebuilt from all their lake files up to the version
-        (or from the files of batches ``after`` a version only: what a flush added)."""
+        (or from the files of batches ``after`` a version only: what a flush added). Only
+        the day ``keyed`` (the newest, which flushes merge into) gets its winners' times:
+        six more columns for every day would cost a third of the build."""
         wanted = set(days)
         files = [
             str(self.lake.root / f.path)
@@ -105,7 +123,7 @@ class PartitionBuilder:
         )
         # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT
         # key: microseconds since the day's midnight, < 2^37, then the id or the rank).
-        rel = "(epoch_us(e.ts) - epoch_us(CAST(e.day AS TIMESTAMPTZ)))"
+        rel = time_of_day("e.ts", "e.day")
         winners = ", ".join(
             f"max({rel} * {1 << ID_BITS} + e.{col}) AS {dim}"
             for dim, col in DIM_COLUMNS.items()
@@ -157,23 +175,22 @@ class PartitionBuilder:
             "CREATE OR REPLACE TEMP TABLE drank_id AS "
             "SELECT k.r, x.id FROM drank k JOIN devices x USING (device)"
         )
-        # Each column in the dtype the day partition keeps, so numpy takes it as it is; the
-        # winner's time (the key's high bits) too, for merging a later flush in.
+        # Each column in the dtype the day partition keeps, so numpy takes it as it is.
         values = ", ".join(
-            f"CAST(COALESCE(d.{dim} % {1 << ID_BITS}, 0) AS {SQL_TYPES[dim]}) AS {dim}, "
-            f"COALESCE(d.{dim} // {1 << ID_BITS}, -1) AS {dim}_t"
+            f"CAST(COALESCE(d.{dim} % {1 << ID_BITS}, 0) AS {SQL_TYPES[dim]}) AS {dim}"
             for dim in ID_DIMS
+        )
+        rows = (
+            "FROM matched d LEFT JOIN fresh f ON d.uid IS NULL AND f.openid = d.openid "
+            f"LEFT JOIN drank_id x ON x.r = d.drank % {1 << RANK_BITS}"
         )
         # fetchnumpy, not Arrow: pyarrow's to_numpy imports pandas (0.5-0.9 s per process).
         columns = con.sql(
             "SELECT CAST(d.day - DATE '1970-01-01' AS INTEGER) AS day, "
             f"COALESCE(d.uid, f.uid) AS uid, {values}, CAST(COALESCE(x.id, 0) AS "
-            f"{SQL_TYPES['devices']}) AS devices, "
-            f"COALESCE(d.drank // {1 << RANK_BITS}, -1) AS devices_t FROM matched d "
-            "LEFT JOIN fresh f ON d.uid IS NULL AND f.openid = d.openid "
-            "LEFT JOIN drank_id x ON x.r = d.drank % " + str(1 << RANK_BITS) + " "
-            "ORDER BY d.day, uid"
+            f"{SQL_TYPES['devices']}) AS devices {rows} ORDER BY d.day, uid"
         ).fetchnumpy()
+        times = self._times(rows, keyed) if keyed in wanted else None
         day_col = columns["day"]
         cuts = np.flatnonzero(np.diff(day_col)) + 1
         starts = [0, *cuts.tolist()]
@@ -181,12 +198,25 @@ class PartitionBuilder:
         for a, b in zip(starts, stops, strict=True):
             if a == b:
                 continue
+            day = int(day_col[a])
+            keys = times if keyed is not None and day == day_number(keyed) else None
             yield DayPart(
-                int(day_col[a]),
+                day,
                 columns["uid"][a:b].astype(np.uint32, copy=False),
                 {d: columns[d][a:b].astype(VALUE_DTYPES[d], copy=False) for d in DIMS},
-                {d: columns[f"{d}_t"][a:b].astype(np.int64, copy=False) for d in DIMS},
+                keys,
             )
+
+    def _times(self, rows: str, keyed: str) -> dict[Dim, IntArray]:
+        """The winners' times of the day ``keyed`` (the key's high bits; -1 for none), in
+        the order of its partition (by uid), for merging a later flush in."""
+        times = ", ".join(f"COALESCE(d.{dim} // {1 << ID_BITS}, -1) AS {dim}" for dim in ID_DIMS)
+        columns = self.con.sql(
+            f"SELECT COALESCE(d.uid, f.uid) AS uid, {times}, "
+            f"COALESCE(d.drank // {1 << RANK_BITS}, -1) AS devices {rows} "
+            f"WHERE d.day = DATE {sql_str(keyed)} ORDER BY uid"
+        ).fetchnumpy()
+        return {d: columns[d].astype(np.int64, copy=False) for d in DIMS}
 
     def device_names(self, ids: list[int]) -> dict[int, str]:
         """Model names of device ids (to break ties between two flushes' winners)."""

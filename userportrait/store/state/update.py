@@ -62,7 +62,10 @@ class DayPartitions(Protocol):
 
     def chunks(self, days: list[str]) -> Iterator[list[str]]: ...
 
-    def build(self, days: list[str]) -> Iterator[DayPart]: ...
+    def build(self, days: list[str], *, keyed: str | None = None) -> Iterator[DayPart]:
+        """Day partitions of ``days``; ``keyed`` names the one whose winners' times are
+        wanted (``DayPart.keys``), if the builder keeps times."""
+        ...
 
     def finish(self) -> None: ...
 
@@ -198,7 +201,7 @@ class AppUpdate:
             chunks = list(parts.chunks(sorted(days)))
             for i, chunk in enumerate(chunks):
                 progress("day partitions", 0.7 * i / len(chunks))
-                for part in parts.build(chunk):
+                for part in parts.build(chunk, keyed=day_date(newest).isoformat()):
                     first = self._grown(first)
                     # A late event can move a user's first day earlier; days after it
                     # are replayed below anyway (t0 is the earliest changed day).
@@ -273,7 +276,7 @@ class AppUpdate:
         old_users = self.old.n_users
         with PartitionBuilder(self.lake, self.appid, self.app, self.dir, self.version) as parts:
             progress("day partitions", 0.0)
-            batch = list(parts.build([day], after=self.old.version))
+            batch = list(parts.build([day], after=self.old.version, keyed=day))
             if not batch:
                 return
             (added,) = batch
