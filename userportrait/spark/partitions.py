@@ -76,11 +76,6 @@ class SparkPartitionBuilder:
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
 
-    def chunks(self, days: list[str]) -> Iterator[list[str]]:
-        """All the days at once: the cluster takes the volume, the driver one day at a time."""
-        if days:
-            yield days
-
     def build(self, days: list[str], *, keyed: str | None = None) -> Iterator[DayPart]:
         wanted = set(days)
         files = [

@@ -80,91 +80,43 @@ class PartitionBuilder:
             con.execute("CREATE TEMP TABLE devices (device VARCHAR, id INTEGER)")
         self.n_devices = _scalar(con, "SELECT count(*) FROM devices")
 
-    def chunks(self, days: list[str]) -> Iterator[list[str]]:
-        """``days`` in groups of about ``CHUNK_EVENTS`` events (one DuckDB pass each)."""
-        rows: dict[str, int] = {}
-        for f in self.lake.files(self.appid):
-            rows[f.day] = rows.get(f.day, 0) + f.rows
-        chunk: list[str] = []
-        size = 0
-        for day in days:
-            if chunk and size + rows.get(day, 0) > CHUNK_EVENTS:
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(day)
-            size += rows.get(day, 0)
-        if chunk:
-            yield chunk
-
     def build(
         self, days: list[str], after: int | None = None, *, keyed: str | None = None
     ) -> Iterator[DayPart]:
-        """Day partitions of ``days``, rebuilt from all their lake files up to the version
-        (or from the files of batches ``after`` a version only: what a flush added). Only
-        the day ``keyed`` (the newest, which flushes merge into) gets its winners' times:
-        six more columns for every day would cost a third of the build."""
+        """Day partitions of ``days`` in day order, rebuilt from all their lake files up to
+        the version (or from the files of batches ``after`` a version only: what a flush
+        added). Only the day ``keyed`` (the newest, which flushes merge into) gets its
+        winners' times: six more columns for every day would cost a third of the build.
+
+        The users and devices of all the days are matched once (the dictionary grows before
+        the first part comes out); then the winners are counted in passes of about
+        ``CHUNK_EVENTS`` events, which bound the memory."""
+        files: dict[str, list[str]] = {}
+        rows: dict[str, int] = {}
         wanted = set(days)
-        files = [
-            str(self.lake.root / f.path)
-            for f in self.lake.catalog.files(self.appid, upto=self.version, after=after)
-            if f.day in wanted
-        ]
+        for f in self.lake.catalog.files(self.appid, upto=self.version, after=after):
+            if f.day in wanted:
+                files.setdefault(f.day, []).append(str(self.lake.root / f.path))
+                rows[f.day] = rows.get(f.day, 0) + f.rows
         if not files:
             return
+        every = [path for day in sorted(files) for path in files[day]]
+        self._match_users(_events(every))
+        self._rank_devices(every)
+        for chunk in _chunks(sorted(files), rows):
+            yield from self._winners(_events([p for day in chunk for p in files[day]]), keyed)
+
+    def _rank_devices(self, files: list[str]) -> None:
+        """Tables ``drank`` (the devices of ``files`` ranked in string order, so that "latest
+        ts, then the larger model" packs into one integer like the id dimensions: a struct
+        max costs 2x) and ``drank_id`` (rank -> device id; new models get the next ids)."""
         con = self.con
-        listing = sql_list(files)
-        # Devices of these days ranked in string order, so that "latest ts, then the larger
-        # model" packs into one integer like the id dimensions (a struct max costs 2x).
         con.execute(
             "CREATE OR REPLACE TEMP TABLE drank AS SELECT device, "
             "CAST(row_number() OVER (ORDER BY device) AS BIGINT) AS r FROM (SELECT DISTINCT "
-            f"device FROM read_parquet({listing}, hive_partitioning=false) "
+            f"device FROM read_parquet({sql_list(files)}, hive_partitioning=false) "
             "WHERE device IS NOT NULL)"
         )
-        # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT
-        # key: microseconds since the day's midnight, < 2^37, then the id or the rank).
-        rel = time_of_day("e.ts", "e.day")
-        winners = ", ".join(
-            f"max({rel} * {1 << ID_BITS} + e.{col}) AS {dim}"
-            for dim, col in DIM_COLUMNS.items()
-            if dim != "devices"
-        )
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE daily AS "
-            f"SELECT e.day, e.openid, {winners}, "
-            f"max({rel} * {1 << RANK_BITS} + k.r) AS drank "
-            f"FROM read_parquet({listing}, hive_partitioning=true, "
-            "hive_types={'appid': VARCHAR, 'day': DATE}) e "
-            "LEFT JOIN drank k ON k.device = e.device GROUP BY e.day, e.openid"
-        )
-        # One pass over the user dictionary: each (day, user) row gets its uid or NULL
-        # (DuckDB builds the hash table on the smaller side, so the 3 M known users are
-        # streamed from their Parquet parts, never loaded into a table).
-        if self.app.users:
-            listing = ", ".join(sql_str(str(self.dir / f)) for f in self.app.users)
-            known = f"read_parquet([{listing}], hive_partitioning=false)"
-        else:
-            known = "(SELECT NULL::VARCHAR AS openid, NULL::UINTEGER AS uid WHERE false)"
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE matched AS SELECT d.*, u.uid FROM daily d "
-            f"LEFT JOIN {known} u USING (openid)"
-        )
-        n = self.app.n_users
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE fresh AS SELECT openid, CAST("
-            f"{n} + row_number() OVER (ORDER BY first, openid) - 1 AS UINTEGER) AS uid FROM "
-            "(SELECT openid, min(day) AS first FROM matched WHERE uid IS NULL GROUP BY openid)"
-        )
-        added = _scalar(con, "SELECT count(*) FROM fresh")
-        if added:
-            part = f"users/u{self.version}_{n}.parquet"
-            target = sql_str(str(self.dir / part))
-            con.execute(
-                f"COPY (SELECT * FROM fresh ORDER BY uid) TO {target} "
-                "(FORMAT parquet, COMPRESSION zstd)"
-            )
-            self.app.users.append(part)
-            self.app.n_users = n + added
         con.execute(
             f"INSERT INTO devices SELECT device, CAST({self.n_devices} + row_number() OVER"
             " (ORDER BY device) AS INTEGER) FROM drank d"
@@ -175,22 +127,38 @@ class PartitionBuilder:
             "CREATE OR REPLACE TEMP TABLE drank_id AS "
             "SELECT k.r, x.id FROM drank k JOIN devices x USING (device)"
         )
+
+    def _winners(self, events: str, keyed: str | None) -> Iterator[DayPart]:
+        """The day partitions of ``events`` (one DuckDB pass), users in uid order."""
+        con = self.con
+        # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT
+        # key: microseconds since the day's midnight, < 2^37, then the id or the rank).
+        # Grouped by the integer uid, not the openid: cheaper than a string key, and the
+        # (day, user) rows need no join afterwards.
+        rel = time_of_day("e.ts", "e.day")
+        winners = ", ".join(
+            f"max({rel} * {1 << ID_BITS} + e.{col}) AS {dim}"
+            for dim, col in DIM_COLUMNS.items()
+            if dim != "devices"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE daily AS "
+            f"SELECT CAST(e.day - DATE '1970-01-01' AS INTEGER) AS day, u.uid, {winners}, "
+            f"max({rel} * {1 << RANK_BITS} + k.r) AS drank FROM {events} e "
+            "JOIN uids u USING (openid) LEFT JOIN drank k ON k.device = e.device "
+            "GROUP BY e.day, u.uid"
+        )
         # Each column in the dtype the day partition keeps, so numpy takes it as it is.
         values = ", ".join(
             f"CAST(COALESCE(d.{dim} % {1 << ID_BITS}, 0) AS {SQL_TYPES[dim]}) AS {dim}"
             for dim in ID_DIMS
         )
-        rows = (
-            "FROM matched d LEFT JOIN fresh f ON d.uid IS NULL AND f.openid = d.openid "
-            f"LEFT JOIN drank_id x ON x.r = d.drank % {1 << RANK_BITS}"
-        )
+        rows = f"FROM daily d LEFT JOIN drank_id x ON x.r = d.drank % {1 << RANK_BITS}"
         # fetchnumpy, not Arrow: pyarrow's to_numpy imports pandas (0.5-0.9 s per process).
         columns = con.sql(
-            "SELECT CAST(d.day - DATE '1970-01-01' AS INTEGER) AS day, "
-            f"COALESCE(d.uid, f.uid) AS uid, {values}, CAST(COALESCE(x.id, 0) AS "
-            f"{SQL_TYPES['devices']}) AS devices {rows} ORDER BY d.day, uid"
+            f"SELECT d.day, d.uid, {values}, CAST(COALESCE(x.id, 0) AS "
+            f"{SQL_TYPES['devices']}) AS devices {rows} ORDER BY d.day, d.uid"
         ).fetchnumpy()
-        times = self._times(rows, keyed) if keyed in wanted else None
         day_col = columns["day"]
         cuts = np.flatnonzero(np.diff(day_col)) + 1
         starts = [0, *cuts.tolist()]
@@ -199,22 +167,61 @@ class PartitionBuilder:
             if a == b:
                 continue
             day = int(day_col[a])
-            keys = times if keyed is not None and day == day_number(keyed) else None
+            keyed_here = keyed is not None and day == day_number(keyed)
             yield DayPart(
                 day,
                 columns["uid"][a:b].astype(np.uint32, copy=False),
                 {d: columns[d][a:b].astype(VALUE_DTYPES[d], copy=False) for d in DIMS},
-                keys,
+                self._times(rows, day) if keyed_here else None,
             )
 
-    def _times(self, rows: str, keyed: str) -> dict[Dim, IntArray]:
-        """The winners' times of the day ``keyed`` (the key's high bits; -1 for none), in
-        the order of its partition (by uid), for merging a later flush in."""
+    def _match_users(self, events: str) -> None:
+        """Table ``uids``: the uid of every user of ``events``; users not in the dictionary
+        get the next uids, in the order of their first day here, then openid."""
+        con = self.con
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE seen AS "
+            f"SELECT openid, min(day) AS first FROM {events} GROUP BY openid"
+        )
+        # One pass over the user dictionary (DuckDB builds the hash table on the smaller
+        # side, so the 3 M known users are streamed from their Parquet parts).
+        if self.app.users:
+            listing = ", ".join(sql_str(str(self.dir / f)) for f in self.app.users)
+            known = f"read_parquet([{listing}], hive_partitioning=false)"
+        else:
+            known = "(SELECT NULL::VARCHAR AS openid, NULL::UINTEGER AS uid WHERE false)"
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE uids AS "
+            f"SELECT s.openid, s.first, u.uid FROM seen s LEFT JOIN {known} u USING (openid)"
+        )
+        n = self.app.n_users
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE fresh AS SELECT openid, CAST("
+            f"{n} + row_number() OVER (ORDER BY first, openid) - 1 AS UINTEGER) AS uid "
+            "FROM uids WHERE uid IS NULL"
+        )
+        added = _scalar(con, "SELECT count(*) FROM fresh")
+        if not added:
+            return
+        part = f"users/u{self.version}_{n}.parquet"
+        target = sql_str(str(self.dir / part))
+        con.execute(
+            f"COPY (SELECT * FROM fresh ORDER BY uid) TO {target} (FORMAT parquet, COMPRESSION zstd)"
+        )
+        self.app.users.append(part)
+        self.app.n_users = n + added
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE uids AS SELECT openid, uid FROM uids "
+            "WHERE uid IS NOT NULL UNION ALL SELECT openid, uid FROM fresh"
+        )
+
+    def _times(self, rows: str, day: int) -> dict[Dim, IntArray]:
+        """The winners' times of ``day`` (the key's high bits; -1 for none), in the order
+        of its partition (by uid), for merging a later flush in."""
         times = ", ".join(f"COALESCE(d.{dim} // {1 << ID_BITS}, -1) AS {dim}" for dim in ID_DIMS)
         columns = self.con.sql(
-            f"SELECT COALESCE(d.uid, f.uid) AS uid, {times}, "
-            f"COALESCE(d.drank // {1 << RANK_BITS}, -1) AS devices {rows} "
-            f"WHERE d.day = DATE {sql_str(keyed)} ORDER BY uid"
+            f"SELECT {times}, COALESCE(d.drank // {1 << RANK_BITS}, -1) AS devices {rows} "
+            f"WHERE d.day = {day} ORDER BY d.uid"
         ).fetchnumpy()
         return {d: columns[d].astype(np.int64, copy=False) for d in DIMS}
 
@@ -235,6 +242,28 @@ class PartitionBuilder:
         self.app.devices = f"devices.b{self.version}.parquet"
         table = con.sql("SELECT device, id FROM devices ORDER BY id").to_arrow_table()
         atomic_write(self.dir / self.app.devices, lambda fh: pq.write_table(table, fh))
+
+
+def _events(files: list[str]) -> str:
+    """SQL: the lake files ``files`` with their day."""
+    return (
+        f"read_parquet({sql_list(files)}, hive_partitioning=true, "
+        "hive_types={'appid': VARCHAR, 'day': DATE})"
+    )
+
+
+def _chunks(days: list[str], rows: dict[str, int]) -> Iterator[list[str]]:
+    """``days`` in runs of about ``CHUNK_EVENTS`` events (``rows``: events per day)."""
+    chunk: list[str] = []
+    size = 0
+    for day in days:
+        if chunk and size + rows[day] > CHUNK_EVENTS:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(day)
+        size += rows[day]
+    if chunk:
+        yield chunk
 
 
 def _scalar(con: Any, sql: str) -> int:

@@ -60,11 +60,9 @@ class DayPartitions(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def chunks(self, days: list[str]) -> Iterator[list[str]]: ...
-
     def build(self, days: list[str], *, keyed: str | None = None) -> Iterator[DayPart]:
-        """Day partitions of ``days``; ``keyed`` names the one whose winners' times are
-        wanted (``DayPart.keys``), if the builder keeps times."""
+        """Day partitions of ``days``, in day order; ``keyed`` names the one whose winners'
+        times are wanted (``DayPart.keys``), if the builder keeps times."""
         ...
 
     def finish(self) -> None: ...
@@ -198,19 +196,18 @@ class AppUpdate:
         newest = max(day_number(d) for d in set(self.app.days) | days)
         self.app.keys = {d: f for d, f in self.app.keys.items() if day_number(d) == newest}
         with self.partitions(self.lake, self.appid, self.app, self.dir, self.version) as parts:
-            chunks = list(parts.chunks(sorted(days)))
-            for i, chunk in enumerate(chunks):
-                progress("day partitions", 0.7 * i / len(chunks))
-                for part in parts.build(chunk, keyed=day_date(newest).isoformat()):
-                    first = self._grown(first)
-                    # A late event can move a user's first day earlier; days after it
-                    # are replayed below anyway (t0 is the earliest changed day).
-                    first[part.uid] = np.minimum(first[part.uid], part.day)
-                    self._write_day(part)
-                    if part.day == newest and part.keys is not None:
-                        self._write_keys(part)
-                    elif part.day == newest:  # a builder without times (Spark): no merging
-                        self.app.keys = {}
+            progress("day partitions", 0.0)
+            for i, part in enumerate(parts.build(sorted(days), keyed=day_date(newest).isoformat())):
+                progress("day partitions", 0.7 * (i + 1) / len(days))
+                first = self._grown(first)
+                # A late event can move a user's first day earlier; days after it are
+                # replayed below anyway (t0 is the earliest changed day).
+                first[part.uid] = np.minimum(first[part.uid], part.day)
+                self._write_day(part)
+                if part.day == newest and part.keys is not None:
+                    self._write_keys(part)
+                elif part.day == newest:  # a builder without times (Spark): no merging
+                    self.app.keys = {}
             parts.finish()
         self._save_first(first)
         self._replay(min(day_number(d) for d in days), first, progress)
