@@ -38,6 +38,7 @@ from userportrait.store.state.head import LONG_AGO, Head
 from userportrait.store.state.manifest import AppState, Failure, Manifest
 from userportrait.store.state.overlay import OVERLAY_USERS, Overlay, first_days
 from userportrait.store.state.partitions import PartitionBuilder
+from userportrait.store.state.prefetch import prefetched
 from userportrait.store.state.spans import SpanCounter
 from userportrait.store.windows import NO_DAY, DayPart, IntArray
 
@@ -54,7 +55,8 @@ Progress = Callable[[str, float], None]
 class DayPartitions(Protocol):
     """Builds day partitions for ``AppUpdate`` (``partitions.PartitionBuilder`` with DuckDB;
     ``spark build`` passes one that runs on Spark). It extends the app's user and device
-    dictionaries; everything else in the state is written by the code here."""
+    dictionaries, the users before the first day comes out (the histograms are sized by
+    them); everything else in the state is written by the code here."""
 
     def __enter__(self) -> DayPartitions: ...
 
@@ -195,30 +197,40 @@ class AppUpdate:
         )
         newest = max(day_number(d) for d in set(self.app.days) | days)
         self.app.keys = {d: f for d, f in self.app.keys.items() if day_number(d) == newest}
+        t0 = min(day_number(d) for d in days)
+        present = sorted({day_number(d) for d in self.app.days} | {day_number(d) for d in days})
+        replay: _Replay | None = None
         with self.partitions(self.lake, self.appid, self.app, self.dir, self.version) as parts:
-            progress("day partitions", 0.0)
-            for i, part in enumerate(parts.build(sorted(days), keyed=day_date(newest).isoformat())):
-                progress("day partitions", 0.7 * (i + 1) / len(days))
-                first = self._grown(first)
+            progress("days", 0.0)
+            built = parts.build(sorted(days), keyed=day_date(newest).isoformat())
+            # The builder runs a chunk ahead in a thread: DuckDB counts the next days
+            # while numpy folds these (the two would otherwise take turns on the cores).
+            for i, part in enumerate(prefetched(built)):
+                progress("days", (i + 1) / len(days))
+                first = self._grown(first)  # the builder matched every user before the first part
                 # A late event can move a user's first day earlier; days after it are
-                # replayed below anyway (t0 is the earliest changed day).
+                # replayed anyway (t0 is the earliest changed day).
                 first[part.uid] = np.minimum(first[part.uid], part.day)
                 self._write_day(part)
                 if part.day == newest and part.keys is not None:
                     self._write_keys(part)
                 elif part.day == newest:  # a builder without times (Spark): no merging
                     self.app.keys = {}
+                replay = replay or self._replay(t0, present, first)
+                replay.fold_until(part.day, first)
+                replay.fold(part, first)
             parts.finish()
         self._save_first(first)
-        self._replay(min(day_number(d) for d in days), first, progress)
+        replay = replay or self._replay(t0, present, first)
+        replay.fold_until(present[-1] + 1, first)
+        self.app.heads = replay.heads
         progress("up to date", 1.0)
         return self.app
 
-    def _replay(self, t0: int, first: IntArray, progress: Progress) -> None:
-        """Span histograms (and heads) of every day from ``t0`` on, from the latest kept
-        head before ``t0`` (a new day, a live flush, late events for yesterday), else
-        from a head built from the days before ``t0`` (a first load, a back-fill)."""
-        present = sorted(day_number(d) for d in self.app.days)
+    def _replay(self, t0: int, present: list[int], first: IntArray) -> _Replay:
+        """The span histograms and head as of the day before ``t0``: from the latest kept
+        head before ``t0`` (a new day, a live flush, late events for yesterday), else from
+        a head built from the days before ``t0`` (a first load, a back-fill)."""
         sizes = self.app.value_sizes()
         n = self.app.n_users
         kept = {
@@ -236,20 +248,7 @@ class AppUpdate:
             head = Head.from_days(before, n)
             head.advance(t0 - 1)
             counter = SpanCounter.from_head(head, first, sizes)
-        keep = set(present[-KEEP_HEADS:])
-        heads = {d: f for d, f in self.app.heads.items() if day_number(d) in keep}
-        todo = [t for t in present if t >= t0]
-        for i, t in enumerate(todo):
-            progress("windows", 0.7 + 0.3 * i / len(todo))
-            counter.fold(head, self._load_day(t), first)
-            day = day_date(t).isoformat()
-            self.app.spans[day] = f"spans/{day}.b{self.version}.npz"
-            counter.save(self.dir / self.app.spans[day])
-            if t in keep:
-                heads[day] = f"heads/{day}.b{self.version}.npys"
-                (self.dir / "heads").mkdir(exist_ok=True)
-                head.save(self.dir / heads[day])
-        self.app.heads = heads
+        return _Replay(self, head, counter, t0, present)
 
     def _grows_newest(self, days: set[str]) -> bool:
         """More events for the newest day only (a live flush), with what merging needs."""
@@ -365,3 +364,45 @@ class AppUpdate:
 
     def _load_day(self, t: int) -> DayPart:
         return load_day(self.dir / self.app.days[day_date(t).isoformat()], t)
+
+
+class _Replay:
+    """Folds the days from ``t0`` on into the span histograms and the head, in day order,
+    as they come: the rebuilt ones from the builder, the others (days after a late event)
+    from their files. A rebuilt day's users have their final first day once the days up
+    to it are built (a later day cannot move a first day before itself), so folding
+    need not wait for the whole build."""
+
+    def __init__(
+        self, update: AppUpdate, head: Head, counter: SpanCounter, t0: int, present: list[int]
+    ) -> None:
+        self.update = update
+        self.head = head
+        self.counter = counter
+        self.todo = [t for t in present if t >= t0]
+        self.keep = set(present[-KEEP_HEADS:])
+        app = update.app
+        self.heads = {d: f for d, f in app.heads.items() if day_number(d) in self.keep}
+
+    def fold_until(self, end: int, first: IntArray) -> None:
+        """Fold the days before ``end`` not folded yet, from their files."""
+        while self.todo and self.todo[0] < end:
+            self._fold(self.update._load_day(self.todo[0]), first)
+
+    def fold(self, part: DayPart, first: IntArray) -> None:
+        """Fold ``part``, the next day."""
+        if not self.todo or self.todo[0] != part.day:
+            raise ValueError(f"day {part.day} out of order")
+        self._fold(part, first)
+
+    def _fold(self, part: DayPart, first: IntArray) -> None:
+        self.todo.pop(0)
+        update, t = self.update, part.day
+        self.counter.fold(self.head, part, first)
+        day = day_date(t).isoformat()
+        update.app.spans[day] = f"spans/{day}.b{update.version}.npz"
+        self.counter.save(update.dir / update.app.spans[day])
+        if t in self.keep:
+            self.heads[day] = f"heads/{day}.b{update.version}.npys"
+            (update.dir / "heads").mkdir(exist_ok=True)
+            self.head.save(update.dir / self.heads[day])
