@@ -18,6 +18,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -300,8 +301,9 @@ def run_step(name: str, src: Path, data: Path, repeat: int = 1) -> dict[str, Any
     result["runs"] = [r["s"] for r in runs]
     result["rss_mb"] = max(r["rss_mb"] for r in runs)
     times = ", ".join(f"{t:.2f}" for t in result["runs"])
-    print(f"  {name}: {result['s']:.2f} s (runs: {times}), peak RSS {result['rss_mb']:.0f} MiB",
-          file=sys.stderr)  # fmt: skip
+    load = os.getloadavg()[0]
+    print(f"  {name}: {result['s']:.2f} s (runs: {times}), CPU {result['cpu_s']:.1f} s, "
+          f"peak RSS {result['rss_mb']:.0f} MiB, load {load:.1f}", file=sys.stderr)  # fmt: skip
     return result
 
 
@@ -382,6 +384,10 @@ def main() -> None:
         result = STEPS[args.step](args.src, args.data)
         # VmHWM, not ru_maxrss: the latter starts from the parent's RSS at fork.
         result["rss_mb"] = _proc_hwm(os.getpid())
+        # CPU seconds of the process (all threads): steadier than wall time when other
+        # jobs share the cores, and wall / CPU shows how much of 2 cores a step used.
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        result["cpu_s"] = usage.ru_utime + usage.ru_stime
         print(json.dumps(result))
         return
     users = args.users or (150_000 if args.small else 3_000_000)
