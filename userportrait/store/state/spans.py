@@ -83,9 +83,9 @@ class SpanCounter:
     def _rows(self, d: Dim, x: IntArray) -> IntArray:
         """Rows of the value ids ``x``, adding rows for values not seen before."""
         if len(x) and int(x.max()) >= len(self.row[d]):  # ids beyond the sizes given
-            grown = np.full(int(x.max()) + 1, -1, np.int64)
-            grown[: len(self.row[d])] = self.row[d]
-            self.row[d] = grown
+            wider = np.full(int(x.max()) + 1, -1, np.int64)
+            wider[: len(self.row[d])] = self.row[d]
+            self.row[d] = wider
         rows = self.row[d][x]
         if (rows < 0).any():
             new = np.unique(x[rows < 0])
