@@ -174,3 +174,29 @@ async def test_healthz_shows_a_failed_state(settings: Settings, broken_a: dict[s
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_a_day_failing_mid_build_stops_the_builders_thread(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The builder runs a chunk ahead in a thread (``prefetch.py``): when writing a day
+    fails, the thread stops before the builder's connection closes, the app is recorded
+    as failed, and its answers come from the lake until the retry."""
+    import threading
+
+    monkeypatch.setattr(state_mod.partitions, "CHUNK_EVENTS", 1)  # a pass per day
+    writes = {"n": 0}
+    write_day = state_update.AppUpdate._write_day
+
+    def failing_second(self: state_update.AppUpdate, part: Any) -> None:
+        writes["n"] += 1
+        if writes["n"] == 2:
+            raise OSError("disk full")
+        write_day(self, part)
+
+    monkeypatch.setattr(state_update.AppUpdate, "_write_day", failing_second)
+    load(lake, [ev(A, f"o{i}", f"2026-11-{20 + i}T10:00:00+08:00") for i in range(5)])
+    assert A in state_failures(lake)
+    assert not [t for t in threading.enumerate() if t.name == "state-prefetch"]
+    q = window(A, TODAY, 30)
+    assert answers(lake, "incremental", [q]) == answers(lake, "duckdb", [q])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TypeVar, cast
 
 T = TypeVar("T")
@@ -22,7 +22,7 @@ class _Failed:
         self.error = error
 
 
-def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+def prefetched(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """``items``, produced in a thread at most ``depth`` items ahead. An exception of the
     producer is raised here; closing this iterator early stops the producer at its next
     item (and waits for it, so nothing runs on after the caller moves on)."""

@@ -15,6 +15,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Protocol
 
@@ -203,22 +204,17 @@ class AppUpdate:
         with self.partitions(self.lake, self.appid, self.app, self.dir, self.version) as parts:
             progress("days", 0.0)
             built = parts.build(sorted(days), keyed=day_date(newest).isoformat())
-            # The builder runs a chunk ahead in a thread: DuckDB counts the next days
-            # while numpy folds these (the two would otherwise take turns on the cores).
-            for i, part in enumerate(prefetched(built)):
-                progress("days", (i + 1) / len(days))
-                first = self._grown(first)  # the builder matched every user before the first part
-                # A late event can move a user's first day earlier; days after it are
-                # replayed anyway (t0 is the earliest changed day).
-                first[part.uid] = np.minimum(first[part.uid], part.day)
-                self._write_day(part)
-                if part.day == newest and part.keys is not None:
-                    self._write_keys(part)
-                elif part.day == newest:  # a builder without times (Spark): no merging
-                    self.app.keys = {}
-                replay = replay or self._replay(t0, present, first)
-                replay.fold_until(part.day, first)
-                replay.fold(part, first)
+            # The builder runs a chunk ahead in a thread: DuckDB counts the next days while
+            # numpy folds these (they would otherwise take turns on the cores). The stream
+            # is closed before the builder: its thread must stop before the connection does.
+            with closing(prefetched(built)) as stream:
+                for i, part in enumerate(stream):
+                    progress("days", (i + 1) / len(days))
+                    first = self._grown(first)  # every user is matched before the first part
+                    self._take(part, newest, first)
+                    replay = replay or self._replay(t0, present, first)
+                    replay.fold_until(part.day, first)
+                    replay.fold(part, first)
             parts.finish()
         self._save_first(first)
         replay = replay or self._replay(t0, present, first)
@@ -226,6 +222,17 @@ class AppUpdate:
         self.app.heads = replay.heads
         progress("up to date", 1.0)
         return self.app
+
+    def _take(self, part: DayPart, newest: int, first: IntArray) -> None:
+        """Write a rebuilt day (and its winners' times if it is the newest)."""
+        # A late event can move a user's first day earlier; the days after it are replayed
+        # anyway (t0 is the earliest changed day).
+        first[part.uid] = np.minimum(first[part.uid], part.day)
+        self._write_day(part)
+        if part.day == newest and part.keys is not None:
+            self._write_keys(part)
+        elif part.day == newest:  # a builder without times (Spark): no merging
+            self.app.keys = {}
 
     def _replay(self, t0: int, present: list[int], first: IntArray) -> _Replay:
         """The span histograms and head as of the day before ``t0``: from the latest kept
