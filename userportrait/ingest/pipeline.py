@@ -27,10 +27,12 @@ from userportrait.ingest.normalize_sql import (
     CLIENT_COLUMNS_SQL,
     age_id_sql,
     age_value,
+    appids_of,
     client_sql,
     reason_sql,
     register_client_maps,
     register_maps,
+    shanghai_day_sql,
     ua_map_sql,
     with_ua_sql,
 )
@@ -125,7 +127,9 @@ def _run(
     step: Progress,
 ) -> None:
     con.execute(f"CREATE TEMP VIEW src AS {select}")
-    con.execute(f"CREATE TEMP VIEW checked AS SELECT *, {reason_sql()} AS reason FROM src")
+    appids = appids_of(con, "src")
+    reason = reason_sql(ts_text=source.ts_text, age_int=source.age_int, appids=appids)
+    con.execute(f"CREATE TEMP VIEW checked AS SELECT *, {reason} AS reason FROM src")
     ua_map = "ua_map" if "user_agent" in source.columns else None
     if ua_map:
         con.execute(f"CREATE TEMP TABLE ua_map AS {ua_map_sql('src')}")
@@ -154,7 +158,15 @@ def _run(
     ip: Literal["prefix", "raw"] | None = None
     if has_ip:
         ip = "raw" if lake.settings.store_raw_ip else "prefix"
-    accepted_sql = _accepted_sql(batch_id, has_event_id, existing, client, ip)
+    accepted_sql = _accepted_sql(
+        batch_id,
+        has_event_id,
+        existing,
+        client,
+        ip,
+        appid="c.appid" if appids is not None and appids.trimmed else "trim(c.appid)",
+        age=f"c.{source.age_int}" if source.age_int else None,
+    )
     only = _single_partition(con)
     if only is not None:
         # One (appid, day), the usual incremental batch: one plain file, which DuckDB
@@ -252,17 +264,22 @@ def _accepted_sql(
     existing: str | None,
     client: bool = False,
     ip: Literal["prefix", "raw"] | None = None,
+    appid: str = "trim(c.appid)",
+    age: str | None = None,
 ) -> str:
     """The accepted rows; ``client`` and ``ip`` add the columns and joins of issue 17
-    (``ip``: keep the prefix only, or the raw address too)."""
-    age = age_value("c.age")
+    (``ip``: keep the prefix only, or the raw address too). ``appid``: SQL of the appid
+    (the trim is spared when no appid of the batch needs it); ``age``: SQL of an integer
+    age (else the text ``c.age`` is parsed). The raw region, gender and platform come from
+    their maps, typed for a cheap write (``normalize_sql.raw_type``)."""
+    age = f"CAST({age} AS SMALLINT)" if age else age_value("c.age")
     device, platform, joins = client_sql(client, "IS NOT DISTINCT FROM")
     region = ip_sql.region_columns("c", "r", ip == "raw") if ip else "r.province_id, r.city_id"
     rows = (
-        "SELECT trim(c.appid) AS appid, CAST(timezone('Asia/Shanghai', c.ts) AS DATE) AS day, "
+        f"SELECT {appid} AS appid, {shanghai_day_sql('c.ts')} AS day, "
         "trim(c.openid) AS openid, c.ts, nullif(trim(c.event_id), '') AS event_id, "
-        "c.province AS province_raw, c.city AS city_raw, c.gender AS gender_raw, "
-        f"c.platform AS platform_raw, {device} AS device, "
+        "r.province_raw, r.city_raw, g.gender_raw, "
+        f"{'cp' if client else 'p'}.platform_raw, {device} AS device, "
         f"{age} AS age, {region}, g.gender_id, {platform} AS platform_id, "
         f"{age_id_sql(age)} AS age_id, CAST({batch_id} AS INTEGER) AS batch_id"
         f"{CLIENT_COLUMNS_SQL if client else ''} "
