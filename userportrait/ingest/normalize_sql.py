@@ -44,6 +44,23 @@ def register_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
     )
 
 
+def register_device_map(con: duckdb.DuckDBPyConnection, src: str) -> bool:
+    """Table ``device_text_map`` (device, device_value_raw) for a file without client fields:
+    each distinct raw device with the lake's device (``client_sql``'s trimmed text) as a
+    ``raw_type``. False (no table) when the devices are too many for an ENUM: then the
+    rows trim their own, which costs less than a join."""
+    rows = con.execute(
+        f"SELECT DISTINCT device, nullif(trim(device), '') FROM {src} LIMIT {MAX_ENUM_VALUES + 1}"
+    ).fetchall()
+    if len(rows) > MAX_ENUM_VALUES:
+        return False
+    text = pa.string()
+    _register(
+        con, "device_text_map", ["device", "device_value"], rows, [text, text], ("device_value",)
+    )
+    return True
+
+
 #: The distinct raw values to normalise (one grouping set per map; the same in both dialects).
 DISTINCT_VALUES_SQL: Final = (
     "province, city, gender, platform, GROUPING(province) AS g_region, "

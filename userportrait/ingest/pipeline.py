@@ -31,6 +31,7 @@ from userportrait.ingest.normalize_sql import (
     client_sql,
     reason_sql,
     register_client_maps,
+    register_device_map,
     register_maps,
     shanghai_day_sql,
     ua_map_sql,
@@ -145,6 +146,7 @@ def _run(
             lambda: register_client_maps(con, "events"),
             lambda f: step("scanning devices", f),
         )
+    device_map = not client and register_device_map(con, "src")
     has_ip = "ip" in source.columns
     if has_ip:
         db = ipregion.load_db(ipregion.active_db(lake.root))
@@ -166,6 +168,7 @@ def _run(
         ip,
         appid="c.appid" if appids is not None and appids.trimmed else "trim(c.appid)",
         age=f"c.{source.age_int}" if source.age_int else None,
+        device_map=device_map,
     )
     only = _single_partition(con)
     if only is not None:
@@ -266,14 +269,19 @@ def _accepted_sql(
     ip: Literal["prefix", "raw"] | None = None,
     appid: str = "trim(c.appid)",
     age: str | None = None,
+    device_map: bool = False,
 ) -> str:
     """The accepted rows; ``client`` and ``ip`` add the columns and joins of issue 17
     (``ip``: keep the prefix only, or the raw address too). ``appid``: SQL of the appid
     (the trim is spared when no appid of the batch needs it); ``age``: SQL of an integer
     age (else the text ``c.age`` is parsed). The raw region, gender and platform come from
-    their maps, typed for a cheap write (``normalize_sql.raw_type``)."""
+    their maps, typed for a cheap write (``normalize_sql.raw_type``), and so does the
+    device with ``device_map`` (table ``device_text_map``)."""
     age = f"CAST({age} AS SMALLINT)" if age else age_value("c.age")
     device, platform, joins = client_sql(client, "IS NOT DISTINCT FROM")
+    if device_map:
+        device = "dt.device_value_raw"
+        joins += " LEFT JOIN device_text_map dt ON c.device IS NOT DISTINCT FROM dt.device"
     region = ip_sql.region_columns("c", "r", ip == "raw") if ip else "r.province_id, r.city_id"
     rows = (
         f"SELECT {appid} AS appid, {shanghai_day_sql('c.ts')} AS day, "
