@@ -35,17 +35,17 @@ def register_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
         ["province", "city", "province_id", "city_id"],
         regions,
         [pa.string(), pa.string(), pa.int16(), pa.int32()],
-        raw=("province", "city"),
+        out=("province", "city"),
     )
     text, tiny = pa.string(), pa.int8()
-    _register(con, "gender_map", ["gender", "gender_id"], genders, [text, tiny], raw=("gender",))
+    _register(con, "gender_map", ["gender", "gender_id"], genders, [text, tiny], out=("gender",))
     _register(
-        con, "platform_map", ["platform", "platform_id"], platforms, [text, tiny], raw=("platform",)
+        con, "platform_map", ["platform", "platform_id"], platforms, [text, tiny], out=("platform",)
     )
 
 
 def register_device_map(con: duckdb.DuckDBPyConnection, src: str) -> bool:
-    """Table ``device_text_map`` (device, device_value_raw) for a file without client fields:
+    """Table ``device_text_map`` (device, device_value_out) for a file without client fields:
     each distinct raw device with the lake's device (``client_sql``'s trimmed text) as a
     ``raw_type``. False (no table) when the devices are too many for an ENUM: then the
     rows trim their own, which costs less than a join."""
@@ -121,6 +121,7 @@ def register_client_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
         ["device", "model", "brand", "ua_compact", "device_name"],
         device_rows,
         [text, text, text, text, text],
+        out=("device", "model", "brand", "ua_compact", "device_name"),
     )
     _register(
         con,
@@ -128,9 +129,15 @@ def register_client_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
         ["platform", "system", "ua_compact", "brand", "platform_id"],
         platform_rows,
         [text, text, text, text, pa.int8()],
-        raw=("platform",),
+        out=("platform", "system"),
     )
 
+
+#: ``CLIENT_COLUMNS_SQL`` from the client maps (aliases ``dm``, ``cp``), typed for the write.
+CLIENT_COLUMNS_OUT_SQL: Final = (
+    ", dm.device_out AS device_raw, dm.model_out AS model_raw, dm.brand_out AS brand_raw, "
+    "cp.system_out AS system_raw, dm.ua_compact_out AS ua_compact"
+)
 
 #: The lake's client columns (docs/storage.md), from view ``events`` (alias ``c``), written
 #: only by batches whose file has client fields: five all-NULL columns would cost a batch
@@ -227,14 +234,14 @@ def _register(
     columns: list[str],
     rows: Sequence[tuple[object, ...]],
     types: list[pa.DataType],
-    raw: tuple[str, ...] = (),
+    out: tuple[str, ...] = (),
 ) -> None:
-    """Table ``name`` of ``rows``; each column in ``raw`` also as ``<column>_raw``, typed by
-    ``raw_type`` (the value the lake keeps, handed back by the join the batch makes anyway)."""
+    """Table ``name`` of ``rows``; each column in ``out`` also as ``<column>_out``, typed by
+    ``raw_type``: a text the lake keeps, handed back by the join the batch makes anyway."""
     arrays = [pa.array([r[i] for r in rows], type=t) for i, t in enumerate(types)]
     table = pa.Table.from_arrays(arrays, names=columns)
     extra = "".join(
-        f", CAST({c} AS {raw_type(table.column(c).to_pylist())}) AS {c}_raw" for c in raw
+        f", CAST({c} AS {raw_type(table.column(c).to_pylist())}) AS {c}_out" for c in out
     )
     con.register(f"{name}_arrow", table)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT *{extra} FROM {name}_arrow")
