@@ -331,7 +331,8 @@ def appid_rules(expr: str, dialect: Dialect = "duckdb") -> dict[str, str]:
 
 
 def appids_of(con: duckdb.DuckDBPyConnection, src: str) -> Appids | None:
-    """The rules of ``appid_rules`` applied to the distinct appids of ``src`` (None: too many)."""
+    """The rules of ``appid_rules`` applied to the distinct appids of ``src`` (None: too
+    many; ``src`` may be a small table of them)."""
     checks = appid_rules("a")
     rows = con.execute(
         f"SELECT a, a = trim(a), {', '.join(checks.values())} FROM "
