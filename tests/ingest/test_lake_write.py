@@ -256,3 +256,33 @@ def test_duplicates_keep_the_first_by_device_text_not_by_enum_position(lake: Lak
     assert (report.accepted, report.duplicates) == (1, 2)
     got = duckdb.sql(f"SELECT device FROM read_parquet({lake.paths(A)})").fetchall()
     assert got == [("Mi",)]
+
+
+@pytest.mark.parametrize(
+    ("appids", "files"),
+    [
+        ([A, A, None], {(A, "2025-03-01"): 2}),  # one appid: from the statistics
+        ([A, "wxb", None], {(A, "2025-03-01"): 1, ("wxb", "2025-03-01"): 1}),  # grouped
+        ([None, None, None], {}),
+    ],
+)
+def test_parquet_appids_and_bounds(
+    lake: Lake, tmp_path: Path, appids: list[str | None], files: dict[tuple[str, str], int]
+) -> None:
+    """The rejected row without an appid lies on another day: the batch is not one
+    partition, though its one appid's rows are."""
+    table = pa.table(
+        {
+            "appid": pa.array(appids, pa.string()),
+            "openid": ["u1", "u2", "u3"],
+            "ts": pa.array(
+                [dt.datetime(2025, 3, 1, 1, tzinfo=dt.UTC)] * 2
+                + [dt.datetime(2025, 3, 5, 1, tzinfo=dt.UTC)],
+                pa.timestamp("us", "UTC"),
+            ),
+        }
+    )
+    pq.write_table(table, tmp_path / "e.parquet")
+    report = ingest_file(lake, tmp_path / "e.parquet")
+    assert (report.accepted, report.rejected) == (sum(files.values()), 3 - sum(files.values()))
+    assert {(f.appid, f.day): f.rows for f in lake.catalog.files()} == files
