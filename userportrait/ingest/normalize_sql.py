@@ -50,7 +50,8 @@ def register_device_map(con: duckdb.DuckDBPyConnection, src: str) -> bool:
     ``raw_type``. False (no table) when the devices are too many for an ENUM: then the
     rows trim their own, which costs less than a join."""
     rows = con.execute(
-        f"SELECT DISTINCT device, nullif(trim(device), '') FROM {src} LIMIT {MAX_ENUM_VALUES + 1}"
+        "SELECT device, nullif(trim(device), '') FROM "
+        f"(SELECT DISTINCT device FROM {src} LIMIT {MAX_ENUM_VALUES + 1})"
     ).fetchall()
     if len(rows) > MAX_ENUM_VALUES:
         return False
