@@ -87,6 +87,7 @@ def test_raw_type_is_a_sorted_enum_of_few_values() -> None:
     assert raw_type(["it's"]) == "ENUM('it''s')"
     many = [f"v{i}" for i in range(normalize_sql.MAX_ENUM_VALUES + 1)]
     assert raw_type(many) == "VARCHAR"
+    assert raw_type(["x" * (normalize_sql.MAX_LITERAL_CHARS + 1)]) == "VARCHAR"
 
 
 EVENTS: list[dict[str, Any]] = [
@@ -197,13 +198,20 @@ def _rejects(report: IngestReport) -> list[tuple[int, str]]:
     return [(r.line, r.reason) for r in report.rejects]
 
 
-@pytest.mark.parametrize("appid_cap", [1000, 2])
+@pytest.mark.parametrize(
+    ("appid_cap", "literal_chars"), [(1000, 1 << 18), (2, 1 << 18), (1000, 10)]
+)
 def test_typed_rejects_read_as_the_text_ones(
-    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch, appid_cap: int
+    tmp_path: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    appid_cap: int,
+    literal_chars: int,
 ) -> None:
     """Reasons and lines are the same from a typed Parquet file as from NDJSON, with the
-    appid rules decided per distinct appid or (over the cap) on every row."""
+    appid rules decided per distinct appid or (over the caps) on every row."""
     monkeypatch.setattr(normalize_sql, "MAX_APPID_VALUES", appid_cap)
+    monkeypatch.setattr(normalize_sql, "MAX_LITERAL_CHARS", literal_chars)
     text = Lake(settings.replace(data_dir=tmp_path / "text"))
     from_text = load(text, BAD)
     typed = Lake(settings.replace(data_dir=tmp_path / "typed"))

@@ -251,6 +251,9 @@ def _register(
 
 #: Most distinct values a text column of the lake is written as an ENUM with (above, VARCHAR).
 MAX_ENUM_VALUES: Final = 2000
+#: Most characters of SQL literals a batch's shortcut may spell out (an ENUM's values, the
+#: appids breaking a rule): hostile files can hold long values; past this, the plain way.
+MAX_LITERAL_CHARS: Final = 1 << 18
 
 
 def raw_type(values: Iterable[str | None]) -> str:
@@ -264,6 +267,8 @@ def raw_type(values: Iterable[str | None]) -> str:
     """
     distinct = sorted({v for v in values if v is not None}, key=lambda v: v.encode())
     if not distinct or len(distinct) > MAX_ENUM_VALUES:
+        return "VARCHAR"
+    if sum(len(v) for v in distinct) > MAX_LITERAL_CHARS:
         return "VARCHAR"
     return f"ENUM({', '.join(sql_str(v) for v in distinct)})"
 
@@ -343,6 +348,8 @@ def appids_of(con: duckdb.DuckDBPyConnection, src: str) -> Appids | None:
     if len(rows) > MAX_APPID_VALUES:
         return None
     failing = {name: tuple(r[0] for r in rows if r[2 + i]) for i, name in enumerate(checks)}
+    if sum(len(a) for values in failing.values() for a in values) > MAX_LITERAL_CHARS:
+        return None
     return Appids(failing, all(r[1] for r in rows))
 
 
