@@ -294,3 +294,34 @@ def test_parquet_appids_and_bounds(
     report = ingest_file(lake, tmp_path / "e.parquet")
     assert (report.accepted, report.rejected) == (sum(files.values()), 3 - sum(files.values()))
     assert {(f.appid, f.day): f.rows for f in lake.catalog.files()} == files
+
+
+TS_TEXTS = ["1740787200000", "-5", "1740787200", "99999999999999999", "0"]  # epoch s or ms
+NAIVE = ["2025-03-01 08:00:00", "1969-12-31 23:00:00", "2025-03-02 10:30:00"]
+
+
+@pytest.mark.parametrize(
+    ("column", "texts"),
+    [
+        (pa.array([int(t) for t in TS_TEXTS], pa.int64()), TS_TEXTS),
+        (pa.array([dt.datetime.fromisoformat(t) for t in NAIVE], pa.timestamp("us")), NAIVE),
+        (pa.array(NAIVE, pa.string()), NAIVE),
+    ],
+)
+def test_parquet_ts_of_any_type_reads_as_its_text(
+    tmp_path: Path, settings: Any, column: pa.Array, texts: list[str]
+) -> None:
+    """Epoch integers, naive timestamps (Shanghai wall time) and text in a Parquet file give
+    the lake and the rejects (quoting the ts's text) of the same texts in NDJSON."""
+    rows = [{"appid": A, "openid": f"u{i}", "ts": t} for i, t in enumerate(texts)]
+    text = Lake(settings.replace(data_dir=tmp_path / "text"))
+    from_text = load(text, rows)
+    typed = Lake(settings.replace(data_dir=tmp_path / "typed"))
+    table = pa.table(
+        {"appid": [A] * len(texts), "openid": [r["openid"] for r in rows], "ts": column}
+    )
+    pq.write_table(table, tmp_path / "ts.parquet")
+    from_typed = ingest_file(typed, tmp_path / "ts.parquet")
+    assert _rejects(from_typed) == _rejects(from_text)
+    assert from_typed.rejected >= 1
+    assert _lake_rows(typed) == _lake_rows(text)
