@@ -102,6 +102,10 @@ def test_bulk_ingest_derives_device_and_platform(lake: Lake, tmp_path: Path, fmt
         ("Redmi K40", 2, None, "M2012K11AC", "Xiaomi", "Android 13", None),
         ("OPPO R9", 2, "OPPO R9", None, None, None, None),
     ]  # fmt: skip
+    # Written from ENUMs (issue 14), read back as plain strings.
+    text = ("device", "device_raw", "model_raw", "brand_raw", "system_raw", "ua_compact")
+    schema = pq.read_schema(lake.paths(A)[0])
+    assert [str(schema.field(c).type) for c in (*text, "platform_raw")] == ["string"] * 7
 
 
 def test_a_file_without_client_fields_writes_no_client_columns(lake: Lake, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ written once in ``portrait/normalize.py`` and millions of rows are mapped by a h
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Final, Literal
 
 import duckdb
@@ -15,6 +16,7 @@ import pyarrow as pa
 from userportrait.portrait import devices, normalize, rules
 from userportrait.portrait.dims import AGE_BUCKET_UPPER, MAX_AGE
 from userportrait.portrait.rules import Reject
+from userportrait.sqltext import sql_str
 
 #: The SQL dialects the input rules are written for (DuckDB here; Spark in ``spark/``).
 Dialect = Literal["duckdb", "spark"]
@@ -33,9 +35,31 @@ def register_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
         ["province", "city", "province_id", "city_id"],
         regions,
         [pa.string(), pa.string(), pa.int16(), pa.int32()],
+        out=("province", "city"),
     )
-    _register(con, "gender_map", ["gender", "gender_id"], genders, [pa.string(), pa.int8()])
-    _register(con, "platform_map", ["platform", "platform_id"], platforms, [pa.string(), pa.int8()])
+    text, tiny = pa.string(), pa.int8()
+    _register(con, "gender_map", ["gender", "gender_id"], genders, [text, tiny], out=("gender",))
+    _register(
+        con, "platform_map", ["platform", "platform_id"], platforms, [text, tiny], out=("platform",)
+    )
+
+
+def register_device_map(con: duckdb.DuckDBPyConnection, src: str) -> bool:
+    """Table ``device_text_map`` (device, device_value_out) for a file without client fields:
+    each distinct raw device with the lake's device (``client_sql``'s trimmed text) as a
+    ``raw_type``. False (no table) when the devices are too many for an ENUM: then the
+    rows trim their own, which costs less than a join."""
+    rows = con.execute(
+        "SELECT device, nullif(trim(device), '') FROM "
+        f"(SELECT DISTINCT device FROM {src} LIMIT {MAX_ENUM_VALUES + 1})"
+    ).fetchall()
+    if len(rows) > MAX_ENUM_VALUES:
+        return False
+    text = pa.string()
+    _register(
+        con, "device_text_map", ["device", "device_value"], rows, [text, text], ("device_value",)
+    )
+    return True
 
 
 #: The distinct raw values to normalise (one grouping set per map; the same in both dialects).
@@ -98,6 +122,7 @@ def register_client_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
         ["device", "model", "brand", "ua_compact", "device_name"],
         device_rows,
         [text, text, text, text, text],
+        out=("device", "model", "brand", "ua_compact", "device_name"),
     )
     _register(
         con,
@@ -105,8 +130,15 @@ def register_client_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
         ["platform", "system", "ua_compact", "brand", "platform_id"],
         platform_rows,
         [text, text, text, text, pa.int8()],
+        out=("platform", "system"),
     )
 
+
+#: ``CLIENT_COLUMNS_SQL`` from the client maps (aliases ``dm``, ``cp``), typed for the write.
+CLIENT_COLUMNS_OUT_SQL: Final = (
+    ", dm.device_out AS device_raw, dm.model_out AS model_raw, dm.brand_out AS brand_raw, "
+    "cp.system_out AS system_raw, dm.ua_compact_out AS ua_compact"
+)
 
 #: The lake's client columns (docs/storage.md), from view ``events`` (alias ``c``), written
 #: only by batches whose file has client fields: five all-NULL columns would cost a batch
@@ -203,12 +235,57 @@ def _register(
     columns: list[str],
     rows: Sequence[tuple[object, ...]],
     types: list[pa.DataType],
+    out: tuple[str, ...] = (),
 ) -> None:
+    """Table ``name`` of ``rows``; each column in ``out`` also as ``<column>_out``, typed by
+    ``raw_type``: a text the lake keeps, handed back by the join the batch makes anyway."""
     arrays = [pa.array([r[i] for r in rows], type=t) for i, t in enumerate(types)]
     table = pa.Table.from_arrays(arrays, names=columns)
+    extra = "".join(
+        f", CAST({c} AS {raw_type(table.column(c).to_pylist())}) AS {c}_out" for c in out
+    )
     con.register(f"{name}_arrow", table)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT *{extra} FROM {name}_arrow")
     con.unregister(f"{name}_arrow")
+
+
+#: Most distinct values a text column of the lake is written as an ENUM with (above, VARCHAR).
+MAX_ENUM_VALUES: Final = 2000
+#: Most characters of SQL literals a batch's shortcut may spell out (an ENUM's values, the
+#: appids breaking a rule): hostile files can hold long values; past this, the plain way.
+MAX_LITERAL_CHARS: Final = 1 << 18
+
+
+def raw_type(values: Iterable[str | None]) -> str:
+    """The DuckDB type to write a low-cardinality text column of the lake with.
+
+    DuckDB's Parquet writer dictionary-encodes an ENUM column ~4x faster than the same
+    strings (it has the dictionary already); the file holds the same string column
+    (RLE_DICTIONARY), read back as plain text. But every row group repeats the whole
+    dictionary, so it pays only for a few values: above ``MAX_ENUM_VALUES``, VARCHAR.
+    The values go in sorted (byte) order, so that an ENUM sorts as its text does.
+    """
+    distinct = sorted({v for v in values if v is not None}, key=lambda v: v.encode())
+    if not distinct or len(distinct) > MAX_ENUM_VALUES:
+        return "VARCHAR"
+    if sum(len(v) for v in distinct) > MAX_LITERAL_CHARS:
+        return "VARCHAR"
+    return f"ENUM({', '.join(sql_str(v) for v in distinct)})"
+
+
+def shanghai_day_sql(ts: str) -> str:
+    """SQL: the Asia/Shanghai calendar day of the TIMESTAMPTZ ``ts``.
+
+    Since China's last daylight-saving change (1991-09-15) Shanghai is UTC+8 all year,
+    so a later instant's day is integer arithmetic (~4x cheaper than the time-zone
+    conversion); earlier instants take the conversion (DuckDB evaluates a CASE branch
+    only for its rows).
+    """
+    return (
+        f"CASE WHEN {ts} >= TIMESTAMPTZ '1992-01-01 00:00:00+08' THEN DATE '1970-01-01' + "
+        f"CAST((epoch_us({ts}) + 28800000000) // 86400000000 AS INTEGER) "
+        f"ELSE CAST(timezone('Asia/Shanghai', {ts}) AS DATE) END"
+    )
 
 
 def age_value(expr: str) -> str:
@@ -232,35 +309,117 @@ def full_match(expr: str, pattern: str, dialect: Dialect = "duckdb") -> str:
     return f"regexp_full_match({expr}, '{pattern}')"
 
 
-def reason_sql(dialect: Dialect = "duckdb") -> str:
+#: Above this many distinct appids in a file, the appid rules run on every row.
+MAX_APPID_VALUES: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Appids:
+    """The appid rules decided once per distinct appid of a batch (``appids_of``): a file
+    holds few appids, and a regex per row costs ~1 s per 12 M rows.
+
+    ``failing`` maps each rule of ``appid_rules`` to the raw appids that break it;
+    ``trimmed``: every appid equals its ``trim`` (the rows need no trim).
+    """
+
+    failing: dict[str, tuple[str, ...]]
+    trimmed: bool
+
+
+def appid_rules(expr: str, dialect: Dialect = "duckdb") -> dict[str, str]:
+    """SQL: the appid rules of ``reason_sql`` on a non-NULL appid, by name, in their order."""
+    return {
+        "missing": f"trim({expr}) = ''",
+        "too_long": f"length({expr}) > {rules.MAX_FIELD_CHARS}",
+        "invalid": f"NOT {full_match(f'trim({expr})', rules.APPID_PATTERN, dialect)}",
+        "reserved": f"lower(trim({expr})) = '{rules.RESERVED_APPID}'",
+    }
+
+
+def appids_of(con: duckdb.DuckDBPyConnection, src: str) -> Appids | None:
+    """The rules of ``appid_rules`` applied to the distinct appids of ``src`` (None: too
+    many; ``src`` may be a small table of them)."""
+    checks = appid_rules("a")
+    rows = con.execute(
+        f"SELECT a, a = trim(a), {', '.join(checks.values())} FROM "
+        f"(SELECT DISTINCT appid AS a FROM {src} WHERE appid IS NOT NULL "
+        f"LIMIT {MAX_APPID_VALUES + 1})"
+    ).fetchall()
+    if len(rows) > MAX_APPID_VALUES:
+        return None
+    failing = {name: tuple(r[0] for r in rows if r[2 + i]) for i, name in enumerate(checks)}
+    if sum(len(a) for values in failing.values() for a in values) > MAX_LITERAL_CHARS:
+        return None
+    return Appids(failing, all(r[1] for r in rows))
+
+
+def reason_sql(
+    dialect: Dialect = "duckdb",
+    ts_text: str = "ts_text",
+    age_int: str | None = None,
+    appids: Appids | None = None,
+) -> str:
     """SQL: why a standard-columns row is rejected, or NULL when it is accepted.
 
     The rules are written once; ``dialect`` changes only the spelling of the regex match
     and the instant literals (Spark's TIMESTAMP is an instant, like DuckDB's TIMESTAMPTZ).
+    The rest specialise the SQL to a source without changing a verdict: ``ts_text`` is the
+    SQL of the ts text (``Source.ts_text``), ``age_int`` the age as an integer when the
+    file types it so (``Source.age_int``), and ``appids`` the appid rules decided per
+    distinct appid (``appids_of``).
     """
     instant = "TIMESTAMP" if dialect == "spark" else "TIMESTAMPTZ"
-    too_long = " ".join(
-        f"WHEN length({f}) > {rules.MAX_FIELD_CHARS} THEN {Reject.TOO_LONG.sql(field=repr(f))}"
+    appid_rule = appid_rules("appid", dialect)
+    if appids is not None:
+        # A rule no appid of the batch breaks drops out; the others test membership.
+        appid_rule = {
+            name: f"appid IN ({', '.join(sql_str(a) for a in failing)})" if failing else ""
+            for name, failing in appids.failing.items()
+        }
+    lengths = [
+        appid_rule["too_long"] if f == "appid" else f"length({f}) > {rules.MAX_FIELD_CHARS}"
         for f in rules.LENGTH_CHECKED
+    ]
+    too_long = " ".join(
+        f"WHEN {check} THEN {Reject.TOO_LONG.sql(field=repr(f))}"
+        for f, check in zip(rules.LENGTH_CHECKED, lengths, strict=True)
+        if check
     )
-    age_num = "try_cast(trim(age) AS DOUBLE)"
-    appid_ok = full_match("trim(appid)", rules.APPID_PATTERN, dialect)
+    missing = (
+        f"appid IS NULL OR {appid_rule['missing']}" if appid_rule["missing"] else "appid IS NULL"
+    )
+    invalid = (
+        appid_rule["invalid"] and f"WHEN {appid_rule['invalid']} THEN {Reject.APPID_INVALID.sql()} "
+    )
+    reserved = (
+        appid_rule["reserved"]
+        and f"WHEN {appid_rule['reserved']} THEN {Reject.APPID_RESERVED.sql()} "
+    )
+    if age_int is None:
+        age_num = "try_cast(trim(age) AS DOUBLE)"
+        age_bad = (
+            "age IS NOT NULL AND trim(age) <> '' AND ("
+            f"{age_num} IS NULL OR {age_num} <> floor({age_num}) "
+            f"OR {age_num} < 0 OR {age_num} > {MAX_AGE})"
+        )
+        age_text = "age"
+    else:  # an integer needs no parse (and its text only in the message)
+        age_bad = f"{age_int} < 0 OR {age_int} > {MAX_AGE}"
+        age_text = f"CAST({age_int} AS VARCHAR)"
     return (
         "CASE WHEN _err IS NOT NULL THEN _err "
-        f"WHEN appid IS NULL OR trim(appid) = '' THEN {Reject.APPID_MISSING.sql()} "
+        f"WHEN {missing} THEN {Reject.APPID_MISSING.sql()} "
         f"{too_long} "
-        f"WHEN NOT {appid_ok} THEN {Reject.APPID_INVALID.sql()} "
-        f"WHEN lower(trim(appid)) = '{rules.RESERVED_APPID}' THEN {Reject.APPID_RESERVED.sql()} "
+        f"{invalid}"
+        f"{reserved}"
         f"WHEN openid IS NULL OR trim(openid) = '' THEN {Reject.OPENID_MISSING.sql()} "
-        # ts is NULL whenever ts_text is blank; testing ts first spares turning every
+        # ts is NULL whenever its text is blank; testing ts first spares turning every
         # typed Parquet timestamp into text.
-        f"WHEN ts IS NULL AND (ts_text IS NULL OR trim(ts_text) = '') THEN {Reject.TS_MISSING.sql()} "
-        f"WHEN ts IS NULL THEN {Reject.TS_INVALID.sql(value='ts_text')} "
+        f"WHEN ts IS NULL AND ({ts_text} IS NULL OR trim({ts_text}) = '') "
+        f"THEN {Reject.TS_MISSING.sql()} "
+        f"WHEN ts IS NULL THEN {Reject.TS_INVALID.sql(value=ts_text)} "
         f"WHEN ts < {instant} '{rules.TS_FIRST}' OR ts >= {instant} '{rules.TS_END}' "
-        f"THEN {Reject.TS_RANGE.sql(value='ts_text')} "
-        "WHEN age IS NOT NULL AND trim(age) <> '' AND ("
-        f"{age_num} IS NULL OR {age_num} <> floor({age_num}) "
-        f"OR {age_num} < 0 OR {age_num} > {MAX_AGE}) "
-        f"THEN {Reject.AGE_INVALID.sql(value='age')} "
+        f"THEN {Reject.TS_RANGE.sql(value=ts_text)} "
+        f"WHEN {age_bad} THEN {Reject.AGE_INVALID.sql(value=age_text)} "
         "END"
     )

@@ -84,6 +84,13 @@ class Source:
     format: Format
     columns: tuple[str, ...]  # the known fields present in the file
     line_offset: int  # add to the 1-based record number to get the file line
+    #: SQL over the select's columns: the ts as text, for reject messages only. A column
+    #: of text formats; for a typed Parquet column a cast of ``_ts_raw`` that only the
+    #: rows needing it pay (the column ``ts_text`` costs a cast of every row).
+    ts_text: str = "ts_text"
+    #: SQL: the age as an integer when the file's column is an integer (``_age_int``),
+    #: so that its rules need no text round trip; None: read ``age`` as text.
+    age_int: str | None = None
 
 
 def detect_format(path: Path) -> Format:
@@ -174,6 +181,10 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_EPOCH_TYPES: Final = ("BIGINT", "INTEGER", "UBIGINT", "UINTEGER", "HUGEINT", "SMALLINT")
+_INTEGER_TYPES: Final = (*_EPOCH_TYPES, "TINYINT", "USMALLINT", "UTINYINT", "UHUGEINT")
+
+
 def _parquet(con: duckdb.DuckDBPyConnection, path: Path, fields: Fields) -> tuple[Source, str]:
     scan = f"read_parquet({sql_str(str(path))})"
     types = dict(
@@ -192,20 +203,26 @@ def _parquet(con: duckdb.DuckDBPyConnection, path: Path, fields: Fields) -> tupl
         ts_expr = ts_col
     elif ts_type.startswith("TIMESTAMP"):
         ts_expr = f"timezone('Asia/Shanghai', CAST({ts_col} AS TIMESTAMP))"
-    elif ts_type in ("BIGINT", "INTEGER", "UBIGINT", "UINTEGER", "HUGEINT", "SMALLINT"):
+    elif ts_type in _EPOCH_TYPES:
         ts_expr = ts_from_int(f"CAST({ts_col} AS BIGINT)")
     else:
         ts_expr = ts_from_text(f"CAST({ts_col} AS VARCHAR)")
     cols.append(f"{ts_expr} AS ts")
     cols.append(f"CAST({ts_col} AS VARCHAR) AS ts_text")
+    cols.append(f"{ts_col} AS _ts_raw")
     for f in fields.text:
         cols.append(
             f"CAST({_quote(lowered[f])} AS VARCHAR) AS {f}"
             if f in lowered
             else f"CAST(NULL AS VARCHAR) AS {f}"
         )
+    age_int = None
+    if "age" in fields.text and "age" in lowered and types[lowered["age"]] in _INTEGER_TYPES:
+        cols.append(f"{_quote(lowered['age'])} AS _age_int")
+        age_int = "_age_int"
     cols.append("CAST(NULL AS VARCHAR) AS _err")
-    return Source(path, "parquet", columns, 0), f"SELECT {', '.join(cols)} FROM {scan}"
+    source = Source(path, "parquet", columns, 0, "CAST(_ts_raw AS VARCHAR)", age_int)
+    return source, f"SELECT {', '.join(cols)} FROM {scan}"
 
 
 def _csv(con: duckdb.DuckDBPyConnection, path: Path, fields: Fields) -> tuple[Source, str]:
