@@ -57,10 +57,10 @@ def test_window_end_yesterday_in_shanghai() -> None:
 
 
 def test_time_of_day_is_arithmetic_only_without_daylight_saving(lake: Lake) -> None:
-    """The state's time of day (``partitions.time_of_day``) equals the zone lookup on both
+    """The state's time of day (``sqltext.shanghai_time_of_day_sql``) equals the zone lookup on both
     sides of 1992: China kept daylight saving in 1986-1991, so days before 1992 (and their
     DST hours) take the lookup and later days the fixed +8 arithmetic."""
-    from userportrait.store.state.partitions import time_of_day
+    from userportrait.sqltext import shanghai_time_of_day_sql
 
     con = lake.connect()
     try:
@@ -70,7 +70,7 @@ def test_time_of_day_is_arithmetic_only_without_daylight_saving(lake: Lake) -> N
             "TIMESTAMPTZ '1991-09-14 23:59:59+09', TIMESTAMPTZ '1991-12-31 23:59:59.5+08', "
             "TIMESTAMPTZ '1992-01-01 00:00:00+08', TIMESTAMPTZ '2024-06-09 15:59:59.999999Z', "
             "TIMESTAMPTZ '9999-12-31 15:00:00Z']) AS ts)) "
-            f"SELECT {time_of_day('ts', 'day')}, "
+            f"SELECT {shanghai_time_of_day_sql('ts', 'day')}, "
             "epoch_us(ts) - epoch_us(CAST(day AS TIMESTAMPTZ)) FROM t"
         ).fetchall()
     finally:

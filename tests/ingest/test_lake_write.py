@@ -17,8 +17,9 @@ import pytest
 
 from tests.conftest import load
 from userportrait.ingest import normalize_sql
-from userportrait.ingest.normalize_sql import raw_type, shanghai_day_sql
+from userportrait.ingest.normalize_sql import raw_type
 from userportrait.ingest.pipeline import IngestReport, ingest_file
+from userportrait.sqltext import shanghai_day_sql
 from userportrait.store.lake import Lake
 
 A = "wxa000000000000001"

@@ -273,21 +273,6 @@ def raw_type(values: Iterable[str | None]) -> str:
     return f"ENUM({', '.join(sql_str(v) for v in distinct)})"
 
 
-def shanghai_day_sql(ts: str) -> str:
-    """SQL: the Asia/Shanghai calendar day of the TIMESTAMPTZ ``ts``.
-
-    Since China's last daylight-saving change (1991-09-15) Shanghai is UTC+8 all year,
-    so a later instant's day is integer arithmetic (~4x cheaper than the time-zone
-    conversion); earlier instants take the conversion (DuckDB evaluates a CASE branch
-    only for its rows).
-    """
-    return (
-        f"CASE WHEN {ts} >= TIMESTAMPTZ '1992-01-01 00:00:00+08' THEN DATE '1970-01-01' + "
-        f"CAST((epoch_us({ts}) + 28800000000) // 86400000000 AS INTEGER) "
-        f"ELSE CAST(timezone('Asia/Shanghai', {ts}) AS DATE) END"
-    )
-
-
 def age_value(expr: str) -> str:
     """SQL: the age text as a whole number (NULL when absent or invalid)."""
     return f"CAST(try_cast(trim({expr}) AS DOUBLE) AS SMALLINT)"

@@ -33,7 +33,6 @@ from userportrait.ingest.normalize_sql import (
     register_client_maps,
     register_device_map,
     register_maps,
-    shanghai_day_sql,
     ua_map_sql,
     with_ua_sql,
 )
@@ -41,7 +40,7 @@ from userportrait.ingest.sources import Source, open_source
 from userportrait.portrait import ipregion
 from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.rules import appid_problem
-from userportrait.sqltext import sql_str
+from userportrait.sqltext import shanghai_day_sql, sql_str
 from userportrait.store.catalog import LakeFile
 from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from userportrait.portrait.dims import DIMS, ID_DIMS, Dim
-from userportrait.sqltext import sql_list, sql_str
+from userportrait.sqltext import shanghai_time_of_day_sql, sql_list, sql_str
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import DIM_COLUMNS, Lake
 from userportrait.store.state.days import SQL_TYPES, VALUE_DTYPES, day_number
@@ -28,20 +28,6 @@ CHUNK_EVENTS = 4_000_000
 #: The packed winner keys (also built by Spark in ``spark/partitions.py``).
 ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
 RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
-#: From this day on Asia/Shanghai is UTC+8 without daylight saving (China's last ended on
-#: 1991-09-15), so an event's time of day is arithmetic, not a time-zone lookup per event.
-FIXED_OFFSET_FROM: Final = "1992-01-01"
-_US_PER_DAY: Final = 86_400_000_000
-_OFFSET_US: Final = 8 * 3600 * 1_000_000
-
-
-def time_of_day(ts: str, day: str) -> str:
-    """SQL: microseconds from the Shanghai midnight of ``day`` (the event's day) to ``ts``."""
-    return (
-        f"CASE WHEN {day} >= DATE '{FIXED_OFFSET_FROM}' "
-        f"THEN (epoch_us({ts}) + {_OFFSET_US}) % {_US_PER_DAY} "
-        f"ELSE epoch_us({ts}) - epoch_us(CAST({day} AS TIMESTAMPTZ)) END"
-    )
 
 
 class PartitionBuilder:
@@ -135,7 +121,7 @@ class PartitionBuilder:
         # key: microseconds since the day's midnight, < 2^37, then the id or the rank).
         # Grouped by the integer uid, not the openid: cheaper than a string key, and the
         # (day, user) rows need no join afterwards.
-        rel = time_of_day("e.ts", "e.day")
+        rel = shanghai_time_of_day_sql("e.ts", "e.day")
         winners = ", ".join(
             f"max({rel} * {1 << ID_BITS} + e.{col}) AS {dim}"
             for dim, col in DIM_COLUMNS.items()
