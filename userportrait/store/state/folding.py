@@ -4,9 +4,12 @@ A flush writes the users it changed to the newest day's overlay (``overlay.py``)
 the overlay into the day's files costs the day and the app's users, not a batch, so the
 server's folder thread does it beside the flusher (``OverlayFolder``), in two steps:
 
-1. ``Fold.prepare``, without the writer lock: read the manifest, load the overlay it names
-   (the snapshot) and write the day's files with it folded in to ``state/_fold/`` (outside
-   the app directories: a flush's ``publish`` keeps it); flushes go on meanwhile.
+1. ``Fold.of`` and ``Fold.build``, without the writer lock: read the manifest, link the
+   files it names for the day (the snapshot) into ``state/_fold/`` (outside the app
+   directories, so a flush's ``publish`` neither sees nor removes them) and write the day's
+   files with the overlay folded in there; the server's folder builds in a child process
+   at low priority, so the fold neither takes the GIL from the flusher nor leaves its
+   memory in the server. Flushes go on meanwhile.
 2. ``Fold.swap``, under the writer lock: if the day's files are still the snapshot's (only
    flushes came since), move the folded files in and keep as the overlay only the rows
    flushes changed since the snapshot (``Overlay.since``: a cost of the overlay, not of the
@@ -26,6 +29,7 @@ import fcntl
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -45,34 +49,61 @@ log = logging.getLogger("userportrait.state")
 
 #: Where folds write their files before they are moved in (under ``state/``).
 FOLD_DIR = "_fold"
-#: The folder thread's nice value: on 2 shared cores the flushes come first (on Linux the
-#: nice value of a thread id is that thread's own).
+#: The nice value of a fold's child process: on 2 shared cores the flushes come first.
 FOLDER_NICE = 10
 
 
 @dataclass(slots=True)
 class Fold:
-    """One app's overlay folded into new day files from a snapshot, waiting for the swap."""
+    """One app's overlay folded into new day files from a snapshot, then swapped in.
+
+    ``staged`` holds ``snapshot.json`` (the app's manifest entry), ``in/`` (hard links to
+    the snapshot's files: no publish removes them from under the fold) and ``out/`` (the
+    folded files)."""
 
     lake: Lake
     appid: str
     snapshot: AppState
-    overlay: Overlay
     staged: Path
-    names: FoldNames  # relative to ``staged``
+    names: FoldNames  # relative to ``staged / "out"``
+
+    @classmethod
+    def of(cls, lake: Lake, appid: str, app: AppState) -> Fold:
+        """A fold of ``app`` (the manifest's entry of ``appid``, with an overlay), its files
+        linked in; the caller holds ``folding``."""
+        ((day, name),) = app.overlay.items()
+        staged = lake.state_dir / FOLD_DIR / f"appid={appid}"
+        shutil.rmtree(staged, ignore_errors=True)  # a crashed fold's
+        src = app_dir(lake.state_dir, appid)
+        assert app.first_day is not None
+        for rel in (app.days[day], app.keys[day], app.heads[day], app.first_day, name):
+            (staged / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.link(src / rel, staged / "in" / rel)
+        (staged / "snapshot.json").write_text(Manifest(app.version, {appid: app}).to_json())
+        return cls(lake, appid, app, staged, FoldNames(day, "staged"))
 
     @classmethod
     def prepare(cls, lake: Lake, appid: str, app: AppState) -> Fold:
-        """Write the folded files of ``app`` (the manifest's entry of ``appid``, with an
-        overlay) to the staging directory; the caller holds ``folding``."""
-        ((day, name),) = app.overlay.items()
-        src = app_dir(lake.state_dir, appid)
-        overlay = Overlay.load(src / name, day_number(day))  # before a flush replaces it
-        staged = lake.state_dir / FOLD_DIR / f"appid={appid}"
-        shutil.rmtree(staged, ignore_errors=True)  # a crashed fold's
-        names = FoldNames(day, "staged")
-        write_folded(src, app, overlay, staged, names)
-        return cls(lake, appid, app, overlay, staged, names)
+        """``of`` and ``build``: a fold ready to swap."""
+        fold = cls.of(lake, appid, app)
+        fold.build()
+        return fold
+
+    def build(self) -> None:
+        """Write the folded files (in this process)."""
+        build(self.staged)
+
+    def build_apart(self) -> None:
+        """Write the folded files in a child process at nice ``FOLDER_NICE``: the fold
+        holds neither this process's GIL (the flusher's) nor its memory afterwards."""
+        cmd = [sys.executable, "-m", "userportrait.store.state.folding", str(self.staged)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"the fold of {self.appid} failed: {done.stderr[-2000:]}")
+
+    def _overlay(self) -> Overlay:
+        ((day, name),) = self.snapshot.overlay.items()
+        return Overlay.load(self.staged / "in" / name, day_number(day))
 
     def swap(self) -> bool:
         """Move the folded files in and publish; False (nothing changed) when the day's
@@ -106,11 +137,12 @@ class Fold:
         dst = app_dir(self.lake.state_dir, self.appid)
         names = _free_names(dst, day, f"b{current.version}.fold")
         for staged, final in zip(self.names.files(), names.files(), strict=True):
-            (self.staged / staged).replace(dst / final)
+            (self.staged / "out" / staged).replace(dst / final)
         for d in {(dst / f).parent for f in names.files()}:
             fsync_path(d)
         now = Overlay.load(dst / app.overlay[day], day_number(day))
-        rest = now.since(self.overlay)
+        snapshot = self._overlay()
+        rest = now.since(snapshot)
         new = app.copy()
         names.set(new)
         if len(rest):
@@ -120,7 +152,7 @@ class Fold:
         publish(self.lake.state_dir, current, Manifest(current.version, apps, current.failed))
         log.info(
             "folded the overlay of %s (%d users) into new files of %s; %d users left over",
-            self.appid, len(self.overlay), day, len(rest),
+            self.appid, len(snapshot), day, len(rest),
         )  # fmt: skip
 
 
@@ -152,8 +184,9 @@ def folding(lake: Lake) -> Iterator[bool]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def fold_overlays(lake: Lake, limit: int = OVERLAY_USERS) -> list[str]:
-    """Fold every app's overlay of more than ``limit`` users; returns the apps folded."""
+def fold_overlays(lake: Lake, limit: int = OVERLAY_USERS, apart: bool = False) -> list[str]:
+    """Fold every app's overlay of more than ``limit`` users (``apart``: each built in a
+    child process); returns the apps folded."""
     done: list[str] = []
     with folding(lake) as mine:
         if not mine:
@@ -166,9 +199,13 @@ def fold_overlays(lake: Lake, limit: int = OVERLAY_USERS) -> list[str]:
                 (name,) = app.overlay.values()
                 if Overlay.users(app_dir(lake.state_dir, appid) / name) <= limit:
                     continue
-                fold = Fold.prepare(lake, appid, app)
+                fold = Fold.of(lake, appid, app)
             except FileNotFoundError:  # a writer replaced the snapshot's files: next time
                 continue
+            if apart:
+                fold.build_apart()
+            else:
+                fold.build()
             if fold.swap():
                 done.append(appid)
     return done
@@ -176,7 +213,7 @@ def fold_overlays(lake: Lake, limit: int = OVERLAY_USERS) -> list[str]:
 
 class OverlayFolder:
     """The server's folder: a thread that folds overlays past ``limit`` users when poked
-    (by the live flusher after each flush)."""
+    (by the live flusher after each flush), each built in a child process."""
 
     def __init__(self, lake: Lake, limit: int = OVERLAY_USERS) -> None:
         self.lake = lake
@@ -202,11 +239,6 @@ class OverlayFolder:
             self._thread = None
 
     def _loop(self) -> None:
-        if sys.platform.startswith("linux"):  # elsewhere a thread id is no process id
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), FOLDER_NICE)
-            except OSError:  # not permitted: it folds at the flushes' priority
-                pass
         while True:
             self._wake.wait()
             self._wake.clear()
@@ -214,7 +246,20 @@ class OverlayFolder:
                 return
             t = time.perf_counter()
             try:
-                if fold_overlays(self.lake, self.limit):
+                if fold_overlays(self.lake, self.limit, apart=True):
                     self.seconds.append(time.perf_counter() - t)
             except Exception:  # the flushes fold it themselves past OVERLAY_USERS_MAX
                 log.exception("folding an overlay failed; the next flush retries")
+
+
+def build(staged: Path) -> None:
+    """Write the folded files of the fold staged in ``staged`` (``Fold``)."""
+    ((_, app),) = Manifest.from_json((staged / "snapshot.json").read_text()).apps.items()
+    ((day, name),) = app.overlay.items()
+    overlay = Overlay.load(staged / "in" / name, day_number(day))
+    write_folded(staged / "in", app, overlay, staged / "out", FoldNames(day, "staged"))
+
+
+if __name__ == "__main__":  # Fold.build_apart
+    os.nice(FOLDER_NICE)
+    build(Path(sys.argv[1]))
