@@ -468,6 +468,8 @@ def report(
         time_s = f"{res['s']:.2f} s" + (spread if len(runs) > 1 else "")
         if "p90" in res:
             time_s += f" (p90 {res['p90']:.2f}, max {res['max']:.2f})"
+        if res.get("folds"):  # beside the flushes, in the folder's child process
+            time_s += f"; folds beside them: {', '.join(f'{t:.2f}' for t in res['folds'])} s"
         print(f"| {name} | {time_s} | {res['rss_mb']:.0f} MiB | {target} |")
     if http:
         for label, xs in (("random windows of 1-366 days, each once", http["first"]),
