@@ -78,7 +78,7 @@ class Fold:
         assert app.first_day is not None
         for rel in (app.days[day], app.keys[day], app.heads[day], app.first_day, name):
             (staged / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.link(src / rel, staged / "in" / rel)
+            _link(src / rel, staged / "in" / rel)
         (staged / "snapshot.json").write_text(Manifest(app.version, {appid: app}).to_json())
         return cls(lake, appid, app, staged, FoldNames(day, "staged"))
 
@@ -154,6 +154,15 @@ class Fold:
             "folded the overlay of %s (%d users) into new files of %s; %d users left over",
             self.appid, len(snapshot), day, len(rest),
         )  # fmt: skip
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except FileNotFoundError:
+        raise
+    except OSError:  # a file system without hard links: a copy does the same, slower
+        shutil.copyfile(src, dst)
 
 
 def _free_names(dst: Path, day: str, tag: str) -> FoldNames:
