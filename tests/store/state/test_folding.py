@@ -191,10 +191,10 @@ def test_the_folder_thread_folds_when_poked(twin: Twin) -> None:
     try:
         folder.poke()
         deadline = time.monotonic() + 30
-        while not folder.seconds and time.monotonic() < deadline:
+        while not folder.folds and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         folder.stop()
-    assert len(folder.seconds) == 1
+    assert len(folder.folds) == 1
     assert not _app(twin.lake).overlay
     twin.same_answers()

@@ -227,7 +227,8 @@ class OverlayFolder:
     def __init__(self, lake: Lake, limit: int = OVERLAY_USERS) -> None:
         self.lake = lake
         self.limit = limit
-        self.seconds: list[float] = []  # the duration of each pass that folded something
+        #: (start, end) of each pass that folded something (``time.perf_counter``).
+        self.folds: list[tuple[float, float]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -256,7 +257,7 @@ class OverlayFolder:
             t = time.perf_counter()
             try:
                 if fold_overlays(self.lake, self.limit, apart=True):
-                    self.seconds.append(time.perf_counter() - t)
+                    self.folds.append((t, time.perf_counter()))
             except Exception:  # the flushes fold it themselves past OVERLAY_USERS_MAX
                 log.exception("folding an overlay failed; the next flush retries")
 
