@@ -199,7 +199,7 @@ def _flushes(data: Path, n: int) -> dict[str, Any]:
     during = [e - t for t, e in spans[1:] if any(a < e and t < b for a, b in folder.folds)]
     return {"s": statistics.median(rest), "p90": pct(rest, 0.9), "max": rest[-1],
             "first": took[0], "n": len(rest), "folds": [b - a for a, b in folder.folds],
-            "during_folds": during, "fold_rss_mb": _children_hwm()}  # fmt: skip
+            "during_folds": during}  # fmt: skip
 
 
 def step_flush(_src: Path, data: Path) -> dict[str, Any]:
@@ -371,13 +371,6 @@ def _proc_hwm(pid: int) -> float:
     return float("nan")
 
 
-def _children_hwm() -> float:
-    """Peak RSS (MiB) of this process's finished children (the folds' processes)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
@@ -483,7 +476,6 @@ def report(
             time_s += f"; folds beside them: {', '.join(f'{t:.2f}' for t in res['folds'])} s"
             during = ", ".join(f"{t:.2f}" for t in res["during_folds"])
             time_s += f", flushes meanwhile: {during or 'none'} s"
-            time_s += f", fold process peak RSS {res['fold_rss_mb']:.0f} MiB"
         print(f"| {name} | {time_s} | {res['rss_mb']:.0f} MiB | {target} |")
     if http:
         for label, xs in (("random windows of 1-366 days, each once", http["first"]),
