@@ -49,8 +49,9 @@ log = logging.getLogger("userportrait.state")
 
 #: Where folds write their files before they are moved in (under ``state/``).
 FOLD_DIR = "_fold"
-#: The nice value of a fold's child process: on 2 shared cores the flushes come first.
-FOLDER_NICE = 10
+#: The nice value of a fold's child process: the lowest, as a fold has slack (the overlay may
+#: grow to OVERLAY_USERS_MAX meanwhile) and on 2 shared cores the flushes come first.
+FOLDER_NICE = 19
 
 
 @dataclass(slots=True)
