@@ -118,10 +118,14 @@ def test_flushes_during_a_fold_stay_in_the_overlay(twin: Twin) -> None:
     before = IncrementalEngine(lake)
     twin.same_answers()
     snapshot = _app(lake)
-    fold = _prepare(lake)
-    twin.flush(users=range(30, 45), n=6)  # during the fold: new users and known ones
-    flushed = _app(lake).overlay
-    assert fold.swap()
+    with folding(lake) as mine:
+        assert mine
+        fold = Fold.prepare(lake, A, snapshot)
+        twin.flush(users=range(30, 45), n=6)  # during the fold: new users and known ones
+        flushed = _app(lake).overlay
+        assert fold_overlays(lake, limit=1) == []  # one fold at a time: this one is at work
+        twin.same_answers(before)  # the fold built, not swapped in yet
+        assert fold.swap()
     app = _app(lake)
     assert app.days[str(DAY)] != snapshot.days[str(DAY)]  # the day's files written anew
     assert app.heads[str(DAY)] != snapshot.heads[str(DAY)]
