@@ -98,7 +98,11 @@ class Fold:
         """Write the folded files in a child process at nice ``FOLDER_NICE``: the fold
         holds neither this process's GIL (the flusher's) nor its memory afterwards."""
         cmd = [sys.executable, "-m", "userportrait.store.state.folding", str(self.staged)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        # The child imports this very package, installed or not.
+        here = str(Path(__file__).resolve().parents[3])
+        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONPATH": path}
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode:
             raise RuntimeError(f"the fold of {self.appid} failed: {done.stderr[-2000:]}")
 
