@@ -202,3 +202,26 @@ def test_the_folder_thread_folds_when_poked(twin: Twin) -> None:
     assert len(folder.folds) == 1
     assert not _app(twin.lake).overlay
     twin.same_answers()
+
+
+def test_a_failing_fold_waits_before_it_tries_again(
+    twin: Twin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tries: list[int] = []
+
+    def fail(self: Fold) -> None:
+        tries.append(1)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Fold, "build_apart", fail)
+    folder = OverlayFolder(twin.lake, limit=1)
+    folder.start()
+    try:
+        for _ in range(3):
+            folder.poke()
+            time.sleep(0.3)
+    finally:
+        folder.stop()
+    assert tries == [1] and not folder.folds  # once, then the back-off
+    assert _app(twin.lake).overlay  # the state as it was: the flushes' overlay
+    twin.same_answers()

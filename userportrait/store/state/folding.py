@@ -49,6 +49,8 @@ log = logging.getLogger("userportrait.state")
 
 #: Where folds write their files before they are moved in (under ``state/``).
 FOLD_DIR = "_fold"
+#: Seconds the folder waits after a failed fold before it tries again.
+RETRY_S = 60.0
 #: The nice value of a fold's child process: the lowest, as a fold has slack (the overlay may
 #: grow to OVERLAY_USERS_MAX meanwhile) and on 2 shared cores the flushes come first.
 FOLDER_NICE = 19
@@ -237,6 +239,7 @@ class OverlayFolder:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._next_try = 0.0  # after a failure: not before (time.monotonic)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="state-folder", daemon=True)
@@ -259,12 +262,15 @@ class OverlayFolder:
             self._wake.clear()
             if self._stop.is_set():
                 return
+            if time.monotonic() < self._next_try:
+                continue
             t = time.perf_counter()
             try:
                 if fold_overlays(self.lake, self.limit, apart=True):
                     self.folds.append((t, time.perf_counter()))
             except Exception:  # the flushes fold it themselves past OVERLAY_USERS_MAX
-                log.exception("folding an overlay failed; the next flush retries")
+                self._next_try = time.monotonic() + RETRY_S
+                log.exception("folding an overlay failed; retrying in %.0f s", RETRY_S)
 
 
 def build(staged: Path) -> None:
