@@ -103,6 +103,7 @@ class LiveIngest:
         for thread in self._threads:
             thread.join()
         self._threads.clear()
+        self._folder.stop()  # first: the last flush starts no fold (the next start does)
         self.flush()
         with self._segment_lock:
             if self._file is not None:
@@ -111,7 +112,6 @@ class LiveIngest:
                 self._file = None
                 if path.stat().st_size == 0:
                     path.unlink()
-        self._folder.stop()
         self._owner.close()  # releases the flock
 
     # -- requests --------------------------------------------------------------------------

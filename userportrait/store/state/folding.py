@@ -242,6 +242,7 @@ class OverlayFolder:
         self._next_try = 0.0  # after a failure: not before (time.monotonic)
 
     def start(self) -> None:
+        self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="state-folder", daemon=True)
         self._thread.start()
 
