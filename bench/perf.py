@@ -170,12 +170,16 @@ FLUSHES = int(os.environ.get("BENCH_FLUSHES", "80"))
 
 def _flushes(data: Path, n: int) -> dict[str, Any]:
     """``n`` flushes of 1,000 events for the newest day, as the server's live flusher
-    writes them (a batch file each), in one process: the server is a running process."""
+    writes them (a batch file each), in one process: the server is a running process,
+    with its folder thread folding the overlay beside the flushes (issue 14)."""
     from userportrait.ingest.pipeline import ingest_file
+    from userportrait.store.state.folding import OverlayFolder
 
     rng = random.Random(os.getpid())
     users = int(data.name.split("-")[0][1:])
-    took = []
+    took, spans = [], []
+    folder = OverlayFolder(_lake(data))
+    folder.start()
     for k in range(n):
         lines = []
         for i in range(1000):
@@ -186,11 +190,17 @@ def _flushes(data: Path, n: int) -> dict[str, Any]:
         batch.write_text("\n".join(lines) + "\n")
         t = time.perf_counter()
         ingest_file(_lake(data), batch)
-        took.append(time.perf_counter() - t)
+        spans.append((t, time.perf_counter()))
+        took.append(spans[-1][1] - t)
+        folder.poke()
         batch.unlink()
+    folder.stop()
     rest = sorted(took[1:])  # the first pays the process's imports and caches
+    # The flushes that ran while a fold was being built beside them.
+    during = [e - t for t, e in spans[1:] if any(a < e and t < b for a, b in folder.folds)]
     return {"s": statistics.median(rest), "p90": pct(rest, 0.9), "max": rest[-1],
-            "first": took[0], "n": len(rest)}  # fmt: skip
+            "first": took[0], "n": len(rest), "folds": [b - a for a, b in folder.folds],
+            "during_folds": during}  # fmt: skip
 
 
 def step_flush(_src: Path, data: Path) -> dict[str, Any]:
@@ -468,6 +478,10 @@ def report(
         time_s = f"{res['s']:.2f} s" + (spread if len(runs) > 1 else "")
         if "p90" in res:
             time_s += f" (p90 {res['p90']:.2f}, max {res['max']:.2f})"
+        if res.get("folds"):  # beside the flushes, in the folder's child process
+            time_s += f"; folds beside them: {', '.join(f'{t:.2f}' for t in res['folds'])} s"
+            during = ", ".join(f"{t:.2f}" for t in res["during_folds"])
+            time_s += f", flushes meanwhile: {during or 'none'} s"
         print(f"| {name} | {time_s} | {res['rss_mb']:.0f} MiB | {target} |")
     if http:
         for label, xs in (("random windows of 1-366 days, each once", http["first"]),

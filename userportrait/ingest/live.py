@@ -7,7 +7,9 @@ every ``live_flush_interval_ms`` and loads it into the lake with the bulk pipeli
 and bulk events share one path (and its ``event_id`` de-duplication). A segment is deleted
 only after its batch is committed; on start every segment left over is replayed, and one
 that was committed already is recognised by its SHA-256 and skipped. After ``kill -9`` at
-any moment, every acknowledged event is therefore counted exactly once.
+any moment, every acknowledged event is therefore counted exactly once. Beside the
+flusher, a folder thread folds the newest day's overlay into its files once flushes have
+grown it (``store/state/folding.py``), so no flush pays for that (issue 14).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from userportrait.ingest.records import RecordError, check_record, dump_record
 from userportrait.store.compact import compact
 from userportrait.store.durable import fsync_path
 from userportrait.store.lake import Lake
+from userportrait.store.state.folding import OverlayFolder
 
 log = logging.getLogger("userportrait.live")
 
@@ -70,6 +73,7 @@ class LiveIngest:
         self._file: Any = None
         self._file_events = 0
         self._owner: Any = None
+        self._folder = OverlayFolder(lake)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -86,6 +90,7 @@ class LiveIngest:
             ) from None
         self._recover()
         self._open_segment()
+        self._folder.start()
         for target, name in ((self._write_loop, "wal-writer"), (self._flush_loop, "wal-flusher")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -98,6 +103,7 @@ class LiveIngest:
         for thread in self._threads:
             thread.join()
         self._threads.clear()
+        self._folder.stop()  # first: the last flush starts no fold (the next start does)
         self.flush()
         with self._segment_lock:
             if self._file is not None:
@@ -225,6 +231,8 @@ class LiveIngest:
             with self._pending_lock:
                 self._pending = max(0, self._pending - events)
             loaded += events
+        if loaded:
+            self._folder.poke()
         if loaded and self.compact_files:
             # Each flush adds a file to today's partition; merge them before they pile up.
             # The events are committed already, so a failure here only postpones it.

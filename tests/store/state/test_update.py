@@ -33,6 +33,7 @@ from userportrait.store.lake import Lake
 from userportrait.store.state import STANDARD_LENGTHS, StateStore, day_number
 from userportrait.store.state import spans as state_spans
 from userportrait.store.state import update as state_update
+from userportrait.store.state.folding import fold_overlays
 
 CONFIG = GeneratorConfig(users=1200, days=40, end=dt.date(2026, 3, 31), apps=2, seed=5)
 END, START = CONFIG.end, CONFIG.start
@@ -264,15 +265,16 @@ def test_appended_days_with_gaps_age_values_out_of_windows(lake: Lake) -> None:
             assert portrait(q, get_engine("duckdb", lake)) == portrait(q, ref), (day, n)
 
 
-@pytest.mark.parametrize("overlay_users", [1 << 16, 2])
+@pytest.mark.parametrize("folds", ["never", "by the flush", "by the folder"])
 def test_more_events_for_the_newest_day_equal_a_fresh_load(
-    lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overlay_users: int
+    lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folds: str
 ) -> None:
     # Live flushes: the newest day grows batch by batch, each batch's winners merged into
     # the day through its overlay (issue 14: a flush costs its batch), folded into the
-    # day's files when it outgrows its limit (2 users: nearly every flush) and when the
-    # next day comes. Later events override values, earlier ones must not, equal times go
-    # to the larger id or device name whichever batch holds them, users gain values and
+    # day's files when it outgrows its limit (2 users: nearly every flush; by the flush
+    # itself past OVERLAY_USERS_MAX, or by the server's folder after the flush) and when
+    # the next day comes. Later events override values, earlier ones must not, equal times
+    # go to the larger id or device name whichever batch holds them, users gain values and
     # appear; a retried event (same event_id) counts once. Every window equals a fresh load.
     merged: list[int] = []
     grow = state_update.AppUpdate._grow_newest
@@ -282,7 +284,7 @@ def test_more_events_for_the_newest_day_equal_a_fresh_load(
         grow(self, t, progress)
 
     monkeypatch.setattr(state_update.AppUpdate, "_grow_newest", counted)
-    monkeypatch.setattr(state_update, "OVERLAY_USERS", overlay_users)
+    monkeypatch.setattr(state_update, "OVERLAY_USERS_MAX", 2 if folds == "by the flush" else 99)
     a = "wxgrow0000000001"
     day = dt.date(2024, 6, 10)
 
@@ -309,11 +311,15 @@ def test_more_events_for_the_newest_day_equal_a_fresh_load(
                 assert grown == portrait(q, get_engine("duckdb", fresh)), (n, end)
                 assert grown == portrait(q, get_engine("reference", lake)), (n, end)
 
+    folded = []
     for i, batch in enumerate(batches):
         load(lake, batch, f"b{i}.ndjson")
+        if folds == "by the folder":
+            folded += fold_overlays(lake, limit=2)
     load(fresh, [e for b in batches for e in b], "all.ndjson")
     assert merged == [day_number(day)] * 5  # every batch after the day's first one
-    if overlay_users > len(batches):
+    assert len(folded) == (2 if folds == "by the folder" else 0)  # after batches 2 and 4
+    if folds == "never":
         assert StateStore(lake).manifest.apps[a].overlay  # the day's files as first written
     same_answers((day, day + D(1), day - D(1)))
     # The next day folds the overlay into the day's files first.

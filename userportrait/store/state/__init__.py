@@ -12,6 +12,8 @@ ending there) and per-user heads of the last few days. The rooms:
 * ``spans``      — span histograms per end day: every window up to 366 days as a lookup;
 * ``shaping``    — window counts into portrait counts;
 * ``update``     — the update policy (catch up, which windows to recount, publish);
+* ``overlay``    — the newest day's overlay: what live flushes changed since its files;
+* ``folding``    — folding the overlay into the day's files beside the flushes (a thread);
 * ``reader``     — ``StateStore``: answers, following the catalog.
 
 Window counting itself is pure numpy in ``store/windows.py``.

@@ -30,14 +30,18 @@ from userportrait.store.state.days import (
     day_number,
     load_day,
     merge_winners,
-    overlaid,
     rows_of,
     save_day,
     save_keys,
 )
 from userportrait.store.state.head import LONG_AGO, Head
 from userportrait.store.state.manifest import AppState, Failure, Manifest
-from userportrait.store.state.overlay import OVERLAY_USERS, Overlay, first_days
+from userportrait.store.state.overlay import (
+    OVERLAY_USERS_MAX,
+    FoldNames,
+    Overlay,
+    write_folded,
+)
 from userportrait.store.state.partitions import PartitionBuilder
 from userportrait.store.state.prefetch import prefetched
 from userportrait.store.state.spans import SpanCounter
@@ -315,7 +319,7 @@ class AppUpdate:
         overlay = overlay.updated(delta, head)
         self.app.overlay = {day: f"days/{day}.overlay.b{self.version}.npys"}
         overlay.save(self.dir / self.app.overlay[day])
-        if len(overlay) > OVERLAY_USERS:
+        if len(overlay) > OVERLAY_USERS_MAX:
             self._fold_overlay()
 
     def _overlay(self, day: str, t: int) -> Overlay:
@@ -323,25 +327,16 @@ class AppUpdate:
         return Overlay.load(self.dir / name, t) if name else Overlay.empty(t)
 
     def _fold_overlay(self) -> None:
-        """Write the newest day's files anew with its overlay folded in (when the overlay
-        grows too large, and before anything but a flush changes the state)."""
+        """Write the newest day's files anew with its overlay folded in, before anything
+        but a flush changes the state (and when a flush finds the overlay past
+        ``OVERLAY_USERS_MAX``: the server's folder folds it earlier, ``folding.py``)."""
         if not self.app.overlay:
             return
         ((day, name),) = self.app.overlay.items()
-        t = day_number(day)
-        overlay = Overlay.load(self.dir / name, t)
-        base = load_day(self.dir / self.app.days[day], t, self.dir / self.app.keys[day])
-        merged = overlaid(base, overlay.part)
-        self._write_day(merged)
-        self._write_keys(merged)
-        head = Head.load(self.dir / self.app.heads[day], self.app.n_users)
-        head.put(overlay.part.uid.astype(np.intp), overlay.head)
-        self.app.heads[day] = f"heads/{day}.b{self.version}.npys"
-        head.save(self.dir / self.app.heads[day])
-        assert self.app.first_day is not None
-        first = np.load(self.dir / self.app.first_day)
-        self._save_first(first_days(first, self.app.n_users, t))
-        self.app.overlay = {}
+        overlay = Overlay.load(self.dir / name, day_number(day))
+        names = FoldNames(day, f"b{self.version}")
+        write_folded(self.dir, self.app, overlay, self.dir, names)
+        names.set(self.app)
 
     def _grown(self, first: IntArray) -> IntArray:
         """``first`` with NO_DAY for the users the dictionary gained since it was read."""
