@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from userportrait.portrait.dims import DIMS, ID_DIMS, Dim
+from userportrait.portrait.dims import DIMS, ID_DIMS
 from userportrait.sqltext import shanghai_time_of_day_sql, sql_list, sql_str
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import DIM_COLUMNS, Lake
 from userportrait.store.state.days import SQL_TYPES, VALUE_DTYPES, day_number
 from userportrait.store.state.manifest import AppState
-from userportrait.store.windows import DayPart, IntArray
+from userportrait.store.windows import DayPart
 
 #: Events per DuckDB pass when building day partitions (bounds memory).
 CHUNK_EVENTS = 4_000_000
@@ -72,7 +72,8 @@ class PartitionBuilder:
         """Day partitions of ``days`` in day order, rebuilt from all their lake files up to
         the version (or from the files of batches ``after`` a version only: what a flush
         added). Only the day ``keyed`` (the newest, which flushes merge into) gets its
-        winners' times: six more columns for every day would cost a third of the build.
+        winners' times: six more columns for every day would cost a third of the build
+        (they are fetched for its chunk only).
 
         The users and devices of all the days are matched once (the dictionary grows before
         the first part comes out); then the winners are counted in passes of about
@@ -90,7 +91,8 @@ class PartitionBuilder:
         self._match_users(_events(every))
         self._rank_devices(every)
         for chunk in _chunks(sorted(files), rows):
-            yield from self._winners(_events([p for day in chunk for p in files[day]]), keyed)
+            events = _events([p for day in chunk for p in files[day]])
+            yield from self._winners(events, day_number(keyed) if keyed in chunk else None)
 
     def _rank_devices(self, files: list[str]) -> None:
         """Tables ``drank`` (the devices of ``files`` ranked in string order, so that "latest
@@ -114,8 +116,9 @@ class PartitionBuilder:
             "SELECT k.r, x.id FROM drank k JOIN devices x USING (device)"
         )
 
-    def _winners(self, events: str, keyed: str | None) -> Iterator[DayPart]:
-        """The day partitions of ``events`` (one DuckDB pass), users in uid order."""
+    def _winners(self, events: str, keyed: int | None) -> Iterator[DayPart]:
+        """The day partitions of ``events`` (one DuckDB pass), users in uid order; the day
+        ``keyed``, if among them, with its winners' times."""
         con = self.con
         # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT
         # key: microseconds since the day's midnight, < 2^37, then the id or the rank).
@@ -141,6 +144,11 @@ class PartitionBuilder:
         )
         rows = f"FROM daily d LEFT JOIN drank_id x ON x.r = d.drank % {1 << RANK_BITS}"
         # fetchnumpy, not Arrow: pyarrow's to_numpy imports pandas (0.5-0.9 s per process).
+        if keyed is not None:  # the times too (the key's high bits; -1 for none)
+            values += "".join(
+                f", COALESCE(d.{dim} // {1 << ID_BITS}, -1) AS {dim}_t" for dim in ID_DIMS
+            )
+            values += f", COALESCE(d.drank // {1 << RANK_BITS}, -1) AS devices_t"
         columns = con.sql(
             f"SELECT d.day, d.uid, {values}, CAST(COALESCE(x.id, 0) AS "
             f"{SQL_TYPES['devices']}) AS devices {rows} ORDER BY d.day, d.uid"
@@ -153,12 +161,14 @@ class PartitionBuilder:
             if a == b:
                 continue
             day = int(day_col[a])
-            keyed_here = keyed is not None and day == day_number(keyed)
+            keys = None
+            if day == keyed:
+                keys = {d: columns[f"{d}_t"][a:b].astype(np.int64, copy=False) for d in DIMS}
             yield DayPart(
                 day,
                 columns["uid"][a:b].astype(np.uint32, copy=False),
                 {d: columns[d][a:b].astype(VALUE_DTYPES[d], copy=False) for d in DIMS},
-                self._times(rows, day) if keyed_here else None,
+                keys,
             )
 
     def _match_users(self, events: str) -> None:
@@ -200,16 +210,6 @@ class PartitionBuilder:
             "CREATE OR REPLACE TEMP TABLE uids AS SELECT openid, uid FROM uids "
             "WHERE uid IS NOT NULL UNION ALL SELECT openid, uid FROM fresh"
         )
-
-    def _times(self, rows: str, day: int) -> dict[Dim, IntArray]:
-        """The winners' times of ``day`` (the key's high bits; -1 for none), in the order
-        of its partition (by uid), for merging a later flush in."""
-        times = ", ".join(f"COALESCE(d.{dim} // {1 << ID_BITS}, -1) AS {dim}" for dim in ID_DIMS)
-        columns = self.con.sql(
-            f"SELECT {times}, COALESCE(d.drank // {1 << RANK_BITS}, -1) AS devices {rows} "
-            f"WHERE d.day = {day} ORDER BY d.uid"
-        ).fetchnumpy()
-        return {d: columns[d].astype(np.int64, copy=False) for d in DIMS}
 
     def device_names(self, ids: list[int]) -> dict[int, str]:
         """Model names of device ids (to break ties between two flushes' winners)."""
