@@ -55,3 +55,14 @@ def test_patching_a_grown_day_equals_building_the_head_again(seed: int) -> None:
         assert head.age[d].tolist() == want.age[d].tolist(), d
         assert head.val[d][fresh].tolist() == want.val[d][fresh].tolist(), d
     assert head.last.tolist() == want.last.tolist() and newest == int(head.newest[0])
+
+
+def test_grow_adds_users_never_seen() -> None:
+    head = Head(2)
+    head.last[:] = [0, 3]
+    head.grow(5)
+    head.grow(4)  # never shrinks
+    assert head.last.tolist() == [0, 3, LONG_AGO, LONG_AGO, LONG_AGO]
+    for d in DIMS:
+        assert head.val[d].tolist() == [0] * 5
+        assert head.age[d].tolist() == [LONG_AGO] * 5

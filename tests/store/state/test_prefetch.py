@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from userportrait.store.state.prefetch import prefetched
+from userportrait.store.state.prefetch import Prefetched
 
 
 def test_items_in_order() -> None:
-    assert list(prefetched(iter(range(100)), depth=2)) == list(range(100))
+    assert list(Prefetched(iter(range(100)), depth=2)) == list(range(100))
 
 
 def test_producer_error_is_raised_to_the_consumer_after_its_items() -> None:
@@ -22,8 +22,9 @@ def test_producer_error_is_raised_to_the_consumer_after_its_items() -> None:
 
     got: list[int] = []
     with pytest.raises(OSError, match="disk full"):
-        for item in prefetched(items()):
-            got.append(item)
+        with Prefetched(items()) as stream:
+            for item in stream:
+                got.append(item)
     assert got == [1, 2]
 
 
@@ -39,8 +40,20 @@ def test_an_early_stop_ends_the_producer_and_closes_it() -> None:
         finally:
             closed.set()
 
-    stream = prefetched(items(), depth=1)
+    stream = Prefetched(items(), depth=1)
     assert next(stream) == 0
-    stream.close()  # what a consumer's exception or break does
+    stream.close()  # what leaving the ``with`` does, on an exception too
     assert closed.is_set()
     assert len(produced) <= 4  # one ahead, not the whole producer
+
+
+def test_the_producer_starts_before_the_first_item_is_asked_for() -> None:
+    started = threading.Event()
+
+    def items() -> Iterator[int]:
+        started.set()
+        yield 1
+
+    with Prefetched(items()) as stream:
+        assert started.wait(5)  # the consumer can prepare meanwhile
+        assert list(stream) == [1]

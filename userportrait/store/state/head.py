@@ -49,6 +49,16 @@ class Head:
             target[: len(source)] = source
         return head
 
+    def grow(self, n_users: int) -> None:
+        """Room for ``n_users`` users (the new ones never seen)."""
+        more = n_users - len(self.last)
+        if more <= 0:
+            return
+        self.last = np.concatenate([self.last, np.full(more, LONG_AGO, np.uint16)])
+        for d in DIMS:
+            self.val[d] = np.concatenate([self.val[d], np.zeros(more, VALUE_DTYPES[d])])
+            self.age[d] = np.concatenate([self.age[d], np.full(more, LONG_AGO, np.uint16)])
+
     @classmethod
     def rows(cls, path: Path, uid: IntArray) -> Head:
         """The rows of users ``uid`` of the head in ``path`` (mapped: only their pages are

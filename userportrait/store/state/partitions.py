@@ -175,10 +175,6 @@ class PartitionBuilder:
         """Table ``uids``: the uid of every user of ``events``; users not in the dictionary
         get the next uids, in the order of their first day here, then openid."""
         con = self.con
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE seen AS "
-            f"SELECT openid, min(day) AS first FROM {events} GROUP BY openid"
-        )
         # One pass over the user dictionary (DuckDB builds the hash table on the smaller
         # side, so the 3 M known users are streamed from their Parquet parts).
         if self.app.users:
@@ -187,8 +183,9 @@ class PartitionBuilder:
         else:
             known = "(SELECT NULL::VARCHAR AS openid, NULL::UINTEGER AS uid WHERE false)"
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE uids AS "
-            f"SELECT s.openid, s.first, u.uid FROM seen s LEFT JOIN {known} u USING (openid)"
+            "CREATE OR REPLACE TEMP TABLE uids AS SELECT s.openid, s.first, u.uid FROM "
+            f"(SELECT openid, min(day) AS first FROM {events} GROUP BY openid) s "
+            f"LEFT JOIN {known} u USING (openid)"
         )
         n = self.app.n_users
         con.execute(

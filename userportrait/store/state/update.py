@@ -15,7 +15,6 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Protocol
 
@@ -43,7 +42,7 @@ from userportrait.store.state.overlay import (
     write_folded,
 )
 from userportrait.store.state.partitions import PartitionBuilder
-from userportrait.store.state.prefetch import prefetched
+from userportrait.store.state.prefetch import Prefetched
 from userportrait.store.state.spans import SpanCounter
 from userportrait.store.windows import NO_DAY, DayPart, IntArray
 
@@ -204,25 +203,27 @@ class AppUpdate:
         self.app.keys = {d: f for d, f in self.app.keys.items() if day_number(d) == newest}
         t0 = min(day_number(d) for d in days)
         present = sorted({day_number(d) for d in self.app.days} | {day_number(d) for d in days})
-        replay: _Replay | None = None
         with self.partitions(self.lake, self.appid, self.app, self.dir, self.version) as parts:
             progress("days", 0.0)
+            n_before = self.app.n_users  # the builder's thread extends the dictionary
             built = parts.build(sorted(days), keyed=day_date(newest).isoformat())
             # The builder runs a chunk ahead in a thread: DuckDB counts the next days while
-            # numpy folds these (they would otherwise take turns on the cores). The stream
-            # is closed before the builder: its thread must stop before the connection does.
-            with closing(prefetched(built)) as stream:
+            # numpy folds these (they would otherwise take turns on the cores), and the
+            # histograms as of the day before t0 are loaded meanwhile. The stream is closed
+            # before the builder: its thread must stop before the connection does.
+            with Prefetched(built) as stream:
+                replay = self._replay(t0, present, first, n_before)
                 for i, part in enumerate(stream):
                     progress("days", (i + 1) / len(days))
                     first = self._grown(first)  # every user is matched before the first part
+                    replay.head.grow(self.app.n_users)
                     self._take(part, newest, first)
-                    replay = replay or self._replay(t0, present, first)
                     replay.fold_until(part.day, first)
                     replay.fold(part, first)
             parts.finish()
         self._save_first(first)
-        replay = replay or self._replay(t0, present, first)
-        replay.fold_until(present[-1] + 1, first)
+        replay.head.grow(self.app.n_users)
+        replay.fold_until(present[-1] + 1, self._grown(first))
         self.app.heads = replay.heads
         progress("up to date", 1.0)
         return self.app
@@ -238,12 +239,12 @@ class AppUpdate:
         elif part.day == newest:  # a builder without times (Spark): no merging
             self.app.keys = {}
 
-    def _replay(self, t0: int, present: list[int], first: IntArray) -> _Replay:
-        """The span histograms and head as of the day before ``t0``: from the latest kept
-        head before ``t0`` (a new day, a live flush, late events for yesterday), else from
-        a head built from the days before ``t0`` (a first load, a back-fill)."""
+    def _replay(self, t0: int, present: list[int], first: IntArray, n: int) -> _Replay:
+        """The span histograms and head (of ``n`` users) as of the day before ``t0``: from
+        the latest kept head before ``t0`` (a new day, a live flush, late events for
+        yesterday), else from a head built from the days before ``t0`` (a first load, a
+        back-fill). Users the build adds cannot be active before ``t0``."""
         sizes = self.app.value_sizes()
-        n = self.app.n_users
         kept = {
             day_number(d): f
             for d, f in self.app.heads.items()
