@@ -88,16 +88,8 @@ class Lake:
     def try_write_lock(self) -> Iterator[bool]:
         """The writer lock if nobody holds it, else False at once (a reader that would
         catch up never waits for a writer: the writer publishes when it is done)."""
-        with open(self.root / "write.lock", "a+b") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with try_lock(self.root / "write.lock") as mine:
+            yield mine
 
     def files(self, appid: str) -> list[LakeFile]:
         return self.catalog.files(appid)
@@ -135,6 +127,21 @@ class Lake:
                     path.unlink()
                     removed += 1
         return removed
+
+
+@contextmanager
+def try_lock(path: Path) -> Iterator[bool]:
+    """The exclusive lock of the file ``path`` if nobody holds it, else False at once."""
+    with open(path, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 #: (memory limit MiB, threads, temp directory) -> (pid, database): opening a database

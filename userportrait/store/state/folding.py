@@ -25,7 +25,6 @@ until the next publish, as after any update.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from userportrait.store.durable import fsync_path
-from userportrait.store.lake import Lake
+from userportrait.store.lake import Lake, try_lock
 from userportrait.store.state.days import day_number
 from userportrait.store.state.manifest import AppState, Manifest
 from userportrait.store.state.overlay import OVERLAY_USERS, FoldNames, Overlay, write_folded
@@ -188,16 +187,8 @@ def folding(lake: Lake) -> Iterator[bool]:
     directory is at work, which then owns ``state/_fold/``."""
     base = lake.state_dir / FOLD_DIR
     base.mkdir(parents=True, exist_ok=True)
-    with open(base / "fold.lock", "a+b") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with try_lock(base / "fold.lock") as mine:
+        yield mine
 
 
 def fold_overlays(lake: Lake, limit: int = OVERLAY_USERS, apart: bool = False) -> list[str]:
