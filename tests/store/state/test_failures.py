@@ -200,3 +200,25 @@ def test_a_day_failing_mid_build_stops_the_builders_thread(
     assert not [t for t in threading.enumerate() if t.name == "state-prefetch"]
     q = window(A, TODAY, 30)
     assert answers(lake, "incremental", [q]) == answers(lake, "duckdb", [q])
+
+
+def test_a_day_file_failing_in_the_writer_thread_fails_the_update(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Day files are written by a thread beside the folding; its error fails the app's
+    update like any other (nothing is published), and the lake answers meanwhile."""
+    monkeypatch.setattr(state_mod.partitions, "CHUNK_EVENTS", 1)
+    writes = {"n": 0}
+    save_day = state_update.save_day
+
+    def failing_third(path: Any, part: Any) -> None:
+        writes["n"] += 1
+        if writes["n"] == 3:
+            raise OSError("disk full")
+        save_day(path, part)
+
+    monkeypatch.setattr(state_update, "save_day", failing_third)
+    load(lake, [ev(A, f"o{i}", f"2026-11-{20 + i}T10:00:00+08:00") for i in range(5)])
+    assert A in state_failures(lake)
+    q = window(A, TODAY, 30)
+    assert answers(lake, "incremental", [q]) == answers(lake, "duckdb", [q])

@@ -15,6 +15,8 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -185,6 +187,8 @@ class AppUpdate:
         self.version = version
         self.dir = app_dir(lake.state_dir, appid)
         self.app = old.copy()
+        self._writes: ThreadPoolExecutor | None = None
+        self._written: list[Future[None]] = []
 
     def apply(self, days: set[str], progress: Progress = no_progress) -> AppState:
         (self.dir / "days").mkdir(parents=True, exist_ok=True)
@@ -211,7 +215,7 @@ class AppUpdate:
             # numpy folds these (they would otherwise take turns on the cores), and the
             # histograms as of the day before t0 are loaded meanwhile. The stream is closed
             # before the builder: its thread must stop before the connection does.
-            with Prefetched(built) as stream:
+            with Prefetched(built) as stream, self._writing():
                 replay = self._replay(t0, present, first, n_before)
                 for i, part in enumerate(stream):
                     progress("days", (i + 1) / len(days))
@@ -227,6 +231,20 @@ class AppUpdate:
         self.app.heads = replay.heads
         progress("up to date", 1.0)
         return self.app
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Day files written by one thread beside the folding; every write done (and its
+        error raised) before this ends."""
+        with ThreadPoolExecutor(1, thread_name_prefix="state-write") as pool:
+            self._writes, self._written = pool, []
+            try:
+                yield
+            finally:
+                self._writes = None
+                written, self._written = self._written, []
+        for job in written:
+            job.result()
 
     def _take(self, part: DayPart, newest: int, first: IntArray) -> None:
         """Write a rebuilt day (and its winners' times if it is the newest)."""
@@ -351,14 +369,22 @@ class AppUpdate:
     def _write_keys(self, part: DayPart) -> None:
         day = day_date(part.day).isoformat()
         self.app.keys = {day: f"days/{day}.keys.b{self.version}.npys"}
-        save_keys(self.dir / self.app.keys[day], part)
+        self._save(save_keys, self.dir / self.app.keys[day], part)
 
     def _write_day(self, part: DayPart) -> None:
         day = day_date(part.day).isoformat()
         name = f"days/{day}.b{self.version}.npys"
-        save_day(self.dir / name, part)
+        self._save(save_day, self.dir / name, part)
         self.app.days[day] = name
         self._note_sizes(part)
+
+    def _save(self, save: Callable[[Path, DayPart], None], path: Path, part: DayPart) -> None:
+        """Write a day's file: in the writer thread while a build is folding (a day part
+        never changes once built, and the writes overlap the folding), else at once."""
+        if self._writes is None:
+            save(path, part)
+        else:
+            self._written.append(self._writes.submit(save, path, part))
 
     def _note_sizes(self, part: DayPart) -> None:
         for d, values in part.values.items():
