@@ -130,8 +130,7 @@ class PartitionBuilder:
             for dim, col in DIM_COLUMNS.items()
             if dim != "devices"
         )
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE daily AS "
+        daily = (
             f"SELECT CAST(e.day - DATE '1970-01-01' AS INTEGER) AS day, u.uid, {winners}, "
             f"max({rel} * {1 << RANK_BITS} + k.r) AS drank FROM {events} e "
             "JOIN uids u USING (openid) LEFT JOIN drank k ON k.device = e.device "
@@ -142,7 +141,8 @@ class PartitionBuilder:
             f"CAST(COALESCE(d.{dim} % {1 << ID_BITS}, 0) AS {SQL_TYPES[dim]}) AS {dim}"
             for dim in ID_DIMS
         )
-        rows = f"FROM daily d LEFT JOIN drank_id x ON x.r = d.drank % {1 << RANK_BITS}"
+        # (one query: the (day, user) rows are sorted as they come, never stored)
+        rows = f"FROM ({daily}) d LEFT JOIN drank_id x ON x.r = d.drank % {1 << RANK_BITS}"
         # fetchnumpy, not Arrow: pyarrow's to_numpy imports pandas (0.5-0.9 s per process).
         if keyed is not None:  # the times too (the key's high bits; -1 for none)
             values += "".join(
