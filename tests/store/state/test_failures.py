@@ -186,15 +186,15 @@ def test_a_day_failing_mid_build_stops_the_builders_thread(
 
     monkeypatch.setattr(state_mod.partitions, "CHUNK_EVENTS", 1)  # a pass per day
     writes = {"n": 0}
-    write_day = state_update.AppUpdate._write_day
+    take = state_update.AppUpdate._take
 
-    def failing_second(self: state_update.AppUpdate, part: Any) -> None:
+    def failing_second(self: state_update.AppUpdate, part: Any, *args: Any) -> None:
         writes["n"] += 1
         if writes["n"] == 2:
             raise OSError("disk full")
-        write_day(self, part)
+        take(self, part, *args)
 
-    monkeypatch.setattr(state_update.AppUpdate, "_write_day", failing_second)
+    monkeypatch.setattr(state_update.AppUpdate, "_take", failing_second)
     load(lake, [ev(A, f"o{i}", f"2026-11-{20 + i}T10:00:00+08:00") for i in range(5)])
     assert A in state_failures(lake)
     assert not [t for t in threading.enumerate() if t.name == "state-prefetch"]

@@ -143,12 +143,12 @@ class PartitionBuilder:
         )
         # (one query: the (day, user) rows are sorted as they come, never stored)
         rows = f"FROM ({daily}) d LEFT JOIN drank_id x ON x.r = d.drank % {1 << RANK_BITS}"
-        # fetchnumpy, not Arrow: pyarrow's to_numpy imports pandas (0.5-0.9 s per process).
         if keyed is not None:  # the times too (the key's high bits; -1 for none)
             values += "".join(
                 f", COALESCE(d.{dim} // {1 << ID_BITS}, -1) AS {dim}_t" for dim in ID_DIMS
             )
             values += f", COALESCE(d.drank // {1 << RANK_BITS}, -1) AS devices_t"
+        # fetchnumpy, not Arrow: pyarrow's to_numpy imports pandas (0.5-0.9 s per process).
         columns = con.sql(
             f"SELECT d.day, d.uid, {values}, CAST(COALESCE(x.id, 0) AS "
             f"{SQL_TYPES['devices']}) AS devices {rows} ORDER BY d.day, d.uid"

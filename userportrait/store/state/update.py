@@ -76,6 +76,8 @@ class DayPartitions(Protocol):
     def finish(self) -> None: ...
 
 
+#: Writes a day's file: (save_day or save_keys, path, part).
+DayWrite = Callable[[Callable[[Path, DayPart], None], Path, DayPart], None]
 #: (lake, appid, app state to extend, app directory, catalog version) -> a builder.
 PartitionSource = Callable[[Lake, str, AppState, Path, int], DayPartitions]
 
@@ -187,8 +189,6 @@ class AppUpdate:
         self.version = version
         self.dir = app_dir(lake.state_dir, appid)
         self.app = old.copy()
-        self._writes: ThreadPoolExecutor | None = None
-        self._written: list[Future[None]] = []
 
     def apply(self, days: set[str], progress: Progress = no_progress) -> AppState:
         (self.dir / "days").mkdir(parents=True, exist_ok=True)
@@ -215,45 +215,46 @@ class AppUpdate:
             # numpy folds these (they would otherwise take turns on the cores), and the
             # histograms as of the day before t0 are loaded meanwhile. The stream is closed
             # before the builder: its thread must stop before the connection does.
-            with Prefetched(built) as stream, self._writing():
+            with Prefetched(built) as stream, self._writer() as write:
                 replay = self._replay(t0, present, first, n_before)
                 for i, part in enumerate(stream):
                     progress("days", (i + 1) / len(days))
                     first = self._grown(first)  # every user is matched before the first part
                     replay.head.grow(self.app.n_users)
-                    self._take(part, newest, first)
+                    self._take(part, newest, first, write)
                     replay.fold_until(part.day, first)
                     replay.fold(part, first)
             parts.finish()
         self._save_first(first)
-        replay.head.grow(self.app.n_users)
-        replay.fold_until(present[-1] + 1, self._grown(first))
+        replay.fold_until(present[-1] + 1, first)
         self.app.heads = replay.heads
         progress("up to date", 1.0)
         return self.app
 
     @contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Day files written by one thread beside the folding; every write done (and its
-        error raised) before this ends."""
+    def _writer(self) -> Iterator[DayWrite]:
+        """``write(save, path, part)``: a day's file written by one thread beside the
+        folding (a built day never changes); every write done, and its error raised,
+        before this ends."""
+        jobs: list[Future[None]] = []
         with ThreadPoolExecutor(1, thread_name_prefix="state-write") as pool:
-            self._writes, self._written = pool, []
-            try:
-                yield
-            finally:
-                self._writes = None
-                written, self._written = self._written, []
-        for job in written:
+            yield lambda save, path, part: jobs.append(pool.submit(save, path, part))
+        for job in jobs:
             job.result()
 
-    def _take(self, part: DayPart, newest: int, first: IntArray) -> None:
-        """Write a rebuilt day (and its winners' times if it is the newest)."""
+    def _take(self, part: DayPart, newest: int, first: IntArray, write: DayWrite) -> None:
+        """Note a rebuilt day and have it written (its winners' times too if it is the
+        newest)."""
         # A late event can move a user's first day earlier; the days after it are replayed
         # anyway (t0 is the earliest changed day).
         first[part.uid] = np.minimum(first[part.uid], part.day)
-        self._write_day(part)
+        day = day_date(part.day).isoformat()
+        self.app.days[day] = f"days/{day}.b{self.version}.npys"
+        write(save_day, self.dir / self.app.days[day], part)
+        self._note_sizes(part)
         if part.day == newest and part.keys is not None:
-            self._write_keys(part)
+            self.app.keys = {day: f"days/{day}.keys.b{self.version}.npys"}
+            write(save_keys, self.dir / self.app.keys[day], part)
         elif part.day == newest:  # a builder without times (Spark): no merging
             self.app.keys = {}
 
@@ -365,26 +366,6 @@ class AppUpdate:
     def _save_first(self, first: IntArray) -> None:
         self.app.first_day = f"first_day.b{self.version}.npy"
         atomic_write(self.dir / self.app.first_day, lambda fh: np.save(fh, first))
-
-    def _write_keys(self, part: DayPart) -> None:
-        day = day_date(part.day).isoformat()
-        self.app.keys = {day: f"days/{day}.keys.b{self.version}.npys"}
-        self._save(save_keys, self.dir / self.app.keys[day], part)
-
-    def _write_day(self, part: DayPart) -> None:
-        day = day_date(part.day).isoformat()
-        name = f"days/{day}.b{self.version}.npys"
-        self._save(save_day, self.dir / name, part)
-        self.app.days[day] = name
-        self._note_sizes(part)
-
-    def _save(self, save: Callable[[Path, DayPart], None], path: Path, part: DayPart) -> None:
-        """Write a day's file: in the writer thread while a build is folding (a day part
-        never changes once built, and the writes overlap the folding), else at once."""
-        if self._writes is None:
-            save(path, part)
-        else:
-            self._written.append(self._writes.submit(save, path, part))
 
     def _note_sizes(self, part: DayPart) -> None:
         for d, values in part.values.items():
