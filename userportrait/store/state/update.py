@@ -208,7 +208,7 @@ class AppUpdate:
         t0 = min(day_number(d) for d in days)
         present = sorted({day_number(d) for d in self.app.days} | {day_number(d) for d in days})
         with self.partitions(self.lake, self.appid, self.app, self.dir, self.version) as parts:
-            progress("days", 0.0)
+            progress("building days", 0.0)
             n_before = self.app.n_users  # the builder's thread extends the dictionary
             built = parts.build(sorted(days), keyed=day_date(newest).isoformat())
             # The builder runs a chunk ahead in a thread: DuckDB counts the next days while
@@ -218,7 +218,7 @@ class AppUpdate:
             with Prefetched(built) as stream, self._writer() as write:
                 replay = self._replay(t0, present, first, n_before)
                 for i, part in enumerate(stream):
-                    progress("days", (i + 1) / len(days))
+                    progress("building days", (i + 1) / len(days))
                     first = self._grown(first)  # every user is matched before the first part
                     replay.head.grow(self.app.n_users)
                     self._take(part, newest, first, write)
