@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from userportrait.portrait.dims import DIMS, ID_DIMS
+from userportrait.portrait.dims import DIMS, ID_DIMS, Dim
 from userportrait.sqltext import shanghai_time_of_day_sql, sql_list, sql_str
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import DIM_COLUMNS, Lake
-from userportrait.store.state.days import SQL_TYPES, VALUE_DTYPES, day_number
+from userportrait.store.state.days import VALUE_DTYPES, day_number
 from userportrait.store.state.manifest import AppState
-from userportrait.store.windows import DayPart
+from userportrait.store.state.winners import DailyMax, packed
+from userportrait.store.windows import DayPart, IntArray
 
 #: Events per DuckDB pass when building day partitions (bounds memory).
 CHUNK_EVENTS = 4_000_000
@@ -72,8 +73,7 @@ class PartitionBuilder:
         """Day partitions of ``days`` in day order, rebuilt from all their lake files up to
         the version (or from the files of batches ``after`` a version only: what a flush
         added). Only the day ``keyed`` (the newest, which flushes merge into) gets its
-        winners' times: six more columns for every day would cost a third of the build
-        (they are fetched for its chunk only).
+        winners' times (kept for it alone).
 
         The users and devices of all the days are matched once (the dictionary grows before
         the first part comes out); then the winners are counted in passes of about
@@ -90,14 +90,17 @@ class PartitionBuilder:
         every = [path for day in sorted(files) for path in files[day]]
         self._match_users(_events(every))
         self._rank_devices(every)
+        self._reducer = DailyMax(self.app.n_users, list(DIMS))
         for chunk in _chunks(sorted(files), rows):
             events = _events([p for day in chunk for p in files[day]])
-            yield from self._winners(events, day_number(keyed) if keyed in chunk else None)
+            numbers = [day_number(d) for d in chunk]
+            yield from self._winners(events, numbers, day_number(keyed) if keyed in chunk else None)
 
     def _rank_devices(self, files: list[str]) -> None:
         """Tables ``drank`` (the devices of ``files`` ranked in string order, so that "latest
         ts, then the larger model" packs into one integer like the id dimensions: a struct
-        max costs 2x) and ``drank_id`` (rank -> device id; new models get the next ids)."""
+        max costs 2x) and ``_device_ids`` (rank -> device id, 0 for rank 0: no device; new
+        models get the next ids)."""
         con = self.con
         con.execute(
             "CREATE OR REPLACE TEMP TABLE drank AS SELECT device, "
@@ -111,65 +114,55 @@ class PartitionBuilder:
             " WHERE NOT EXISTS (SELECT 1 FROM devices x WHERE x.device = d.device)"
         ).fetchall()
         self.n_devices = _scalar(con, "SELECT count(*) FROM devices")
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE drank_id AS "
-            "SELECT k.r, x.id FROM drank k JOIN devices x USING (device)"
-        )
+        pairs = con.sql("SELECT k.r, x.id FROM drank k JOIN devices x USING (device)").fetchnumpy()
+        ranks = np.asarray(pairs["r"])
+        self._device_ids = np.zeros(int(ranks.max()) + 1 if len(ranks) else 1, np.int32)
+        self._device_ids[ranks] = np.asarray(pairs["id"])
 
-    def _winners(self, events: str, keyed: int | None) -> Iterator[DayPart]:
-        """The day partitions of ``events`` (one DuckDB pass), users in uid order; the day
-        ``keyed``, if among them, with its winners' times."""
-        con = self.con
+    def _winners(self, events: str, days: list[int], keyed: int | None) -> Iterator[DayPart]:
+        """The day partitions of ``events`` (the files of ``days``: one DuckDB pass, one row
+        per event, reduced in numpy), users in uid order; the day ``keyed``, if among them,
+        with its winners' times."""
         # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT
-        # key: microseconds since the day's midnight, < 2^37, then the id or the rank).
-        # Grouped by the integer uid, not the openid: cheaper than a string key, and the
-        # (day, user) rows need no join afterwards.
+        # key: microseconds since the day's midnight, < 2^37, then the id or the device's
+        # rank). The openid becomes the integer uid in the join, so numpy never sees text.
         rel = shanghai_time_of_day_sql("e.ts", "e.day")
-        winners = ", ".join(
-            f"max({rel} * {1 << ID_BITS} + e.{col}) AS {dim}"
+        ids = "".join(
+            f", CAST(COALESCE(e.{col}, -1) AS SMALLINT) AS {dim}"
             for dim, col in DIM_COLUMNS.items()
             if dim != "devices"
         )
-        daily = (
-            f"SELECT CAST(e.day - DATE '1970-01-01' AS INTEGER) AS day, u.uid, {winners}, "
-            f"max({rel} * {1 << RANK_BITS} + k.r) AS drank FROM {events} e "
-            "JOIN uids u USING (openid) LEFT JOIN drank k ON k.device = e.device "
-            "GROUP BY e.day, u.uid"
-        )
-        # Each column in the dtype the day partition keeps, so numpy takes it as it is.
-        values = ", ".join(
-            f"CAST(COALESCE(d.{dim} % {1 << ID_BITS}, 0) AS {SQL_TYPES[dim]}) AS {dim}"
-            for dim in ID_DIMS
-        )
-        # (one query: the (day, user) rows are sorted as they come, never stored)
-        rows = f"FROM ({daily}) d LEFT JOIN drank_id x ON x.r = d.drank % {1 << RANK_BITS}"
-        if keyed is not None:  # the times too (the key's high bits; -1 for none)
-            values += "".join(
-                f", COALESCE(d.{dim} // {1 << ID_BITS}, -1) AS {dim}_t" for dim in ID_DIMS
-            )
-            values += f", COALESCE(d.drank // {1 << RANK_BITS}, -1) AS devices_t"
         # fetchnumpy, not Arrow: pyarrow's to_numpy imports pandas (0.5-0.9 s per process).
-        columns = con.sql(
-            f"SELECT d.day, d.uid, {values}, CAST(COALESCE(x.id, 0) AS "
-            f"{SQL_TYPES['devices']}) AS devices {rows} ORDER BY d.day, d.uid"
+        columns = self.con.sql(
+            f"SELECT CAST(e.day - DATE '1970-01-01' AS INTEGER) AS day, u.uid, "
+            f"CAST({rel} AS BIGINT) AS t{ids}, CAST(COALESCE(k.r, -1) AS INTEGER) AS devices "
+            f"FROM {events} e JOIN uids u USING (openid) LEFT JOIN drank k ON k.device = e.device"
         ).fetchnumpy()
-        day_col = columns["day"]
-        cuts = np.flatnonzero(np.diff(day_col)) + 1
-        starts = [0, *cuts.tolist()]
-        stops = [*cuts.tolist(), len(day_col)]
-        for a, b in zip(starts, stops, strict=True):
-            if a == b:
+        day_col = np.asarray(columns.pop("day"))
+        for day in days:
+            if len(days) > 1:
+                rows = np.flatnonzero(day_col == day)
+                cols = {name: np.asarray(col)[rows] for name, col in columns.items()}
+            else:
+                cols = {name: np.asarray(col) for name, col in columns.items()}
+            if not len(cols["uid"]):
                 continue
-            day = int(day_col[a])
-            keys = None
-            if day == keyed:
-                keys = {d: columns[f"{d}_t"][a:b].astype(np.int64, copy=False) for d in DIMS}
-            yield DayPart(
-                day,
-                columns["uid"][a:b].astype(np.uint32, copy=False),
-                {d: columns[d][a:b].astype(VALUE_DTYPES[d], copy=False) for d in DIMS},
-                keys,
-            )
+            keys = {
+                d: packed(cols["t"], cols[d], RANK_BITS if d == "devices" else ID_BITS)
+                for d in DIMS
+            }
+            uid, best = self._reducer.reduce(cols.pop("uid"), keys)
+            del cols, keys
+            values: dict[Dim, IntArray] = {
+                d: np.where(best[d] >= 0, best[d] & ((1 << ID_BITS) - 1), 0).astype(VALUE_DTYPES[d])
+                for d in ID_DIMS
+            }
+            ranks = np.where(best["devices"] >= 0, best["devices"] & ((1 << RANK_BITS) - 1), 0)
+            values["devices"] = self._device_ids[ranks]
+            times = None
+            if day == keyed:  # the key's high bits (-1 stays -1: no value)
+                times = {d: best[d] >> (RANK_BITS if d == "devices" else ID_BITS) for d in DIMS}
+            yield DayPart(day, uid, values, times)
 
     def _match_users(self, events: str) -> None:
         """Table ``uids``: the uid of every user of ``events``; users not in the dictionary
