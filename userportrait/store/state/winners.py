@@ -23,14 +23,14 @@ DENSE_SHARE = 1 / 16
 class DailyMax:
     """Reduces one day's events at a time to per-user maxima of packed keys (-1: no key).
 
-    Its scratch arrays (one int64 per uid and column, for the dense path) are kept across
-    days and reset after each, only where that day wrote."""
+    Its scratch arrays (a mark and a row number per uid, for the dense path) are kept
+    across days; the mark is reset after each, only where that day wrote."""
 
     def __init__(self, n_users: int, names: list[Dim]) -> None:
         self.n_users = n_users
         self.names = names
         self._seen: np.ndarray | None = None
-        self._best: dict[Dim, IntArray] = {}
+        self._row: IntArray = np.zeros(0, np.int32)
 
     def reduce(
         self, uid: IntArray, keys: Mapping[Dim, IntArray]
@@ -49,19 +49,23 @@ class DailyMax:
     def _dense(
         self, uid: IntArray, keys: Mapping[Dim, IntArray]
     ) -> tuple[IntArray, dict[Dim, IntArray]]:
+        # The day's users come out of a mark over every uid in order (no sort); each event
+        # then finds its user's row through a uid -> row map, and the maxima are taken
+        # over rows of the day's users only (small arrays, kind to the cache).
         if self._seen is None:
             self._seen = np.zeros(self.n_users, bool)
-            self._best = {name: np.full(self.n_users, -1, np.int64) for name in self.names}
-        at = uid.astype(np.intp, copy=False)
-        self._seen[at] = True
-        users = np.flatnonzero(self._seen)
-        self._seen[users] = False
+            self._row = np.zeros(self.n_users, np.int32)
+        seen, row = self._seen, self._row
+        seen[uid] = True
+        users = np.flatnonzero(seen)
+        seen[users] = False
+        row[users] = np.arange(len(users), dtype=np.int32)
+        at = row[uid]
         best: dict[Dim, IntArray] = {}
         for name in self.names:
-            scratch = self._best[name]
-            np.maximum.at(scratch, at, keys[name])
-            best[name] = scratch[users]
-            scratch[users] = -1
+            out = np.full(len(users), -1, np.int64)
+            np.maximum.at(out, at, keys[name])
+            best[name] = out
         return users.astype(np.uint32), best
 
 
