@@ -326,3 +326,24 @@ def test_parquet_ts_of_any_type_reads_as_its_text(
     assert _rejects(from_typed) == _rejects(from_text)
     assert from_typed.rejected >= 1
     assert _lake_rows(typed) == _lake_rows(text)
+
+
+#: Texts around the shortcuts of the text rules: spaces (ASCII and the Unicode separators
+#: DuckDB's trim strips), tabs (kept), multi-byte characters, and the length limit in
+#: characters against bytes.
+TRICKY_TEXTS = [
+    "abc", " abc", "abc ", "  ", "", "\u3000x", "x\u00a0", "\u3000", "\u2008 \u3000",
+    "é", " é ", "\tabc", "abc\t", "a" * 256, "a" * 257, "é" * 200, "é" * 256, "é" * 257,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", TRICKY_TEXTS)
+def test_text_rule_shortcuts_agree_with_the_plain_rules(text: str) -> None:
+    con = duckdb.connect()
+    trimmed, blank, too_long = con.execute(
+        f"SELECT {normalize_sql.trimmed_sql('$1')}, {normalize_sql.blank_sql('$1')}, "
+        f"{normalize_sql.too_long_sql('$1')}",
+        [text],
+    ).fetchall()[0]
+    plain = con.execute("SELECT trim($1), trim($1) = '', length($1) > 256", [text]).fetchall()
+    assert (trimmed, blank, too_long) == plain[0]

@@ -318,6 +318,37 @@ class Appids:
     trimmed: bool
 
 
+def too_long_sql(expr: str, dialect: Dialect = "duckdb") -> str:
+    """SQL: the text ``expr`` has more than ``MAX_FIELD_CHARS`` characters. In DuckDB the
+    byte length (stored with the string) decides first: counting characters reads every
+    byte, and a string of at most that many bytes has at most that many characters."""
+    chars = f"length({expr}) > {rules.MAX_FIELD_CHARS}"
+    if dialect == "spark":
+        return chars
+    return f"(strlen({expr}) > {rules.MAX_FIELD_CHARS} AND {chars})"
+
+
+def blank_sql(expr: str, dialect: Dialect = "duckdb") -> str:
+    """SQL: the non-NULL text ``expr`` is empty once trimmed. In DuckDB only a text that
+    starts with a space (``trim`` strips ' ' and the other Unicode space separators, which
+    are not ASCII) can be, so most rows are decided without building the trimmed copy."""
+    if dialect == "spark":
+        return f"trim({expr}) = ''"
+    return (
+        f"({expr} = '' OR ((starts_with({expr}, ' ') OR {expr} >= chr(128)) AND trim({expr}) = ''))"
+    )
+
+
+def trimmed_sql(expr: str) -> str:
+    """DuckDB SQL: ``trim(expr)``, skipped for the usual text that has nothing to trim (an
+    ASCII text has no other space separator than ' '): the check reads the text once and
+    allocates nothing, the trim copies it."""
+    return (
+        f"CASE WHEN strlen({expr}) = length({expr}) AND NOT starts_with({expr}, ' ') "
+        f"AND NOT ends_with({expr}, ' ') THEN {expr} ELSE trim({expr}) END"
+    )
+
+
 def appid_rules(expr: str, dialect: Dialect = "duckdb") -> dict[str, str]:
     """SQL: the appid rules of ``reason_sql`` on a non-NULL appid, by name, in their order."""
     return {
@@ -369,7 +400,7 @@ def reason_sql(
             for name, failing in appids.failing.items()
         }
     lengths = [
-        appid_rule["too_long"] if f == "appid" else f"length({f}) > {rules.MAX_FIELD_CHARS}"
+        appid_rule["too_long"] if f == "appid" else too_long_sql(f, dialect)
         for f in rules.LENGTH_CHECKED
     ]
     too_long = " ".join(
@@ -404,7 +435,7 @@ def reason_sql(
         f"{too_long} "
         f"{invalid}"
         f"{reserved}"
-        f"WHEN openid IS NULL OR trim(openid) = '' THEN {Reject.OPENID_MISSING.sql()} "
+        f"WHEN openid IS NULL OR {blank_sql('openid', dialect)} THEN {Reject.OPENID_MISSING.sql()} "
         # ts is NULL whenever its text is blank; testing ts first spares turning every
         # typed Parquet timestamp into text.
         f"WHEN ts IS NULL AND ({ts_text} IS NULL OR trim({ts_text}) = '') "

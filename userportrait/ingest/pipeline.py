@@ -34,6 +34,7 @@ from userportrait.ingest.normalize_sql import (
     register_client_maps,
     register_device_map,
     register_maps,
+    trimmed_sql,
     ua_map_sql,
     with_ua_sql,
 )
@@ -318,7 +319,7 @@ def _accepted_sql(
     region = ip_sql.region_columns("c", "r", ip == "raw") if ip else "r.province_id, r.city_id"
     rows = (
         f"SELECT {appid} AS appid, {shanghai_day_sql('c.ts')} AS day, "
-        "trim(c.openid) AS openid, c.ts, nullif(trim(c.event_id), '') AS event_id, "
+        f"{trimmed_sql('c.openid')} AS openid, c.ts, nullif(trim(c.event_id), '') AS event_id, "
         "r.province_out AS province_raw, r.city_out AS city_raw, g.gender_out AS gender_raw, "
         f"{'cp' if client else 'p'}.platform_out AS platform_raw, {device} AS device, "
         f"{age} AS age, {region}, g.gender_id, {platform} AS platform_id, "
