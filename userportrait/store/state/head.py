@@ -27,17 +27,28 @@ class Head:
     the head a day on is one addition; 25 bytes per user.
     """
 
-    def __init__(self, n_users: int) -> None:
+    def __init__(self, n_users: int, spare: int = 0) -> None:
         self.newest = np.full(1, NO_DAY, np.int32)  # the day ages count back from
-        self.last = np.full(n_users, LONG_AGO, np.uint16)
-        self.val = {d: np.zeros(n_users, VALUE_DTYPES[d]) for d in DIMS}
-        self.age = {d: np.full(n_users, LONG_AGO, np.uint16) for d in DIMS}
+        self._alloc(n_users, n_users + spare)
+
+    def _alloc(self, n_users: int, capacity: int) -> None:
+        """Fresh arrays with room for ``capacity`` users, of which the first ``n_users``
+        are in use (views): growing within the room copies nothing."""
+        self._last = np.full(capacity, LONG_AGO, np.uint16)
+        self._val = {d: np.zeros(capacity, VALUE_DTYPES[d]) for d in DIMS}
+        self._age = {d: np.full(capacity, LONG_AGO, np.uint16) for d in DIMS}
+        self._views(n_users)
+
+    def _views(self, n_users: int) -> None:
+        self.last = self._last[:n_users]
+        self.val = {d: v[:n_users] for d, v in self._val.items()}
+        self.age = {d: a[:n_users] for d, a in self._age.items()}
 
     @classmethod
-    def load(cls, path: Path, n_users: int) -> Head:
+    def load(cls, path: Path, n_users: int, spare: int = 0) -> Head:
         """The head of ``path`` for ``n_users`` users (more than it has: the new ones were
-        never seen)."""
-        head = cls(n_users)
+        never seen), with room for ``spare`` more (``grow``)."""
+        head = cls(n_users, spare)
         targets = head.arrays()
         sources = load_arrays(path, mapped=True)
         if sources.keys() != targets.keys():
@@ -51,13 +62,17 @@ class Head:
 
     def grow(self, n_users: int) -> None:
         """Room for ``n_users`` users (the new ones never seen)."""
-        more = n_users - len(self.last)
-        if more <= 0:
+        n = len(self.last)
+        if n_users <= n:
             return
-        self.last = np.concatenate([self.last, np.full(more, LONG_AGO, np.uint16)])
-        for d in DIMS:
-            self.val[d] = np.concatenate([self.val[d], np.zeros(more, VALUE_DTYPES[d])])
-            self.age[d] = np.concatenate([self.age[d], np.full(more, LONG_AGO, np.uint16)])
+        if n_users > len(self._last):  # beyond the room: move into larger arrays
+            old = (self.last, self.val, self.age)
+            self._alloc(n, n_users + n_users // 16)
+            self.last[:] = old[0]
+            for d in DIMS:
+                self.val[d][:] = old[1][d]
+                self.age[d][:] = old[2][d]
+        self._views(n_users)  # the room holds never-seen users already
 
     @classmethod
     def rows(cls, path: Path, uid: IntArray) -> Head:
@@ -156,10 +171,16 @@ class Head:
         if age >= LONG_AGO:
             return  # too old to be in any window, now or later (ages only grow)
         uid = part.uid.astype(np.intp)
-        self.last[uid] = np.minimum(self.last[uid], age)
+        if age == 0:  # the head's own day (the usual fold): every value of it is newest
+            self.last[uid] = 0
+        else:
+            self.last[uid] = np.minimum(self.last[uid], age)
         for d in DIMS:
             has = part.values[d] != 0
             u = uid[has]
-            take = self.age[d][u] >= age
-            self.val[d][u[take]] = part.values[d][has][take]
-            self.age[d][u[take]] = age
+            values = part.values[d][has]
+            if age:
+                take = self.age[d][u] >= age
+                u, values = u[take], values[take]
+            self.val[d][u] = values
+            self.age[d][u] = age

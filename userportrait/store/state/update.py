@@ -247,7 +247,8 @@ class AppUpdate:
         newest)."""
         # A late event can move a user's first day earlier; the days after it are replayed
         # anyway (t0 is the earliest changed day).
-        first[part.uid] = np.minimum(first[part.uid], part.day)
+        uid = part.uid.astype(np.intp)
+        first[uid] = np.minimum(first[uid], part.day)
         day = day_date(part.day).isoformat()
         self.app.days[day] = f"days/{day}.b{self.version}.npys"
         write(save_day, self.dir / self.app.days[day], part)
@@ -271,7 +272,8 @@ class AppUpdate:
         }
         if kept:
             start = max(kept)
-            head = Head.load(self.dir / kept[start], n)
+            # (room for the users this build adds: no copy of every user's row to grow)
+            head = Head.load(self.dir / kept[start], n, spare=n // 16)
             spans = self.dir / self.app.spans[day_date(start).isoformat()]
             counter = SpanCounter.load(spans, sizes, start)
         else:
