@@ -66,3 +66,20 @@ def test_grow_adds_users_never_seen() -> None:
     for d in DIMS:
         assert head.val[d].tolist() == [0] * 5
         assert head.age[d].tolist() == [LONG_AGO] * 5
+
+
+@pytest.mark.parametrize("spare", [0, 2, 10])
+def test_grow_into_the_room_matches_a_head_that_had_them(spare: int) -> None:
+    """Users added within the room (no copy) or beyond it (new arrays) are never seen,
+    also after the head moved on (the room's ages do not move)."""
+    head = Head(3, spare)
+    head.last[:] = [0, 3, 5]
+    head.val["genders"][:] = [1, 2, 0]
+    head.advance(10)
+    head.advance(12)
+    head.grow(6)
+    head.last[5] = 1
+    head.grow(20)
+    assert head.last.tolist() == [2, 5, 7, LONG_AGO, LONG_AGO, 1] + [LONG_AGO] * 14
+    assert head.val["genders"].tolist() == [1, 2] + [0] * 18
+    assert all(len(a) == 20 for a in (*head.val.values(), *head.age.values()))
