@@ -21,6 +21,7 @@ from userportrait.store.durable import atomic_write
 from userportrait.store.lake import DIM_COLUMNS, Lake
 from userportrait.store.state.days import VALUE_DTYPES, day_number
 from userportrait.store.state.manifest import AppState
+from userportrait.store.state.prefetch import Prefetched
 from userportrait.store.state.winners import DailyMax, packed
 from userportrait.store.windows import DayPart, IntArray
 
@@ -91,10 +92,14 @@ class PartitionBuilder:
         self._match_users(_events(every))
         self._rank_devices(every)
         self._reducer = DailyMax(self.app.n_users, list(DIMS))
-        for chunk in _chunks(sorted(files), rows):
-            events = _events([p for day in chunk for p in files[day]])
-            numbers = [day_number(d) for d in chunk]
-            yield from self._winners(events, numbers, day_number(keyed) if keyed in chunk else None)
+        chunks = list(_chunks(sorted(files), rows))
+        fetches = (self._fetch(_events([p for d in chunk for p in files[d]])) for chunk in chunks)
+        # DuckDB fetches the next chunk while numpy reduces this one (a thread of its own,
+        # which the ``with`` stops before the connection can close).
+        keyed_day = day_number(keyed) if keyed is not None else None
+        with Prefetched(fetches, depth=1) as fetched:
+            for chunk, columns in zip(chunks, fetched, strict=True):
+                yield from self._winners(columns, [day_number(d) for d in chunk], keyed_day)
 
     def _rank_devices(self, files: list[str]) -> None:
         """Tables ``drank`` (the devices of ``files`` ranked in string order, so that "latest
@@ -119,10 +124,8 @@ class PartitionBuilder:
         self._device_ids = np.zeros(int(ranks.max()) + 1 if len(ranks) else 1, np.int32)
         self._device_ids[ranks] = np.asarray(pairs["id"])
 
-    def _winners(self, events: str, days: list[int], keyed: int | None) -> Iterator[DayPart]:
-        """The day partitions of ``events`` (the files of ``days``: one DuckDB pass, one row
-        per event, reduced in numpy), users in uid order; the day ``keyed``, if among them,
-        with its winners' times."""
+    def _fetch(self, events: str) -> dict[str, Any]:
+        """One row per event of ``events``: day, uid, time of day and the value ids."""
         # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT
         # key: microseconds since the day's midnight, < 2^37, then the id or the device's
         # rank). The openid becomes the integer uid in the join, so numpy never sees text.
@@ -138,6 +141,14 @@ class PartitionBuilder:
             f"CAST({rel} AS BIGINT) AS t{ids}, CAST(COALESCE(k.r, -1) AS INTEGER) AS devices "
             f"FROM {events} e JOIN uids u USING (openid) LEFT JOIN drank k ON k.device = e.device"
         ).fetchnumpy()
+        return dict(columns)
+
+    def _winners(
+        self, columns: dict[str, Any], days: list[int], keyed: int | None
+    ) -> Iterator[DayPart]:
+        """The day partitions of ``days`` from their events' rows (``_fetch``), reduced in
+        numpy, users in uid order; the day ``keyed``, if among them, with its winners'
+        times."""
         day_col = np.asarray(columns.pop("day"))
         for day in days:
             if len(days) > 1:
