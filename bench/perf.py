@@ -281,6 +281,22 @@ STEPS = {
 }
 
 
+def _copy_store(data: Path, target: Path) -> None:
+    """A working copy of the store ``data`` for a step that changes it. The lake's event
+    files and the state's files are hard links: none is ever changed in place (each is
+    written once under a new name, or to a temporary name renamed over the old one), so
+    the step cannot touch ``data``. The rest (the SQLite catalog) is copied.
+
+    Not a plain copy of all 1.5 GB: adding a day to a freshly copied tree measured
+    0.2-0.6 s slower than to the same files linked (bit for bit the same data; neither
+    its fsyncs, steal, iowait nor the page cache differed), and a real store's files were
+    written long before a day is added to it."""
+    shutil.copytree(data, target, ignore=shutil.ignore_patterns("events", "state"))
+    for sub in ("events", "state"):
+        if (data / sub).is_dir():
+            shutil.copytree(data / sub, target / sub, copy_function=os.link)
+
+
 def run_step(name: str, src: Path, data: Path, repeat: int = 1) -> dict[str, Any]:
     """Run a step ``repeat`` times (each in a fresh process); the run with the median time.
 
@@ -293,7 +309,7 @@ def run_step(name: str, src: Path, data: Path, repeat: int = 1) -> dict[str, Any
         if name in ("add_day", "flush", "flush_busy"):
             target = data.with_name(data.name + "-copy")
             shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(data, target)
+            _copy_store(data, target)
         # Write back what earlier steps left in the page cache, so that their dirty pages
         # are not flushed (and waited for by this step's fsyncs) on this step's clock.
         os.sync()
