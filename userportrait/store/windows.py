@@ -35,6 +35,8 @@ class DayPart:
     #: When known: per dim the winning event's microseconds since the day's midnight
     #: (-1 = no value), so that more events of the day can be merged in (newest day only).
     keys: Mapping[Dim, IntArray] | None = None
+    #: More users of this day follow in the next part (a day built in slices of users).
+    more: bool = False
 
     @property
     def nbytes(self) -> int:

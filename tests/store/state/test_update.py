@@ -31,6 +31,7 @@ from userportrait.settings import Settings
 from userportrait.store import state as state_mod
 from userportrait.store.lake import Lake
 from userportrait.store.state import STANDARD_LENGTHS, StateStore, day_number
+from userportrait.store.state import partitions as state_partitions
 from userportrait.store.state import spans as state_spans
 from userportrait.store.state import update as state_update
 from userportrait.store.state.folding import fold_overlays
@@ -111,9 +112,21 @@ def _late_events() -> list[dict[str, Any]]:
     ] + [{"appid": a, "openid": "brand-new", "ts": f"{START - D(10)}T12:00:00+08:00"}]  # fmt: skip
 
 
+@pytest.mark.parametrize("build", ["whole days", "sliced"])
 def test_day_by_day_out_of_order_equals_full_load(
-    generated: tuple[Path, list[Path]], tmp_path: Path
+    generated: tuple[Path, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build: str
 ) -> None:
+    slices: list[int] = []
+    if build == "sliced":  # a chunk per day, and a day added alone in two slices of users
+        monkeypatch.setattr(state_partitions, "CHUNK_EVENTS", 1)
+        monkeypatch.setattr(state_partitions, "SLICE_EVENTS", 1)
+        regrow = state_spans.SpanCounter.regrow
+
+        def second_slice(self: state_spans.SpanCounter, *args: Any) -> None:
+            slices.append(self.day)
+            regrow(self, *args)
+
+        monkeypatch.setattr(state_spans.SpanCounter, "regrow", second_slice)
     src, day_files = generated
     settings = Settings(data_dir=tmp_path / "inc", duckdb_memory_limit_mb=256)
     lake = Lake(settings)
@@ -155,6 +168,7 @@ def test_day_by_day_out_of_order_equals_full_load(
     )
     incremental = _all_standard(lake)
     assert incremental == _all_standard(full)
+    assert bool(slices) == (build == "sliced")  # (the days added alone)
     StateStore(lake).rebuild()
     assert _all_standard(lake) == incremental
     # The sql engine agrees on every standard window of one appid (spot check of the table).

@@ -8,6 +8,7 @@ string), packed into one integer key so that ``max`` picks it. New users get den
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ from userportrait.store.windows import DayPart, IntArray
 
 #: Events per DuckDB pass when building day partitions (bounds memory).
 CHUNK_EVENTS = 4_000_000
+#: A build of one day of at least this many events (a day added) takes it in two slices
+#: of its users: DuckDB fetches the second while numpy reduces the first and the update
+#: folds it (a lone day otherwise leaves one core idle through each of those steps; a
+#: build of several chunks overlaps the chunks instead).
+SLICE_EVENTS = 1_000_000
 #: The packed winner keys (also built by Spark in ``spark/partitions.py``).
 ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
 RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
@@ -74,7 +80,8 @@ class PartitionBuilder:
         """Day partitions of ``days`` in day order, rebuilt from all their lake files up to
         the version (or from the files of batches ``after`` a version only: what a flush
         added). Only the day ``keyed`` (the newest, which flushes merge into) gets its
-        winners' times (kept for it alone).
+        winners' times (kept for it alone). A large day alone comes in two parts, of
+        users below and from a uid on (``SLICE_EVENTS``); a flush's day comes whole.
 
         The users and devices of all the days are matched once (the dictionary grows before
         the first part comes out); then the winners are counted in passes of about
@@ -93,13 +100,25 @@ class PartitionBuilder:
         self._rank_devices(every)
         self._reducer = DailyMax(self.app.n_users, list(DIMS))
         chunks = list(_chunks(sorted(files), rows))
-        fetches = (self._fetch(_events([p for d in chunk for p in files[d]])) for chunk in chunks)
+        jobs: list[tuple[list[str], tuple[int, int] | None]] = []
+        for chunk in chunks:
+            if after is None and len(chunks) == len(chunk) == 1 and rows[chunk[0]] >= SLICE_EVENTS:
+                cut = _scalar(self.con, "SELECT coalesce(quantile_disc(uid, 0.5), 0) FROM uids")
+                jobs += [(chunk, (0, cut)), (chunk, (cut, self.app.n_users))]
+            else:
+                jobs.append((chunk, None))
+        fetches = (
+            self._fetch(_events([p for d in chunk for p in files[d]]), users)
+            for chunk, users in jobs
+        )
         # DuckDB fetches the next chunk while numpy reduces this one (a thread of its own,
         # which the ``with`` stops before the connection can close).
         keyed_day = day_number(keyed) if keyed is not None else None
         with Prefetched(fetches, depth=1) as fetched:
-            for chunk, columns in zip(chunks, fetched, strict=True):
-                yield from self._winners(columns, [day_number(d) for d in chunk], keyed_day)
+            for i, ((chunk, users), columns) in enumerate(zip(jobs, fetched, strict=True)):
+                more = users is not None and i + 1 < len(jobs) and jobs[i + 1][0] == chunk
+                for part in self._winners(columns, [day_number(d) for d in chunk], keyed_day):
+                    yield dataclasses.replace(part, more=more) if more else part
 
     def _rank_devices(self, files: list[str]) -> None:
         """Tables ``drank`` (the devices of ``files`` ranked in string order, so that "latest
@@ -124,8 +143,9 @@ class PartitionBuilder:
         self._device_ids = np.zeros(int(ranks.max()) + 1 if len(ranks) else 1, np.int32)
         self._device_ids[ranks] = np.asarray(pairs["id"])
 
-    def _fetch(self, events: str) -> dict[str, Any]:
-        """One row per event of ``events``: day, uid, time of day and the value ids."""
+    def _fetch(self, events: str, users: tuple[int, int] | None = None) -> dict[str, Any]:
+        """One row per event of ``events`` (of the uids in ``[lo, hi)`` of ``users``): day,
+        uid, time of day and the value ids."""
         # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT
         # key: microseconds since the day's midnight, < 2^37, then the id or the device's
         # rank). The openid becomes the integer uid in the join, so numpy never sees text.
@@ -140,6 +160,7 @@ class PartitionBuilder:
             f"SELECT CAST(e.day - DATE '1970-01-01' AS INTEGER) AS day, u.uid, "
             f"CAST({rel} AS BIGINT) AS t{ids}, CAST(COALESCE(k.r, -1) AS INTEGER) AS devices "
             f"FROM {events} e JOIN uids u USING (openid) LEFT JOIN drank k ON k.device = e.device"
+            + (f" WHERE u.uid >= {users[0]} AND u.uid < {users[1]}" if users else "")
         ).fetchnumpy()
         return dict(columns)
 

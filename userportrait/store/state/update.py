@@ -217,16 +217,36 @@ class AppUpdate:
             # before the builder: its thread must stop before the connection does.
             with Prefetched(built) as stream, self._writer() as write:
                 replay = self._replay(t0, present, first, n_before)
-                for i, part in enumerate(stream):
-                    progress("building days", (i + 1) / len(days))
+                taken: list[int] = []
+
+                def take(slices: list[DayPart]) -> None:
+                    self._take(slices, newest, write)
+                    taken.append(slices[0].day)
+                    progress("building days", len(taken) / len(days))
+
+                slices: list[DayPart] = []  # the parts so far of a day built in slices
+                for part in stream:
+                    if slices and slices[0].day != part.day:  # (its last slice was empty)
+                        take(slices)
+                        slices = []
+                    slices.append(part)
+                    if not part.more:  # the day is complete: written while it is folded
+                        take(slices)
+                        slices = []
                     first = self._grown(first)  # every user is matched before the first part
                     replay.head.grow(self.app.n_users)
-                    self._take(part, newest, first, write)
+                    # A late event can move a user's first day earlier; the days after it
+                    # are replayed anyway (t0 is the earliest changed day).
+                    uid = part.uid.astype(np.intp)
+                    first[uid] = np.minimum(first[uid], part.day)
                     replay.fold_until(part.day, first)
                     replay.fold(part, first)
+                if slices:
+                    take(slices)
             parts.finish()
         self._save_first(first)
         replay.fold_until(present[-1] + 1, first)
+        replay.close()
         self.app.heads = replay.heads
         progress("up to date", 1.0)
         return self.app
@@ -242,13 +262,10 @@ class AppUpdate:
         for job in jobs:
             job.result()
 
-    def _take(self, part: DayPart, newest: int, first: IntArray, write: DayWrite) -> None:
+    def _take(self, slices: list[DayPart], newest: int, write: DayWrite) -> None:
         """Note a rebuilt day and have it written (its winners' times too if it is the
-        newest)."""
-        # A late event can move a user's first day earlier; the days after it are replayed
-        # anyway (t0 is the earliest changed day).
-        uid = part.uid.astype(np.intp)
-        first[uid] = np.minimum(first[uid], part.day)
+        newest), from its parts (one, or slices of ascending uids)."""
+        part = slices[0] if len(slices) == 1 else _joined(slices)
         day = day_date(part.day).isoformat()
         self.app.days[day] = f"days/{day}.b{self.version}.npys"
         write(save_day, self.dir / self.app.days[day], part)
@@ -378,6 +395,19 @@ class AppUpdate:
         return load_day(self.dir / self.app.days[day_date(t).isoformat()], t)
 
 
+def _joined(slices: list[DayPart]) -> DayPart:
+    """One day partition of the slices of a day (disjoint users, ascending uids)."""
+    keys = None
+    if all(p.keys is not None for p in slices):
+        keys = {d: np.concatenate([p.keys[d] for p in slices if p.keys is not None]) for d in DIMS}
+    return DayPart(
+        slices[0].day,
+        np.concatenate([p.uid for p in slices]),
+        {d: np.concatenate([p.values[d] for p in slices]) for d in DIMS},
+        keys,
+    )
+
+
 class _Replay:
     """Folds the days from ``t0`` on into the span histograms and the head, in day order,
     as they come: the rebuilt ones from the builder, the others (days after a late event)
@@ -395,6 +425,7 @@ class _Replay:
         self.keep = set(present[-KEEP_HEADS:])
         app = update.app
         self.heads = {d: f for d, f in app.heads.items() if day_number(d) in self.keep}
+        self.open: int | None = None  # the day folded last, not yet saved
 
     def fold_until(self, end: int, first: IntArray) -> None:
         """Fold the days before ``end`` not folded yet, from their files."""
@@ -402,15 +433,28 @@ class _Replay:
             self._fold(self.update._load_day(self.todo[0]), first)
 
     def fold(self, part: DayPart, first: IntArray) -> None:
-        """Fold ``part``, the next day."""
+        """Fold ``part``: the next day, or another slice of the day folded last (its users
+        not in the slices before)."""
+        if part.day == self.open:
+            uid = part.uid.astype(np.intp)
+            self.counter.regrow(self.head, part, first, first[uid] < part.day)
+            return
         if not self.todo or self.todo[0] != part.day:
             raise ValueError(f"day {part.day} out of order")
         self._fold(part, first)
 
     def _fold(self, part: DayPart, first: IntArray) -> None:
+        self.close()
         self.todo.pop(0)
-        update, t = self.update, part.day
         self.counter.fold(self.head, part, first)
+        self.open = part.day
+
+    def close(self) -> None:
+        """Save the span histograms (and head) of the day folded last, once complete."""
+        if self.open is None:
+            return
+        update, t = self.update, self.open
+        self.open = None
         day = day_date(t).isoformat()
         update.app.spans[day] = f"spans/{day}.b{update.version}.npz"
         self.counter.save(update.dir / update.app.spans[day])
