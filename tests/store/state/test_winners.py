@@ -32,7 +32,7 @@ def test_reduce_matches_python(monkeypatch: pytest.MonkeyPatch, share: float) ->
     for _day in range(3):  # the scratch arrays are reused, and reset between days
         uid = rng.integers(0, n_users, 400).astype(np.uint32)
         time = rng.integers(0, 5, 400)  # many ties
-        keys = {d: packed(time, rng.integers(-1, 4, 400), 14) for d in DIMS}
+        keys = {d: packed(time << 14, rng.integers(-1, 4, 400)) for d in DIMS}
         users, best = reducer.reduce(uid, keys)
         want = _expected(uid, keys)
         assert users.dtype == np.uint32
@@ -44,6 +44,6 @@ def test_reduce_matches_python(monkeypatch: pytest.MonkeyPatch, share: float) ->
 def test_packed_orders_by_time_then_value_and_drops_missing() -> None:
     time = np.array([5, 5, 6, 7])
     value = np.array([3, 2, 0, -1])
-    keys = packed(time, value, 14)
+    keys = packed(time << 14, value)
     assert keys.tolist() == [5 * 16384 + 3, 5 * 16384 + 2, 6 * 16384, -1]
     assert (keys >> 14).tolist() == [5, 5, 6, -1]

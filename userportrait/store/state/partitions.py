@@ -179,10 +179,11 @@ class PartitionBuilder:
                 cols = {name: np.asarray(col) for name, col in columns.items()}
             if not len(cols["uid"]):
                 continue
+            shifted = {bits: cols["t"] << bits for bits in (ID_BITS, RANK_BITS)}
             keys = {
-                d: packed(cols["t"], cols[d], RANK_BITS if d == "devices" else ID_BITS)
-                for d in DIMS
+                d: packed(shifted[RANK_BITS if d == "devices" else ID_BITS], cols[d]) for d in DIMS
             }
+            del shifted
             uid, best = self._reducer.reduce(cols.pop("uid"), keys)
             del cols, keys
             values: dict[Dim, IntArray] = {

@@ -69,7 +69,8 @@ class DailyMax:
         return users.astype(np.uint32), best
 
 
-def packed(time: IntArray, value: IntArray, bits: int) -> IntArray:
-    """Keys ``time * 2**bits + value`` that order by time, then value; -1 where the value
+def packed(shifted: IntArray, value: IntArray) -> IntArray:
+    """Keys ``time * 2**bits + value`` (``shifted``: the times times 2**bits, computed once
+    for the dims that share ``bits``) that order by time, then value; -1 where the value
     is missing (-1), so that any present value wins."""
-    return np.where(value >= 0, time * (1 << bits) + value, -1)
+    return np.where(value >= 0, shifted + value, -1)
