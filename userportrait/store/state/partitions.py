@@ -31,8 +31,10 @@ CHUNK_EVENTS = 4_000_000
 #: A build of one day of at least this many events (a day added) takes it in two slices
 #: of its users: DuckDB fetches the second while numpy reduces the first and the update
 #: folds it (a lone day otherwise leaves one core idle through each of those steps; a
-#: build of several chunks overlaps the chunks instead).
+#: build of several chunks overlaps the chunks instead). A day of more than
+#: ``CHUNK_EVENTS`` events comes in as many slices as bound a pass to about that many.
 SLICE_EVENTS = 1_000_000
+MAX_SLICES = 16
 #: The packed winner keys (also built by Spark in ``spark/partitions.py``).
 ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
 RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
@@ -80,8 +82,8 @@ class PartitionBuilder:
         """Day partitions of ``days`` in day order, rebuilt from all their lake files up to
         the version (or from the files of batches ``after`` a version only: what a flush
         added). Only the day ``keyed`` (the newest, which flushes merge into) gets its
-        winners' times (kept for it alone). A large day alone comes in two parts, of
-        users below and from a uid on (``SLICE_EVENTS``); a flush's day comes whole.
+        winners' times (kept for it alone). A large day comes in slices of its users by uid
+        range, ascending (``SLICE_EVENTS``).
 
         The users and devices of all the days are matched once (the dictionary grows before
         the first part comes out); then the winners are counted in passes of about
@@ -102,11 +104,19 @@ class PartitionBuilder:
         chunks = list(_chunks(sorted(files), rows))
         jobs: list[tuple[list[str], tuple[int, int] | None]] = []
         for chunk in chunks:
-            if after is None and len(chunks) == len(chunk) == 1 and rows[chunk[0]] >= SLICE_EVENTS:
-                cut = _scalar(self.con, "SELECT coalesce(quantile_disc(uid, 0.5), 0) FROM uids")
-                jobs += [(chunk, (0, cut)), (chunk, (cut, self.app.n_users))]
-            else:
+            k = 1
+            if len(chunk) == 1:
+                k = min(-(-rows[chunk[0]] // CHUNK_EVENTS), MAX_SLICES)  # too large for a pass
+                if after is None and len(chunks) == 1 and rows[chunk[0]] >= SLICE_EVENTS:
+                    k = max(k, 2)
+            if k == 1:
                 jobs.append((chunk, None))
+                continue
+            cuts = self.con.execute(
+                "SELECT quantile_disc(uid, $1::DOUBLE[]) FROM uids", [[i / k for i in range(1, k)]]
+            ).fetchall()[0][0]
+            bounds = [0, *sorted({int(c) for c in cuts or [] if c}), self.app.n_users]
+            jobs += [(chunk, (lo, hi)) for lo, hi in zip(bounds, bounds[1:], strict=False)]
         fetches = (
             self._fetch(_events([p for d in chunk for p in files[d]]), users)
             for chunk, users in jobs

@@ -325,7 +325,7 @@ class AppUpdate:
             batch = list(parts.build([day], after=self.old.version, keyed=day))
             if not batch:
                 return
-            (added,) = batch
+            added = batch[0] if len(batch) == 1 else _joined(batch)  # (a batch in slices)
             overlay = self._overlay(day, t)
             inside, at = overlay.rows(added.uid)
             base = load_day(self.dir / self.old.days[day], t, self.dir / self.old.keys[day], True)
