@@ -248,6 +248,29 @@ def test_state_catches_up_after_crash_between_commit_and_update(
     assert not list(lake.state_dir.rglob("*.tmp"))
 
 
+def test_events_find_their_uids_by_hash_or_by_openid_alike(
+    generated: tuple[Path, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-event pass joins on the openid's hash when no two users share one, else on
+    the openid (a collision cannot be made here: the check is forced)."""
+    src, _ = generated
+    lake = Lake(Settings(data_dir=tmp_path / "d", duckdb_memory_limit_mb=256))
+    ingest_file(lake, src)
+    by_hash = _all_standard(lake)
+    joins: list[bool] = []
+    match = state_partitions.PartitionBuilder._match_users
+
+    def colliding(self: state_partitions.PartitionBuilder, events: str) -> None:
+        match(self, events)
+        joins.append(self._by_hash)
+        self._by_hash = False
+
+    monkeypatch.setattr(state_partitions.PartitionBuilder, "_match_users", colliding)
+    StateStore(lake).rebuild()
+    assert joins and all(joins)  # (one build per appid)
+    assert _all_standard(lake) == by_hash
+
+
 def test_deleted_state_is_rebuilt_from_the_lake(lake: Lake) -> None:
     a = "wxgone0000000001"
     load(lake, [{"appid": a, "openid": "u1", "ts": "2024-06-10T10:00:00+08:00", "age": 30}])
