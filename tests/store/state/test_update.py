@@ -251,23 +251,25 @@ def test_state_catches_up_after_crash_between_commit_and_update(
 def test_events_find_their_uids_by_hash_or_by_openid_alike(
     generated: tuple[Path, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The per-event pass joins on the openid's hash when no two users share one, else on
-    the openid (a collision cannot be made here: the check is forced)."""
+    """A build of many passes joins the events to their users on the openid's hash when no
+    two users share one, else on the openid (a collision cannot be made here: forced)."""
+    monkeypatch.setattr(state_partitions, "CHUNK_EVENTS", 1)  # a pass per day
+    monkeypatch.setattr(state_partitions, "MAX_SLICES", 1)
+    hashed: list[bool] = []
+    check = state_partitions.PartitionBuilder._hash_uids
+
+    def recorded(self: state_partitions.PartitionBuilder) -> bool:
+        hashed.append(check(self))
+        return hashed[-1]
+
+    monkeypatch.setattr(state_partitions.PartitionBuilder, "_hash_uids", recorded)
     src, _ = generated
     lake = Lake(Settings(data_dir=tmp_path / "d", duckdb_memory_limit_mb=256))
     ingest_file(lake, src)
+    assert hashed and all(hashed)  # (one build per appid)
     by_hash = _all_standard(lake)
-    joins: list[bool] = []
-    match = state_partitions.PartitionBuilder._match_users
-
-    def colliding(self: state_partitions.PartitionBuilder, events: str) -> None:
-        match(self, events)
-        joins.append(self._by_hash)
-        self._by_hash = False
-
-    monkeypatch.setattr(state_partitions.PartitionBuilder, "_match_users", colliding)
+    monkeypatch.setattr(state_partitions.PartitionBuilder, "_hash_uids", lambda _self: False)
     StateStore(lake).rebuild()
-    assert joins and all(joins)  # (one build per appid)
     assert _all_standard(lake) == by_hash
 
 

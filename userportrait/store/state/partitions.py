@@ -51,7 +51,7 @@ class PartitionBuilder:
         self.dir = app_dir
         self.version = version
         self.n_devices = 0
-        self._by_hash = False  # (set by _match_users)
+        self._by_hash = False  # (set for each build)
 
     def __enter__(self) -> PartitionBuilder:
         self.con = self.lake.connect()
@@ -118,6 +118,8 @@ class PartitionBuilder:
             ).fetchall()[0][0]
             bounds = [0, *sorted({int(c) for c in cuts or [] if c}), self.app.n_users]
             jobs += [(chunk, (lo, hi)) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+        # (a pass or two, a day added: hashing the users would cost what it saves)
+        self._by_hash = len(jobs) > 2 and self._hash_uids()
         fetches = (
             self._fetch(_events([p for d in chunk for p in files[d]]), users)
             for chunk, users in jobs
@@ -233,25 +235,27 @@ class PartitionBuilder:
             "FROM uids WHERE uid IS NULL"
         )
         added = _scalar(con, "SELECT count(*) FROM fresh")
-        if added:
-            part = f"users/u{self.version}_{n}.parquet"
-            target = sql_str(str(self.dir / part))
-            # (in no order: the parts are only ever joined on the openid)
-            con.execute(f"COPY fresh TO {target} (FORMAT parquet, COMPRESSION zstd)")
-            self.app.users.append(part)
-            self.app.n_users = n + added
+        if not added:
+            return
+        part = f"users/u{self.version}_{n}.parquet"
+        target = sql_str(str(self.dir / part))
+        # (in no order: the parts are only ever joined on the openid)
+        con.execute(f"COPY fresh TO {target} (FORMAT parquet, COMPRESSION zstd)")
+        self.app.users.append(part)
+        self.app.n_users = n + added
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE uids AS SELECT openid, uid, hash(openid) AS h FROM "
-            "(SELECT openid, uid FROM uids WHERE uid IS NOT NULL "
-            "UNION ALL SELECT openid, uid FROM fresh)"
+            "CREATE OR REPLACE TEMP TABLE uids AS SELECT openid, uid FROM uids "
+            "WHERE uid IS NOT NULL UNION ALL SELECT openid, uid FROM fresh"
         )
-        # The events then find their uid by the openid's 64-bit hash, an integer join (a
-        # third less of the per-event pass than hashing and comparing strings), unless two
-        # of these users share a hash: every event's openid is among them, so a hash that
-        # is unique among them is exact.
-        self._by_hash = bool(
-            con.execute("SELECT count(DISTINCT h) = count(*) FROM uids").fetchall()[0][0]
-        )
+
+    def _hash_uids(self) -> bool:
+        """Whether the events can find their uid by the openid's 64-bit hash (column ``h``
+        of ``uids``): an integer join, a third less of a per-event pass than hashing and
+        comparing strings, but a table to hash first. Not when two of these users share a
+        hash; every event's openid is among them, so a hash unique among them is exact."""
+        con = self.con
+        con.execute("CREATE OR REPLACE TEMP TABLE uids AS SELECT *, hash(openid) AS h FROM uids")
+        return bool(con.execute("SELECT count(DISTINCT h) = count(*) FROM uids").fetchall()[0][0])
 
     def device_names(self, ids: list[int]) -> dict[int, str]:
         """Model names of device ids (to break ties between two flushes' winners)."""
