@@ -99,7 +99,7 @@ class PartitionBuilder:
         if not files:
             return
         every = [path for day in sorted(files) for path in files[day]]
-        self._match_users(_events(every))
+        self._match_users(_events(every), sorted(files)[0] if len(files) == 1 else None)
         self._rank_devices(every)
         self._reducer = DailyMax(self.app.n_users, list(DIMS))
         chunks = list(_chunks(sorted(files), rows))
@@ -212,9 +212,10 @@ class PartitionBuilder:
                 times = {d: best[d] >> (RANK_BITS if d == "devices" else ID_BITS) for d in DIMS}
             yield DayPart(day, uid, values, times)
 
-    def _match_users(self, events: str) -> None:
+    def _match_users(self, events: str, only_day: str | None = None) -> None:
         """Table ``uids``: the uid of every user of ``events``; users not in the dictionary
-        get the next uids, in the order of their first day here, then openid."""
+        get the next uids, in the order of their first day here, then openid (``only_day``:
+        the one day of ``events``, every user's first here, so distinct openids do)."""
         con = self.con
         # One pass over the user dictionary (DuckDB builds the hash table on the smaller
         # side, so the 3 M known users are streamed from their Parquet parts).
@@ -223,10 +224,14 @@ class PartitionBuilder:
             known = f"read_parquet([{listing}], hive_partitioning=false)"
         else:
             known = "(SELECT NULL::VARCHAR AS openid, NULL::UINTEGER AS uid WHERE false)"
+        users = (
+            f"SELECT openid, DATE {sql_str(only_day)} AS first FROM (SELECT DISTINCT openid FROM {events})"
+            if only_day
+            else f"SELECT openid, min(day) AS first FROM {events} GROUP BY openid"
+        )
         con.execute(
             "CREATE OR REPLACE TEMP TABLE uids AS SELECT s.openid, s.first, u.uid FROM "
-            f"(SELECT openid, min(day) AS first FROM {events} GROUP BY openid) s "
-            f"LEFT JOIN {known} u USING (openid)"
+            f"({users}) s LEFT JOIN {known} u USING (openid)"
         )
         n = self.app.n_users
         con.execute(
