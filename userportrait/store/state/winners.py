@@ -37,8 +37,9 @@ class DailyMax:
     ) -> tuple[IntArray, dict[Dim, IntArray]]:
         """(the distinct uids in order, uint32; per column each one's largest key)."""
         if len(uid) >= self.n_users * DENSE_SHARE:
-            return self._dense(uid, keys)
-        users, at = np.unique(uid, return_inverse=True)
+            users, at = self._dense_rows(uid)
+        else:
+            users, at = np.unique(uid, return_inverse=True)
         best: dict[Dim, IntArray] = {}
         for name in self.names:
             out = np.full(len(users), -1, np.int64)
@@ -46,12 +47,11 @@ class DailyMax:
             best[name] = out
         return users.astype(np.uint32, copy=False), best
 
-    def _dense(
-        self, uid: IntArray, keys: Mapping[Dim, IntArray]
-    ) -> tuple[IntArray, dict[Dim, IntArray]]:
-        # The day's users come out of a mark over every uid in order (no sort); each event
-        # then finds its user's row through a uid -> row map, and the maxima are taken
-        # over rows of the day's users only (small arrays, kind to the cache).
+    def _dense_rows(self, uid: IntArray) -> tuple[IntArray, IntArray]:
+        """(the distinct uids in order, each event's row among them), without a sort."""
+        # The day's users come out of a mark over every uid in order; each event then
+        # finds its user's row through a uid -> row map, so the maxima are taken over
+        # rows of the day's users only (small arrays, kind to the cache).
         if self._seen is None:
             self._seen = np.zeros(self.n_users, bool)
             self._row = np.zeros(self.n_users, np.int32)
@@ -60,13 +60,7 @@ class DailyMax:
         users = np.flatnonzero(seen)
         seen[users] = False
         row[users] = np.arange(len(users), dtype=np.int32)
-        at = row[uid]
-        best: dict[Dim, IntArray] = {}
-        for name in self.names:
-            out = np.full(len(users), -1, np.int64)
-            np.maximum.at(out, at, keys[name])
-            best[name] = out
-        return users.astype(np.uint32), best
+        return users, row[uid]
 
 
 def packed(shifted: IntArray, value: IntArray) -> IntArray:
