@@ -38,6 +38,7 @@ MAX_SLICES = 16
 #: The packed winner keys (also built by Spark in ``spark/partitions.py``).
 ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
 RANK_BITS = 26  # device ranks < 2^26; with 2^37 us per day the key stays < 2^63
+_BITS: dict[Dim, int] = {d: RANK_BITS if d == "devices" else ID_BITS for d in DIMS}
 
 
 class PartitionBuilder:
@@ -102,22 +103,7 @@ class PartitionBuilder:
         self._match_users(_events(every), sorted(files)[0] if len(files) == 1 else None)
         self._rank_devices(every)
         self._reducer = DailyMax(self.app.n_users, list(DIMS))
-        chunks = list(_chunks(sorted(files), rows))
-        jobs: list[tuple[list[str], tuple[int, int] | None]] = []
-        for chunk in chunks:
-            k = 1
-            if len(chunk) == 1:
-                k = min(-(-rows[chunk[0]] // CHUNK_EVENTS), MAX_SLICES)  # too large for a pass
-                if after is None and len(chunks) == 1 and rows[chunk[0]] >= SLICE_EVENTS:
-                    k = max(k, 2)
-            if k == 1:
-                jobs.append((chunk, None))
-                continue
-            cuts = self.con.execute(
-                "SELECT quantile_disc(uid, $1::DOUBLE[]) FROM uids", [[i / k for i in range(1, k)]]
-            ).fetchall()[0][0]
-            bounds = [0, *sorted({int(c) for c in cuts or [] if c}), self.app.n_users]
-            jobs += [(chunk, (lo, hi)) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+        jobs = self._passes(list(_chunks(sorted(files), rows)), rows, flush=after is not None)
         # (a pass or two, a day added: hashing the users would cost what it saves)
         self._by_hash = len(jobs) > 2 and self._hash_uids()
         fetches = (
@@ -132,6 +118,27 @@ class PartitionBuilder:
                 more = users is not None and i + 1 < len(jobs) and jobs[i + 1][0] == chunk
                 for part in self._winners(columns, [day_number(d) for d in chunk], keyed_day):
                     yield dataclasses.replace(part, more=more) if more else part
+
+    def _passes(
+        self, chunks: list[list[str]], rows: dict[str, int], *, flush: bool
+    ) -> list[tuple[list[str], tuple[int, int] | None]]:
+        """The DuckDB passes over ``chunks``: (its days, the uid range of a slice or None)."""
+        jobs: list[tuple[list[str], tuple[int, int] | None]] = []
+        for chunk in chunks:
+            k = 1
+            if len(chunk) == 1:
+                k = min(-(-rows[chunk[0]] // CHUNK_EVENTS), MAX_SLICES)  # too large for a pass
+                if not flush and len(chunks) == 1 and rows[chunk[0]] >= SLICE_EVENTS:
+                    k = max(k, 2)
+            if k == 1:
+                jobs.append((chunk, None))
+                continue
+            cuts = self.con.execute(
+                "SELECT quantile_disc(uid, $1::DOUBLE[]) FROM uids", [[i / k for i in range(1, k)]]
+            ).fetchall()[0][0]
+            bounds = [0, *sorted({int(c) for c in cuts or [] if c}), self.app.n_users]
+            jobs += [(chunk, (lo, hi)) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+        return jobs
 
     def _rank_devices(self, files: list[str]) -> None:
         """Tables ``drank`` (the devices of ``files`` ranked in string order, so that "latest
@@ -194,22 +201,18 @@ class PartitionBuilder:
                 cols = {name: np.asarray(col) for name, col in columns.items()}
             if not len(cols["uid"]):
                 continue
-            shifted = {bits: cols["t"] << bits for bits in (ID_BITS, RANK_BITS)}
-            keys = {
-                d: packed(shifted[RANK_BITS if d == "devices" else ID_BITS], cols[d]) for d in DIMS
-            }
+            shifted = {bits: cols["t"] << bits for bits in set(_BITS.values())}
+            keys = {d: packed(shifted[_BITS[d]], cols[d]) for d in DIMS}
             del shifted
             uid, best = self._reducer.reduce(cols.pop("uid"), keys)
             del cols, keys
             values: dict[Dim, IntArray] = {
-                d: np.where(best[d] >= 0, best[d] & ((1 << ID_BITS) - 1), 0).astype(VALUE_DTYPES[d])
-                for d in ID_DIMS
+                d: _low(best[d], d).astype(VALUE_DTYPES[d]) for d in ID_DIMS
             }
-            ranks = np.where(best["devices"] >= 0, best["devices"] & ((1 << RANK_BITS) - 1), 0)
-            values["devices"] = self._device_ids[ranks]
+            values["devices"] = self._device_ids[_low(best["devices"], "devices")]  # (ranks)
             times = None
             if day == keyed:  # the key's high bits (-1 stays -1: no value)
-                times = {d: best[d] >> (RANK_BITS if d == "devices" else ID_BITS) for d in DIMS}
+                times = {d: best[d] >> _BITS[d] for d in DIMS}
             yield DayPart(day, uid, values, times)
 
     def _match_users(self, events: str, only_day: str | None = None) -> None:
@@ -279,6 +282,11 @@ class PartitionBuilder:
         self.app.devices = f"devices.b{self.version}.parquet"
         table = con.sql("SELECT device, id FROM devices ORDER BY id").to_arrow_table()
         atomic_write(self.dir / self.app.devices, lambda fh: pq.write_table(table, fh))
+
+
+def _low(keys: IntArray, d: Dim) -> IntArray:
+    """The value ids (device ranks) of packed keys; 0 for no value (-1)."""
+    return np.where(keys >= 0, keys & ((1 << _BITS[d]) - 1), 0)
 
 
 def _events(files: list[str]) -> str:
