@@ -140,8 +140,9 @@ def first_days(first: IntArray, n_users: int, overlay_day: int | None) -> IntArr
 
 @dataclass(frozen=True, slots=True)
 class FoldNames:
-    """The files of the newest day ``day`` that a fold writes anew (relative to the app's
-    directory), named with ``tag`` (``bV``: the catalog version that writes them)."""
+    """The state's files of day ``day`` (relative to the app's directory), named with
+    ``tag`` (``bV``: the catalog version that writes them); ``files`` are those a fold of
+    the newest day writes anew."""
 
     day: str
     tag: str
@@ -157,6 +158,10 @@ class FoldNames:
     @property
     def head(self) -> str:
         return f"heads/{self.day}.{self.tag}.npys"
+
+    @property
+    def spans(self) -> str:
+        return f"spans/{self.day}.{self.tag}.npz"
 
     @property
     def first_day(self) -> str:

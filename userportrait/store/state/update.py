@@ -267,11 +267,11 @@ class AppUpdate:
         newest), from its parts (one, or slices of ascending uids)."""
         part = slices[0] if len(slices) == 1 else _joined(slices)
         day = day_date(part.day).isoformat()
-        self.app.days[day] = f"days/{day}.b{self.version}.npys"
+        self.app.days[day] = self._names(day).days
         write(save_day, self.dir / self.app.days[day], part)
         self._note_sizes(part)
         if part.day == newest and part.keys is not None:
-            self.app.keys = {day: f"days/{day}.keys.b{self.version}.npys"}
+            self.app.keys = {day: self._names(day).keys}
             write(save_keys, self.dir / self.app.keys[day], part)
         elif part.day == newest:  # a builder without times (Spark): no merging
             self.app.keys = {}
@@ -353,10 +353,10 @@ class AppUpdate:
         counter = SpanCounter.load(self.dir / self.old.spans[day], self.app.value_sizes(), t)
         local = DayPart(t, np.arange(len(uid), dtype=np.uint32), delta.values)
         counter.regrow(head, local, local_first, counted)
-        self.app.spans[day] = f"spans/{day}.b{self.version}.npz"
+        self.app.spans[day] = self._names(day).spans
         counter.save(self.dir / self.app.spans[day])
         overlay = overlay.updated(delta, head)
-        self.app.overlay = {day: f"days/{day}.overlay.b{self.version}.npys"}
+        self.app.overlay = {day: self._names(day).overlay}
         overlay.save(self.dir / self.app.overlay[day])
         if len(overlay) > OVERLAY_USERS_MAX:
             self._fold_overlay()
@@ -373,7 +373,7 @@ class AppUpdate:
             return
         ((day, name),) = self.app.overlay.items()
         overlay = Overlay.load(self.dir / name, day_number(day))
-        names = FoldNames(day, f"b{self.version}")
+        names = self._names(day)
         write_folded(self.dir, self.app, overlay, self.dir, names)
         names.set(self.app)
 
@@ -381,6 +381,10 @@ class AppUpdate:
         """``first`` with NO_DAY for the users the dictionary gained since it was read."""
         missing = self.app.n_users - len(first)
         return np.concatenate([first, np.full(missing, NO_DAY, np.int32)]) if missing > 0 else first
+
+    def _names(self, day: str) -> FoldNames:
+        """The names of ``day``'s files written at this version."""
+        return FoldNames(day, f"b{self.version}")
 
     def _save_first(self, first: IntArray) -> None:
         self.app.first_day = f"first_day.b{self.version}.npy"
@@ -456,9 +460,9 @@ class _Replay:
         update, t = self.update, self.open
         self.open = None
         day = day_date(t).isoformat()
-        update.app.spans[day] = f"spans/{day}.b{update.version}.npz"
+        update.app.spans[day] = update._names(day).spans
         self.counter.save(update.dir / update.app.spans[day])
         if t in self.keep:
-            self.heads[day] = f"heads/{day}.b{update.version}.npys"
+            self.heads[day] = update._names(day).head
             (update.dir / "heads").mkdir(exist_ok=True)
             self.head.save(update.dir / self.heads[day])
