@@ -407,6 +407,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path)
     args = ap.parse_args()
     if args.step:
+        from userportrait.runtime import tune_process
+
+        tune_process()  # as the CLI and the server do when they start
         result = STEPS[args.step](args.src, args.data)
         # VmHWM, not ru_maxrss: the latter starts from the parent's RSS at fork.
         result["rss_mb"] = _proc_hwm(os.getpid())

@@ -32,6 +32,7 @@ from userportrait.dashboard.sessions import SessionStore
 from userportrait.engine import get_engine
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.result import RefDateMode
+from userportrait.runtime import tune_process
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 from userportrait.store.thresholds import Thresholds
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_process()
         lake = Lake(settings)
         lake.collect_garbage()
         engine = get_engine(settings.engine, lake)

@@ -13,6 +13,7 @@ from userportrait import __version__
 from userportrait.cli_common import DATA_DIR_OPTION, echo_report, err_console, fail, make_settings
 from userportrait.cli_spark import SPARK_MASTER_OPTION
 from userportrait.errors import ServiceError
+from userportrait.runtime import tune_process
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -26,6 +27,7 @@ def cli() -> None:
     Load visit events with `ingest`, then ask for the portrait of any date window with
     `portrait`, or serve the WeChat-compatible API with `serve`.
     """
+    tune_process()
 
 
 @cli.command()

@@ -33,7 +33,7 @@ def test_reduce_matches_python(monkeypatch: pytest.MonkeyPatch, share: float) ->
         uid = rng.integers(0, n_users, 400).astype(np.uint32)
         time = rng.integers(0, 5, 400)  # many ties
         keys = {d: packed(time << 14, rng.integers(-1, 4, 400)) for d in DIMS}
-        users, best = reducer.reduce(uid, keys)
+        users, best = reducer.reduce(uid, keys.__getitem__)
         want = _expected(uid, keys)
         assert users.dtype == np.uint32
         assert users.tolist() == sorted(want)

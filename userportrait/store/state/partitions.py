@@ -9,7 +9,7 @@ string), packed into one integer key so that ``max`` picks it. New users get den
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,9 @@ from userportrait.store.state.prefetch import Prefetched
 from userportrait.store.state.winners import DailyMax, packed
 from userportrait.store.windows import DayPart, IntArray
 
-#: Events per DuckDB pass when building day partitions (bounds memory).
+#: Events per DuckDB pass when building day partitions (bounds memory): a day of more
+#: comes in as many slices of its users as bound a pass to about that many.
 CHUNK_EVENTS = 4_000_000
-#: A build of one day of at least this many events (a day added) takes it in two slices
-#: of its users: DuckDB fetches the second while numpy reduces the first and the update
-#: folds it (a lone day otherwise leaves one core idle through each of those steps; a
-#: build of several chunks overlaps the chunks instead). A day of more than
-#: ``CHUNK_EVENTS`` events comes in as many slices as bound a pass to about that many.
-SLICE_EVENTS = 1_000_000
 MAX_SLICES = 16
 #: The packed winner keys (also built by Spark in ``spark/partitions.py``).
 ID_BITS = 14  # value ids < 16384 (city codes top out at 9999)
@@ -84,8 +79,8 @@ class PartitionBuilder:
         """Day partitions of ``days`` in day order, rebuilt from all their lake files up to
         the version (or from the files of batches ``after`` a version only: what a flush
         added). Only the day ``keyed`` (the newest, which flushes merge into) gets its
-        winners' times (kept for it alone). A large day comes in slices of its users by uid
-        range, ascending (``SLICE_EVENTS``).
+        winners' times (kept for it alone). A day of more than ``CHUNK_EVENTS`` events comes
+        in slices of its users by uid range, ascending.
 
         The users and devices of all the days are matched once (the dictionary grows before
         the first part comes out); then the winners are counted in passes of about
@@ -103,7 +98,7 @@ class PartitionBuilder:
         self._match_users(_events(every), sorted(files)[0] if len(files) == 1 else None)
         self._rank_devices(every)
         self._reducer = DailyMax(self.app.n_users, list(DIMS))
-        jobs = self._passes(list(_chunks(sorted(files), rows)), rows, flush=after is not None)
+        jobs = self._passes(list(_chunks(sorted(files), rows)), rows)
         # (a pass or two, a day added: hashing the users would cost what it saves)
         self._by_hash = len(jobs) > 2 and self._hash_uids()
         fetches = (
@@ -120,7 +115,7 @@ class PartitionBuilder:
                     yield dataclasses.replace(part, more=more) if more else part
 
     def _passes(
-        self, chunks: list[list[str]], rows: dict[str, int], *, flush: bool
+        self, chunks: list[list[str]], rows: dict[str, int]
     ) -> list[tuple[list[str], tuple[int, int] | None]]:
         """The DuckDB passes over ``chunks``: (its days, the uid range of a slice or None)."""
         jobs: list[tuple[list[str], tuple[int, int] | None]] = []
@@ -128,8 +123,6 @@ class PartitionBuilder:
             k = 1
             if len(chunk) == 1:
                 k = min(-(-rows[chunk[0]] // CHUNK_EVENTS), MAX_SLICES)  # too large for a pass
-                if not flush and len(chunks) == 1 and rows[chunk[0]] >= SLICE_EVENTS:
-                    k = max(k, 2)
             if k == 1:
                 jobs.append((chunk, None))
                 continue
@@ -202,10 +195,8 @@ class PartitionBuilder:
             if not len(cols["uid"]):
                 continue
             shifted = {bits: cols["t"] << bits for bits in set(_BITS.values())}
-            keys = {d: packed(shifted[_BITS[d]], cols[d]) for d in DIMS}
-            del shifted
-            uid, best = self._reducer.reduce(cols.pop("uid"), keys)
-            del cols, keys
+            uid, best = self._reducer.reduce(cols.pop("uid"), _keys_of(cols, shifted))
+            del cols, shifted
             values: dict[Dim, IntArray] = {
                 d: _low(best[d], d).astype(VALUE_DTYPES[d]) for d in ID_DIMS
             }
@@ -282,6 +273,12 @@ class PartitionBuilder:
         self.app.devices = f"devices.b{self.version}.parquet"
         table = con.sql("SELECT device, id FROM devices ORDER BY id").to_arrow_table()
         atomic_write(self.dir / self.app.devices, lambda fh: pq.write_table(table, fh))
+
+
+def _keys_of(cols: Mapping[str, Any], shifted: Mapping[int, IntArray]) -> Callable[[Dim], IntArray]:
+    """The packed winner keys of a dimension's events (``shifted``: the times shifted for
+    each key width), made when ``DailyMax`` asks, in the thread that reduces them."""
+    return lambda d: packed(shifted[_BITS[d]], cols[d])
 
 
 def _low(keys: IntArray, d: Dim) -> IntArray:

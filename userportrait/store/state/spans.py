@@ -30,6 +30,7 @@ import numpy as np
 from userportrait.portrait.dims import DIMS, Dim
 from userportrait.store.durable import atomic_write
 from userportrait.store.state.head import LONG_AGO, Head
+from userportrait.store.state.pairs import on_two_cores
 from userportrait.store.windows import NO_DAY, DayPart, IntArray, WindowCounts
 
 #: The longest window answered by lookup; longer ones are counted from day partitions.
@@ -149,13 +150,16 @@ class SpanCounter:
         np.clip(f, 0, HORIZON, out=f)
         self._add(self.first, f, sign)
         self._add(self.last, head.last[uid].astype(np.int64), sign)
-        for d in DIMS:
+
+        def one(d: Dim) -> None:  # (each dimension its own arrays: two run at once)
             x = self._rows(d, head.val[d][uid].astype(np.int64))
             x *= _B
             v = head.age[d][uid].astype(np.int64)
             self._add(self.hist[("a", d)].reshape(-1), x + v, sign)
             np.maximum(v, f, out=v)
             self._add(self.hist[("n", d)].reshape(-1), x + v, sign)
+
+        on_two_cores(one, DIMS)
 
     @staticmethod
     def _add(target: IntArray, keys: IntArray, sign: int) -> None:

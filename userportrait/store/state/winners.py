@@ -8,11 +8,12 @@ active users come out in uid order from a dense mark over all uids.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 
 import numpy as np
 
 from userportrait.portrait.dims import Dim
+from userportrait.store.state.pairs import on_two_cores
 from userportrait.store.windows import IntArray
 
 #: A day's events count as many (dense scratch over every uid) from this share of the
@@ -33,19 +34,24 @@ class DailyMax:
         self._row: IntArray = np.zeros(0, np.int32)
 
     def reduce(
-        self, uid: IntArray, keys: Mapping[Dim, IntArray]
+        self, uid: IntArray, keys: Callable[[Dim], IntArray]
     ) -> tuple[IntArray, dict[Dim, IntArray]]:
-        """(the distinct uids in order, uint32; per column each one's largest key)."""
+        """(the distinct uids in order, uint32; per column each one's largest key).
+        ``keys(name)``: the events' keys of a column, asked for where its maxima are taken
+        (half the columns in a second thread: ``pairs.on_two_cores``)."""
         if len(uid) >= self.n_users * DENSE_SHARE:
             users, at = self._dense_rows(uid)
         else:
             users, at = np.unique(uid, return_inverse=True)
         best: dict[Dim, IntArray] = {}
-        for name in self.names:
+
+        def one(name: Dim) -> None:
             out = np.full(len(users), -1, np.int64)
-            np.maximum.at(out, at, keys[name])
+            np.maximum.at(out, at, keys(name))
             best[name] = out
-        return users.astype(np.uint32, copy=False), best
+
+        on_two_cores(one, self.names)
+        return users.astype(np.uint32, copy=False), {name: best[name] for name in self.names}
 
     def _dense_rows(self, uid: IntArray) -> tuple[IntArray, IntArray]:
         """(the distinct uids in order, each event's row among them), without a sort."""
