@@ -95,16 +95,25 @@ class PartitionBuilder:
         if not files:
             return
         every = [path for day in sorted(files) for path in files[day]]
-        self._match_users(_events(every), sorted(files)[0] if len(files) == 1 else None)
         self._rank_devices(every)
+        fetches: Iterator[dict[str, Any]]
+        if len(files) == 1 and sum(rows.values()) <= CHUNK_EVENTS:
+            # One day in one pass (a day added, a flush's batch): its events are joined to
+            # the user dictionary once, and the misses are its new users.
+            (day,) = files
+            self._stage_day(_events(every))
+            jobs: list[tuple[list[str], tuple[int, int] | None]] = [([day], None)]
+            fetches = iter([self._fetch_staged()])
+        else:
+            self._match_users(_events(every), sorted(files)[0] if len(files) == 1 else None)
+            jobs = self._passes(list(_chunks(sorted(files), rows)), rows)
+            # (a pass or two: hashing the users would cost what it saves)
+            self._by_hash = len(jobs) > 2 and self._hash_uids()
+            fetches = (
+                self._fetch(_events([p for d in chunk for p in files[d]]), users)
+                for chunk, users in jobs
+            )
         self._reducer = DailyMax(self.app.n_users, list(DIMS))
-        jobs = self._passes(list(_chunks(sorted(files), rows)), rows)
-        # (a pass or two, a day added: hashing the users would cost what it saves)
-        self._by_hash = len(jobs) > 2 and self._hash_uids()
-        fetches = (
-            self._fetch(_events([p for d in chunk for p in files[d]]), users)
-            for chunk, users in jobs
-        )
         # DuckDB fetches the next chunk while numpy reduces this one (a thread of its own,
         # which the ``with`` stops before the connection can close).
         keyed_day = day_number(keyed) if keyed is not None else None
@@ -159,25 +168,43 @@ class PartitionBuilder:
     def _fetch(self, events: str, users: tuple[int, int] | None = None) -> dict[str, Any]:
         """One row per event of ``events`` (of the uids in ``[lo, hi)`` of ``users``): day,
         uid, time of day and the value ids."""
-        # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT
-        # key: microseconds since the day's midnight, < 2^37, then the id or the device's
-        # rank). The openid becomes the integer uid in the join, so numpy never sees text.
-        rel = shanghai_time_of_day_sql("e.ts", "e.day")
-        ids = "".join(
-            f", CAST(COALESCE(e.{col}, -1) AS SMALLINT) AS {dim}"
-            for dim, col in DIM_COLUMNS.items()
-            if dim != "devices"
-        )
         # fetchnumpy, not Arrow: pyarrow's to_numpy imports pandas (0.5-0.9 s per process).
-        columns = self.con.sql(
-            f"SELECT CAST(e.day - DATE '1970-01-01' AS INTEGER) AS day, u.uid, "
-            f"CAST({rel} AS BIGINT) AS t{ids}, CAST(COALESCE(k.r, -1) AS INTEGER) AS devices "
-            f"FROM {events} e JOIN uids u "
-            + ("ON u.h = hash(e.openid) " if self._by_hash else "USING (openid) ")
-            + "LEFT JOIN drank k ON k.device = e.device"
-            + (f" WHERE u.uid >= {users[0]} AND u.uid < {users[1]}" if users else "")
-        ).fetchnumpy()
-        return dict(columns)
+        return dict(
+            self.con.sql(
+                f"SELECT {_event_row('u.uid')} FROM {events} e JOIN uids u "
+                + ("ON u.h = hash(e.openid) " if self._by_hash else "USING (openid) ")
+                + "LEFT JOIN drank k ON k.device = e.device"
+                + (f" WHERE u.uid >= {users[0]} AND u.uid < {users[1]}" if users else "")
+            ).fetchnumpy()
+        )
+
+    def _stage_day(self, events: str) -> None:
+        """Table ``ev``: ``_fetch``'s row for every event of ``events`` (one day's), each
+        with its uid from one join to the user dictionary; users it misses get the next
+        uids, in openid order (as ``_match_users`` numbers a day's new users)."""
+        con = self.con
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE ev AS SELECT {_event_row('u.uid')}, "
+            "CASE WHEN u.uid IS NULL THEN e.openid END AS openid "  # (only the misses')
+            f"FROM {events} e LEFT JOIN {self._dictionary()} u USING (openid) "
+            "LEFT JOIN drank k ON k.device = e.device"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE fresh AS SELECT openid, CAST("
+            f"{self.app.n_users} + row_number() OVER (ORDER BY openid) - 1 AS UINTEGER) AS uid "
+            f"FROM (SELECT DISTINCT openid FROM ev WHERE uid IS NULL)"
+        )
+        if self._append_fresh():
+            con.execute(
+                "UPDATE ev SET uid = f.uid FROM fresh f "
+                "WHERE ev.uid IS NULL AND ev.openid = f.openid"
+            )
+
+    def _fetch_staged(self) -> dict[str, Any]:
+        names = ", ".join(
+            ["day", "uid", "t", *(d for d in DIM_COLUMNS if d != "devices"), "devices"]
+        )
+        return dict(self.con.sql(f"SELECT {names} FROM ev").fetchnumpy())
 
     def _winners(
         self, columns: dict[str, Any], days: list[int], keyed: int | None
@@ -213,11 +240,6 @@ class PartitionBuilder:
         con = self.con
         # One pass over the user dictionary (DuckDB builds the hash table on the smaller
         # side, so the 3 M known users are streamed from their Parquet parts).
-        if self.app.users:
-            listing = ", ".join(sql_str(str(self.dir / f)) for f in self.app.users)
-            known = f"read_parquet([{listing}], hive_partitioning=false)"
-        else:
-            known = "(SELECT NULL::VARCHAR AS openid, NULL::UINTEGER AS uid WHERE false)"
         users = (
             f"SELECT openid, DATE {sql_str(only_day)} AS first FROM (SELECT DISTINCT openid FROM {events})"
             if only_day
@@ -225,27 +247,40 @@ class PartitionBuilder:
         )
         con.execute(
             "CREATE OR REPLACE TEMP TABLE uids AS SELECT s.openid, s.first, u.uid FROM "
-            f"({users}) s LEFT JOIN {known} u USING (openid)"
+            f"({users}) s LEFT JOIN {self._dictionary()} u USING (openid)"
         )
-        n = self.app.n_users
         con.execute(
             "CREATE OR REPLACE TEMP TABLE fresh AS SELECT openid, CAST("
-            f"{n} + row_number() OVER (ORDER BY first, openid) - 1 AS UINTEGER) AS uid "
-            "FROM uids WHERE uid IS NULL"
+            f"{self.app.n_users} + row_number() OVER (ORDER BY first, openid) - 1 AS UINTEGER) "
+            "AS uid FROM uids WHERE uid IS NULL"
         )
-        added = _scalar(con, "SELECT count(*) FROM fresh")
-        if not added:
-            return
-        part = f"users/u{self.version}_{n}.parquet"
-        target = sql_str(str(self.dir / part))
-        # (in no order: the parts are only ever joined on the openid)
-        con.execute(f"COPY fresh TO {target} (FORMAT parquet, COMPRESSION zstd)")
-        self.app.users.append(part)
-        self.app.n_users = n + added
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE uids AS SELECT openid, uid FROM uids "
-            "WHERE uid IS NOT NULL UNION ALL SELECT openid, uid FROM fresh"
-        )
+        if self._append_fresh():
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE uids AS SELECT openid, uid FROM uids "
+                "WHERE uid IS NOT NULL UNION ALL SELECT openid, uid FROM fresh"
+            )
+
+    def _dictionary(self) -> str:
+        """SQL: the app's user dictionary (openid, uid), from its Parquet parts."""
+        if not self.app.users:
+            return "(SELECT NULL::VARCHAR AS openid, NULL::UINTEGER AS uid WHERE false)"
+        listing = ", ".join(sql_str(str(self.dir / f)) for f in self.app.users)
+        return f"read_parquet([{listing}], hive_partitioning=false)"
+
+    def _append_fresh(self) -> int:
+        """Write table ``fresh`` (new users and their uids) as the dictionary's next part;
+        how many it holds."""
+        added = _scalar(self.con, "SELECT count(*) FROM fresh")
+        if added:
+            n = self.app.n_users
+            part = f"users/u{self.version}_{n}.parquet"
+            # (in no order: the parts are only ever joined on the openid)
+            self.con.execute(
+                f"COPY fresh TO {sql_str(str(self.dir / part))} (FORMAT parquet, COMPRESSION zstd)"
+            )
+            self.app.users.append(part)
+            self.app.n_users = n + added
+        return added
 
     def _hash_uids(self) -> bool:
         """Whether the events can find their uid by the openid's 64-bit hash (column ``h``
@@ -273,6 +308,24 @@ class PartitionBuilder:
         self.app.devices = f"devices.b{self.version}.parquet"
         table = con.sql("SELECT device, id FROM devices ORDER BY id").to_arrow_table()
         atomic_write(self.dir / self.app.devices, lambda fh: pq.write_table(table, fh))
+
+
+def _event_row(uid: str) -> str:
+    """SQL: the row of an event ``e`` (its device's rank ``k``) that numpy reduces: day,
+    uid, time of day and the value ids."""
+    # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT key:
+    # microseconds since the day's midnight, < 2^37, then the id or the device's rank).
+    # The openid becomes the integer uid in a join, so numpy never sees text.
+    ids = "".join(
+        f", CAST(COALESCE(e.{col}, -1) AS SMALLINT) AS {dim}"
+        for dim, col in DIM_COLUMNS.items()
+        if dim != "devices"
+    )
+    return (
+        f"CAST(e.day - DATE '1970-01-01' AS INTEGER) AS day, {uid} AS uid, "
+        f"CAST({shanghai_time_of_day_sql('e.ts', 'e.day')} AS BIGINT) AS t{ids}, "
+        "CAST(COALESCE(k.r, -1) AS INTEGER) AS devices"
+    )
 
 
 def _keys_of(cols: Mapping[str, Any], shifted: Mapping[int, IntArray]) -> Callable[[Dim], IntArray]:
