@@ -461,9 +461,9 @@ def test_late_events_for_yesterday_recount_only_their_windows(
     folded: list[int] = []
     fold = state_spans.SpanCounter.fold
 
-    def counted(self: Any, head: Any, part: Any, first: Any) -> None:
+    def counted(self: Any, head: Any, part: Any, first: Any, **kw: Any) -> None:
         folded.append(part.day)
-        fold(self, head, part, first)
+        fold(self, head, part, first, **kw)
 
     # Replayed from the head kept for the day before yesterday: two days, no rebuild.
     monkeypatch.setattr(state_update.Head, "from_days", no_full_pass)

@@ -21,7 +21,7 @@ sparse and sorted by age (CSR: ``ptr[age]``), so a query is a prefix and a binco
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -100,8 +100,16 @@ class SpanCounter:
             rows = self.row[d][x]
         return rows
 
-    def fold(self, head: Head, part: DayPart, first: IntArray) -> None:
-        """Move to ``part.day`` (after this day) and apply the day: head and histograms.
+    def fold(
+        self,
+        head: Head,
+        part: DayPart,
+        first: IntArray,
+        applied: Callable[[], None] | None = None,
+    ) -> None:
+        """Move to ``part.day`` (after this day) and apply the day: head and histograms
+        (``applied`` is called once the head has the day, before its users are counted in:
+        the head is not changed after that).
 
         Days are replayed in order, each once, so the users of ``part`` seen before it
         (``first < day``) are in the histograms and the others enter now.
@@ -114,6 +122,8 @@ class SpanCounter:
         uid = part.uid.astype(np.intp)
         self._count(head, first, uid[first[uid] < part.day], -1)
         head.apply(part)
+        if applied is not None:
+            applied()
         self._count(head, first, uid, +1)
 
     def regrow(

@@ -76,8 +76,8 @@ class DayPartitions(Protocol):
     def finish(self) -> None: ...
 
 
-#: Writes a day's file: (save_day or save_keys, path, part).
-DayWrite = Callable[[Callable[[Path, DayPart], None], Path, DayPart], None]
+#: Has a file written by the update's writer thread: ``write(lambda: save(...))``.
+FileWrite = Callable[[Callable[[], None]], None]
 #: (lake, appid, app state to extend, app directory, catalog version) -> a builder.
 PartitionSource = Callable[[Lake, str, AppState, Path, int], DayPartitions]
 
@@ -217,6 +217,7 @@ class AppUpdate:
             # before the builder: its thread must stop before the connection does.
             with Prefetched(built) as stream, self._writer() as write:
                 replay = self._replay(t0, present, first, n_before)
+                replay.write = write
                 taken: list[int] = []
 
                 def take(slices: list[DayPart]) -> None:
@@ -243,6 +244,7 @@ class AppUpdate:
                     replay.fold(part, first)
                 if slices:
                     take(slices)
+                replay.write = None  # (the writer's jobs are done when the ``with`` ends)
             parts.finish()
         self._save_first(first)
         replay.fold_until(present[-1] + 1, first)
@@ -252,27 +254,29 @@ class AppUpdate:
         return self.app
 
     @contextmanager
-    def _writer(self) -> Iterator[DayWrite]:
-        """``write(save, path, part)``: a day's file written by one thread beside the
-        folding (a built day never changes); every write done, and its error raised,
-        before this ends."""
+    def _writer(self) -> Iterator[FileWrite]:
+        """``write(save)``: a file written by one thread beside the folding (a built day
+        never changes; nor does the head once its last day is applied); every write done,
+        and its error raised, before this ends."""
         jobs: list[Future[None]] = []
         with ThreadPoolExecutor(1, thread_name_prefix="state-write") as pool:
-            yield lambda save, path, part: jobs.append(pool.submit(save, path, part))
+            yield lambda save: jobs.append(pool.submit(save))
         for job in jobs:
             job.result()
 
-    def _take(self, slices: list[DayPart], newest: int, write: DayWrite) -> None:
+    def _take(self, slices: list[DayPart], newest: int, write: FileWrite) -> None:
         """Note a rebuilt day and have it written (its winners' times too if it is the
         newest), from its parts (one, or slices of ascending uids)."""
         part = slices[0] if len(slices) == 1 else _joined(slices)
         day = day_date(part.day).isoformat()
         self.app.days[day] = self._names(day).days
-        write(save_day, self.dir / self.app.days[day], part)
+        path = self.dir / self.app.days[day]
+        write(lambda: save_day(path, part))
         self._note_sizes(part)
         if part.day == newest and part.keys is not None:
             self.app.keys = {day: self._names(day).keys}
-            write(save_keys, self.dir / self.app.keys[day], part)
+            keys = self.dir / self.app.keys[day]
+            write(lambda: save_keys(keys, part))
         elif part.day == newest:  # a builder without times (Spark): no merging
             self.app.keys = {}
 
@@ -430,6 +434,8 @@ class _Replay:
         app = update.app
         self.heads = {d: f for d, f in app.heads.items() if day_number(d) in self.keep}
         self.open: int | None = None  # the day folded last, not yet saved
+        self.write: FileWrite | None = None  # the update's writer thread, while it runs
+        self.head_saved: int | None = None  # the day whose head the writer saved
 
     def fold_until(self, end: int, first: IntArray) -> None:
         """Fold the days before ``end`` not folded yet, from their files."""
@@ -450,8 +456,26 @@ class _Replay:
     def _fold(self, part: DayPart, first: IntArray) -> None:
         self.close()
         self.todo.pop(0)
-        self.counter.fold(self.head, part, first)
+        self.counter.fold(self.head, part, first, applied=self._head_saver(part))
         self.open = part.day
+
+    def _head_saver(self, part: DayPart) -> Callable[[], None] | None:
+        """For the last day to fold, complete and kept: have the writer save the head as
+        soon as the day is applied to it, while the histograms count its users in."""
+        write = self.write
+        if write is None or self.todo or part.more or part.day not in self.keep:
+            return None
+        head, path = self.head, self._head_path(part.day)
+
+        def save() -> None:
+            write(lambda: head.save(path))
+            self.head_saved = part.day
+
+        return save
+
+    def _head_path(self, t: int) -> Path:
+        (self.update.dir / "heads").mkdir(exist_ok=True)
+        return self.update.dir / self.update._names(day_date(t).isoformat()).head
 
     def close(self) -> None:
         """Save the span histograms (and head) of the day folded last, once complete."""
@@ -464,5 +488,5 @@ class _Replay:
         self.counter.save(update.dir / update.app.spans[day])
         if t in self.keep:
             self.heads[day] = update._names(day).head
-            (update.dir / "heads").mkdir(exist_ok=True)
-            self.head.save(update.dir / self.heads[day])
+            if self.head_saved != t:
+                self.head.save(self._head_path(t))
