@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from userportrait.portrait.dims import DIMS, ID_DIMS, Dim
+from userportrait.portrait.dims import DIMS, Dim
 from userportrait.sqltext import shanghai_time_of_day_sql, sql_list, sql_str
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import DIM_COLUMNS, Lake
 from userportrait.store.state.days import VALUE_DTYPES, day_number
 from userportrait.store.state.manifest import AppState
+from userportrait.store.state.pairs import on_two_cores
 from userportrait.store.state.prefetch import Prefetched
 from userportrait.store.state.winners import DailyMax, packed
 from userportrait.store.windows import DayPart, IntArray
@@ -224,14 +225,23 @@ class PartitionBuilder:
             shifted = {bits: cols["t"] << bits for bits in set(_BITS.values())}
             uid, best = self._reducer.reduce(cols.pop("uid"), _keys_of(cols, shifted))
             del cols, shifted
-            values: dict[Dim, IntArray] = {
-                d: _low(best[d], d).astype(VALUE_DTYPES[d]) for d in ID_DIMS
-            }
-            values["devices"] = self._device_ids[_low(best["devices"], "devices")]  # (ranks)
-            times = None
-            if day == keyed:  # the key's high bits (-1 stays -1: no value)
-                times = {d: best[d] >> _BITS[d] for d in DIMS}
-            yield DayPart(day, uid, values, times)
+            yield DayPart(day, uid, *self._unpacked(best, with_times=day == keyed))
+
+    def _unpacked(
+        self, best: dict[Dim, IntArray], *, with_times: bool
+    ) -> tuple[dict[Dim, IntArray], dict[Dim, IntArray] | None]:
+        """The value ids (device ids) of the winners' keys, and their times if asked."""
+        values: dict[Dim, IntArray] = {}
+        times: dict[Dim, IntArray] = {}
+
+        def unpack(d: Dim) -> None:
+            low = _low(best[d], d)
+            values[d] = self._device_ids[low] if d == "devices" else low.astype(VALUE_DTYPES[d])
+            if with_times:  # the key's high bits (-1 stays -1: no value)
+                times[d] = best[d] >> _BITS[d]
+
+        on_two_cores(unpack, DIMS)
+        return {d: values[d] for d in DIMS}, {d: times[d] for d in DIMS} if with_times else None
 
     def _match_users(self, events: str, only_day: str | None = None) -> None:
         """Table ``uids``: the uid of every user of ``events``; users not in the dictionary
