@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from userportrait.portrait.dims import DIMS
+from userportrait.portrait.dims import DIMS, Dim
 from userportrait.store.state.days import VALUE_DTYPES
 from userportrait.store.state.npys import load_arrays, save_arrays
+from userportrait.store.state.pairs import on_two_cores
 from userportrait.store.windows import NO_DAY, DayPart, IntArray
 
 #: An age (days before the head's day) of this or more, or never: one more than the
@@ -175,7 +176,8 @@ class Head:
             self.last[uid] = 0
         else:
             self.last[uid] = np.minimum(self.last[uid], age)
-        for d in DIMS:
+
+        def one(d: Dim) -> None:  # (each dimension its own arrays: two run at once)
             has = part.values[d] != 0
             u = uid[has]
             values = part.values[d][has]
@@ -184,3 +186,5 @@ class Head:
                 u, values = u[take], values[take]
             self.val[d][u] = values
             self.age[d][u] = age
+
+        on_two_cores(one, DIMS)

@@ -244,9 +244,9 @@ class AppUpdate:
                     replay.fold(part, first)
                 if slices:
                     take(slices)
+                self._save_first(first, write)  # (final: the days after only read it)
                 replay.write = None  # (the writer's jobs are done when the ``with`` ends)
             parts.finish()
-        self._save_first(first)
         replay.fold_until(present[-1] + 1, first)
         replay.close()
         self.app.heads = replay.heads
@@ -390,9 +390,10 @@ class AppUpdate:
         """The names of ``day``'s files written at this version."""
         return FoldNames(day, f"b{self.version}")
 
-    def _save_first(self, first: IntArray) -> None:
+    def _save_first(self, first: IntArray, write: FileWrite) -> None:
         self.app.first_day = f"first_day.b{self.version}.npy"
-        atomic_write(self.dir / self.app.first_day, lambda fh: np.save(fh, first))
+        path = self.dir / self.app.first_day
+        write(lambda: atomic_write(path, lambda fh: np.save(fh, first)))
 
     def _note_sizes(self, part: DayPart) -> None:
         for d, values in part.values.items():
