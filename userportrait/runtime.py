@@ -3,11 +3,11 @@
 The state update works in numpy on arrays of 5-40 MB that live for one step (a day's
 events' keys, its winners, the histograms' counts). By default glibc hands out each
 such block as a fresh mapping and unmaps it when freed, so every step faults its pages
-in again, and numpy asks the kernel for transparent huge pages on each, which the
-kernel may compact memory for on the spot (``defrag=madvise``). On this project's
-2-core VM that was 0.2-0.3 s of kernel time in a 2 s add-a-day (bench/RESULTS.md).
-Blocks below glibc's ceiling for the threshold now come from the heap and are reused
-once freed; huge pages are left to the kernel's own policy.
+in again, and numpy asks for transparent huge pages on each, which the kernel zeroes
+2 MiB at a time on first touch. On this project's 2-core VM that was 0.2-0.4 s of
+kernel time in a 2 s add-a-day (bench/RESULTS.md). Blocks below glibc's ceiling for
+the threshold now come from the heap and are reused once freed; huge pages are left to
+the kernel's own policy.
 
 Only the entry points call this (the library does not change a process it is imported
 into); elsewhere than Linux with glibc it does nothing.
@@ -24,8 +24,9 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 #: Blocks below this come from the heap (32 MiB: glibc's ceiling on 64-bit systems).
 MMAP_THRESHOLD = 32 << 20
-#: Free memory at the heap's top kept for reuse before it is given back.
-TRIM_THRESHOLD = 256 << 20
+#: Free memory at the heap's top kept for reuse before it is given back (per arena: with
+#: 256 MiB a 14 M-event flush peaked 100-150 MiB higher, for no faster a day added).
+TRIM_THRESHOLD = 64 << 20
 
 _tuned = False
 
