@@ -448,7 +448,7 @@ def main() -> None:
     r["flush"] = run_step("flush", base, data)
     r["flush_busy"] = run_step("flush_busy", busy_day(base, 14 * users // 3), data)
     r["rebuild"] = run_step("rebuild", base, data)
-    r["add_day"] = run_step("add_day", extra, data, repeat=3)
+    r["add_day"] = run_step("add_day", extra, data, repeat=5)
     report(users, r, http, cli, sizes)
 
 
