@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -179,3 +183,23 @@ def test_a_lake_from_before_issue_17_compacts_with_new_files(lake: Lake) -> None
             [{"id": 0, "name": "未知", "value": 1}, {"id": 3201, "name": "南京", "value": 1}],
         )
     )
+
+
+def test_a_fresh_ingest_of_ips_imports_no_pandas(tmp_path: Path) -> None:
+    """The ip maps go into DuckDB as numpy columns and list parameters: a pyarrow table
+    would import pandas (0.5 s of a fresh ``ingest`` process when it is installed)."""
+    src = tmp_path / "ip.ndjson"
+    src.write_text("\n".join(json.dumps(e) for e in EVENTS), encoding="utf-8")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from userportrait.ingest.pipeline import ingest_file\n"
+        "from userportrait.settings import Settings\n"
+        "from userportrait.store.lake import Lake\n"
+        f"lake = Lake(Settings(data_dir=Path({str(tmp_path / 'd')!r})))\n"
+        f"report = ingest_file(lake, Path({str(src)!r}))\n"
+        "print(report.accepted, 'pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(len(EVENTS)), "False"]

@@ -17,7 +17,6 @@ from typing import Any, Final
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 
 from userportrait.ingest.normalize_sql import Dialect, full_match
 from userportrait.portrait import ipregion
@@ -76,34 +75,41 @@ def map_sql(distinct: str, key_map: str, text_map: str) -> str:
     )
 
 
-def key_table(keys: np.ndarray[Any, Any], db: ipregion.IpDatabase | None) -> pa.Table:
-    """``ip_key_map``: distinct /24 keys -> province and city ids (NULL = absent)."""
+def key_columns(
+    keys: np.ndarray[Any, Any], db: ipregion.IpDatabase | None
+) -> dict[str, np.ndarray[Any, Any]]:
+    """``ip_key_map``'s columns: distinct /24 keys -> province and city ids (-1 = absent).
+    Plain numpy, which DuckDB scans as it is (a pyarrow table would import pandas: 0.5 s
+    of every fresh ``ingest`` process of a file with an ``ip``)."""
     keys = np.asarray(keys, dtype=np.int64)
     if db is None or not len(keys):
         keys = keys[:0]
         province = city = np.zeros(0, dtype=np.int64)
     else:
         province, city = db.lookup_keys(keys)
-    return pa.table(
-        {
-            "ip_key": pa.array(keys, pa.int64()),
-            "province_id": pa.array(province, pa.int16(), mask=province < 0),
-            "city_id": pa.array(city, pa.int32(), mask=city < 0),
-        }
-    )
+    return {
+        "ip_key": keys,
+        "province_id": np.asarray(province, np.int64),
+        "city_id": np.asarray(city, np.int64),
+    }
 
 
-def text_table(texts: list[str], db: ipregion.IpDatabase | None) -> pa.Table:
-    """``ip_text_map``: texts that are not dotted IPv4 -> prefix and ids (Python)."""
-    rows = ipregion.map_texts(texts, db)
-    return pa.table(
-        {
-            "ip_text": pa.array([t for t, _, _ in rows], pa.string()),
-            "ip_prefix": pa.array([p for _, p, _ in rows], pa.string()),
-            "province_id": pa.array([i[0] for _, _, i in rows], pa.int16()),
-            "city_id": pa.array([i[1] for _, _, i in rows], pa.int32()),
-        }
-    )
+def key_rows(
+    keys: np.ndarray[Any, Any], db: ipregion.IpDatabase | None
+) -> list[tuple[int, int | None, int | None]]:
+    """``key_columns`` as rows, absent ids as None (for Spark)."""
+    cols = key_columns(keys, db)
+    return [
+        (k, p if p >= 0 else None, c if c >= 0 else None)
+        for k, p, c in zip(*(cols[n].tolist() for n in cols), strict=True)
+    ]
+
+
+def text_rows(
+    texts: list[str], db: ipregion.IpDatabase | None
+) -> list[tuple[str, str | None, int | None, int | None]]:
+    """``ip_text_map``'s rows: texts that are not dotted IPv4 -> prefix and ids (Python)."""
+    return [(t, p, ids[0], ids[1]) for t, p, ids in ipregion.map_texts(texts, db)]
 
 
 def join(c: str, ip_map: str = "ip_map") -> str:
@@ -138,14 +144,25 @@ def register_maps(
     texts = [
         r[0] for r in con.execute("SELECT ip_text FROM ip_distinct WHERE ip_key IS NULL").fetchall()
     ]
-    con.register("ip_key_map", key_table(keys, db))
-    con.register("ip_text_map", text_table(texts, db))
+    con.register("ip_key_ids", key_columns(keys, db))
     try:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE ip_map AS "
-            + map_sql("ip_distinct", "ip_key_map", "ip_text_map")
+            "CREATE OR REPLACE TEMP TABLE ip_key_map AS SELECT ip_key, "
+            "CAST(CASE WHEN province_id >= 0 THEN province_id END AS SMALLINT) AS province_id, "
+            "CAST(CASE WHEN city_id >= 0 THEN city_id END AS INTEGER) AS city_id FROM ip_key_ids"
         )
     finally:
-        con.unregister("ip_key_map")
-        con.unregister("ip_text_map")
-    con.execute("DROP TABLE ip_distinct")
+        con.unregister("ip_key_ids")
+    rows = text_rows(texts, db)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE ip_text_map AS SELECT unnest($1::VARCHAR[]) AS ip_text, "
+        "unnest($2::VARCHAR[]) AS ip_prefix, unnest($3::SMALLINT[]) AS province_id, "
+        "unnest($4::INTEGER[]) AS city_id",
+        [[r[i] for r in rows] for i in range(4)],
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE ip_map AS "
+        + map_sql("ip_distinct", "ip_key_map", "ip_text_map")
+    )
+    for table in ("ip_distinct", "ip_key_map", "ip_text_map"):
+        con.execute(f"DROP TABLE {table}")

@@ -224,22 +224,18 @@ def _register_ip_maps(
     ]
     key_map = view(
         spark.createDataFrame(
-            _rows(ip_sql.key_table(np.array(keys, dtype=np.int64), db)), ip_sql.KEY_MAP_SPARK
+            ip_sql.key_rows(np.array(keys, dtype=np.int64), db), ip_sql.KEY_MAP_SPARK
         ),
         "ip_key_map",
     )
     text_map = view(
-        spark.createDataFrame(_rows(ip_sql.text_table(texts, db)), ip_sql.TEXT_MAP_SPARK),
+        spark.createDataFrame(ip_sql.text_rows(texts, db), ip_sql.TEXT_MAP_SPARK),
         "ip_text_map",
     )
     ip_map = spark.sql(ip_sql.map_sql(distinct, key_map, text_map)).cache()
     ip_map.count()  # materialised while ip_distinct is cached
     distinct_df.unpersist()
     return {"ip": view(ip_map, "ip_map")}
-
-
-def _rows(table: Any) -> list[tuple[Any, ...]]:
-    return list(zip(*(table.column(i).to_pylist() for i in range(table.num_columns)), strict=True))
 
 
 def _accepted(
