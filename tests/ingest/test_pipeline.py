@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import load
@@ -15,3 +19,30 @@ def test_a_batch_of_one_day_before_year_1_is_rejected_not_a_crash(lake: Lake, ts
     report = load(lake, [{"appid": "wxa000000000000001", "openid": "o1", "ts": ts}])
     assert (report.accepted, report.rejected) == (0, 1)
     assert report.rejects[0].reason == f"ts is outside the years 1970..9999 (Asia/Shanghai): {ts}"
+
+
+def test_a_fresh_ingest_of_a_csv_with_bad_rows_imports_no_pandas(tmp_path: Path) -> None:
+    """The refused rows' reasons go into DuckDB as list parameters: a pyarrow table would
+    import pandas (0.5 s of a fresh ``ingest`` process when it is installed)."""
+    src = tmp_path / "bad.csv"
+    src.write_text(
+        "appid,openid,ts\n"
+        "wx0000000000000001,o1,2024-06-10T08:00:00+08:00\n"
+        "wx0000000000000001,o2,2024-06-10,extra\n"
+        "\n"
+        'wx0000000000000001,"o3"x,2024-06-10\n',
+        encoding="utf-8",
+    )
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from userportrait.ingest.pipeline import ingest_file\n"
+        "from userportrait.settings import Settings\n"
+        "from userportrait.store.lake import Lake\n"
+        f"lake = Lake(Settings(data_dir=Path({str(tmp_path / 'd')!r})))\n"
+        f"report = ingest_file(lake, Path({str(src)!r}))\n"
+        "print(report.accepted, [r.line for r in report.rejects], 'pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "[3,", "5]", "False"]

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import duckdb
-import pyarrow as pa
 
 from userportrait.errors import InputError
 from userportrait.ingest.csv_rows import NOT_CLOSED, row_reason
+from userportrait.ingest.normalize_sql import Dialect, full_match
 from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.rules import EPOCH_MS_FROM, Reject
 from userportrait.sqltext import sql_str
@@ -127,18 +127,30 @@ TS_TEXT = (
 )
 
 
-def ts_from_text(expr: str) -> str:
-    """SQL: a text timestamp -> TIMESTAMPTZ (epoch s/ms, RFC 3339, naive = session tz)."""
+def ts_from_text(expr: str, dialect: Dialect = "duckdb") -> str:
+    """SQL: a text timestamp -> TIMESTAMPTZ (epoch s/ms, RFC 3339, naive = session tz; on
+    Spark a TIMESTAMP, the session zone Asia/Shanghai)."""
     t = f"trim({expr})"
+    parsed = f"try_cast({t} AS TIMESTAMPTZ)" if dialect == "duckdb" else f"CAST({t} AS TIMESTAMP)"
     return (
-        f"CASE WHEN regexp_full_match({t}, '[+-]?[0-9]{{1,18}}') THEN "
-        + ts_from_int(f"CAST({t} AS BIGINT)")
-        + f" WHEN regexp_full_match({t}, '{TS_TEXT}') THEN try_cast({t} AS TIMESTAMPTZ) END"
+        f"CASE WHEN {full_match(t, '[+-]?[0-9]{1,18}', dialect)} THEN "
+        + ts_from_int(f"CAST({t} AS BIGINT)", dialect)
+        + f" WHEN {full_match(t, TS_TEXT, dialect)} THEN {parsed} END"
     )
 
 
-def ts_from_int(expr: str) -> str:
-    """SQL: epoch seconds or milliseconds (by magnitude) -> TIMESTAMPTZ."""
+#: Epoch milliseconds beyond this overflow Spark's microseconds (DuckDB: not a timestamp).
+_MAX_EPOCH_MS: Final = (1 << 63) // 1000 - 1
+
+
+def ts_from_int(expr: str, dialect: Dialect = "duckdb") -> str:
+    """SQL: epoch seconds or milliseconds (by magnitude) -> TIMESTAMPTZ (Spark: TIMESTAMP)."""
+    if dialect == "spark":
+        return (
+            f"CASE WHEN abs({expr}) >= {EPOCH_MS_THRESHOLD} THEN CASE WHEN abs({expr}) <= "
+            f"{_MAX_EPOCH_MS} THEN timestamp_millis({expr}) END "
+            f"ELSE timestamp_seconds({expr}) END"
+        )
     return (
         f"timezone('UTC', CASE WHEN abs({expr}) >= {EPOCH_MS_THRESHOLD}"
         f" THEN try(epoch_ms({expr})) ELSE try(epoch_ms({expr} * 1000)) END)"
@@ -338,13 +350,13 @@ def _rows(
         else row_reason(r[1], None, width, ",").replace(NOT_CLOSED, Reject.NOT_JSON.value)
         for r in found_rows
     ] + ["blank line"] * len(blanks or ())
-    table = pa.table({"_pos": positions, "_reject": reasons})
-    con.register(f"{gaps}_py", table)
+    # (list parameters, not a pyarrow table: pa.table imports pandas, 0.5 s of a process)
     con.execute(
         f"CREATE TEMP TABLE {gaps} AS SELECT _pos, _reject, "
-        f"_pos - row_number() OVER (ORDER BY _pos) AS _before FROM {gaps}_py"
+        "_pos - row_number() OVER (ORDER BY _pos) AS _before FROM "
+        "(SELECT unnest($1::BIGINT[]) AS _pos, unnest($2::VARCHAR[]) AS _reject)",
+        [positions, reasons],
     )
-    con.unregister(f"{gaps}_py")
     # store_rejects here too: without it DuckDB 1.x drops every row after a quote error
     # (``"a"x``), where with it those rows are read, as the first pass counted them.
     readable = (

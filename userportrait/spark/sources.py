@@ -24,19 +24,18 @@ from userportrait.ingest.csv_rows import (
     opens_quote,
     too_long,
 )
-from userportrait.ingest.normalize_sql import full_match
 from userportrait.ingest.sources import (
     _SUFFIXES,
-    EPOCH_MS_THRESHOLD,
     FIELDS,
     TEXT_FIELDS,
-    TS_TEXT,
     Format,
     _check_columns,
     _csv_header,
     _open_bytes,
     csv_header,
     detect_format,
+    ts_from_int,
+    ts_from_text,
 )
 from userportrait.portrait.rules import Reject
 
@@ -47,8 +46,6 @@ if TYPE_CHECKING:
 _ROW_BITS: Final = 33
 #: The partition index of the records ``_join_records`` puts together: after every real one.
 _JOINED: Final = 1 << 29
-#: Epoch milliseconds beyond this overflow Spark's microseconds (DuckDB: not a timestamp).
-_MAX_EPOCH_MS: Final = (1 << 63) // 1000 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,25 +66,6 @@ class SparkSource:
 def spark_uri(uri: str) -> str:
     """What Spark reads: a local path as ``file://`` (the default FS may be HDFS)."""
     return Path(uri).resolve().as_uri() if urlparse(uri).scheme == "" else uri
-
-
-def ts_from_int(expr: str) -> str:
-    """Spark SQL of ``sources.ts_from_int``: epoch seconds or milliseconds by magnitude."""
-    return (
-        f"CASE WHEN abs({expr}) >= {EPOCH_MS_THRESHOLD} THEN CASE WHEN abs({expr}) <= "
-        f"{_MAX_EPOCH_MS} THEN timestamp_millis({expr}) END "
-        f"ELSE timestamp_seconds({expr}) END"
-    )
-
-
-def ts_from_text(expr: str) -> str:
-    """Spark SQL of ``sources.ts_from_text`` (naive texts are Asia/Shanghai, the session zone)."""
-    t = f"trim({expr})"
-    return (
-        f"CASE WHEN {full_match(t, '[+-]?[0-9]{1,18}', 'spark')} THEN "
-        + ts_from_int(f"CAST({t} AS BIGINT)")
-        + f" WHEN {full_match(t, TS_TEXT, 'spark')} THEN CAST({t} AS TIMESTAMP) END"
-    )
 
 
 def _format(uri: str, spark: SparkSession) -> Format:
@@ -178,9 +156,9 @@ def _parquet(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, Dat
     if ts_type in ("timestamp", "timestamp_ntz"):
         ts_expr = f"CAST({ts_col} AS TIMESTAMP)"  # naive: Asia/Shanghai, as DuckDB reads it
     elif ts_type in ("bigint", "int", "smallint"):
-        ts_expr = ts_from_int(f"CAST({ts_col} AS BIGINT)")
+        ts_expr = ts_from_int(f"CAST({ts_col} AS BIGINT)", "spark")
     else:
-        ts_expr = ts_from_text(f"CAST({ts_col} AS STRING)")
+        ts_expr = ts_from_text(f"CAST({ts_col} AS STRING)", "spark")
     cols = [f"{ts_expr} AS ts", f"CAST({ts_col} AS STRING) AS ts_text"]
     for f in TEXT_FIELDS:
         cols.append(
@@ -332,7 +310,7 @@ def _csv_columns(names: list[str]) -> tuple[str, list[str]]:
 
     text = {f: value(f) for f in FIELDS}
     return err, [
-        f"{ts_from_text(text['ts'])} AS ts",
+        f"{ts_from_text(text['ts'], 'spark')} AS ts",
         f"{text['ts']} AS ts_text",
         *(f"{text[f]} AS {f}" for f in TEXT_FIELDS),
     ]
@@ -360,7 +338,7 @@ def _json_lines(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, 
     columns = _check_columns(Path(uri), present) if present else FIELDS[:3]
     kind = {f: f"schema_of_variant(variant_get(v, '$.{f}'))" for f in FIELDS}
     text = {f: f"variant_get(v, '$.{f}', 'string')" for f in FIELDS}
-    cols = [f"{ts_from_text(text['ts'])} AS ts", f"{text['ts']} AS ts_text"]
+    cols = [f"{ts_from_text(text['ts'], 'spark')} AS ts", f"{text['ts']} AS ts_text"]
     cols += [f"{text[f]} AS {f}" for f in TEXT_FIELDS]
     bad_type = " ".join(
         f"WHEN split({kind[f]}, '<')[0] IN {_BAD_JSON_TYPES} THEN "
