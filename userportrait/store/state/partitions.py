@@ -85,7 +85,8 @@ class PartitionBuilder:
 
         The users and devices of all the days are matched once (the dictionary grows before
         the first part comes out); then the winners are counted in passes of about
-        ``CHUNK_EVENTS`` events, which bound the memory."""
+        ``CHUNK_EVENTS`` events, which bound the memory. One day of at most that many (a day
+        added, a flush's batch) is one pass whose join to the dictionary is the match."""
         files: dict[str, list[str]] = {}
         rows: dict[str, int] = {}
         wanted = set(days)
@@ -202,6 +203,7 @@ class PartitionBuilder:
             )
 
     def _fetch_staged(self) -> dict[str, Any]:
+        """``_fetch``'s columns of table ``ev`` (``_stage_day``)."""
         names = ", ".join(
             ["day", "uid", "t", *(d for d in DIM_COLUMNS if d != "devices"), "devices"]
         )
