@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +15,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import load
+from tests.conftest import ingest_in_a_fresh_process, load, write_ndjson
 from tests.fixtures import IP_VISITS
 from tests.server import asgi_client
 from userportrait.auth.store import AuthStore
@@ -188,18 +185,5 @@ def test_a_lake_from_before_issue_17_compacts_with_new_files(lake: Lake) -> None
 def test_a_fresh_ingest_of_ips_imports_no_pandas(tmp_path: Path) -> None:
     """The ip maps go into DuckDB as numpy columns and list parameters: a pyarrow table
     would import pandas (0.5 s of a fresh ``ingest`` process when it is installed)."""
-    src = tmp_path / "ip.ndjson"
-    src.write_text("\n".join(json.dumps(e) for e in EVENTS), encoding="utf-8")
-    code = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from userportrait.ingest.pipeline import ingest_file\n"
-        "from userportrait.settings import Settings\n"
-        "from userportrait.store.lake import Lake\n"
-        f"lake = Lake(Settings(data_dir=Path({str(tmp_path / 'd')!r})))\n"
-        f"report = ingest_file(lake, Path({str(src)!r}))\n"
-        "print(report.accepted, 'pandas' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == [str(len(EVENTS)), "False"]
+    src = write_ndjson(tmp_path / "ip.ndjson", EVENTS)
+    assert ingest_in_a_fresh_process(src, tmp_path / "d") == (len(EVENTS), [], False)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import load
+from tests.conftest import ingest_in_a_fresh_process, load
 from userportrait.store.lake import Lake
 
 
@@ -33,16 +31,4 @@ def test_a_fresh_ingest_of_a_csv_with_bad_rows_imports_no_pandas(tmp_path: Path)
         'wx0000000000000001,"o3"x,2024-06-10\n',
         encoding="utf-8",
     )
-    code = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from userportrait.ingest.pipeline import ingest_file\n"
-        "from userportrait.settings import Settings\n"
-        "from userportrait.store.lake import Lake\n"
-        f"lake = Lake(Settings(data_dir=Path({str(tmp_path / 'd')!r})))\n"
-        f"report = ingest_file(lake, Path({str(src)!r}))\n"
-        "print(report.accepted, [r.line for r in report.rejects], 'pandas' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["1", "[3,", "5]", "False"]
+    assert ingest_in_a_fresh_process(src, tmp_path / "d") == (1, [3, 5], False)
