@@ -18,7 +18,7 @@ from typing import Any, Final
 import duckdb
 import numpy as np
 
-from userportrait.ingest.normalize_sql import Dialect, full_match
+from userportrait.ingest.normalize_sql import Dialect, full_match, register_rows
 from userportrait.portrait import ipregion
 
 _OCTET: Final = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -153,12 +153,12 @@ def register_maps(
         )
     finally:
         con.unregister("ip_key_ids")
-    rows = text_rows(texts, db)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE ip_text_map AS SELECT unnest($1::VARCHAR[]) AS ip_text, "
-        "unnest($2::VARCHAR[]) AS ip_prefix, unnest($3::SMALLINT[]) AS province_id, "
-        "unnest($4::INTEGER[]) AS city_id",
-        [[r[i] for r in rows] for i in range(4)],
+    register_rows(
+        con,
+        "ip_text_map",
+        ["ip_text", "ip_prefix", "province_id", "city_id"],
+        text_rows(texts, db),
+        ["VARCHAR", "VARCHAR", "SMALLINT", "INTEGER"],
     )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE ip_map AS "

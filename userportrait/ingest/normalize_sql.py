@@ -28,7 +28,7 @@ def register_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
     """Create tables ``region_map``, ``gender_map``, ``platform_map`` for view ``src``."""
     rows = con.execute(f"SELECT {DISTINCT_VALUES_SQL.format(src=src)}").fetchall()
     regions, genders, platforms = map_values(rows)
-    _register(
+    register_rows(
         con,
         "region_map",
         ["province", "city", "province_id", "city_id"],
@@ -37,8 +37,10 @@ def register_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
         out=("province", "city"),
     )
     text, tiny = "VARCHAR", "TINYINT"
-    _register(con, "gender_map", ["gender", "gender_id"], genders, [text, tiny], out=("gender",))
-    _register(
+    register_rows(
+        con, "gender_map", ["gender", "gender_id"], genders, [text, tiny], out=("gender",)
+    )
+    register_rows(
         con, "platform_map", ["platform", "platform_id"], platforms, [text, tiny], out=("platform",)
     )
 
@@ -55,7 +57,7 @@ def register_device_map(con: duckdb.DuckDBPyConnection, src: str) -> bool:
     if len(rows) > MAX_ENUM_VALUES:
         return False
     text = "VARCHAR"
-    _register(
+    register_rows(
         con, "device_text_map", ["device", "device_value"], rows, [text, text], ("device_value",)
     )
     return True
@@ -115,7 +117,7 @@ def register_client_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
     rows = con.execute(f"SELECT {CLIENT_VALUES_SQL.format(src=src)}").fetchall()
     device_rows, platform_rows = map_client_values(rows)
     text = "VARCHAR"
-    _register(
+    register_rows(
         con,
         "device_map",
         ["device", "model", "brand", "ua_compact", "device_name"],
@@ -123,7 +125,7 @@ def register_client_maps(con: duckdb.DuckDBPyConnection, src: str) -> None:
         [text, text, text, text, text],
         out=("device", "model", "brand", "ua_compact", "device_name"),
     )
-    _register(
+    register_rows(
         con,
         "client_platform_map",
         ["platform", "system", "ua_compact", "brand", "platform_id"],
@@ -228,7 +230,7 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _register(
+def register_rows(
     con: duckdb.DuckDBPyConnection,
     name: str,
     columns: list[str],

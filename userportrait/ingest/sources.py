@@ -28,7 +28,7 @@ import duckdb
 
 from userportrait.errors import InputError
 from userportrait.ingest.csv_rows import NOT_CLOSED, row_reason
-from userportrait.ingest.normalize_sql import Dialect, full_match
+from userportrait.ingest.normalize_sql import Dialect, full_match, register_rows
 from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.rules import EPOCH_MS_FROM, Reject
 from userportrait.sqltext import sql_str
@@ -350,13 +350,13 @@ def _rows(
         else row_reason(r[1], None, width, ",").replace(NOT_CLOSED, Reject.NOT_JSON.value)
         for r in found_rows
     ] + ["blank line"] * len(blanks or ())
-    # (list parameters, not a pyarrow table: pa.table imports pandas, 0.5 s of a process)
+    rows = list(zip(positions, reasons, strict=True))
+    register_rows(con, f"{gaps}_rows", ["_pos", "_reject"], rows, ["BIGINT", "VARCHAR"])
     con.execute(
         f"CREATE TEMP TABLE {gaps} AS SELECT _pos, _reject, "
-        "_pos - row_number() OVER (ORDER BY _pos) AS _before FROM "
-        "(SELECT unnest($1::BIGINT[]) AS _pos, unnest($2::VARCHAR[]) AS _reject)",
-        [positions, reasons],
+        f"_pos - row_number() OVER (ORDER BY _pos) AS _before FROM {gaps}_rows"
     )
+    con.execute(f"DROP TABLE {gaps}_rows")
     # store_rejects here too: without it DuckDB 1.x drops every row after a quote error
     # (``"a"x``), where with it those rows are read, as the first pass counted them.
     readable = (

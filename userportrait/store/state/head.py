@@ -18,6 +18,9 @@ from userportrait.store.windows import NO_DAY, DayPart, IntArray
 #: An age (days before the head's day) of this or more, or never: one more than the
 #: longest window answered by lookup (``spans.HORIZON``).
 LONG_AGO = 366
+#: A head is allocated with room for ``1/ROOM`` more users than it has, so the users an
+#: update adds grow it without copying every user's row (``grow``).
+ROOM = 16
 
 
 class Head:
@@ -68,7 +71,7 @@ class Head:
             return
         if n_users > len(self._last):  # beyond the room: move into larger arrays
             old = (self.last, self.val, self.age)
-            self._alloc(n, n_users + n_users // 16)
+            self._alloc(n, n_users + n_users // ROOM)
             self.last[:] = old[0]
             for d in DIMS:
                 self.val[d][:] = old[1][d]

@@ -173,7 +173,7 @@ class PartitionBuilder:
         # fetchnumpy, not Arrow: pyarrow's to_numpy imports pandas (0.5-0.9 s per process).
         return dict(
             self.con.sql(
-                f"SELECT {_event_row('u.uid')} FROM {events} e JOIN uids u "
+                f"SELECT {_event_row()} FROM {events} e JOIN uids u "
                 + ("ON u.h = hash(e.openid) " if self._by_hash else "USING (openid) ")
                 + "LEFT JOIN drank k ON k.device = e.device"
                 + (f" WHERE u.uid >= {users[0]} AND u.uid < {users[1]}" if users else "")
@@ -186,7 +186,7 @@ class PartitionBuilder:
         uids, in openid order (as ``_match_users`` numbers a day's new users)."""
         con = self.con
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE ev AS SELECT {_event_row('u.uid')}, "
+            f"CREATE OR REPLACE TEMP TABLE ev AS SELECT {_event_row()}, "
             "CASE WHEN u.uid IS NULL THEN e.openid END AS openid "  # (only the misses')
             f"FROM {events} e LEFT JOIN {self._dictionary()} u USING (openid) "
             "LEFT JOIN drank k ON k.device = e.device"
@@ -204,10 +204,7 @@ class PartitionBuilder:
 
     def _fetch_staged(self) -> dict[str, Any]:
         """``_fetch``'s columns of table ``ev`` (``_stage_day``)."""
-        names = ", ".join(
-            ["day", "uid", "t", *(d for d in DIM_COLUMNS if d != "devices"), "devices"]
-        )
-        return dict(self.con.sql(f"SELECT {names} FROM ev").fetchnumpy())
+        return dict(self.con.sql("SELECT * EXCLUDE (openid) FROM ev").fetchnumpy())
 
     def _winners(
         self, columns: dict[str, Any], days: list[int], keyed: int | None
@@ -322,9 +319,9 @@ class PartitionBuilder:
         atomic_write(self.dir / self.app.devices, lambda fh: pq.write_table(table, fh))
 
 
-def _event_row(uid: str) -> str:
-    """SQL: the row of an event ``e`` (its device's rank ``k``) that numpy reduces: day,
-    uid, time of day and the value ids."""
+def _event_row() -> str:
+    """SQL: the row of an event ``e`` (its user ``u``, its device's rank ``k``) that numpy
+    reduces: day, uid, time of day and the value ids."""
     # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT key:
     # microseconds since the day's midnight, < 2^37, then the id or the device's rank).
     # The openid becomes the integer uid in a join, so numpy never sees text.
@@ -334,7 +331,7 @@ def _event_row(uid: str) -> str:
         if dim != "devices"
     )
     return (
-        f"CAST(e.day - DATE '1970-01-01' AS INTEGER) AS day, {uid} AS uid, "
+        "CAST(e.day - DATE '1970-01-01' AS INTEGER) AS day, u.uid, "
         f"CAST({shanghai_time_of_day_sql('e.ts', 'e.day')} AS BIGINT) AS t{ids}, "
         "CAST(COALESCE(k.r, -1) AS INTEGER) AS devices"
     )

@@ -35,7 +35,7 @@ from userportrait.store.state.days import (
     save_day,
     save_keys,
 )
-from userportrait.store.state.head import LONG_AGO, Head
+from userportrait.store.state.head import LONG_AGO, ROOM, Head
 from userportrait.store.state.manifest import AppState, Failure, Manifest
 from userportrait.store.state.overlay import (
     OVERLAY_USERS_MAX,
@@ -294,7 +294,7 @@ class AppUpdate:
         if kept:
             start = max(kept)
             # (room for the users this build adds: no copy of every user's row to grow)
-            head = Head.load(self.dir / kept[start], n, spare=n // 16)
+            head = Head.load(self.dir / kept[start], n, spare=n // ROOM)
             spans = self.dir / self.app.spans[day_date(start).isoformat()]
             counter = SpanCounter.load(spans, sizes, start)
         else:
