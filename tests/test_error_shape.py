@@ -26,6 +26,8 @@ from tests.server import (
 from userportrait.app import create_app
 from userportrait.settings import Settings
 
+JSON_TYPE = {"content-type": "application/json"}
+
 GRANT = "client_credential"
 STABLE = "/cgi-bin/stable_token"
 NATIVE = f"/v1/apps/{A}/portrait"
@@ -98,8 +100,9 @@ async def test_every_route_error_shape(api_settings: Settings) -> None:
             ("POST", f"{COMP}/api_query_auth", {"params": {"component_access_token": "x"}, "json": {}}, 40001, "invalid credential"),
             ("GET", f"{COMP}/api_authorizer_token", {}, 43002, "require POST method"),
             ("POST", f"{COMP}/api_get_authorizer_info", {"params": {"component_access_token": "x"}, "json": {}}, 40001, "invalid credential"),
-            ("POST", "/dashboard/signin", {"content": b""}, 44002, "empty post data"),
-            ("POST", "/dashboard/signin", {"content": b"{"}, 47001, "data format error: body is not valid JSON"),
+            ("POST", "/dashboard/signin", {"content": b"", "headers": JSON_TYPE}, 44002, "empty post data"),
+            ("POST", "/dashboard/signin", {"content": b"{", "headers": JSON_TYPE}, 47001, "data format error: body is not valid JSON"),
+            ("POST", "/dashboard/signin", {"content": b"{}"}, 48001, "api unauthorized: this route takes Content-Type: application/json"),
             ("POST", "/dashboard/signin", {"json": {"appid": 7}}, 47001, "data format error: body must be a JSON object of strings"),
             ("POST", "/dashboard/signin", {"json": {"appid": A}}, 41004, "appsecret missing"),
             ("POST", "/dashboard/signin", {"json": {"appid": A, "secret": "wrong"}}, 40125, "invalid appsecret"),

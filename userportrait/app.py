@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from userportrait import __version__
-from userportrait.api import component, dashboard, errors, native, wechat
+from userportrait.api import component, dashboard, doors, errors, native, wechat
 from userportrait.api.access import RequestContext
 from userportrait.api.body import BodyLimit
 from userportrait.api.cache import PortraitCache
@@ -77,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings.data_dir,
             session_ttl_s=settings.dashboard_session_ttl_s,
             link_ttl_s=settings.dashboard_link_ttl_s,
+            app_grant=app.state.auth.grant,
         )
         app.state.cache = cache
         app.state.run_portrait = run_portrait
@@ -124,16 +125,6 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
-    # Every body is limited while it streams in (issue 10); RequestContext stays outermost.
-    app.add_middleware(
-        BodyLimit,
-        default=settings.max_body_bytes,
-        per_path={
-            "/v1/events": settings.live_max_body_bytes,
-            "/v1/profiles": settings.live_max_body_bytes,
-        },
-    )
-    app.add_middleware(RequestContext)
     app.include_router(wechat.router)
     app.include_router(component.router)
     app.include_router(native.router)
@@ -144,4 +135,16 @@ def create_app(settings: Settings) -> FastAPI:
 
         app.include_router(events.router)
         app.include_router(profiles.router)
+    # Every route declares its door; a success that skipped a step becomes -1 (api/doors.py).
+    doors.install(app)
+    # Every body is limited while it streams in (issue 10); RequestContext stays outermost.
+    app.add_middleware(
+        BodyLimit,
+        default=settings.max_body_bytes,
+        per_path={
+            "/v1/events": settings.live_max_body_bytes,
+            "/v1/profiles": settings.live_max_body_bytes,
+        },
+    )
+    app.add_middleware(RequestContext)
     return app

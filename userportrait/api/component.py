@@ -7,31 +7,25 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
+from userportrait.api import doors
+from userportrait.api.doors import Step, door
 from userportrait.api.errors import WeChatJSON
 from userportrait.auth.component import Authorization, ComponentStore
-from userportrait.errors import EmptyPostData, InvalidAppId, InvalidRequest
+from userportrait.errors import InvalidAppId, InvalidRequest
 
 router = APIRouter(prefix="/cgi-bin/component", tags=["third-party platform"])
 _FIELDS: Final = ("component_appid", "authorization_code", "authorizer_appid",
                   "authorizer_refresh_token", "component_appsecret", "component_verify_ticket")  # fmt: skip
 
 
-def _body(raw: bytes) -> dict[str, str | None]:
+async def _body(request: Request) -> dict[str, str | None]:
     """The JSON object sent (whatever the Content-Type), its known fields as strings."""
-    if not raw.strip():
-        raise EmptyPostData()
-    try:
-        body: Any = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidRequest("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("body must be a JSON object")
+    body = await doors.json_body(request)
     for key in _FIELDS:
         if not isinstance(body.get(key), str | None):
             raise InvalidRequest(f"{key} must be a string")
@@ -42,8 +36,9 @@ async def _authenticated(request: Request) -> tuple[ComponentStore, dict[str, st
     """The store, the body and the platform the component_access_token belongs to."""
     store: ComponentStore = request.app.state.components
     token = request.query_params.get("component_access_token")
+    doors.passed(request, Step.PLATFORM)
     comp = await run_in_threadpool(store.component_for, token)
-    body = _body(await request.body())
+    body = await _body(request)
     if body["component_appid"] != comp:
         raise InvalidAppId("component_appid does not match the component_access_token")
     return store, body, comp
@@ -64,18 +59,21 @@ def _authorization(auth: Authorization) -> dict[str, Any]:
 
 
 @router.post("/api_component_token", summary="component_access_token")
+@door(Step.BODY, Step.SECRET)
 async def component_token(request: Request) -> WeChatJSON:
-    body = _body(await request.body())
-    token, expires_in = await run_in_threadpool(
-        request.app.state.components.component_token,
-        body["component_appid"],
-        body["component_appsecret"],
-        body["component_verify_ticket"],
+    body = await _body(request)
+    comp, secret = body["component_appid"], body["component_appsecret"]
+    store: ComponentStore = request.app.state.components
+    token, expires_in = await doors.secret(
+        request,
+        f"component:{comp}" if comp else None,
+        lambda: store.component_token(comp, secret, body["component_verify_ticket"]),
     )
     return WeChatJSON({"component_access_token": token, "expires_in": expires_in})
 
 
 @router.post("/api_create_preauthcode", summary="pre_auth_code")
+@door(Step.PLATFORM, Step.BODY)
 async def create_preauthcode(request: Request) -> WeChatJSON:
     store, _, comp = await _authenticated(request)
     code, expires_in = await run_in_threadpool(store.preauth_code, comp)
@@ -83,6 +81,7 @@ async def create_preauthcode(request: Request) -> WeChatJSON:
 
 
 @router.post("/api_query_auth", summary="authorization_code -> authorizer tokens")
+@door(Step.PLATFORM, Step.BODY)
 async def query_auth(request: Request) -> WeChatJSON:
     store, body, comp = await _authenticated(request)
     auth = await run_in_threadpool(store.query_auth, comp, body["authorization_code"])
@@ -90,6 +89,7 @@ async def query_auth(request: Request) -> WeChatJSON:
 
 
 @router.post("/api_authorizer_token", summary="Refresh an authorizer_access_token")
+@door(Step.PLATFORM, Step.BODY)
 async def authorizer_token(request: Request) -> WeChatJSON:
     store, body, comp = await _authenticated(request)
     auth = await run_in_threadpool(
@@ -105,6 +105,7 @@ async def authorizer_token(request: Request) -> WeChatJSON:
 
 
 @router.post("/api_get_authorizer_info", summary="An authorizer's account and grant")
+@door(Step.PLATFORM, Step.BODY)
 async def get_authorizer_info(request: Request) -> WeChatJSON:
     store, body, comp = await _authenticated(request)
     appid = body["authorizer_appid"]

@@ -9,7 +9,6 @@ the page posts it here (docs/dashboard.md).
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -18,11 +17,13 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from userportrait.api import doors
+from userportrait.api.doors import READS_APP, Step, door
 from userportrait.api.errors import WeChatJSON
 from userportrait.dashboard import STATIC_DIR
 from userportrait.dashboard.sessions import Session, SessionStore
-from userportrait.errors import EmptyPostData, InvalidRequest, Unauthorized
-from userportrait.portrait.request import make_query, parse_date
+from userportrait.errors import InvalidRequest
+from userportrait.portrait.request import parse_date
 from userportrait.portrait.trend import daily_trend
 
 COOKIE: Final = "userportrait_session"
@@ -45,13 +46,6 @@ async def session_of(request: Request) -> Session:
     return await run_in_threadpool(sessions(request).get, request.cookies.get(COOKIE))
 
 
-async def session_appid(request: Request, appid: str) -> str:
-    """``appid`` if the request's session may read it (the native API's cookie path)."""
-    if not (await session_of(request)).may_read(appid):
-        raise Unauthorized("the session belongs to another app")
-    return appid
-
-
 def _ok(request: Request, body: dict[str, Any], sid: str | None = None) -> WeChatJSON:
     res = WeChatJSON({"errcode": 0, "errmsg": "ok", **body})
     res.headers["Cache-Control"] = "no-store"
@@ -63,15 +57,9 @@ def _ok(request: Request, body: dict[str, Any], sid: str | None = None) -> WeCha
     return res
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        raise EmptyPostData()
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidRequest("body is not valid JSON") from None
-    if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
+async def _json_object(request: Request) -> dict[str, str]:
+    body = await doors.json_body(request)
+    if not all(isinstance(v, str) for v in body.values()):
         raise InvalidRequest("body must be a JSON object of strings")
     return body
 
@@ -85,24 +73,42 @@ async def _whoami(request: Request, session: Session) -> dict[str, Any]:
 
 
 @router.post("/signin")
+@door(Step.SAME_ORIGIN, Step.BODY, Step.ALLOW_LIST, Step.SECRET)
 async def signin(request: Request) -> WeChatJSON:
-    """Sign in with ``{"appid", "secret"}``, ``{"admin_key"}`` or a link's ``{"code"}``."""
+    """Sign in with ``{"appid", "secret"}``, ``{"admin_key"}`` or a link's ``{"code"}``.
+
+    Every way is a secret check under the brute-force limits; an app's sign-in (by secret
+    or by link) holds to the app's IP allow-list, as its token calls do."""
+    doors.same_origin(request)
     body = await _json_object(request)
     store = sessions(request)
     appid: str | None
     if "code" in body:
-        appid = await run_in_threadpool(store.redeem, body["code"])
+        code = body["code"]
+        appid = await doors.secret(request, "signin-code", lambda: store.redeem(code), cheap=True)
+        await doors.allow_list(request, appid)
     elif "admin_key" in body:
-        await run_in_threadpool(store.check_admin_key, body["admin_key"])
+        key = body["admin_key"]
+        await doors.secret(request, "admin", lambda: store.check_admin_key(key), cheap=True)
+        doors.passed(request, Step.ALLOW_LIST)  # the admin key is the server's, no app's
         appid = None
     else:
         auth = request.app.state.auth
-        appid = await run_in_threadpool(auth.check_secret, body.get("appid"), body.get("secret"))
+        appid, secret = body.get("appid"), body.get("secret")
+        if appid:
+            await doors.allow_list(request, appid)
+        appid = await doors.secret(
+            request,
+            f"app:{appid}" if appid else None,
+            lambda: auth.check_secret(appid, secret),
+            cheap=auth.known_secret(appid, secret),
+        )
     sid = await run_in_threadpool(store.start, appid)
     return _ok(request, await _whoami(request, await run_in_threadpool(store.get, sid)), sid)
 
 
 @router.post("/signout")
+@door()  # ending a session needs no proof: a forged sign-out only signs the browser out
 async def signout(request: Request) -> WeChatJSON:
     await run_in_threadpool(sessions(request).end, request.cookies.get(COOKIE))
     res = _ok(request, {})
@@ -111,11 +117,14 @@ async def signout(request: Request) -> WeChatJSON:
 
 
 @router.get("/me")
+@door(Step.READ)
 async def me(request: Request) -> WeChatJSON:
+    doors.passed(request, Step.READ)
     return _ok(request, await _whoami(request, await session_of(request)))
 
 
 @router.get("/trend")
+@door(*READS_APP)
 async def trend(
     request: Request,
     appid: Annotated[str, Query()],
@@ -123,14 +132,13 @@ async def trend(
     end: Annotated[str, Query()],
 ) -> WeChatJSON:
     """Active and new users per day of the window (through the server's portrait path)."""
-    await session_appid(request, appid)
-    query = make_query(
-        appid, parse_date(begin, "begin"), parse_date(end, "end"),
-        threshold=request.app.state.thresholds.get(appid),
-    )  # fmt: skip
+    await doors.session_reader(request, appid)
+    await doors.reads_app(request, appid)
+    query = doors.query(request, appid, parse_date(begin, "begin"), parse_date(end, "end"))
     return _ok(request, {"days": await daily_trend(query, request.app.state.run_portrait)})
 
 
+@door()
 async def page(request: Request) -> Response:
     res = FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
     res.headers.update(
@@ -139,6 +147,7 @@ async def page(request: Request) -> Response:
     return res
 
 
+@door()
 async def docs(request: Request) -> HTMLResponse:
     """Swagger UI from this package's assets (FastAPI's default loads it from a CDN)."""
     swagger = f"{ASSETS}/vendor/swagger-ui"

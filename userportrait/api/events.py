@@ -7,10 +7,13 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
+from userportrait.api import doors
 from userportrait.api.body import read_body
+from userportrait.api.doors import Step, door
 from userportrait.api.errors import WeChatJSON
-from userportrait.api.native import app_of_token
+from userportrait.api.native import bearer
 from userportrait.errors import EmptyPostData, InvalidRequest
 from userportrait.ingest.live import RejectedRecord
 from userportrait.ingest.records import parse_records
@@ -19,6 +22,7 @@ router = APIRouter(prefix="/v1", tags=["ingest"])
 
 
 @router.post("/events", summary="Send visit events (NDJSON or a JSON array, optionally gzip)")
+@door(Step.WRITE, Step.ALLOW_LIST, Step.BODY)
 async def post_events(
     request: Request,
     access_token: Annotated[str | None, Query(description="The app's access_token")] = None,
@@ -37,7 +41,11 @@ async def records_of(
     """The caller's appid and the records of the body (events or profiles), within the
     live limits; an empty body is WeChat's 44002."""
     settings = request.app.state.settings
-    appid = await app_of_token(request, access_token, authorization)
+    doors.passed(request, Step.WRITE)
+    token = bearer(access_token, authorization)
+    appid: str = await run_in_threadpool(request.app.state.auth.appid_for, token)
+    await doors.allow_list(request, appid)
+    doors.passed(request, Step.BODY)
     body = await read_body(request, settings.live_max_body_bytes)
     try:
         records = parse_records(body, settings.live_max_batch_records)

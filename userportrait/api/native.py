@@ -11,12 +11,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from userportrait import __version__
-from userportrait.api import dashboard
+from userportrait.api import dashboard, doors
+from userportrait.api.doors import READS_APP, door
 from userportrait.api.errors import WeChatJSON
-from userportrait.api.security import check_ip
 from userportrait.errors import Unauthorized
 from userportrait.portrait.export import portrait_csv
-from userportrait.portrait.request import make_query, parse_date
+from userportrait.portrait.request import parse_date
 from userportrait.store.state import state_failures
 
 log = logging.getLogger("userportrait.api")
@@ -67,16 +67,11 @@ class Health(BaseModel):
     )
 
 
-async def app_of_token(
-    request: Request, access_token: str | None, authorization: str | None
-) -> str:
-    """The appid of the query ``access_token`` or the ``Authorization: Bearer`` token."""
-    token = access_token
-    if not token and authorization and authorization.lower().startswith("bearer "):
-        token = authorization[7:].strip()
-    appid: str = await run_in_threadpool(request.app.state.auth.appid_for, token)
-    await check_ip(request, appid)  # the app's IP allow-list holds on /v1 too
-    return appid
+def bearer(access_token: str | None, authorization: str | None) -> str | None:
+    """The query ``access_token``, else the ``Authorization: Bearer`` token."""
+    if not access_token and authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return access_token
 
 
 @router.get(
@@ -91,6 +86,7 @@ async def app_of_token(
         }
     },
 )
+@door(*READS_APP)
 async def native_portrait(
     request: Request,
     appid: str,
@@ -101,13 +97,11 @@ async def native_portrait(
     authorization: Annotated[str | None, Header(description="Bearer <access_token>")] = None,
 ) -> Any:
     if not (access_token or authorization) and dashboard.COOKIE in request.cookies:
-        await dashboard.session_appid(request, appid)  # the dashboard reads its numbers here
-    elif await app_of_token(request, access_token, authorization) != appid:
+        await doors.session_reader(request, appid)  # the dashboard reads its numbers here
+    elif await doors.token_reader(request, bearer(access_token, authorization)) != appid:
         raise Unauthorized("the access_token belongs to another app")
-    query = make_query(
-        appid, parse_date(begin, "begin"), parse_date(end, "end"),
-        threshold=request.app.state.thresholds.get(appid),
-    )  # fmt: skip
+    await doors.reads_app(request, appid)
+    query = doors.query(request, appid, parse_date(begin, "begin"), parse_date(end, "end"))
     body = await request.app.state.run_portrait(query)
     if format == "csv":
         return PlainTextResponse(portrait_csv(body), media_type="text/csv; charset=utf-8")
@@ -123,6 +117,7 @@ health = APIRouter(tags=["health"])
     response_model=Health,
     responses={503: {"model": Health, "description": "The store cannot be read"}},
 )
+@door()
 async def healthz(request: Request) -> JSONResponse:
     lake = request.app.state.lake
     failed: dict[str, Any] = {}

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from userportrait.api.doors import Step, door
 from userportrait.api.errors import WeChatJSON
 from userportrait.api.events import answer, records_of
 from userportrait.ingest.profiles import submit_profiles
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/v1", tags=["ingest"])
 
 
 @router.post("/profiles", summary="Send user profiles (NDJSON or a JSON array, optionally gzip)")
+@door(Step.WRITE, Step.ALLOW_LIST, Step.BODY)
 async def post_profiles(
     request: Request,
     access_token: Annotated[str | None, Query(description="The app's access_token")] = None,

@@ -1,90 +1,24 @@
-"""The door of the datacube routes: who calls, from where, sealed or not, how often.
-
-``admit`` runs the checks in WeChat's order — token (app or authorizer, 41001/40001/42001/
-61007), IP allow-list (40164, app tokens only), API-security envelope (40231-40240),
-quota (45009/45011) — and yields the plaintext body; ``respond`` seals the answer when
-the request was sealed. Errors are always plaintext, as WeChat's are (WxJava reads the raw
-body for ``errcode`` before it decrypts; wechat-protocol §5.4).
+"""The datacube's answers in API-security mode: ``respond`` seals and signs the answer when
+the request was sealed (its door, ``api/doors.datacube``, opened it). Errors are always
+plaintext, as WeChat's are (WxJava reads the raw body for ``errcode`` before it decrypts;
+wechat-protocol.md §5.4).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from userportrait.api.body import read_body
+from userportrait.api.doors import Admitted
 from userportrait.api.errors import WECHAT_JSON, WeChatJSON
-from userportrait.auth import allowlist
-from userportrait.auth.security import (
-    APPID_HEADER,
-    SIGNATURE_HEADER,
-    AppKeys,
-    PlatformKey,
-    open_request,
-    platform_key,
-    seal_response,
-)
-from userportrait.errors import NoSymmetricKey
+from userportrait.auth.security import PlatformKey, platform_key, seal_response
 
 _key_lock = threading.Lock()
-
-
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    appid: str
-    body: bytes
-    keys: AppKeys | None
-    urlpath: str
-
-
-def client_address(request: Request) -> str:
-    peer = request.client.host if request.client else None
-    return allowlist.client_address(
-        peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies
-    )
-
-
-async def check_ip(request: Request, appid: str) -> None:
-    nets = await run_in_threadpool(request.app.state.policy.allowed, appid)
-    allowlist.check(client_address(request), nets)
-
-
-async def admit(request: Request) -> Admitted:
-    state = request.app.state
-    settings = state.settings
-    caller = await run_in_threadpool(
-        state.callers.resolve, request.query_params.get("access_token")
-    )
-    appid = caller.appid
-    nets, keys = await run_in_threadpool(state.policy.of, appid)
-    if caller.component_appid is None:  # a platform's own list is WeChat's to keep
-        allowlist.check(client_address(request), nets)
-    raw = await read_body(request, settings.max_body_bytes)  # gzip, limits, disconnects
-    # Signatures name WeChat's URL, not ours: clients sign the canonical one (§5.4).
-    urlpath = settings.wechat_base_url.rstrip("/") + request.url.path
-    if keys is None:
-        if request.headers.get(SIGNATURE_HEADER) or request.headers.get(APPID_HEADER):
-            raise NoSymmetricKey(f"API-security mode is off for {appid}")
-    else:
-        window = settings.api_security_window_s
-        # RSA and AES off the event loop, like every other blocking step.
-        opened = await run_in_threadpool(
-            open_request, keys, urlpath, request.headers, raw, now=time.time(), window_s=window
-        )
-        await run_in_threadpool(state.policy.use_nonce, appid, opened.nonce, window)
-        raw = json.dumps(opened.params).encode()
-    if state.quota.per_day:  # counted in SQLite: off the event loop
-        await run_in_threadpool(state.quota.charge, appid)
-    else:
-        state.quota.charge(appid)
-    return Admitted(appid, raw, keys, urlpath)
 
 
 def _platform_key(request: Request) -> PlatformKey:

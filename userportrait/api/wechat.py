@@ -10,16 +10,15 @@ from __future__ import annotations
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from userportrait.api.body import read_body
+from userportrait.api import doors
+from userportrait.api.doors import Step, door
 from userportrait.api.errors import CLOUD_PREFIX, WeChatJSON
-from userportrait.api.security import admit, check_ip, client_address, respond
+from userportrait.api.security import respond
 from userportrait.auth.store import Issued
 from userportrait.errors import InvalidGrantType, InvalidRequest
-from userportrait.json_body import json_object
-from userportrait.portrait.request import make_query, parse_body
+from userportrait.portrait.request import parse_body
 from userportrait.portrait.result import to_cloud
 
 router = APIRouter(tags=["WeChat-compatible"])
@@ -43,6 +42,7 @@ def _json_body(description: str, example: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/cgi-bin/token", summary="access_token (auth.getAccessToken)", responses=_TOKEN_DOC)
+@door(Step.ALLOW_LIST, Step.SECRET)
 async def token(
     request: Request,
     grant_type: str | None = None,
@@ -51,8 +51,6 @@ async def token(
 ) -> WeChatJSON:
     if grant_type != GRANT_TYPE:
         raise InvalidGrantType()
-    if appid:
-        await check_ip(request, appid)
     issued = await _guarded(request, appid, secret, "issue_token", appid, secret)
     return WeChatJSON({"access_token": issued.token, "expires_in": issued.expires_in})
 
@@ -66,8 +64,9 @@ async def token(
         {"grant_type": GRANT_TYPE, "appid": "wx…", "secret": "…", "force_refresh": False},
     ),
 )
+@door(Step.BODY, Step.ALLOW_LIST, Step.SECRET)
 async def stable_token(request: Request) -> WeChatJSON:
-    body = json_object(await read_body(request, request.app.state.settings.max_body_bytes))
+    body = await doors.json_body(request)
     if body.get("grant_type") != GRANT_TYPE:
         raise InvalidGrantType()
     appid, secret = body.get("appid"), body.get("secret")
@@ -76,34 +75,35 @@ async def stable_token(request: Request) -> WeChatJSON:
         raise InvalidRequest("appid and secret must be strings")
     if not isinstance(force, bool):
         raise InvalidRequest("force_refresh must be true or false")
-    if appid:
-        await check_ip(request, appid)
     issued = await _guarded(request, appid, secret, "stable_token", appid, secret, force)
     return WeChatJSON({"access_token": issued.token, "expires_in": issued.expires_in})
 
 
 async def _guarded(request: Request, appid: str | None, secret: str | None, method: str,
                    *args: Any) -> Issued:  # fmt: skip
-    """An AuthStore call that checks a secret, under the brute-force limits (auth/limits.py)."""
+    """An AuthStore call that checks the app's secret, from a listed address, under the
+    brute-force limits (api/doors.py)."""
     auth = request.app.state.auth
-
-    async def run() -> Issued:
-        issued: Issued = await run_in_threadpool(getattr(auth, method), *args)
-        return issued
-
-    cheap = auth.known_secret(appid, secret)
-    result: Issued = await request.app.state.guard.check(appid, client_address(request), run, cheap)
-    return result
+    if appid:
+        await doors.allow_list(request, appid)
+    else:
+        doors.passed(request, Step.ALLOW_LIST)  # no app, no list: 41002 follows
+    issued: Issued = await doors.secret(
+        request,
+        f"app:{appid}" if appid else None,
+        lambda: getattr(auth, method)(*args),
+        cheap=auth.known_secret(appid, secret),
+    )
+    return issued
 
 
 async def _portrait(request: Request, camel: bool) -> Response:
     state = request.app.state
-    admitted = await admit(request)
+    admitted = await doors.datacube(request)
     begin, end = parse_body(admitted.body, camel=camel)
-    query = make_query(
-        admitted.appid, begin, end, wechat_limits=state.settings.wechat_limits,
-        threshold=state.thresholds.get(admitted.appid),
-    )  # fmt: skip
+    query = doors.query(
+        request, admitted.appid, begin, end, wechat_limits=state.settings.wechat_limits
+    )
     body: dict[str, Any] = await state.run_portrait(query)
     return await respond(request, admitted, to_cloud(body) if camel else body)
 
@@ -117,6 +117,7 @@ async def _portrait(request: Request, camel: bool) -> Response:
         {"begin_date": "20170611", "end_date": "20170617"},
     ),
 )
+@door(Step.READ, Step.ALLOW_LIST, Step.BODY, Step.SECURITY, Step.QUOTA, Step.THRESHOLD)
 async def user_portrait(request: Request) -> Response:
     return await _portrait(request, camel=False)
 
@@ -128,5 +129,6 @@ async def user_portrait(request: Request) -> Response:
         "JSON, whatever the Content-Type", {"beginDate": "20170611", "endDate": "20170617"}
     ),
 )
+@door(Step.READ, Step.ALLOW_LIST, Step.BODY, Step.SECURITY, Step.QUOTA, Step.THRESHOLD)
 async def cloud_user_portrait(request: Request) -> Response:
     return await _portrait(request, camel=True)

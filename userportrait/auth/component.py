@@ -207,7 +207,7 @@ class ComponentStore:
 
     # -- the platform's HTTP calls -------------------------------------------------------------
     def component_token(self, component_appid: str | None, secret: str | None, ticket: str | None) -> tuple[str, int]:  # fmt: skip
-        """``api_component_token``: secret and a ticket no older than 12 h."""
+        """``api_component_token``: a ticket no older than 12 h, then the secret."""
         if not component_appid:
             raise AppIdMissing("component_appid missing")
         if not secret:
@@ -215,8 +215,8 @@ class ComponentStore:
         now = self.now()
         with self._db() as con, transaction(con):
             salt, digest = self._component(con, component_appid)
-            if not hmac.compare_digest(hash_secret(secret, salt), digest):
-                raise InvalidAppSecret()
+            # The ticket first: it reaches only the platform's callback URL, so a guesser
+            # without it never gets to try a secret (and a wrong one costs no scrypt).
             row = con.execute(
                 "SELECT issued_at FROM tickets WHERE ticket = ? AND component_appid = ?",
                 (ticket or "", component_appid),
@@ -225,6 +225,8 @@ class ComponentStore:
                 raise TicketInvalid()
             if now - row[0] > TICKET_LIFETIME_S:
                 raise TicketExpired()
+            if not hmac.compare_digest(hash_secret(secret, salt), digest):
+                raise InvalidAppSecret()
             return self._new(con, "component", component_appid, None, now), int(
                 LIFETIME_S["component"]
             )

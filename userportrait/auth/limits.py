@@ -1,12 +1,15 @@
-"""Brute force and cost limits on secret checks (``/cgi-bin/token``, ``stable_token``).
+"""Brute force and cost limits on every secret check (``api/doors.secret``: app secrets on
+``/cgi-bin/token``, ``stable_token`` and the dashboard sign-in, the admin key, sign-in codes,
+platform secrets and tickets on ``api_component_token``).
 
 One scrypt check costs ~16 MiB and ~50 ms of a core, so unauthenticated wrong-secret
 calls must neither run unbounded nor crowd out the rightful caller:
 
-* failed checks are counted per appid and per client address over a sliding minute;
-  past the limit a call is refused *before* scrypt with 45011, WeChat's minute-quota code;
-  a client that gave the right secret for the appid in the last day is not held back by
-  the appid's count (an attacker elsewhere cannot lock the app's own server out);
+* failed checks are counted per subject (``app:wx…``, ``admin``, ``component:wx…``) and
+  per client address over a sliding minute; past the limit a call is refused *before* the
+  check with 45011, WeChat's minute-quota code; a client that gave the right secret for the
+  subject in the last day is not held back by the subject's count (an attacker elsewhere
+  cannot lock the app's own server out);
 * at most ``concurrent`` checks run at once and at most ``queue`` wait; more get -1
   ``system busy`` (HTTP 503) at once;
 * the rightful caller's repeat check is a keyed hash compared in memory (``AuthStore``),
@@ -22,11 +25,21 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-from userportrait.errors import Busy, InvalidAppId, InvalidAppSecret, MinuteQuotaExceeded
+from userportrait.errors import (
+    Busy,
+    InvalidAppId,
+    InvalidAppSecret,
+    InvalidCredential,
+    MinuteQuotaExceeded,
+    TicketExpired,
+    TicketInvalid,
+)
 
 T = TypeVar("T")
 WINDOW_S: Final = 60.0
 GOOD_FOR_S: Final = 86_400.0
+#: What a wrong guess raises: each counts as a failure of the subject and the address.
+WRONG: Final = (InvalidAppSecret, InvalidAppId, InvalidCredential, TicketInvalid, TicketExpired)
 
 
 class SecretGuard:
@@ -63,7 +76,9 @@ class SecretGuard:
                 raise MinuteQuotaExceeded("too many wrong secrets from this address")
             good = self._good.get((appid, client), -GOOD_FOR_S) > t - GOOD_FOR_S
             if self.per_app and not good and self._recent("a:" + appid, t) >= self.per_app:
-                raise MinuteQuotaExceeded("too many wrong secrets for this appid")
+                raise MinuteQuotaExceeded(
+                    f"too many wrong secrets for {appid.partition(':')[2] or appid}"
+                )
 
     def record(self, appid: str, client: str, ok: bool) -> None:
         t = self.now()
@@ -103,7 +118,7 @@ class SecretGuard:
                     result = await run()
                 finally:
                     self._slots.release()
-        except (InvalidAppSecret, InvalidAppId):
+        except WRONG:
             self.record(appid, client, ok=False)
             raise
         self.record(appid, client, ok=True)

@@ -135,6 +135,13 @@ class AuthStore:
                 raise InvalidAppId(f"{appid} is not registered")
             con.execute("DELETE FROM tokens WHERE appid = ?", (appid,))
 
+    def grant(self, appid: str) -> str | None:
+        """A digest that changes whenever the app's secret does; None once it is removed
+        (what a dashboard session signed in for the app checks: dashboard/sessions.py)."""
+        with self._db() as con:
+            row = con.execute("SELECT salt FROM apps WHERE appid = ?", (appid,)).fetchone()
+        return None if row is None else hashlib.sha256(b"grant\0" + row[0]).hexdigest()
+
     def apps(self) -> list[tuple[str, float]]:
         with self._db() as con:
             return list(con.execute("SELECT appid, created_at FROM apps ORDER BY appid"))

@@ -5,6 +5,10 @@ own). Only SHA-256 digests of session ids and link codes are stored, so neither 
 back from the file. A session belongs to one appid, or to the admin (``appid`` NULL), who
 may read every app. The admin key is the one line of ``DATA_DIR/dashboard-admin-key``
 (``userportrait dashboard admin-key`` writes it); without that file there is no admin.
+
+A session lasts no longer than what granted it: it keeps a digest of its grant (the app's
+secret, or the admin key) and is refused once that changed — ``apps rotate-secret``,
+``apps remove`` or a new admin key end the sessions they had granted at once.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from userportrait.store.sqlite import open_db, transaction
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS sessions (
-    digest TEXT PRIMARY KEY, appid TEXT, created_at REAL NOT NULL, expires_at REAL NOT NULL
+    digest TEXT PRIMARY KEY, appid TEXT, created_at REAL NOT NULL, expires_at REAL NOT NULL,
+    grant_digest TEXT
 );
 CREATE TABLE IF NOT EXISTS links (
     digest TEXT PRIMARY KEY, appid TEXT NOT NULL, expires_at REAL NOT NULL, used_at REAL
@@ -67,12 +72,21 @@ def write_admin_key(data_dir: Path, key: str | None = None) -> str:
     return key
 
 
+def _no_app(appid: str) -> str | None:
+    return None
+
+
 class SessionStore:
+    """``app_grant(appid)``: a digest that changes with the app's secret, None once the app
+    is gone (``AuthStore.grant``); the default grants no app session."""
+
     def __init__(
         self, data_dir: Path, *, session_ttl_s: int = 28_800, link_ttl_s: int = 600,
         now: Callable[[], float] = time.time,
+        app_grant: Callable[[str], str | None] = _no_app,
     ) -> None:  # fmt: skip
         self.data_dir = data_dir
+        self.app_grant = app_grant
         self.path = data_dir / "dashboard.sqlite"
         self.session_ttl = session_ttl_s
         self.link_ttl = link_ttl_s
@@ -80,30 +94,49 @@ class SessionStore:
         data_dir.mkdir(parents=True, exist_ok=True)
         with self._db() as con:
             con.executescript(SCHEMA)
+            columns = {row[1] for row in con.execute("PRAGMA table_info(sessions)")}
+            if "grant_digest" not in columns:  # a store of an earlier release
+                con.execute("ALTER TABLE sessions ADD COLUMN grant_digest TEXT")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         with open_db(self.path) as con:
             yield con
 
+    def _admin_key(self) -> str | None:
+        try:
+            return admin_key_path(self.data_dir).read_text("utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
     def check_admin_key(self, key: str) -> None:
         """InvalidCredential (40001) unless ``key`` is the admin key of the data directory."""
-        try:
-            expected = admin_key_path(self.data_dir).read_text("utf-8").strip()
-        except FileNotFoundError:
-            raise InvalidCredential("no admin key is set for this server") from None
-        if not expected or not hmac.compare_digest(key.encode(), expected.encode()):
+        expected = self._admin_key()
+        if expected is None:
+            raise InvalidCredential("no admin key is set for this server")
+        if not hmac.compare_digest(key.encode(), expected.encode()):
             raise InvalidCredential("wrong admin key")
+
+    def grant(self, appid: str | None) -> str | None:
+        """The digest of what grants a session of ``appid`` now (None: nothing does)."""
+        if appid is not None:
+            return self.app_grant(appid)
+        key = self._admin_key()
+        return None if key is None else _digest("admin\0" + key)
 
     def start(self, appid: str | None) -> str:
         """A new session for ``appid`` (None: admin); returns the id for the cookie."""
+        grant = self.grant(appid)
+        if grant is None:
+            raise InvalidCredential("nothing grants a session for this app any more")
         sid = secrets.token_urlsafe(32)
         now = self.now()
         with self._db() as con:
             con.execute("DELETE FROM sessions WHERE expires_at < ?", (now - 86_400,))
             con.execute(
-                "INSERT INTO sessions(digest, appid, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                (_digest(sid), appid, now, now + self.session_ttl),
+                "INSERT INTO sessions(digest, appid, created_at, expires_at, grant_digest) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (_digest(sid), appid, now, now + self.session_ttl, grant),
             )
         return sid
 
@@ -113,12 +146,20 @@ class SessionStore:
             raise AccessTokenMissing("not signed in")
         with self._db() as con:
             row = con.execute(
-                "SELECT appid, expires_at FROM sessions WHERE digest = ?", (_digest(sid),)
+                "SELECT appid, expires_at, grant_digest FROM sessions WHERE digest = ?",
+                (_digest(sid),),
             ).fetchone()
         if row is None:
             raise InvalidCredential("the session is unknown or signed out")
         if row[1] <= self.now():
             raise AccessTokenExpired("the session has expired; sign in again")
+        grant = self.grant(row[0])
+        if grant is None or row[2] is None or not hmac.compare_digest(grant, row[2]):
+            self.end(sid)
+            raise InvalidCredential(
+                "the session ended: the secret, app or admin key that granted it changed; "
+                "sign in again"
+            )
         return Session(row[0], row[1])
 
     def end(self, sid: str | None) -> None:
