@@ -11,9 +11,8 @@ import pytest
 
 from tests.fixtures import DAY_0609, WINDOW_0610_0612, A
 from tests.server import SECRET, app_client, assert_error
-from userportrait.api.dashboard import COOKIE
 from userportrait.app import create_app
-from userportrait.dashboard.sessions import SessionStore, write_admin_key
+from userportrait.dashboard.sessions import COOKIE, SessionStore, write_admin_key
 from userportrait.settings import Settings
 
 pytestmark = pytest.mark.anyio

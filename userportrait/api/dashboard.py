@@ -21,12 +21,11 @@ from userportrait.api import doors
 from userportrait.api.doors import READS_APP, Step, door
 from userportrait.api.errors import WeChatJSON
 from userportrait.dashboard import STATIC_DIR
-from userportrait.dashboard.sessions import Session, SessionStore
+from userportrait.dashboard.sessions import COOKIE, Session, SessionStore
 from userportrait.errors import InvalidRequest
 from userportrait.portrait.request import parse_date
 from userportrait.portrait.trend import daily_trend
 
-COOKIE: Final = "userportrait_session"
 ASSETS: Final = "/assets"
 #: Everything from this server only; ECharts sets inline styles on the nodes it draws.
 CSP: Final = (
@@ -39,11 +38,6 @@ router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=Fa
 def sessions(request: Request) -> SessionStore:
     store: SessionStore = request.app.state.sessions
     return store
-
-
-async def session_of(request: Request) -> Session:
-    """The request's live dashboard session; 41001 / 40001 / 42001 otherwise."""
-    return await run_in_threadpool(sessions(request).get, request.cookies.get(COOKIE))
 
 
 def _ok(request: Request, body: dict[str, Any], sid: str | None = None) -> WeChatJSON:
@@ -119,8 +113,7 @@ async def signout(request: Request) -> WeChatJSON:
 @router.get("/me")
 @door(Step.READ)
 async def me(request: Request) -> WeChatJSON:
-    doors.passed(request, Step.READ)
-    return _ok(request, await _whoami(request, await session_of(request)))
+    return _ok(request, await _whoami(request, await doors.session(request)))
 
 
 @router.get("/trend")

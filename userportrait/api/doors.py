@@ -44,6 +44,7 @@ from userportrait.api.body import read_body
 from userportrait.api.errors import ERROR_ANSWERED, WeChatJSON, error_body, rid_of
 from userportrait.auth import allowlist
 from userportrait.auth.security import APPID_HEADER, SIGNATURE_HEADER, AppKeys, open_request
+from userportrait.dashboard.sessions import COOKIE, Session
 from userportrait.errors import NoSymmetricKey, ServiceError, Unauthorized
 from userportrait.json_body import json_object
 from userportrait.portrait.query import PortraitQuery
@@ -242,12 +243,19 @@ def same_origin(request: Request) -> None:
         raise Unauthorized(f"cross-origin request from {origin[:100]} refused")
 
 
-async def session_reader(request: Request, appid: str) -> None:
-    """A dashboard session that may read ``appid`` (its grant re-checked: docs/dashboard.md)."""
-    from userportrait.api.dashboard import session_of
-
+async def session(request: Request) -> Session:
+    """The request's live dashboard session (its grant re-checked: docs/dashboard.md);
+    41001 / 40001 / 42001 otherwise."""
     passed(request, Step.READ)
-    if not (await session_of(request)).may_read(appid):
+    live: Session = await run_in_threadpool(
+        request.app.state.sessions.get, request.cookies.get(COOKIE)
+    )
+    return live
+
+
+async def session_reader(request: Request, appid: str) -> None:
+    """A dashboard session that may read ``appid``."""
+    if not (await session(request)).may_read(appid):
         raise Unauthorized("the session belongs to another app")
 
 

@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from userportrait import __version__
-from userportrait.api import dashboard, doors
+from userportrait.api import doors
 from userportrait.api.doors import READS_APP, door
 from userportrait.api.errors import WeChatJSON
+from userportrait.dashboard.sessions import COOKIE
 from userportrait.errors import Unauthorized
 from userportrait.portrait.export import portrait_csv
 from userportrait.portrait.request import parse_date
@@ -96,7 +97,7 @@ async def native_portrait(
     access_token: Annotated[str | None, Query(description="The app's access_token")] = None,
     authorization: Annotated[str | None, Header(description="Bearer <access_token>")] = None,
 ) -> Any:
-    if not (access_token or authorization) and dashboard.COOKIE in request.cookies:
+    if not (access_token or authorization) and COOKIE in request.cookies:
         await doors.session_reader(request, appid)  # the dashboard reads its numbers here
     elif await doors.token_reader(request, bearer(access_token, authorization)) != appid:
         raise Unauthorized("the access_token belongs to another app")

@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS links (
 );
 """
 ADMIN_KEY_FILE: Final = "dashboard-admin-key"
+#: The cookie that carries a session id (HttpOnly, SameSite=Strict: docs/dashboard.md).
+COOKIE: Final = "userportrait_session"
 
 
 @dataclass(frozen=True, slots=True)
