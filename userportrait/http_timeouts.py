@@ -31,6 +31,10 @@ def server_options(settings: Settings) -> dict[str, Any]:
             settings.http_read_timeout_s, settings.http_idle_timeout_s, settings.http_impl
         ),
         "timeout_keep_alive": settings.http_idle_timeout_s,
+        # uvicorn's default rewrites the peer from X-Forwarded-For for 127.0.0.1, so a local
+        # client could name any address (issue 24). The app reads the header itself, only
+        # from USERPORTRAIT_TRUSTED_PROXIES (auth/allowlist.py).
+        "proxy_headers": False,
     }
 
 

@@ -124,7 +124,7 @@ SETTINGS: Final[dict[str, str]] = {
     "api_security_window_s": "API-security mode: how far Wechatmp-TimeStamp may be from now, in seconds; nonces are remembered this long.",
     "http_impl": "uvicorn's HTTP/1.1 implementation for `serve`: h11 (keeps the Wechatmp-* header casing WxJava looks up) or httptools (faster; lowercases header names).",
     "component_ticket_push_s": "How often `serve` pushes each third-party platform's component_verify_ticket to its callback URL, in seconds (0 = never).",
-    "trusted_proxies": "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed for IP allow-lists (empty = use the TCP peer).",
+    "trusted_proxies": "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed for IP allow-lists and per-address limits (empty = always the TCP peer; uvicorn's own X-Forwarded-For handling is off).",
     "live_ingest": "Accept events over HTTP (POST /v1/events) through the write-ahead log, and profiles (POST /v1/profiles).",
     "live_flush_interval_ms": "How often received events are loaded into the store (visible in portraits), in ms.",
     "live_compact_files": "After a flush, merge a day's lake files into one once it has this many (0 = never).",
