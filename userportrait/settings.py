@@ -55,6 +55,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     http_read_timeout_s: float = 30.0
     http_idle_timeout_s: float = 5.0
+    http_header_timeout_s: float = 30.0
+    http_max_connections_per_address: int = 64
     secret_failures_per_app: int = 10
     secret_failures_per_client: int = 20
     secret_checks_concurrent: int = 2
@@ -124,7 +126,7 @@ SETTINGS: Final[dict[str, str]] = {
     "api_security_window_s": "API-security mode: how far Wechatmp-TimeStamp may be from now, in seconds; nonces are remembered this long.",
     "http_impl": "uvicorn's HTTP/1.1 implementation for `serve`: h11 (keeps the Wechatmp-* header casing WxJava looks up) or httptools (faster; lowercases header names).",
     "component_ticket_push_s": "How often `serve` pushes each third-party platform's component_verify_ticket to its callback URL, in seconds (0 = never).",
-    "trusted_proxies": "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed for IP allow-lists (empty = use the TCP peer).",
+    "trusted_proxies": "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed for IP allow-lists and per-address limits (empty = always the TCP peer; uvicorn's own X-Forwarded-For handling is off).",
     "live_ingest": "Accept events over HTTP (POST /v1/events) through the write-ahead log, and profiles (POST /v1/profiles).",
     "live_flush_interval_ms": "How often received events are loaded into the store (visible in portraits), in ms.",
     "live_compact_files": "After a flush, merge a day's lake files into one once it has this many (0 = never).",
@@ -134,6 +136,8 @@ SETTINGS: Final[dict[str, str]] = {
     "max_body_bytes": "Bytes allowed in the body of any other route (more: HTTP 413, before the rest is read).",
     "http_read_timeout_s": "A request whose headers or body stop arriving for this long is answered 408 and closed, in seconds.",
     "http_idle_timeout_s": "A connection with no request in progress is closed after this long, in seconds.",
+    "http_header_timeout_s": "A request's headers must be complete this long after its first byte, however slowly they trickle in; else 408 and closed, in seconds.",
+    "http_max_connections_per_address": "Connections one client address may hold open at once; more are answered 503 and closed as they open (0 = no limit; `trusted_proxies` are exempt).",
     "secret_failures_per_app": "Wrong secrets per appid per minute before token calls answer 45011 (0 = no limit; addresses that gave the right secret are exempt).",
     "secret_failures_per_client": "Wrong secrets per client address per minute before its token calls answer 45011 (0 = no limit).",
     "secret_checks_concurrent": "Secret checks (scrypt, ~16 MiB each) running at once.",

@@ -13,7 +13,7 @@ from asgi_lifespan import LifespanManager
 from click.testing import CliRunner
 
 from tests.fixtures import WINDOW_0610_0612, A
-from tests.server import BODY, PATH, SECRET, asgi_client, assert_error
+from tests.server import BODY, PATH, SECRET, asgi_client, assert_error, live_server
 from userportrait.app import create_app
 from userportrait.auth.allowlist import check, client_address, parse_networks
 from userportrait.auth.policy import Policy
@@ -136,3 +136,19 @@ def test_quota_days_are_shanghai_days(tmp_path: Path) -> None:
         again.charge(A)
     policy.close()
     assert (tmp_path / "access.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"])
+def test_the_real_server_believes_forwarded_for_only_from_trusted_proxies(
+    api_settings: Settings, trusted: str
+) -> None:
+    """uvicorn itself must not rewrite the peer from X-Forwarded-For (issue 24): its default
+    trusts 127.0.0.1, which let any local client name an allow-listed address."""
+    allow(api_settings.data_dir, "203.0.113.9")
+    with live_server(api_settings.replace(trusted_proxies=trusted)) as url:
+        spoof = {"X-Forwarded-For": "203.0.113.9"}
+        res = httpx.get(url + TOKEN, params=GRANT, headers=spoof, timeout=30)
+        if trusted:
+            assert res.json()["expires_in"] == 7200, res.text
+        else:
+            assert_error(res, 40164, "invalid ip 127.0.0.1 ipv6 ::ffff:127.0.0.1")

@@ -243,6 +243,77 @@ def test_slow_and_idle_clients_are_timed_out(
     assert "client disconnected" in caplog.text
 
 
+# -- 24: headers trickled a line at a time; many connections from one address ---------------
+def test_trickled_headers_are_bounded_in_total(live_settings: Settings) -> None:
+    """The read timer starts again at every byte; the headers' own deadline does not: a line
+    every 0.3 s against a 0.5 s read timeout is cut off 1 s after the first byte."""
+    quick = prepare(live_settings).replace(
+        http_read_timeout_s=0.5, http_idle_timeout_s=5.0, http_header_timeout_s=1.0
+    )
+    with live_server(quick) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+            start = time.monotonic()
+            got, waited = b"", 0.0
+            for i in range(20):  # 6 s of headers if nobody stops them
+                time.sleep(0.3)
+                try:
+                    s.sendall(f"X-Slow-{i}: 1\r\n".encode())
+                except OSError:  # closed: the 408 is in the receive buffer
+                    pass
+                s.settimeout(0.01)
+                try:
+                    got += s.recv(4096)
+                except (TimeoutError, OSError):
+                    pass
+                if got:
+                    waited = time.monotonic() - start
+                    break
+        assert got.startswith(b"HTTP/1.1 408 "), got
+        assert 0.9 < waited < 1.6, waited
+        # headers sent at once are not held to anything but the read timeout
+        assert httpx.get(url + "/healthz").status_code == 200
+
+
+def test_connections_per_address_are_capped(live_settings: Settings) -> None:
+    capped = prepare(live_settings).replace(http_max_connections_per_address=3)
+    with live_server(capped) as url:
+        host, port = url.removeprefix("http://").split(":")
+        held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
+        try:
+            with socket.create_connection((host, int(port)), timeout=10) as extra:
+                got = b""
+                while chunk := extra.recv(4096):  # answered and closed as it opens
+                    got += chunk
+            assert got.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in got, got
+            held[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert held[0].recv(4096).startswith(b"HTTP/1.1 200 ")  # the 3 still work
+        finally:
+            for s in held:
+                s.close()
+        deadline = time.monotonic() + 5  # the server counts them closed as it sees them go
+        while True:
+            try:
+                assert httpx.get(url + "/healthz").status_code == 200
+                break
+            except (httpx.TransportError, AssertionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    # a trusted proxy carries every caller behind it: it is not capped
+    proxied = capped.replace(trusted_proxies="127.0.0.1")
+    with live_server(proxied) as url:
+        host, port = url.removeprefix("http://").split(":")
+        held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(4)]
+        try:
+            held[3].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert held[3].recv(4096).startswith(b"HTTP/1.1 200 ")
+        finally:
+            for s in held:
+                s.close()
+
+
 # -- 9: CSV rows are rejected one by one ------------------------------------------------------
 def test_csv_bad_rows_are_rejected_and_the_rest_kept(lake: Lake, tmp_path: Path) -> None:
     rows = [b"appid,openid,ts"]

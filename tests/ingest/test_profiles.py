@@ -128,6 +128,7 @@ async def test_post_profiles_answers_restates_and_survives_a_restart(settings: S
             {"appid": A, "gender": 2},
             {"appid": "wxother", "openid": "b", "gender": 2},
             {"appid": A, "openid": "b", "birth_date": "tomorrow"},
+            {"appid": A, "openid": "b", "gender": 2, "updated_at": "9999-01-01"},  # issue 24
         ]
         res = await c.post("/v1/profiles", params=t, json=body)
         assert res.json() == {
@@ -136,6 +137,7 @@ async def test_post_profiles_answers_restates_and_survives_a_restart(settings: S
                 {"index": 1, "reason": "openid is missing"},
                 {"index": 2, "reason": "appid does not match the access_token's app"},
                 {"index": 3, "reason": "birth_date is not a date (YYYY-MM-DD or YYYYMMDD): tomorrow"},
+                {"index": 4, "reason": "updated_at is more than a day after the time of ingest: 9999-01-01"},
             ],
         }  # fmt: skip
         # acknowledged = visible: the cached answer of the window is restated

@@ -133,7 +133,7 @@ def _xdb_like(tmp_path: Path, header: bytes, size: int = 600_000) -> Path:
         (b"hello", "too small to be an ip2region xdb"),
         (struct.pack("<HHIII", 9, 1, 0, 600, 614), "structure version 9"),
         (struct.pack("<HHIII", 2, 1, 0, 600, 900_000), "bad segment index"),
-        (struct.pack("<HHIIIH", 3, 1, 0, 600, 638, 6), "only IPv4 databases"),
+        (struct.pack("<HHIIIH", 3, 1, 0, 530_000, 530_038, 6), "only IPv4 databases"),
         # a well-formed index of one segment (all of IPv4 -> no region): no China in it
         (struct.pack("<HHIII", 2, 1, 0, 530_000, 530_000), "is not in China"),
     ],
@@ -144,8 +144,11 @@ def test_install_refuses_a_bad_file(tmp_path: Path, content: bytes, message: str
         src.write_bytes(content)
     else:
         raw = bytearray(src.read_bytes())
-        # one segment 0.0.0.0-255.255.255.255 with an empty region at offset 530000
-        struct.pack_into("<IIHI", raw, 530_000, 0, 0xFFFFFFFF, 0, 0)
+        # one segment 0.0.0.0-255.255.255.255 (at offset 530000) with a region of no
+        # country, the first thing after the vector index
+        region = "0|0|0|内网IP|内网IP".encode()
+        raw[524_544 : 524_544 + len(region)] = region
+        struct.pack_into("<IIHI", raw, 530_000, 0, 0xFFFFFFFF, len(region), 524_544)
         for i in range(256 * 256):  # every vector index cell points at it
             struct.pack_into("<II", raw, 256 + i * 8, 530_000, 530_000 + 14)
         src.write_bytes(bytes(raw))

@@ -36,6 +36,8 @@ def test_fields_are_normalised_with_the_event_rules() -> None:
     )
     assert p.updated_at_us == int(dt.datetime(2024, 2, 29, 16, tzinfo=dt.UTC).timestamp()) * 10**6
     assert check(updated_at=None).updated_at_us == NOW  # missing: the time of ingest
+    # up to a day after the time of ingest (clock skew), not later (issue 24)
+    assert check(updated_at="2024-03-16T12:00:00+08:00").updated_at_us == NOW + 86_400 * 10**6
     assert check(gender=0, province=" ").gender_id is None
     assert check(province=" ").province_id is None
 
@@ -70,6 +72,8 @@ def test_birth_forms(fields: dict[str, Any], birth: dt.date) -> None:
         ({"updated_at": "yesterday"}, "updated_at is not a timestamp: yesterday"),
         ({"updated_at": 1.5}, "updated_at is not a timestamp: 1.5"),
         ({"updated_at": "1969-12-31T00:00:00+08:00"}, "updated_at is outside the years 1970..9999 (Asia/Shanghai): 1969-12-31T00:00:00+08:00"),
+        ({"updated_at": "9999-12-31T00:00:00+08:00"}, "updated_at is more than a day after the time of ingest: 9999-12-31T00:00:00+08:00"),
+        ({"updated_at": "2024-03-16T12:00:01+08:00"}, "updated_at is more than a day after the time of ingest: 2024-03-16T12:00:01+08:00"),
         ({"gender": True}, "gender has the wrong type (boolean)"),
         ({"city": {"name": "x"}}, "city has the wrong type (object)"),
         ({"openid": " "}, "openid is missing"),

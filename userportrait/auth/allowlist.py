@@ -44,6 +44,12 @@ def _within(addr: Address, nets: Sequence[Network]) -> bool:
     return any(addr.version == n.version and addr in n for n in nets)
 
 
+def is_within(address: str, nets: Sequence[Network]) -> bool:
+    """Whether ``address`` (text; IPv4-mapped IPv6 as IPv4) lies in one of ``nets``."""
+    addr = _address(address)
+    return addr is not None and _within(addr, nets)
+
+
 def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
     """The caller's address: the peer, or the X-Forwarded-For hop left of trusted proxies."""
     addr = _address(peer or "")

@@ -1,10 +1,28 @@
-"""Portrait exports: CSV rows of a WeChat body."""
+"""Portrait exports: CSV rows of a WeChat body.
+
+Every text cell goes through ``csv_cell``: a spreadsheet runs a cell that begins with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a formula, and device names and
+region strings come from the apps' clients (issue 24). The dashboard's own CSV export
+(``dashboard/static/dashboard.js``, ``csvCell``) applies the same rule;
+``tests/test_dashboard_browser.py`` checks its file against this function.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from typing import Any, Final
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP "CSV Injection").
+FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value``, with a text that a spreadsheet would run as a formula prefixed by ``'``
+    (OWASP's advice: the cell then shows as text, the quote hidden)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def portrait_csv(body: dict[str, Any]) -> str:
@@ -14,7 +32,6 @@ def portrait_csv(body: dict[str, Any]) -> str:
     for audience in ("visit_uv_new", "visit_uv"):
         for dim, rows in body[audience].items():
             for row in rows:
-                writer.writerow(
-                    [body["ref_date"], audience, dim, row.get("id", ""), row["name"], row["value"]]
-                )
+                cells = [body["ref_date"], audience, dim, row.get("id", ""), row["name"], row["value"]]  # fmt: skip
+                writer.writerow([csv_cell(c) for c in cells])
     return out.getvalue()

@@ -61,6 +61,12 @@ _SPECIAL_KEYS: Final = tuple(
 #: What DuckDB's ``trim`` removes (Unicode space separators), as ``ingest/records.py`` strips.
 _SPACES: Final = "".join(chr(c) for c in range(0x3001) if unicodedata.category(chr(c)) == "Zs")
 _HEADER_BYTES: Final = 256
+#: The vector index after the header: (first, end) segment pointers per /16 block.
+_VECTOR_BYTES: Final = 256 * 256 * 8
+#: A larger file is refused unread (ip2region's IPv4 xdb is about 11 MB).
+MAX_DB_BYTES: Final = 1 << 30
+#: Fields of a region string (structure 2: 国家|区域|省份|城市|ISP; 3: 国家|省份|城市|ISP|ISO).
+_REGION_FIELDS: Final = 5
 _V4_INDEX: Final = np.dtype([("start", "<u4"), ("end", "<u4"), ("len", "<u2"), ("ptr", "<u4")])
 _CHINA: Final = {"中国", "China"}
 #: ISO codes in ip2region 3.x strings whose region is a Chinese province-level division.
@@ -181,19 +187,36 @@ def _cached(path: Path, _size: int, _mtime_ns: int) -> IpDatabase:
 
 
 def decode_db(path: Path) -> IpDatabase:
-    """Read and decode the xdb at ``path``; IpDbError says why it is not usable."""
+    """Read, check and decode the xdb at ``path``; IpDbError says why it is not usable.
+
+    The size and the header are checked before the rest is read (a 4 GB file was read
+    whole before its header was refused), then the whole structure (``_check_structure``):
+    an xdb has no checksum, and one with flipped bytes was installed silently (issue 24).
+    """
     try:
-        data = path.read_bytes()
+        size = path.stat().st_size
+        if size < _HEADER_BYTES + _VECTOR_BYTES:
+            raise IpDbError(f"{path}: too small to be an ip2region xdb ({size} bytes)")
+        if size > MAX_DB_BYTES:
+            raise IpDbError(
+                f"{path}: too large to be an ip2region xdb ({size} bytes; at most {MAX_DB_BYTES})"
+            )
+        with path.open("rb") as fh:
+            head = fh.read(_HEADER_BYTES)
+            structure, created, first, last, ip_version = _header(path, head, size)
+            if ip_version != 4:
+                raise IpDbError(f"{path}: an IPv6 xdb; only IPv4 databases are supported")
+            data = head + fh.read(size - len(head))
     except OSError as exc:
         raise IpDbError(f"{path}: cannot read: {exc.strerror}") from None
-    structure, created, first, last, ip_version = _header(path, data)
-    if ip_version != 4:
-        raise IpDbError(f"{path}: an IPv6 xdb; only IPv4 databases are supported")
+    if len(data) != size:
+        raise IpDbError(f"{path}: changed while being read")
     count = (last - first) // _V4_INDEX.itemsize + 1
     segments = np.frombuffer(data, dtype=_V4_INDEX, count=count, offset=first)
     ptr_len = (segments["ptr"].astype(np.int64) << 16) | segments["len"]
     unique, inverse = np.unique(ptr_len, return_inverse=True)
-    ids = [region_ids(_text(data, int(u) >> 16, int(u) & 0xFFFF), structure) for u in unique]
+    _check_structure(path, data, segments, unique >> 16, unique & 0xFFFF, first)
+    ids = [region_ids(_text(path, data, int(u) >> 16, int(u) & 0xFFFF), structure) for u in unique]
     pids = np.array([-1 if p is None else p for p, _ in ids], dtype=np.int64)
     cids = np.array([-1 if c is None else c for _, c in ids], dtype=np.int64)
     inverse = inverse.reshape(-1)
@@ -207,21 +230,71 @@ def decode_db(path: Path) -> IpDatabase:
     )
 
 
-def _header(path: Path, data: bytes) -> tuple[int, dt.datetime, int, int, int]:
-    if len(data) < _HEADER_BYTES + 256 * 256 * 8:
-        raise IpDbError(f"{path}: too small to be an ip2region xdb ({len(data)} bytes)")
-    structure, _policy, created, first, last, ip_version = struct.unpack_from("<HHIIIH", data, 0)
+def _header(path: Path, head: bytes, size: int) -> tuple[int, dt.datetime, int, int, int]:
+    structure, _policy, created, first, last, ip_version = struct.unpack_from("<HHIIIH", head, 0)
     if structure not in (2, 3):
         raise IpDbError(f"{path}: not an ip2region xdb (structure version {structure})")
     ip_version = 4 if structure == 2 else ip_version
-    size = _V4_INDEX.itemsize if ip_version == 4 else 38
-    if ip_version not in (4, 6) or not (first <= last < len(data)) or (last - first) % size:
+    step = _V4_INDEX.itemsize if ip_version == 4 else 38
+    if (
+        ip_version not in (4, 6)
+        or not (_HEADER_BYTES + _VECTOR_BYTES <= first <= last < size)
+        or (last - first) % step
+    ):
         raise IpDbError(f"{path}: not an ip2region xdb (bad segment index)")
     return structure, dt.datetime.fromtimestamp(created, dt.UTC), first, last, ip_version
 
 
-def _text(data: bytes, ptr: int, length: int) -> str:
-    return data[ptr : ptr + length].decode("utf-8", errors="replace")
+def _check_structure(
+    path: Path, data: bytes, segments: Any, ptrs: IntArray, lens: IntArray, first: int
+) -> None:
+    """Every index entry of an IPv4 xdb, so a flipped byte in an index is refused:
+
+    * the segments are sorted, each start <= end, and together cover 0.0.0.0 to
+      255.255.255.255 without gap or overlap;
+    * each region pointer lies between the vector index and the segment index, and no two
+      distinct region strings overlap (a pointer into the middle of one does);
+    * each vector-index entry (one per /16) points at segments, its first one holding the
+      /16's first address and its last one its last address (ip2region's searcher uses it).
+
+    The region strings themselves must decode as UTF-8 with 5 fields (``_text``).
+    """
+    starts = segments["start"].astype(np.int64)
+    ends = segments["end"].astype(np.int64)
+    if not (
+        starts[0] == 0
+        and ends[-1] == 0xFFFFFFFF
+        and bool(np.all(starts <= ends))
+        and bool(np.all(starts[1:] == ends[:-1] + 1))
+    ):
+        raise IpDbError(f"{path}: damaged ip2region xdb (segments out of order or with gaps)")
+    if not (
+        ptrs[0] >= _HEADER_BYTES + _VECTOR_BYTES
+        and ptrs[-1] + lens[-1] <= first
+        and bool(np.all(ptrs[:-1] + lens[:-1] <= ptrs[1:]))
+    ):
+        raise IpDbError(f"{path}: damaged ip2region xdb (region pointers out of place)")
+    vector = np.frombuffer(data, dtype="<u4", count=256 * 256 * 2, offset=_HEADER_BYTES)
+    lo, hi = vector[0::2].astype(np.int64), vector[1::2].astype(np.int64)
+    step = _V4_INDEX.itemsize
+    end_of_index = first + len(starts) * step
+    aligned = ((lo - first) % step == 0) & ((hi - first) % step == 0)
+    if not bool(np.all(aligned & (first <= lo) & (lo < hi) & (hi <= end_of_index))):
+        raise IpDbError(f"{path}: damaged ip2region xdb (vector index)")
+    block = np.arange(256 * 256, dtype=np.int64) << 16
+    first_seg, last_seg = (lo - first) // step, (hi - first) // step - 1
+    if not (bool(np.all(starts[first_seg] <= block)) and bool(np.all(ends[last_seg] >= block + 0xFFFF))):  # fmt: skip
+        raise IpDbError(f"{path}: damaged ip2region xdb (vector index)")
+
+
+def _text(path: Path, data: bytes, ptr: int, length: int) -> str:
+    try:
+        text = data[ptr : ptr + length].decode("utf-8")
+    except UnicodeDecodeError:
+        raise IpDbError(f"{path}: damaged ip2region xdb (a region is not UTF-8)") from None
+    if text.count("|") != _REGION_FIELDS - 1:
+        raise IpDbError(f"{path}: damaged ip2region xdb (a region without {_REGION_FIELDS} fields)")
+    return text
 
 
 def map_texts(texts: list[str], db: IpDatabase | None) -> list[tuple[str, str | None, Ids]]:
@@ -285,18 +358,32 @@ def install_db(source: Path, data_dir: Path) -> IpDatabase:
     """Check ``source`` and copy it atomically to ``DATA_DIR/regions/ip2region.xdb``."""
     if not source.is_file():
         raise IpDbError(f"{source}: no such file")
-    db = decode_db(source)
-    probe = f"{PROBE_IP}/32"
-    try:
-        official = ReferenceLookup(source).region(probe)
-    except Exception as exc:  # the binding's own errors are plain exceptions
-        raise IpDbError(f"{source}: ip2region cannot search it: {exc}") from None
-    p, c = db.lookup_keys(np.array([int(ipaddress.IPv4Address(PROBE_IP)) >> 8]))
-    if official[0] in (None, regions.OTHER_PROVINCE) or official != (_opt(p[0]), _opt(c[0])):
-        raise IpDbError(f"{source}: {PROBE_IP} is not in China in this database")
+    decode_db(source)  # refused before anything is copied
     target = data_dir / ACTIVE_DB
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.tmp")
     shutil.copyfile(source, staging)
+    try:  # the copy is what gets installed, so the copy is what is checked
+        _check_copy(staging, source)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
     staging.replace(target)
     return load_db(target)
+
+
+def _check_copy(staging: Path, source: Path) -> None:
+    def refused(why: str) -> IpDbError:
+        return IpDbError(f"{source}: {why}")
+
+    try:
+        db = decode_db(staging)
+    except IpDbError as exc:
+        raise refused(str(exc).removeprefix(f"{staging}: ")) from None
+    try:
+        official = ReferenceLookup(staging).region(f"{PROBE_IP}/32")
+    except Exception as exc:  # the binding's own errors are plain exceptions
+        raise refused(f"ip2region cannot search it: {exc}") from None
+    p, c = db.lookup_keys(np.array([int(ipaddress.IPv4Address(PROBE_IP)) >> 8]))
+    if official[0] in (None, regions.OTHER_PROVINCE) or official != (_opt(p[0]), _opt(c[0])):
+        raise refused(f"{PROBE_IP} is not in China in this database")

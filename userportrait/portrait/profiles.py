@@ -10,6 +10,8 @@ rules (docs/ingest.md, docs/semantics.md):
 * A birth date after the day of ingest or more than ``MAX_AGE_YEARS`` years before it is
   refused (a typo, not a person).
 * ``updated_at`` takes the forms of an event ``ts``; missing, it is the time of ingest.
+  One more than ``UPDATED_AT_SKEW_US`` after the time of ingest is refused: the latest
+  record wins, so a record dated 9999 would pin the user's profile forever (issue 24).
 * The age a profile gives is the age in whole years on a window's last day
   (``age_on``): born 2000-07-15, a window ending 2024-07-14 sees 23, one ending
   2024-07-15 sees 24. A window that ends before the birth sees no age.
@@ -37,6 +39,8 @@ PROFILE_FIELDS: Final = (
 PROFILE_REQUIRED: Final = ("appid", "openid")
 #: A birth date further back than this many years before the ingest day is refused.
 MAX_AGE_YEARS: Final = 120
+#: How far after the time of ingest an ``updated_at`` may lie (clock skew between hosts).
+UPDATED_AT_SKEW_US: Final = 86_400 * 1_000_000
 #: ``birth_year`` Y counts as born on this (month, day) of Y.
 BIRTH_YEAR_DAY: Final = (7, 1)
 
@@ -50,6 +54,7 @@ class ProfileReject(StrEnum):
 
     UPDATED_AT_INVALID = "updated_at is not a timestamp: {value}"
     UPDATED_AT_RANGE = "updated_at is outside the years 1970..9999 (Asia/Shanghai): {value}"
+    UPDATED_AT_FUTURE = "updated_at is more than a day after the time of ingest: {value}"
     BIRTH_DATE_INVALID = "birth_date is not a date (YYYY-MM-DD or YYYYMMDD): {value}"
     BIRTH_YEAR_INVALID = "birth_year is not a year (YYYY): {value}"
     BIRTH_FUTURE = "birth date is after the day of ingest: {value}"
@@ -126,6 +131,8 @@ def check_profile(
             raise ProfileError(ProfileReject.UPDATED_AT_INVALID.text(updated)) from None
         if not _US_FIRST <= updated_us < _US_END:
             raise ProfileError(ProfileReject.UPDATED_AT_RANGE.text(updated))
+        if updated_us > now_us + UPDATED_AT_SKEW_US:
+            raise ProfileError(ProfileReject.UPDATED_AT_FUTURE.text(updated))
     today = _day_of_us(now_us)
     birth, birth_raw = _birth(text["birth_date"], text["birth_year"], today)
     if appid is not None and app != appid:

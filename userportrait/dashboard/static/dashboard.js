@@ -314,7 +314,13 @@
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
   const fileName = (ext) => `portrait-${state.appid}-${compact(state.begin)}-${compact(state.end)}.${ext}`;
-  const csvCell = (v) => (/[",\n]/.test(String(v)) ? `"${String(v).replaceAll('"', '""')}"` : String(v));
+  // A text a spreadsheet would run as a formula gets a leading ' (OWASP "CSV Injection"):
+  // the rule of portrait/export.py csv_cell, which tests/test_dashboard_browser.py holds it to.
+  const csvCell = (v) => {
+    let s = String(v);
+    if (typeof v === "string" && /^[=+\-@\t\r]/.test(s)) s = "'" + s;
+    return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+  };
 
   function exportCsv() {
     if (!state.body) return;
