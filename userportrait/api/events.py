@@ -6,38 +6,37 @@ import asyncio
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Request
 
 from userportrait.api.body import read_body
 from userportrait.api.errors import WeChatJSON
-from userportrait.api.native import app_of_token
+from userportrait.api.security import ingest_app
 from userportrait.errors import EmptyPostData, InvalidRequest
 from userportrait.ingest.live import RejectedRecord
 from userportrait.ingest.records import parse_records
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
+#: Read tokens are refused here (48001): writes take the app's ingest key (issue 24).
+INGEST_KEY = "Bearer <the app's ingest key> (userportrait apps ingest-key)"
 
 
 @router.post("/events", summary="Send visit events (NDJSON or a JSON array, optionally gzip)")
 async def post_events(
     request: Request,
-    access_token: Annotated[str | None, Query(description="The app's access_token")] = None,
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(description=INGEST_KEY)] = None,  # ingest_app
     content_encoding: Annotated[str | None, Header()] = None,  # read by read_body; in OpenAPI
 ) -> WeChatJSON:
-    appid, records = await records_of(request, access_token, authorization)
+    appid, records = await records_of(request)
     report, done = request.app.state.live.submit(records, appid)
     await asyncio.wrap_future(done)  # acknowledged only once fsync'd
     return answer(report.accepted, report.rejected)
 
 
-async def records_of(
-    request: Request, access_token: str | None, authorization: str | None
-) -> tuple[str, list[Any]]:
-    """The caller's appid and the records of the body (events or profiles), within the
-    live limits; an empty body is WeChat's 44002."""
+async def records_of(request: Request) -> tuple[str, list[Any]]:
+    """The appid of the caller's ingest key and the records of the body (events or
+    profiles), within the live limits; an empty body is WeChat's 44002."""
     settings = request.app.state.settings
-    appid = await app_of_token(request, access_token, authorization)
+    appid = await ingest_app(request)
     body = await read_body(request, settings.live_max_body_bytes)
     try:
         records = parse_records(body, settings.live_max_batch_records)

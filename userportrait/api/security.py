@@ -5,6 +5,9 @@
 quota (45009/45011) — and yields the plaintext body; ``respond`` seals the answer when
 the request was sealed. Errors are always plaintext, as WeChat's are (WxJava reads the raw
 body for ``errcode`` before it decrypts; wechat-protocol §5.4).
+
+``ingest_app`` is the door of the write routes (``POST /v1/events``, ``/v1/profiles``):
+only the app's ingest key opens it (issue 24).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from userportrait.auth.security import (
     platform_key,
     seal_response,
 )
-from userportrait.errors import NoSymmetricKey
+from userportrait.errors import AuthError, InvalidCredential, NoSymmetricKey, Unauthorized
 
 _key_lock = threading.Lock()
 
@@ -54,6 +57,46 @@ def client_address(request: Request) -> str:
 async def check_ip(request: Request, appid: str) -> None:
     nets = await run_in_threadpool(request.app.state.policy.allowed, appid)
     allowlist.check(client_address(request), nets)
+
+
+WRITES_NEED_THE_KEY = (
+    "writes need the app's ingest key as Authorization: Bearer KEY "
+    "(userportrait apps ingest-key --appid APPID); access tokens only read"
+)
+
+
+async def ingest_app(request: Request) -> str:
+    """The appid whose ingest key the request carries (``Authorization: Bearer KEY``).
+
+    A read token instead (``access_token=`` or Bearer) is 48001, so a reader cannot post
+    fake users past the small-count threshold (docs/privacy.md); the app's IP allow-list
+    holds here as on every route of the app.
+    """
+    state = request.app.state
+    header = request.headers.get("authorization", "")
+    key = header[7:].strip() if header[:7].lower() == "bearer " else None
+    token = request.query_params.get("access_token")
+    if not key and token:
+        raise Unauthorized(WRITES_NEED_THE_KEY)
+    try:
+        appid: str = await run_in_threadpool(state.auth.appid_for_ingest_key, key)
+    except InvalidCredential:
+        if key and await run_in_threadpool(_is_read_token, state, key):
+            raise Unauthorized(WRITES_NEED_THE_KEY) from None
+        raise
+    await check_ip(request, appid)
+    return appid
+
+
+def _is_read_token(state: Any, token: str) -> bool:
+    """Whether ``token`` is (or was) a token of the read side: an app's or an authorizer's."""
+    try:
+        state.callers.resolve(token)
+    except InvalidCredential:
+        return False
+    except AuthError:  # expired, or an authorizer's without the permission: still a token
+        return True
+    return True
 
 
 async def admit(request: Request) -> Admitted:
