@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import load, write_ndjson
-from tests.server import asgi_client
+from tests.server import asgi_client, ingest_headers
 from userportrait.auth.store import AuthStore
 from userportrait.cli import cli
 from userportrait.engine import get_engine
@@ -119,22 +119,25 @@ async def test_post_profiles_answers_restates_and_survives_a_restart(settings: S
 
     async with asgi_client(settings) as c:
         t = await tok(c)
+        w = ingest_headers(settings, A)
         assert await gender_rows(c, t) == [{"id": 0, "name": "未知", "value": 2}]  # cached now
         assert (await c.post("/v1/profiles", json=[{"appid": A, "openid": "a"}])).json()[
             "errcode"
         ] == 41001
+        res = await c.post("/v1/profiles", params=t, json=[{"appid": A, "openid": "a"}])
+        assert res.json()["errcode"] == 48001  # a read token does not write (issue 24)
         body = [
             {"appid": A, "openid": "a", "gender": "m"},
             {"appid": A, "gender": 2},
             {"appid": "wxother", "openid": "b", "gender": 2},
             {"appid": A, "openid": "b", "birth_date": "tomorrow"},
         ]
-        res = await c.post("/v1/profiles", params=t, json=body)
+        res = await c.post("/v1/profiles", headers=w, json=body)
         assert res.json() == {
             "errcode": 0, "errmsg": "ok", "accepted": 1,
             "rejected": [
                 {"index": 1, "reason": "openid is missing"},
-                {"index": 2, "reason": "appid does not match the access_token's app"},
+                {"index": 2, "reason": "appid does not match the ingest key's app"},
                 {"index": 3, "reason": "birth_date is not a date (YYYY-MM-DD or YYYYMMDD): tomorrow"},
             ],
         }  # fmt: skip
@@ -143,10 +146,10 @@ async def test_post_profiles_answers_restates_and_survives_a_restart(settings: S
                                            {"id": 1, "name": "男", "value": 1}]  # fmt: skip
         gz = gzip.compress(b'{"appid": "wxprof0000000001", "openid": "b", "gender": "f"}\n')
         res = await c.post(
-            "/v1/profiles", params=t, content=gz, headers={"content-encoding": "gzip"}
+            "/v1/profiles", content=gz, headers={**w, "content-encoding": "gzip"}
         )
         assert res.json() == {"errcode": 0, "errmsg": "ok", "accepted": 1, "rejected": []}
-        assert (await c.post("/v1/profiles", params=t, content=b"")).json()["errcode"] == 44002
+        assert (await c.post("/v1/profiles", headers=w, content=b"")).json()["errcode"] == 44002
     async with asgi_client(settings) as c:  # a restart: what was acknowledged is there
         t = await tok(c)
         assert await gender_rows(c, t) == [{"id": 1, "name": "男", "value": 1},
