@@ -107,9 +107,7 @@ async def test_limits(live_settings: Settings) -> None:
         assert res.status_code == 413 and res.json()["errcode"] == 45002
         res = await c.post("/v1/events", headers=w, content=b"[" + b" " * 3000 + b"]")
         assert res.status_code == 413
-        res = await c.post(
-            "/v1/events", content=b"x", headers={**w, "content-encoding": "gzip"}
-        )
+        res = await c.post("/v1/events", content=b"x", headers={**w, "content-encoding": "gzip"})
         assert res.json()["errcode"] == 47001
         res = await c.post("/v1/events", json=[ev(1)])
         assert res.json()["errcode"] == 41001

@@ -145,9 +145,7 @@ async def test_post_profiles_answers_restates_and_survives_a_restart(settings: S
         assert await gender_rows(c, t) == [{"id": 0, "name": "未知", "value": 1},
                                            {"id": 1, "name": "男", "value": 1}]  # fmt: skip
         gz = gzip.compress(b'{"appid": "wxprof0000000001", "openid": "b", "gender": "f"}\n')
-        res = await c.post(
-            "/v1/profiles", content=gz, headers={**w, "content-encoding": "gzip"}
-        )
+        res = await c.post("/v1/profiles", content=gz, headers={**w, "content-encoding": "gzip"})
         assert res.json() == {"errcode": 0, "errmsg": "ok", "accepted": 1, "rejected": []}
         assert (await c.post("/v1/profiles", headers=w, content=b"")).json()["errcode"] == 44002
     async with asgi_client(settings) as c:  # a restart: what was acknowledged is there

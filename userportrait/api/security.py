@@ -81,7 +81,8 @@ async def ingest_app(request: Request) -> str:
     try:
         appid: str = await run_in_threadpool(state.auth.appid_for_ingest_key, key)
     except InvalidCredential:
-        if key and await run_in_threadpool(_is_read_token, state, key):
+        read_token: bool = await run_in_threadpool(_is_read_token, state, key or "")
+        if read_token:
             raise Unauthorized(WRITES_NEED_THE_KEY) from None
         raise
     await check_ip(request, appid)
