@@ -62,7 +62,7 @@ def active_today(url: str, token: str, today: str) -> int:
     return sum(int(row["value"]) for row in body["visit_uv"]["genders"])
 
 
-async def send(url: str, token: str, seconds: float, clients: int) -> tuple[int, list[float]]:
+async def send(url: str, key: str, seconds: float, clients: int) -> tuple[int, list[float]]:
     latencies: list[float] = []
     sent = 0
     stop = time.monotonic() + seconds
@@ -78,13 +78,14 @@ async def send(url: str, token: str, seconds: float, clients: int) -> tuple[int,
                 for k in range(BATCH)
             ]  # fmt: skip
             t0 = time.perf_counter()
-            res = await c.post("/v1/events", params={"access_token": token}, json=batch)
+            res = await c.post("/v1/events", json=batch)
             latencies.append(time.perf_counter() - t0)
             assert res.status_code == 200 and res.json()["accepted"] == BATCH, res.text[:200]
             sent += BATCH
             i += 1
 
-    async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+    writes = {"Authorization": f"Bearer {key}"}  # the ingest key: tokens only read
+    async with httpx.AsyncClient(base_url=url, timeout=60, headers=writes) as c:
         await asyncio.gather(*(client(c, w) for w in range(clients)))
     return sent, latencies
 
@@ -108,6 +109,10 @@ def main() -> None:
     subprocess.run(
         [*up, "apps", "add", "--appid", A, "--secret", SECRET, "--data-dir", str(data)], check=True
     )
+    key = subprocess.run(
+        [*up, "apps", "ingest-key", "--appid", A, "--data-dir", str(data)],
+        check=True, capture_output=True, text=True,
+    ).stdout.splitlines()[-1]  # fmt: skip
     proc, url = start_server(data)
     try:
         token = httpx.get(
@@ -117,7 +122,7 @@ def main() -> None:
         day = today.strftime("%Y%m%d")
         before = active_today(url, token, day)
         t0 = time.monotonic()
-        sent, lat = asyncio.run(send(url, token, args.seconds, args.clients))
+        sent, lat = asyncio.run(send(url, key, args.seconds, args.clients))
         elapsed = time.monotonic() - t0
         last_ack = time.monotonic()
         while active_today(url, token, day) != before + sent:

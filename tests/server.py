@@ -103,6 +103,12 @@ def api_settings(settings: Settings) -> Settings:
     return prepare(settings)
 
 
+def ingest_headers(settings: Settings, appid: str = A) -> dict[str, str]:
+    """``Authorization`` with a new ingest key of ``appid``: what writes take (issue 24)."""
+    key = AuthStore(settings.data_dir / "meta.sqlite").new_ingest_key(appid)
+    return {"Authorization": f"Bearer {key}"}
+
+
 async def token(c: httpx.AsyncClient, appid: str = A, secret: str = SECRET) -> str:
     res = await c.get(
         "/cgi-bin/token",

@@ -64,6 +64,11 @@ def test_demo_prepares_reuses_and_prints(tmp_path: Path) -> None:
     assert re.search(r"http://127\.0\.0\.1:8123/#code=[A-Za-z0-9_-]{32}", out)
     assert "AppID wx0000000000000001   AppSecret demo-secret" in out
     assert "/datacube/getweanalysisappiduserportrait?access_token=$T" in out
+    key = re.search(r"IngestKey (upik_\S+)", out)
+    assert key and AuthStore(data / "meta.sqlite").appid_for_ingest_key(key.group(1)) == (
+        "wx0000000000000001"
+    )
+    assert f'/v1/events" -H "Authorization: Bearer {key.group(1)}" -d' in out
     assert [a for a, _ in AuthStore(data / "meta.sqlite").apps()] == [
         "wx0000000000000001", "wx0000000000000002"]  # fmt: skip
     assert not (data / "demo-events.parquet").exists()

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from tests.conftest import load
@@ -42,6 +43,25 @@ def test_apps_lifecycle(tmp_path: Path) -> None:
     assert run("apps", "remove", "--appid", A, "--data-dir", d)[0] == 0
     assert run("apps", "remove", "--appid", A, "--data-dir", d)[0] == 1
     assert A not in run("apps", "list", "--data-dir", d)[1]
+
+
+def test_apps_ingest_key_prints_the_key_alone_on_its_last_line(tmp_path: Path) -> None:
+    d = str(tmp_path / "data")
+    run("apps", "add", "--appid", A, "--secret", "given-secret", "--data-dir", d)
+    code, out = run("apps", "ingest-key", "--appid", A, "--data-dir", d)
+    first = out.splitlines()[-1]
+    assert code == 0 and re.fullmatch(r"upik_[A-Za-z0-9_-]{43}", first), out
+    store = AuthStore(tmp_path / "data" / "meta.sqlite")
+    assert store.appid_for_ingest_key(first) == A
+    code, out = run("apps", "ingest-key", "--appid", A, "--data-dir", d)
+    second = out.splitlines()[-1]
+    assert code == 0 and second != first and store.appid_for_ingest_key(second) == A
+    from userportrait.errors import InvalidCredential
+
+    with pytest.raises(InvalidCredential):
+        store.appid_for_ingest_key(first)  # the previous key is retired
+    code, out = run("apps", "ingest-key", "--appid", "wxnobody", "--data-dir", d)
+    assert code == 1 and "wxnobody is not registered" in out
 
 
 def assert_rejected(store: AuthStore, token: str) -> None:

@@ -21,6 +21,7 @@ from tests.server import (
     app_client,
     assert_cloud_error,
     assert_error,
+    ingest_headers,
     token,
 )
 from userportrait.app import create_app
@@ -45,6 +46,8 @@ async def test_every_route_error_shape(api_settings: Settings) -> None:
     app = create_app(api_settings)
     async with app_client(app) as c:
         tok = {"access_token": await token(c)}
+        bearer_token = {"Authorization": f"Bearer {tok['access_token']}"}
+        key = ingest_headers(api_settings)  # writes take the ingest key (issue 24)
         cases: list[tuple[str, str, dict[str, Any], int, str]] = [
             ("GET", "/cgi-bin/token", {"params": {"appid": A, "secret": SECRET}}, 40002, "invalid grant_type"),
             ("GET", "/cgi-bin/token", {"params": {"grant_type": "x", "appid": A, "secret": SECRET}}, 40002, "invalid grant_type"),
@@ -85,14 +88,18 @@ async def test_every_route_error_shape(api_settings: Settings) -> None:
             ("GET", NATIVE, {"params": {**WINDOW, "format": "xml", **tok}}, 47001, "data format error: format:"),
             ("GET", "/v1/apps/wxother/portrait", {"params": {**WINDOW, **tok}}, 48001, "api unauthorized"),
             ("POST", NATIVE, {"params": {**WINDOW, **tok}}, 43001, "require GET method"),
-            ("POST", "/v1/events", {"content": b"{}"}, 41001, "access_token missing"),
-            ("POST", "/v1/events", {"content": b"", "params": tok}, 44002, "empty post data"),
-            ("POST", "/v1/events", {"content": b"[1,", "params": tok}, 47001, "data format error"),
-            ("GET", "/v1/events", {"params": tok}, 43002, "require POST method"),
-            ("POST", "/v1/profiles", {"content": b"{}"}, 41001, "access_token missing"),
-            ("POST", "/v1/profiles", {"content": b"", "params": tok}, 44002, "empty post data"),
-            ("POST", "/v1/profiles", {"content": b"[1,", "params": tok}, 47001, "data format error"),
-            ("GET", "/v1/profiles", {"params": tok}, 43002, "require POST method"),
+            ("POST", "/v1/events", {"content": b"{}"}, 41001, "access_token missing: send the app's ingest key"),
+            ("POST", "/v1/events", {"content": b"{}", "params": tok}, 48001, "api unauthorized: writes need the app's ingest key"),
+            ("POST", "/v1/events", {"content": b"{}", "headers": bearer_token}, 48001, "api unauthorized: writes need the app's ingest key"),
+            ("POST", "/v1/events", {"content": b"{}", "headers": {"Authorization": "Bearer nope"}}, 40001, "invalid credential, access_token is invalid or not latest: not a live ingest key"),
+            ("POST", "/v1/events", {"content": b"", "headers": key}, 44002, "empty post data"),
+            ("POST", "/v1/events", {"content": b"[1,", "headers": key}, 47001, "data format error"),
+            ("GET", "/v1/events", {"headers": key}, 43002, "require POST method"),
+            ("POST", "/v1/profiles", {"content": b"{}"}, 41001, "access_token missing: send the app's ingest key"),
+            ("POST", "/v1/profiles", {"content": b"{}", "params": tok}, 48001, "api unauthorized: writes need the app's ingest key"),
+            ("POST", "/v1/profiles", {"content": b"", "headers": key}, 44002, "empty post data"),
+            ("POST", "/v1/profiles", {"content": b"[1,", "headers": key}, 47001, "data format error"),
+            ("GET", "/v1/profiles", {"headers": key}, 43002, "require POST method"),
             ("POST", "/healthz", {}, 43001, "require GET method"),
             ("POST", f"{COMP}/api_component_token", {"content": b""}, 44002, "empty post data"),
             ("POST", f"{COMP}/api_component_token", {"json": {"component_appid": "wxnobody", "component_appsecret": SECRET}}, 40013, "invalid appid"),

@@ -22,7 +22,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures import A
-from tests.server import CLOUD, PATH, RID, live_server, prepare
+from tests.server import CLOUD, PATH, RID, ingest_headers, live_server, prepare
 from userportrait.app import create_app
 from userportrait.settings import Settings
 
@@ -54,8 +54,15 @@ class Tracebacks(logging.Handler):
             self.records.append(record)
 
 
+class Server(NamedTuple):
+    url: str
+    token: str  # a read token of app A
+    tracebacks: Tracebacks
+    ingest: dict[str, str]  # the Authorization header with A's ingest key (writes)
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Tracebacks]]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("fuzz") / "data"
     # No limit on wrong secrets here: the fuzzer sends hundreds (tests/test_hardening.py).
     base = Settings(data_dir=data, duckdb_memory_limit_mb=512, live_flush_interval_ms=200)
@@ -68,7 +75,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
         with live_server(cfg) as url:
             res = httpx.get(f"{url}/cgi-bin/token", params={
                 "grant_type": "client_credential", "appid": A, "secret": "s3cret-s3cret"})  # fmt: skip
-            yield url, res.json()["access_token"], handler
+            ingest = ingest_headers(cfg, A)
+            yield Server(url, res.json()["access_token"], handler, ingest)
     finally:
         for lg in loggers:
             lg.removeHandler(handler)
@@ -112,10 +120,12 @@ SCHEMA = schemathesis.openapi.from_dict(
     create_app(Settings(data_dir=Path("/nonexistent"))).openapi()
 )
 OPERATIONS = [op.ok() for op in SCHEMA.get_all_operations()]
+#: Routes that take the ingest key (Authorization: Bearer), not an access_token (issue 24).
+WRITE_ROUTES = frozenset({"/v1/events", "/v1/profiles"})
 
 
-def run_schema(server: tuple[str, str, Tracebacks], label: str, examples: int) -> None:
-    url, good_token, handler = server
+def run_schema(server: Server, label: str, examples: int) -> None:
+    url, good_token, handler, ingest = server
     op = next(o for o in OPERATIONS if o.label == label)
     flip = Counter[str]()
 
@@ -126,6 +136,8 @@ def run_schema(server: tuple[str, str, Tracebacks], label: str, examples: int) -
         flip[label] += 1
         if flip[label] % 2 and any(p.name == "access_token" for p in op.query):
             case.query = {**(case.query or {}), "access_token": good_token}
+        elif flip[label] % 2 and op.path in WRITE_ROUTES:
+            case.headers = {**(case.headers or {}), **ingest}
         kwargs = case.as_transport_kwargs(base_url=url)
         kwargs.pop("url", None)
         with httpx.Client(timeout=TIMEOUT_S) as client:
@@ -150,13 +162,13 @@ LABELS = [op.label for op in OPERATIONS]
 
 
 @pytest.mark.parametrize("label", LABELS)
-def test_schema_routes(server: tuple[str, str, Tracebacks], label: str) -> None:
+def test_schema_routes(server: Server, label: str) -> None:
     run_schema(server, label, FUZZ_EXAMPLES)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("label", LABELS)
-def test_schema_routes_long(server: tuple[str, str, Tracebacks], label: str) -> None:
+def test_schema_routes_long(server: Server, label: str) -> None:
     run_schema(server, label, FUZZ_EXAMPLES_SLOW)
 
 
@@ -201,10 +213,10 @@ def raw_wechat(examples: int) -> Any:
         with_token=st.booleans(),
     )
     def run(
-        server: tuple[str, str, Tracebacks], route: str, body: bytes, content_type: str | None,
+        server: Server, route: str, body: bytes, content_type: str | None,
         with_token: bool,
     ) -> None:  # fmt: skip
-        url, good_token, _ = server
+        url, good_token, _, _ = server
         headers = {"Content-Type": content_type} if content_type else {}
         params = {"access_token": good_token} if with_token else {}
         res = httpx.post(url + route, content=body, headers=headers, params=params,
@@ -214,13 +226,13 @@ def raw_wechat(examples: int) -> Any:
     return run
 
 
-def test_wechat_raw_bodies(server: tuple[str, str, Tracebacks]) -> None:
+def test_wechat_raw_bodies(server: Server) -> None:
     raw_wechat(RAW_EXAMPLES)(server)
     no_tracebacks(server[2])
 
 
 @pytest.mark.slow
-def test_wechat_raw_bodies_long(server: tuple[str, str, Tracebacks]) -> None:
+def test_wechat_raw_bodies_long(server: Server) -> None:
     raw_wechat(RAW_EXAMPLES_SLOW)(server)
     no_tracebacks(server[2])
 
@@ -261,26 +273,23 @@ def ingest_bodies(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
 def raw_events(examples: int) -> Any:
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(body=ingest_bodies(), with_token=st.booleans())
-    def run(
-        server: tuple[str, str, Tracebacks], body: tuple[bytes, dict[str, str]], with_token: bool
-    ) -> None:
-        url, good_token, _ = server
-        params = {"access_token": good_token} if with_token else {}
-        res = httpx.post(f"{url}/v1/events", content=body[0], headers=body[1], params=params,
+    @given(body=ingest_bodies(), with_key=st.booleans())
+    def run(server: Server, body: tuple[bytes, dict[str, str]], with_key: bool) -> None:
+        headers = {**body[1], **server.ingest} if with_key else body[1]
+        res = httpx.post(f"{server.url}/v1/events", content=body[0], headers=headers,
                          timeout=TIMEOUT_S)  # fmt: skip
         check("POST /v1/events (raw body)", res)
 
     return run
 
 
-def test_ingest_raw_bodies(server: tuple[str, str, Tracebacks]) -> None:
+def test_ingest_raw_bodies(server: Server) -> None:
     raw_events(RAW_EXAMPLES)(server)
     no_tracebacks(server[2])
 
 
 @pytest.mark.slow
-def test_ingest_raw_bodies_long(server: tuple[str, str, Tracebacks]) -> None:
+def test_ingest_raw_bodies_long(server: Server) -> None:
     raw_events(RAW_EXAMPLES_SLOW)(server)
     no_tracebacks(server[2])
 
@@ -295,14 +304,14 @@ SEGMENT = st.text(st.characters(codec="ascii", categories=["L", "N"]) | st.sampl
     path=st.lists(SEGMENT, min_size=1, max_size=4).map(lambda p: "/" + "/".join(p)),
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
 )
-def _unknown(server: tuple[str, str, Tracebacks], path: str, method: str) -> None:
+def _unknown(server: Server, path: str, method: str) -> None:
     res = httpx.request(method, server[0] + path, timeout=TIMEOUT_S)
     check("unknown routes", res)
     if res.status_code == 404:
         assert res.json()["errcode"] == -1 and "no such API" in res.json()["errmsg"]
 
 
-def test_unknown_routes_answer_in_wechat_shape(server: tuple[str, str, Tracebacks]) -> None:
+def test_unknown_routes_answer_in_wechat_shape(server: Server) -> None:
     _unknown(server)
     no_tracebacks(server[2])
 
@@ -317,8 +326,8 @@ ISSUE_10 = [
 
 
 @pytest.mark.parametrize(("route", "body"), ISSUE_10, ids=["surrogate", "nesting", "digits"])
-def test_issue_10_bodies(server: tuple[str, str, Tracebacks], route: str, body: bytes) -> None:
-    url, good_token, handler = server
+def test_issue_10_bodies(server: Server, route: str, body: bytes) -> None:
+    url, good_token, handler, _ = server
     res = httpx.post(url + route, content=body, params={"access_token": good_token},
                      timeout=TIMEOUT_S)  # fmt: skip
     try:

@@ -67,8 +67,8 @@ def dashboard_admin_key(key: str | None, data_dir: Path | None) -> None:
 def demo(data_dir: Path, host: str, port: int, users: int, days: int, no_serve: bool) -> None:
     """Generate demo data, register two demo apps, serve the API and the dashboard.
 
-    Prints a sign-in link to the dashboard, the demo credentials and a curl for the
-    WeChat-compatible endpoint.
+    Prints a sign-in link to the dashboard, the demo credentials, a curl for the
+    WeChat-compatible endpoint and one posting an event with the ingest key.
     """
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
@@ -123,6 +123,9 @@ A new link: userportrait dashboard link --appid {DEMO_APPID} --base-url {base} -
 The WeChat-compatible API:
   T=$(curl -s "{base}/cgi-bin/token?grant_type=client_credential&appid={DEMO_APPID}&secret={DEMO_SECRET}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -s -X POST "{base}/datacube/getweanalysisappiduserportrait?access_token=$T" -d '{{"begin_date":"{begin:%Y%m%d}","end_date":"{end:%Y%m%d}"}}'
+Sending events takes the app's write-only ingest key (new each run; tokens only read):
+  IngestKey {data.ingest_key}
+  curl -s -X POST "{base}/v1/events" -H "Authorization: Bearer {data.ingest_key}" -d '{{"appid":"{DEMO_APPID}","openid":"demo-visitor","ts":"{end:%Y-%m-%d}T12:00:00+08:00","platform":"ios"}}'
 API docs: {base}/docs
 """
     )

@@ -127,7 +127,7 @@ def apps_list(data_dir: Path | None) -> None:
 @click.option("--appid", required=True)
 @DATA_DIR_OPTION
 def apps_remove(appid: str, data_dir: Path | None) -> None:
-    """Unregister an app; its tokens stop working (its events stay in the store)."""
+    """Unregister an app; its tokens and ingest key stop working (its events stay)."""
     try:
         _store(data_dir).remove_app(appid)
     except ServiceError as exc:
@@ -146,6 +146,23 @@ def apps_rotate(appid: str, data_dir: Path | None) -> None:
     except ServiceError as exc:
         fail(exc.message)
     click.echo(f"new secret for {appid} (shown once): {secret}")
+
+
+@apps.command("ingest-key")
+@click.option("--appid", required=True)
+@DATA_DIR_OPTION
+def apps_ingest_key(appid: str, data_dir: Path | None) -> None:
+    """Print a new write-only ingest key for APPID (shown once) and retire the previous.
+
+    POST /v1/events and /v1/profiles take it as `Authorization: Bearer KEY`; it reads
+    nothing, and read tokens write nothing (docs/api.md "Migrating to ingest keys").
+    """
+    try:
+        key = _store(data_dir).new_ingest_key(appid)
+    except ServiceError as exc:
+        fail(exc.message)
+    click.echo(f"new ingest key for {appid} (shown once; the previous one no longer works):")
+    click.echo(key)
 
 
 @apps.command("threshold")

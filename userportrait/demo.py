@@ -35,6 +35,8 @@ class DemoData:
     days: int
     reused: bool
     admin_key: str
+    #: The demo app's write-only key, new on every run (only its digest is stored).
+    ingest_key: str
 
 
 def _marker(data_dir: Path) -> dict[str, object] | None:
@@ -49,7 +51,8 @@ def prepare(
     data_dir: Path, *, users: int = 200_000, days: int = 40,
     on_generate: Tick | None = None, on_ingest: Tick | None = None,
 ) -> DemoData:  # fmt: skip
-    """Generate and ingest the demo events (or reuse them), register the demo apps."""
+    """Generate and ingest the demo events (or reuse them), register the demo apps and
+    give the first a new ingest key."""
     from userportrait.auth.store import AuthStore
     from userportrait.dashboard.sessions import admin_key_path, write_admin_key
     from userportrait.ingest.pipeline import ingest_file
@@ -86,4 +89,5 @@ def prepare(
             auth.add_app(appid, secret)
     key_file = admin_key_path(data_dir)
     key = key_file.read_text("utf-8").strip() if key_file.exists() else write_admin_key(data_dir)
-    return DemoData(data_dir, end, users, days, reused, key)
+    ingest_key = auth.new_ingest_key(DEMO_APPID)
+    return DemoData(data_dir, end, users, days, reused, key, ingest_key)

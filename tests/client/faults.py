@@ -61,6 +61,7 @@ class EventsServer:
     settings: Settings
     running: ExitStack
     spoiler: Spoiler
+    key: str  # B's ingest key: what sends take (issue 24)
 
     def stored(self, appid: str = B) -> int:
         """Events of ``appid`` in the lake, once the server stopped (so all WAL is loaded)."""
@@ -82,7 +83,9 @@ def events_server(tmp_path: Path) -> Iterator[EventsServer]:
         live_max_batch_records=1000, live_flush_interval_ms=50,
     )  # fmt: skip
     settings.data_dir.mkdir(parents=True)
-    AuthStore(settings.data_dir / "meta.sqlite").add_app(B, SECRET)
+    auth = AuthStore(settings.data_dir / "meta.sqlite")
+    auth.add_app(B, SECRET)
+    key = auth.new_ingest_key(B)
     spoilers: list[Spoiler] = []
 
     def wrap(app: ASGIApp) -> Spoiler:
@@ -91,7 +94,7 @@ def events_server(tmp_path: Path) -> Iterator[EventsServer]:
 
     with ExitStack() as running:
         url = running.enter_context(live_server(settings, wrap))
-        yield EventsServer(url, settings, running, spoilers[0])
+        yield EventsServer(url, settings, running, spoilers[0], key)
 
 
 def sent_lines(request: httpx.Request) -> list[dict[str, Any]]:

@@ -15,7 +15,6 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from tests.client.faults import B, EventsServer
-from tests.server import SECRET
 
 DOC = (Path(__file__).parents[2] / "docs" / "clients.md").read_text("utf-8")
 NODE = shutil.which("node")
@@ -30,7 +29,8 @@ def block(lang: str, name: str) -> str:
 
 
 def test_the_fastapi_backend(events_server: EventsServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in {"BASE": events_server.url, "APPID": B, "SECRET": SECRET}.items():
+    env = {"BASE": events_server.url, "APPID": B, "INGEST_KEY": events_server.key}
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     ns: dict[str, Any] = {"__name__": "clients_doc"}
     exec(compile(block("python", "fastapi"), "docs/clients.md: fastapi", "exec"), ns)
@@ -58,7 +58,7 @@ const { PortraitSender } = require("./portrait-sender");
 (async () => {
   const failed = [];
   const s = new PortraitSender({ baseUrl: process.env.BASE, appid: process.env.APPID,
-    secret: process.env.SECRET, batchSize: 1000, maxIntervalMs: 60000,
+    ingestKey: process.env.INGEST_KEY, batchSize: 1000, maxIntervalMs: 60000,
     onError: (events, err) => failed.push(err.message) });
   const answers = [], bodies = [];
   const post = s.post.bind(s);
@@ -71,7 +71,7 @@ const { PortraitSender } = require("./portrait-sender");
 })();
 """)
     events_server.spoiler.faults.append(503)  # the first batch is stored, then answered 503
-    env = {"BASE": events_server.url, "APPID": B, "SECRET": SECRET}
+    env = {"BASE": events_server.url, "APPID": B, "INGEST_KEY": events_server.key}
     out = subprocess.run([NODE, "drive.js"], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr

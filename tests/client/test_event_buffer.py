@@ -27,6 +27,8 @@ from userportrait.client import (
     Retry,
 )
 
+KEY = "upik_" + "k" * 43
+
 
 def visit(i: int) -> dict[str, Any]:
     return {"openid": f"u{i}", "ts": 1718000000 + i, "model": "iPhone 13<iPhone14,5>"}
@@ -61,7 +63,7 @@ class Recorder:
 
 
 def client(server: Recorder) -> Client:
-    return Client("http://x", B, SECRET, httpx.MockTransport(server),
+    return Client("http://x", B, SECRET, httpx.MockTransport(server), ingest_key=KEY,
                   retry=Retry(attempts=2, backoff_s=0.001))  # fmt: skip
 
 
@@ -164,7 +166,7 @@ def test_full_buffer_blocks_when_asked() -> None:
 
 
 def test_many_threads_against_the_real_server(events_server: EventsServer) -> None:
-    with Client(events_server.url, B, SECRET) as c:
+    with Client(events_server.url, B, ingest_key=events_server.key) as c:
         with EventBuffer(c, max_events=300, max_interval_s=0.05) as buf:
 
             def work(t: int) -> None:
@@ -180,6 +182,13 @@ def test_many_threads_against_the_real_server(events_server: EventsServer) -> No
     assert events_server.stored() == 4000
 
 
+def test_a_buffer_needs_a_client_with_the_ingest_key() -> None:
+    with Client("http://x", B, SECRET) as c, pytest.raises(ValueError, match="ingest key"):
+        EventBuffer(c)
+    with pytest.raises(ValueError, match="ingest key"):
+        AsyncEventBuffer(AsyncClient("http://x", B, SECRET))
+
+
 def test_flushed_at_interpreter_exit() -> None:
     code = """if True:
         import httpx
@@ -190,7 +199,8 @@ def test_flushed_at_interpreter_exit() -> None:
             n = len(request.content and __import__("gzip").decompress(request.content).splitlines())
             print("sent", n, flush=True)
             return httpx.Response(200, json={"errcode": 0, "errmsg": "ok", "accepted": n, "rejected": []})
-        c = Client("http://x", "wxb000000000000017", "s", httpx.MockTransport(server))
+        c = Client("http://x", "wxb000000000000017", "s", httpx.MockTransport(server),
+                   ingest_key="upik_k")
         buf = EventBuffer(c, max_interval_s=60)
         for i in range(3):
             buf.add({"openid": f"u{i}", "ts": 1718000000})
@@ -203,7 +213,7 @@ def test_flushed_at_interpreter_exit() -> None:
 
 def test_async_twin(events_server: EventsServer) -> None:
     async def run() -> BufferStats:
-        async with AsyncClient(events_server.url, B, SECRET) as c:
+        async with AsyncClient(events_server.url, B, ingest_key=events_server.key) as c:
             async with AsyncEventBuffer(c, max_events=100, max_interval_s=60) as buf:
                 for sends in (1, 2):
                     for i in range(100):
@@ -228,7 +238,8 @@ def test_async_flushes_on_time_and_drops_at_exit_loudly(caplog: pytest.LogCaptur
     lost: list[list[dict[str, Any]]] = []
 
     async def run() -> AsyncEventBuffer:
-        async with AsyncClient("http://x", B, SECRET, httpx.MockTransport(server)) as c:
+        async with AsyncClient("http://x", B, SECRET, httpx.MockTransport(server),
+                               ingest_key=KEY) as c:  # fmt: skip
             buf = AsyncEventBuffer(c, max_interval_s=0.1, on_error=lambda ev, _: lost.append(ev))
             await buf.start()
             await buf.add(visit(0))

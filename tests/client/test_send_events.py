@@ -28,6 +28,7 @@ from userportrait.client import (
 )
 
 FAST = Retry(backoff_s=0.001)
+KEY = "upik_" + "k" * 43
 USERS = 250
 
 
@@ -63,13 +64,16 @@ def portrait_when_loaded(c: Client) -> Any:
 
 def test_batches_of_the_server_limit_gzipped(events_server: EventsServer) -> None:
     wire = Faults()
-    with Client(events_server.url, B, SECRET, wire) as c:
+    with Client(events_server.url, B, SECRET, wire, ingest_key=events_server.key) as c:
         summary = c.send_events(events(), batch_size=1000)
         assert summary == SendSummary(accepted=2500, requests=3)
         assert portrait_when_loaded(c) == PORTRAIT
     assert [len(sent_lines(r)) for r in wire.attempts] == [1000, 1000, 500]
     assert {r.headers["content-encoding"] for r in wire.attempts} == {"gzip"}
     assert {r.headers["content-type"] for r in wire.attempts} == {"application/x-ndjson"}
+    # the ingest key, never a read token (issue 24)
+    assert {r.headers["authorization"] for r in wire.attempts} == {f"Bearer {events_server.key}"}
+    assert all("access_token" not in r.url.params for r in wire.attempts)
     lines = [line for r in wire.attempts for line in sent_lines(r)]
     assert len({line["event_id"] for line in lines}) == 2500
     assert {line["appid"] for line in lines} == {B}
@@ -78,7 +82,7 @@ def test_batches_of_the_server_limit_gzipped(events_server: EventsServer) -> Non
 
 def test_a_batch_over_the_server_limit_is_split(events_server: EventsServer) -> None:
     wire = Faults()
-    with Client(events_server.url, B, SECRET, wire) as c:
+    with Client(events_server.url, B, SECRET, wire, ingest_key=events_server.key) as c:
         summary = c.send_events(events())  # 10,000 a batch; this server takes 1,000
     # 2500 -> 413; 1250 -> 413; 625, 625; 1250 -> 413; 625, 625
     assert [len(sent_lines(r)) for r in wire.attempts] == [2500, 1250, 625, 625, 1250, 625, 625]
@@ -91,7 +95,7 @@ def test_retry_after_the_server_stored_the_batch_counts_once(
     events_server: EventsServer, faults: tuple[str, ...]
 ) -> None:
     wire = Faults(*faults)
-    with Client(events_server.url, B, SECRET, wire, retry=FAST) as c:
+    with Client(events_server.url, B, SECRET, wire, ingest_key=events_server.key, retry=FAST) as c:
         summary = c.send_events(events(), batch_size=1000)
         assert portrait_when_loaded(c) == PORTRAIT
     spoiled = sum(f != "ok" for f in faults)
@@ -104,6 +108,7 @@ def test_retry_after_the_server_stored_the_batch_counts_once(
 def test_retry_after_is_honoured(events_server: EventsServer) -> None:
     waits: list[float] = []
     with Client(events_server.url, B, SECRET, Faults("429:7", "503:2"), retry=FAST,
+                ingest_key=events_server.key,
                 sleep=waits.append) as c:  # fmt: skip
         assert c.send_events(events(10)).accepted == 10
     assert len(waits) == 2 and 7 <= waits[0] < 7.01 and 2 <= waits[1] < 2.01
@@ -127,13 +132,13 @@ def test_rejected_events_keep_their_index_and_reason(events_server: EventsServer
     sent[3] = {"ts": "2024-06-10T00:00:00Z"}
     sent[1200] = {"openid": "x", "ts": "yesterday"}
     sent[1201] = {"openid": "x", "ts": "2024-06-10T00:00:00Z", "appid": "wxb000000000000099"}
-    with Client(events_server.url, B, SECRET) as c:
+    with Client(events_server.url, B, ingest_key=events_server.key) as c:  # no secret: writes only
         summary = c.send_events(sent, batch_size=1000)
     assert summary.accepted == 1497 and summary.requests == 2
     assert [(r.index, r.reason) for r in summary.rejected] == [
         (3, "openid is missing"),
         (1200, "ts is not a timestamp: yesterday"),
-        (1201, "appid does not match the access_token's app"),
+        (1201, "appid does not match the ingest key's app"),
     ]
     assert summary.rejected[0].event["ts"] == "2024-06-10T00:00:00Z"
 
@@ -156,7 +161,7 @@ def test_fields_filled_once_and_datetimes_with_offsets() -> None:
         {"openid": "a", "ts": 1718000000, "event_id": "e1", "appid": B},
         {"openid": "a", "ts": 1718000000, "event_id": "e1"},  # the same event twice
     ]  # fmt: skip
-    with Client("http://x", B, SECRET, httpx.MockTransport(server)) as c:
+    with Client("http://x", B, SECRET, httpx.MockTransport(server), ingest_key=KEY) as c:
         summary = c.send_events(given, gzip=False)
         with pytest.raises(ValueError, match="naive datetime"):
             c.send_events([{"openid": "a", "ts": dt.datetime(2024, 6, 10)}])
@@ -164,6 +169,7 @@ def test_fields_filled_once_and_datetimes_with_offsets() -> None:
             c.send_events([{"openid": "a", "ts": 1718000000, "tags": {1, 2}}])
     assert summary == SendSummary(accepted=3, duplicates=1, requests=1)
     assert "content-encoding" not in seen[0].headers
+    assert seen[0].headers["authorization"] == f"Bearer {KEY}" and not seen[0].url.params
     first, second, third = sent_lines(seen[0])
     assert len(first.pop("event_id")) == 32
     assert first == {"openid": "a", "ts": "2024-06-10T09:30:00+08:00", "ip": "1.2.4.8",
@@ -171,6 +177,15 @@ def test_fields_filled_once_and_datetimes_with_offsets() -> None:
                      "user_agent": "Mozilla/5.0 MicroMessenger/8.0.47", "appid": B}  # fmt: skip
     assert second == third == {"openid": "a", "ts": 1718000000, "event_id": "e1", "appid": B}
     assert "event_id" not in given[0]  # the caller's dicts are not changed
+
+
+def test_sending_needs_the_ingest_key() -> None:
+    calls: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda r: calls.append(r) or httpx.Response(500))
+    with Client("http://x", B, SECRET, transport) as c:
+        with pytest.raises(ValueError, match="needs the app's ingest key.*apps ingest-key"):
+            c.send_events(events(3))
+    assert calls == []  # refused before anything went out, not with a token
 
 
 def answering(*answers: httpx.Response) -> tuple[list[httpx.Request], httpx.MockTransport]:
@@ -195,11 +210,11 @@ def answering(*answers: httpx.Response) -> tuple[list[httpx.Request], httpx.Mock
 )  # fmt: skip
 def test_other_4xx_and_error_bodies_are_not_retried(answer: httpx.Response, cls: type) -> None:
     seen, transport = answering(answer)
-    with Client("http://x", B, SECRET, transport, retry=FAST) as c:
+    with Client("http://x", B, SECRET, transport, ingest_key=KEY, retry=FAST) as c:
         with pytest.raises(EventsNotSent) as info:
             c.send_events(events(1500), batch_size=1000)
-    attempts = 2 if cls is InvalidCredential else 1  # 40001: once more with a new token
-    assert len(seen) == attempts and isinstance(info.value.error, cls)
+    # 40001 too: an ingest key is no token to refresh (a rotated key stays retired)
+    assert len(seen) == 1 and isinstance(info.value.error, cls)
     assert info.value.summary == SendSummary(requests=1)
     assert len(info.value.unsent) == 1500  # this batch and the next, ids included
     assert all(len(e["event_id"]) == 32 for e in info.value.unsent)
@@ -210,7 +225,9 @@ def test_retries_give_up_with_the_unsent_events() -> None:
     busy = httpx.Response(503, headers={"Retry-After": "0"}, json={"errcode": -1,
                           "errmsg": "system busy, retry later rid: a"})  # fmt: skip
     seen, transport = answering(ok, busy)
-    with Client("http://x", B, SECRET, transport, retry=Retry(attempts=3, backoff_s=0.001)) as c:
+    with Client(
+        "http://x", B, SECRET, transport, ingest_key=KEY, retry=Retry(attempts=3, backoff_s=0.001)
+    ) as c:
         with pytest.raises(EventsNotSent) as info:
             c.send_events(events(2500), batch_size=1000)
     assert len(seen) == 4  # one ok, then three tries of the second batch
@@ -224,7 +241,8 @@ def test_async_twin(events_server: EventsServer) -> None:
     wire = AsyncFaults("ok", "503", "drop")
 
     async def run() -> SendSummary:
-        async with AsyncClient(events_server.url, B, SECRET, wire, retry=FAST) as c:
+        async with AsyncClient(events_server.url, B, SECRET, wire, retry=FAST,
+                               ingest_key=events_server.key) as c:  # fmt: skip
             return await c.send_events(events(), batch_size=1000)
 
     assert asyncio.run(run()) == SendSummary(accepted=2500, requests=5, resent=2000)

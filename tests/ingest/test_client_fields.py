@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import write_ndjson
 from tests.portrait.test_devices import UA_ANDROID_XIAOMI, UA_HARMONY_NEXT, UA_WINDOWS
-from tests.server import asgi_client
+from tests.server import asgi_client, ingest_headers
 from userportrait.auth.store import AuthStore
 from userportrait.engine import get_engine
 from userportrait.ingest.pipeline import ingest_file
@@ -132,7 +132,8 @@ async def test_live_ingest_derives_device_and_platform(settings: Settings) -> No
             )
         ).json()["access_token"]
         t = {"access_token": token}
-        res = await c.post("/v1/events", params=t, content=json.dumps(EVENTS))
+        w = ingest_headers(live, A)
+        res = await c.post("/v1/events", headers=w, content=json.dumps(EVENTS))
         assert res.json()["accepted"] == len(EVENTS)
         deadline = time.monotonic() + 20
         while True:

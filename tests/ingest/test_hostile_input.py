@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from tests.ingest.test_live import SECRET as LIVE_SECRET
-from tests.ingest.test_live import A, ev, tok
-from tests.server import CLOUD, PATH, asgi_client, live_server, prepare, token
+from tests.ingest.test_live import A, ev
+from tests.server import CLOUD, PATH, asgi_client, ingest_headers, live_server, prepare, token
 from userportrait.auth.store import AuthStore
 from userportrait.errors import PayloadTooLarge
 from userportrait.ingest.pipeline import ingest_file
@@ -45,8 +45,8 @@ def live_settings(settings: Settings) -> Settings:
 
 async def post_events(settings: Settings, body: bytes, **headers: str) -> httpx.Response:
     async with asgi_client(settings) as c:
-        res = await c.post("/v1/events", params=await tok(c), content=body,
-                           headers=headers)  # fmt: skip
+        res = await c.post("/v1/events", content=body,
+                           headers={**ingest_headers(settings, A), **headers})  # fmt: skip
         return res
 
 
@@ -189,19 +189,19 @@ async def test_an_over_limit_body_is_refused_while_it_streams_in(live_settings: 
             yield b" " * 65536
 
     async with asgi_client(small) as c:
-        t = await tok(c)
-        res = await c.post("/v1/events", params=t, content=chunks())
+        w = ingest_headers(small, A)
+        res = await c.post("/v1/events", headers=w, content=chunks())
         assert res.status_code == 413 and res.json()["errcode"] == 45002
         assert pulled <= 3
         # A Content-Length over the limit is refused before any of the body is read.
         pulled = 0
-        res = await c.post("/v1/events", params=t, content=chunks(),
-                           headers={"content-length": str(64 * 2**20)})  # fmt: skip
+        res = await c.post("/v1/events", content=chunks(),
+                           headers={**w, "content-length": str(64 * 2**20)})  # fmt: skip
         assert res.status_code == 413 and pulled <= 1
         # gzip: the decoded size counts, and decoding stops at the limit.
         bomb = gzip.compress(b" " * 50_000_000)
-        res = await c.post("/v1/events", params=t, content=bomb,
-                           headers={"content-encoding": "gzip"})  # fmt: skip
+        res = await c.post("/v1/events", content=bomb,
+                           headers={**w, "content-encoding": "gzip"})  # fmt: skip
         assert res.status_code == 413 and res.json()["errcode"] == 45002
 
 

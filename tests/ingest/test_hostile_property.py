@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from tests.ingest.test_live import SECRET, A, tok
-from tests.server import asgi_client
+from tests.ingest.test_live import SECRET, A
+from tests.server import asgi_client, ingest_headers
 from userportrait.api.body import Gunzip
 from userportrait.auth.store import AuthStore
 from userportrait.ingest.pipeline import ingest_file
@@ -178,18 +178,18 @@ async def test_live_route_counts_each_good_record_once(settings: Settings) -> No
     live = settings.replace(wechat_limits=False, live_flush_interval_ms=100)
     sent: list[str] = []
     async with asgi_client(live) as c:
-        t = await tok(c)
+        w = ingest_headers(live, A)
 
         @hsettings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
         @given(MIXTURE, FRAMING)
         def check(
             items: list[tuple[bytes, str | None, str | None]], framing: tuple[bytes, int]
         ) -> None:
-            headers = {"content-encoding": "gzip"} if framing[1] else {}
+            headers = {**w, "content-encoding": "gzip"} if framing[1] else w
             body = body_of(items, *framing)
 
             async def post() -> httpx.Response:
-                return await c.post("/v1/events", params=t, content=body, headers=headers)
+                return await c.post("/v1/events", content=body, headers=headers)
 
             res = anyio.from_thread.run(post)
             answer = res.json()

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ingest_in_a_fresh_process, load, write_ndjson
 from tests.fixtures import IP_VISITS
-from tests.server import asgi_client
+from tests.server import asgi_client, ingest_headers
 from userportrait.auth.store import AuthStore
 from userportrait.engine import get_engine
 from userportrait.portrait.query import PortraitQuery
@@ -133,7 +133,7 @@ def test_live_ingest_regions_from_ip(settings: Settings) -> None:
                 params={"grant_type": "client_credential", "appid": A, "secret": "ip-secret"},
             )
             t = {"access_token": res.json()["access_token"]}
-            res = await c.post("/v1/events", params=t, json=EVENTS)
+            res = await c.post("/v1/events", headers=ingest_headers(live, A), json=EVENTS)
             assert res.json() == {
                 "errcode": 0,
                 "errmsg": "ok",

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from tests.server import asgi_client
+from tests.server import asgi_client, ingest_headers
 from userportrait.auth.store import AuthStore
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
@@ -73,26 +73,27 @@ async def wait_active(c: httpx.AsyncClient, t: dict[str, str], n: int) -> None:
 async def test_batch_acknowledged_and_visible(live_settings: Settings) -> None:
     async with asgi_client(live_settings) as c:
         t = await tok(c)
+        w = ingest_headers(live_settings, A)
         lines = [ev(1), {"appid": A, "ts": "2024-06-10T10:00:00Z"}, ev(2, age=-1),
                  {"appid": "wxother", "openid": "x", "ts": "2024-06-10T10:00:00Z"}, ev(3, device="iPhone 13")]  # fmt: skip
         ndjson = "\n".join(json.dumps(x) for x in lines) + "\n{broken\n"
-        res = await c.post("/v1/events", params=t, content=ndjson)
+        res = await c.post("/v1/events", headers=w, content=ndjson)
         assert res.json() == {
             "errcode": 0, "errmsg": "ok", "accepted": 2,
             "rejected": [
                 {"index": 1, "reason": "openid is missing"},
                 {"index": 2, "reason": "age is not a whole number of years in 0..150: -1"},
-                {"index": 3, "reason": "appid does not match the access_token's app"},
+                {"index": 3, "reason": "appid does not match the ingest key's app"},
                 {"index": 5, "reason": "not valid JSON"},
             ],
         }  # fmt: skip
         gz = gzip.compress(json.dumps([ev(4), ev(5)]).encode())
-        res = await c.post("/v1/events", params=t, content=gz, headers={"content-encoding": "gzip"})
+        res = await c.post("/v1/events", headers={**w, "content-encoding": "gzip"}, content=gz)
         assert res.json()["accepted"] == 2
         # retries with the same event_id count once
         for _ in range(3):
             await c.post(
-                "/v1/events", params=t, json=[ev(6, event_id="e-6"), ev(7, event_id="e-7")]
+                "/v1/events", headers=w, json=[ev(6, event_id="e-6"), ev(7, event_id="e-7")]
             )
         await wait_active(c, t, 6)
 
@@ -101,28 +102,28 @@ async def test_batch_acknowledged_and_visible(live_settings: Settings) -> None:
 async def test_limits(live_settings: Settings) -> None:
     small = live_settings.replace(live_max_batch_records=3, live_max_body_bytes=2000)
     async with asgi_client(small) as c:
-        t = await tok(c)
-        res = await c.post("/v1/events", params=t, json=[ev(i) for i in range(4)])
+        w = ingest_headers(small, A)
+        res = await c.post("/v1/events", headers=w, json=[ev(i) for i in range(4)])
         assert res.status_code == 413 and res.json()["errcode"] == 45002
-        res = await c.post("/v1/events", params=t, content=b"[" + b" " * 3000 + b"]")
+        res = await c.post("/v1/events", headers=w, content=b"[" + b" " * 3000 + b"]")
         assert res.status_code == 413
-        res = await c.post(
-            "/v1/events", params=t, content=b"x", headers={"content-encoding": "gzip"}
-        )
+        res = await c.post("/v1/events", content=b"x", headers={**w, "content-encoding": "gzip"})
         assert res.json()["errcode"] == 47001
         res = await c.post("/v1/events", json=[ev(1)])
         assert res.json()["errcode"] == 41001
+        res = await c.post("/v1/events", params=await tok(c), json=[ev(1)])
+        assert res.json()["errcode"] == 48001  # a read token does not write (issue 24)
 
 
 @pytest.mark.anyio
 async def test_backpressure_is_a_clear_retryable_error(live_settings: Settings) -> None:
     tight = live_settings.replace(live_max_pending_events=5, live_flush_interval_ms=60_000)
     async with asgi_client(tight) as c:
-        t = await tok(c)
-        assert (await c.post("/v1/events", params=t, json=[ev(i) for i in range(5)])).json()[
+        w = ingest_headers(tight, A)
+        assert (await c.post("/v1/events", headers=w, json=[ev(i) for i in range(5)])).json()[
             "accepted"
         ] == 5
-        res = await c.post("/v1/events", params=t, json=[ev(9)])
+        res = await c.post("/v1/events", headers=w, json=[ev(9)])
         assert res.status_code == 503 and res.headers["retry-after"] == "1"
         assert res.json()["errcode"] == -1 and "retry later" in res.json()["errmsg"]
 
@@ -144,7 +145,7 @@ FIELD = st.sampled_from(["appid", "openid", "ts", "age", "gender", "province", "
 @pytest.mark.anyio
 async def test_random_malformed_payloads(live_settings: Settings) -> None:
     async with asgi_client(live_settings) as c:
-        t = await tok(c)
+        w = ingest_headers(live_settings, A)
         sent_valid: set[str] = set()
 
         @hsettings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -156,7 +157,7 @@ async def test_random_malformed_payloads(live_settings: Settings) -> None:
             res = httpx.Response(200)
             import anyio
 
-            res = anyio.from_thread.run(lambda: c.post("/v1/events", params=t, json=batch))
+            res = anyio.from_thread.run(lambda: c.post("/v1/events", headers=w, json=batch))
             body = res.json()
             assert res.status_code == 200 and body["errcode"] == 0
             assert body["accepted"] + len(body["rejected"]) == len(batch)
@@ -167,7 +168,7 @@ async def test_random_malformed_payloads(live_settings: Settings) -> None:
         await anyio_to_thread(check)
         assert (await c.get("/healthz")).json()["status"] == "ok"
         lake = Lake(live_settings)
-        await c.post("/v1/events", params=t, json=[ev(-1)])
+        await c.post("/v1/events", headers=w, json=[ev(-1)])
         deadline = time.monotonic() + 20
         while True:
             paths = lake.paths(A)
@@ -233,6 +234,7 @@ def server_proc(tmp_path: Path) -> Iterator[tuple[Path, Any, Any]]:
 @pytest.mark.serial
 def test_sigkill_loses_no_acknowledged_event(server_proc: tuple[Path, Any, Any]) -> None:
     data, start, kill = server_proc
+    key = AuthStore(data / "meta.sqlite").new_ingest_key(A)
     url = start()
     acked: set[str] = set()
     sent: set[str] = set()
@@ -240,10 +242,6 @@ def test_sigkill_loses_no_acknowledged_event(server_proc: tuple[Path, Any, Any])
 
     def stream() -> None:
         with httpx.Client(base_url=url, timeout=10) as c:
-            t = c.get(
-                "/cgi-bin/token",
-                params={"grant_type": "client_credential", "appid": A, "secret": SECRET},
-            ).json()
             n = 0
             while not stop.is_set():
                 batch = [ev(n + i, event_id=f"k{n + i}") for i in range(200)]
@@ -251,7 +249,7 @@ def test_sigkill_loses_no_acknowledged_event(server_proc: tuple[Path, Any, Any])
                 sent.update(e["event_id"] for e in batch)
                 try:
                     res = c.post(
-                        "/v1/events", params={"access_token": t["access_token"]}, json=batch
+                        "/v1/events", headers={"Authorization": f"Bearer {key}"}, json=batch
                     )
                 except httpx.HTTPError:
                     return

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import load, write_ndjson
-from tests.server import asgi_client
+from tests.server import asgi_client, ingest_headers
 from userportrait.auth.store import AuthStore
 from userportrait.cli import cli
 from userportrait.engine import get_engine
@@ -119,10 +119,13 @@ async def test_post_profiles_answers_restates_and_survives_a_restart(settings: S
 
     async with asgi_client(settings) as c:
         t = await tok(c)
+        w = ingest_headers(settings, A)
         assert await gender_rows(c, t) == [{"id": 0, "name": "未知", "value": 2}]  # cached now
         assert (await c.post("/v1/profiles", json=[{"appid": A, "openid": "a"}])).json()[
             "errcode"
         ] == 41001
+        res = await c.post("/v1/profiles", params=t, json=[{"appid": A, "openid": "a"}])
+        assert res.json()["errcode"] == 48001  # a read token does not write (issue 24)
         body = [
             {"appid": A, "openid": "a", "gender": "m"},
             {"appid": A, "gender": 2},
@@ -130,12 +133,12 @@ async def test_post_profiles_answers_restates_and_survives_a_restart(settings: S
             {"appid": A, "openid": "b", "birth_date": "tomorrow"},
             {"appid": A, "openid": "b", "gender": 2, "updated_at": "9999-01-01"},  # issue 24
         ]
-        res = await c.post("/v1/profiles", params=t, json=body)
+        res = await c.post("/v1/profiles", headers=w, json=body)
         assert res.json() == {
             "errcode": 0, "errmsg": "ok", "accepted": 1,
             "rejected": [
                 {"index": 1, "reason": "openid is missing"},
-                {"index": 2, "reason": "appid does not match the access_token's app"},
+                {"index": 2, "reason": "appid does not match the ingest key's app"},
                 {"index": 3, "reason": "birth_date is not a date (YYYY-MM-DD or YYYYMMDD): tomorrow"},
                 {"index": 4, "reason": "updated_at is more than a day after the time of ingest: 9999-01-01"},
             ],
@@ -144,11 +147,9 @@ async def test_post_profiles_answers_restates_and_survives_a_restart(settings: S
         assert await gender_rows(c, t) == [{"id": 0, "name": "未知", "value": 1},
                                            {"id": 1, "name": "男", "value": 1}]  # fmt: skip
         gz = gzip.compress(b'{"appid": "wxprof0000000001", "openid": "b", "gender": "f"}\n')
-        res = await c.post(
-            "/v1/profiles", params=t, content=gz, headers={"content-encoding": "gzip"}
-        )
+        res = await c.post("/v1/profiles", content=gz, headers={**w, "content-encoding": "gzip"})
         assert res.json() == {"errcode": 0, "errmsg": "ok", "accepted": 1, "rejected": []}
-        assert (await c.post("/v1/profiles", params=t, content=b"")).json()["errcode"] == 44002
+        assert (await c.post("/v1/profiles", headers=w, content=b"")).json()["errcode"] == 44002
     async with asgi_client(settings) as c:  # a restart: what was acknowledged is there
         t = await tok(c)
         assert await gender_rows(c, t) == [{"id": 1, "name": "男", "value": 1},

@@ -88,7 +88,7 @@ def test_rejects_name_the_field(fields: dict[str, Any], reason: str) -> None:
 
 
 def test_the_tokens_app_only() -> None:
-    with pytest.raises(ProfileError, match="appid does not match the access_token's app"):
+    with pytest.raises(ProfileError, match="appid does not match the ingest key's app"):
         check_profile({"appid": A, "openid": "u"}, NOW, parse_ts_us, "wxother")
     with pytest.raises(ProfileError, match="not a JSON object"):
         check_profile([A], NOW, parse_ts_us)

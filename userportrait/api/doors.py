@@ -45,7 +45,13 @@ from userportrait.api.errors import ERROR_ANSWERED, WeChatJSON, error_body, rid_
 from userportrait.auth import allowlist
 from userportrait.auth.security import APPID_HEADER, SIGNATURE_HEADER, AppKeys, open_request
 from userportrait.dashboard.sessions import COOKIE, Session
-from userportrait.errors import NoSymmetricKey, ServiceError, Unauthorized
+from userportrait.errors import (
+    AuthError,
+    InvalidCredential,
+    NoSymmetricKey,
+    ServiceError,
+    Unauthorized,
+)
 from userportrait.json_body import json_object
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.request import make_query
@@ -264,6 +270,46 @@ async def token_reader(request: Request, token: str | None) -> str:
     passed(request, Step.READ)
     appid: str = await run_in_threadpool(request.app.state.auth.appid_for, token)
     return appid
+
+
+WRITES_NEED_THE_KEY: Final = (
+    "writes need the app's ingest key as Authorization: Bearer KEY "
+    "(userportrait apps ingest-key --appid APPID); access tokens only read"
+)
+
+
+async def writer(request: Request) -> str:
+    """The appid whose ingest key the request carries (``Authorization: Bearer KEY``), from
+    a listed address.
+
+    A read token instead (``access_token=`` or Bearer) is 48001, so a reader cannot post
+    fake users past the small-count threshold (docs/privacy.md).
+    """
+    passed(request, Step.WRITE)
+    state = request.app.state
+    header = request.headers.get("authorization", "")
+    key = header[7:].strip() if header[:7].lower() == "bearer " else None
+    if not key and request.query_params.get("access_token"):
+        raise Unauthorized(WRITES_NEED_THE_KEY)
+    try:
+        appid: str = await run_in_threadpool(state.auth.appid_for_ingest_key, key)
+    except InvalidCredential:
+        if await run_in_threadpool(_is_read_token, state, key or ""):
+            raise Unauthorized(WRITES_NEED_THE_KEY) from None
+        raise
+    await allow_list(request, appid)
+    return appid
+
+
+def _is_read_token(state: Any, token: str) -> bool:
+    """Whether ``token`` is (or was) a token of the read side: an app's or an authorizer's."""
+    try:
+        state.callers.resolve(token)
+    except InvalidCredential:
+        return False
+    except AuthError:  # expired, or an authorizer's without the permission: still a token
+        return True
+    return True
 
 
 async def reads_app(request: Request, appid: str) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 
 from userportrait.api.doors import Step, door
 from userportrait.api.errors import WeChatJSON
-from userportrait.api.events import answer, records_of
+from userportrait.api.events import INGEST_KEY, answer, records_of
 from userportrait.ingest.profiles import submit_profiles
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -19,11 +19,10 @@ router = APIRouter(prefix="/v1", tags=["ingest"])
 @door(Step.WRITE, Step.ALLOW_LIST, Step.BODY)
 async def post_profiles(
     request: Request,
-    access_token: Annotated[str | None, Query(description="The app's access_token")] = None,
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(description=INGEST_KEY)] = None,  # doors.writer
     content_encoding: Annotated[str | None, Header()] = None,  # read by read_body; in OpenAPI
 ) -> WeChatJSON:
-    appid, records = await records_of(request, access_token, authorization)
+    appid, records = await records_of(request)
     # Acknowledged only once written, flushed and committed (profiles need no WAL).
     report = await run_in_threadpool(submit_profiles, request.app.state.lake, records, appid)
     return answer(report.accepted, report.rejected)

@@ -7,6 +7,13 @@ left, and ``force_refresh`` replaces it at once, at most 20 times a day and 30 s
 Only SHA-256 digests of tokens and scrypt digests of secrets are stored, so neither can be
 read back from the file; a stable token is derived again from the server key and its epoch
 (``auth/keys.py``). Tokens survive restarts.
+
+Credentials are split by scope (issue 24, SPEC §6): tokens read and never write; an app's
+one **ingest key** (``upik_…``, kept as a SHA-256 digest) writes — ``POST /v1/events`` and
+``/v1/profiles`` — and never reads, so a reader cannot inject fake users to undo the
+small-count threshold. A new key retires the previous at once. Keys are looked up in the
+file on every request, not cached, so ``apps ingest-key`` / ``apps remove`` run by the CLI
+take effect in a running server at once.
 """
 
 from __future__ import annotations
@@ -49,7 +56,12 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE INDEX IF NOT EXISTS tokens_app ON tokens(appid, kind);
 CREATE TABLE IF NOT EXISTS force_refresh (appid TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS stable_epochs (appid TEXT PRIMARY KEY, epoch INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ingest_keys (
+    appid TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, created_at REAL NOT NULL
+);
 """
+#: Ingest keys start with this, so a leaked one is recognised (and told from a token).
+INGEST_KEY_PREFIX: Final = "upik_"
 #: Versions before issue 16 kept stable tokens in plain text; dropped (and the file vacuumed).
 LEGACY_PLAIN: Final = "stable_plain"
 FORCE_REFRESH_PER_DAY: Final = 20
@@ -134,6 +146,7 @@ class AuthStore:
             if con.execute("DELETE FROM apps WHERE appid = ?", (appid,)).rowcount == 0:
                 raise InvalidAppId(f"{appid} is not registered")
             con.execute("DELETE FROM tokens WHERE appid = ?", (appid,))
+            con.execute("DELETE FROM ingest_keys WHERE appid = ?", (appid,))
 
     def grant(self, appid: str) -> str | None:
         """A digest that changes whenever the app's secret does; None once it is removed
@@ -276,3 +289,30 @@ class AuthStore:
                 raise InvalidCredential()
             raise AccessTokenExpired()
         return str(appid)
+
+    # -- ingest keys -----------------------------------------------------------------------
+    def new_ingest_key(self, appid: str) -> str:
+        """A new write-only key for ``appid``; the previous one stops working at once."""
+        key = INGEST_KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._db() as con, transaction(con):
+            if con.execute("SELECT 1 FROM apps WHERE appid = ?", (appid,)).fetchone() is None:
+                raise InvalidAppId(f"{appid} is not registered")
+            con.execute(
+                "INSERT INTO ingest_keys(appid, digest, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(appid) DO UPDATE SET digest = excluded.digest, "
+                "created_at = excluded.created_at",
+                (appid, token_digest(key), self.now()),
+            )
+        return key
+
+    def appid_for_ingest_key(self, key: str | None) -> str:
+        """The appid whose live ingest key ``key`` is; 41001 / 40001 otherwise."""
+        if not key:
+            raise AccessTokenMissing("send the app's ingest key as Authorization: Bearer KEY")
+        with self._db() as con:
+            row = con.execute(
+                "SELECT appid FROM ingest_keys WHERE digest = ?", (token_digest(key),)
+            ).fetchone()
+        if row is None:
+            raise InvalidCredential("not a live ingest key (userportrait apps ingest-key)")
+        return str(row[0])

@@ -1,6 +1,7 @@
 """Python client for userportrait's WeChat-compatible and native APIs (imports only httpx).
 
-``Client`` / ``AsyncClient`` read portraits and send events (``send_events``);
+``Client`` / ``AsyncClient`` read portraits (appid + secret) and send events
+(``send_events``, with the app's ``ingest_key``);
 ``EventBuffer`` / ``AsyncEventBuffer`` send from a web backend (docs/clients.md). Errors are
 the server's own classes (``userportrait.errors``), mapped back from errcodes.
 """

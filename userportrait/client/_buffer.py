@@ -3,7 +3,8 @@
 A request handler calls ``add(event)`` and returns; the buffer sends what it holds when
 ``max_events`` are waiting or ``max_interval_s`` after the oldest waiting event arrived,
 and on ``close()`` (or leaving the ``with`` block, or interpreter exit). Sends go through
-``send_events``, so they are batched, gzipped and retried with the same event ids.
+``send_events``, so they are batched, gzipped and retried with the same event ids, with
+the client's ingest key (a client without one is refused when the buffer is made).
 
 Nothing is lost silently. A send that still fails after its retries is logged and its
 events (with their event ids: sending them again later counts each once) go to
@@ -145,6 +146,7 @@ class EventBuffer:
         on_error: OnError | None = None,
         batch_size: int = MAX_BATCH_RECORDS,
     ) -> None:
+        client._session.check_ingest_key()  # refused now, not at the first send
         self._client = client
         self._core = _Core(client.appid, max_events, max_interval_s, max_buffer, when_full,
                            on_error)  # fmt: skip
@@ -241,6 +243,7 @@ class AsyncEventBuffer:
         on_error: OnError | None = None,
         batch_size: int = MAX_BATCH_RECORDS,
     ) -> None:
+        client._session.check_ingest_key()  # refused now, not at the first send
         self._client = client
         self._core = _Core(client.appid, max_events, max_interval_s, max_buffer, when_full,
                            on_error)  # fmt: skip

@@ -5,6 +5,11 @@ The two classes share everything but I/O (``_Session``): the token cache (refres
 40001/42001 is retried once with a fresh token (the token may have been superseded by
 another process or have run out early). ``send_events`` runs the steps of
 ``_events.send_plan`` (batches, retries, back-off), the same for both.
+
+Reading and writing take different credentials (issue 24): portraits take tokens got with
+``appid`` + ``secret``; ``send_events`` takes the app's write-only ``ingest_key``
+(``userportrait apps ingest-key``), sent as ``Authorization: Bearer KEY``. A client that
+only sends needs no secret.
 """
 
 from __future__ import annotations
@@ -58,13 +63,20 @@ def _token_rejected(res: httpx.Response) -> bool:
     return isinstance(body, dict) and body.get("errcode") in RETRY_CODES
 
 
+NO_INGEST_KEY: Final = (
+    "sending events needs the app's ingest key: Client(..., ingest_key=KEY) "
+    "(userportrait apps ingest-key --appid APPID prints one)"
+)
+
+
 class _Session:
     """Token state and request shapes, without I/O."""
 
     def __init__(
-        self, appid: str, secret: str, refresh_margin_s: float, now: Callable[[], float]
-    ) -> None:
-        self.appid, self.secret = appid, secret
+        self, appid: str, secret: str | None, ingest_key: str | None,
+        refresh_margin_s: float, now: Callable[[], float],
+    ) -> None:  # fmt: skip
+        self.appid, self.secret, self.ingest_key = appid, secret, ingest_key
         self.margin = refresh_margin_s
         self.now = now
         self.token: str | None = None
@@ -76,7 +88,7 @@ class _Session:
         return None
 
     def token_params(self) -> dict[str, str]:
-        return {"grant_type": "client_credential", "appid": self.appid, "secret": self.secret}
+        return {"grant_type": "client_credential", "appid": self.appid, "secret": self.secret or ""}
 
     def store(self, body: Any) -> str:
         self.token = str(body["access_token"])
@@ -94,12 +106,17 @@ class _Session:
                 "params": {"begin": _day(begin), "end": _day(end), "format": format}}  # fmt: skip
 
     def ready(self, events: Iterable[Mapping[str, Any]]) -> list[tuple[int, Ready]]:
+        self.check_ingest_key()
         return [(i, _events.ready(e, self.appid)) for i, e in enumerate(events)]
 
+    def check_ingest_key(self) -> None:
+        if not self.ingest_key:
+            raise ValueError(NO_INGEST_KEY)
 
-def _post(step: _events.Post) -> dict[str, Any]:
-    return {"method": "POST", "url": EVENTS_PATH, "content": step.content,
-            "headers": step.headers}  # fmt: skip
+    def post(self, step: _events.Post) -> dict[str, Any]:
+        """An events request: the ingest key, never a token (a 40001 is not retried)."""
+        headers = {**step.headers, "Authorization": f"Bearer {self.ingest_key}"}
+        return {"method": "POST", "url": EVENTS_PATH, "content": step.content, "headers": headers}
 
 
 class Client:
@@ -109,16 +126,17 @@ class Client:
         self,
         base_url: str,
         appid: str,
-        secret: str,
+        secret: str | None = None,
         transport: httpx.BaseTransport | None = None,
         *,
+        ingest_key: str | None = None,
         timeout: float = 30.0,
         refresh_margin_s: float = 60.0,
         now: Callable[[], float] = time.time,
         retry: Retry = DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._session = _Session(appid, secret, refresh_margin_s, now)
+        self._session = _Session(appid, secret, ingest_key, refresh_margin_s, now)
         self._http = httpx.Client(base_url=base_url, transport=transport, timeout=timeout)
         self.retry = retry
         self._sleep = sleep
@@ -177,9 +195,11 @@ class Client:
         max_batch_bytes: int = MAX_BATCH_BYTES,
         gzip: bool = True,
     ) -> SendSummary:
-        """POST events to ``/v1/events`` in batches; retried safely (docs/clients.md).
+        """POST events to ``/v1/events`` in batches with the ingest key; retried safely
+        (docs/clients.md).
 
-        Raises EventsNotSent (with ``.unsent``) when a batch still fails after retries.
+        Raises EventsNotSent (with ``.unsent``) when a batch still fails after retries, and
+        ValueError before sending anything when the client has no ``ingest_key``.
         """
         return self._send_ready(self._session.ready(events), batch_size, max_batch_bytes, gzip)
 
@@ -197,7 +217,7 @@ class Client:
                     got = None
                     continue
                 try:
-                    got = self._send(_post(step))
+                    got = self._http.request(**self._session.post(step))
                 except (httpx.HTTPError, ServiceError) as exc:
                     got = exc
         except StopIteration as done:
@@ -212,16 +232,17 @@ class AsyncClient:
         self,
         base_url: str,
         appid: str,
-        secret: str,
+        secret: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         *,
+        ingest_key: str | None = None,
         timeout: float = 30.0,
         refresh_margin_s: float = 60.0,
         now: Callable[[], float] = time.time,
         retry: Retry = DEFAULT_RETRY,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._session = _Session(appid, secret, refresh_margin_s, now)
+        self._session = _Session(appid, secret, ingest_key, refresh_margin_s, now)
         self._http = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout)
         self.retry = retry
         self._sleep = sleep
@@ -295,7 +316,7 @@ class AsyncClient:
                     got = None
                     continue
                 try:
-                    got = await self._send(_post(step))
+                    got = await self._http.request(**self._session.post(step))
                 except (httpx.HTTPError, ServiceError) as exc:
                     got = exc
         except StopIteration as done:

@@ -96,7 +96,7 @@ def check_profile(
     """The normalised profile, or ProfileError naming the field and the problem.
 
     ``record`` maps field names to JSON scalars (a file's row: text); ``now_us`` is the
-    time of ingest (epoch microseconds); ``appid``: the token's app, when one is required.
+    time of ingest (epoch microseconds); ``appid``: the ingest key's app, when one is required.
     """
     if not isinstance(record, dict):
         raise ProfileError(Reject.NOT_OBJECT.text())

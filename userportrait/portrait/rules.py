@@ -21,7 +21,7 @@ TS_MISSING              no ts
 TS_INVALID              ts that is no timestamp (epoch numbers are integers)
 TS_RANGE                ts outside ``TS_FIRST`` .. ``TS_END`` (years 1970..9999, Shanghai)
 AGE_INVALID             age that is not a whole number in 0..``MAX_AGE``
-APPID_NOT_TOKENS        (HTTP only) a record of another app than the token's
+APPID_NOT_TOKENS        (HTTP only) a record of another app than the ingest key's
 ======================  =============================================================
 
 Limits also defined here: ``EPOCH_MS_FROM`` (epoch integers of that magnitude are ms, read
@@ -79,7 +79,7 @@ class Reject(StrEnum):
     TS_INVALID = "ts is not a timestamp: {value}"
     TS_RANGE = "ts is outside the years 1970..9999 (Asia/Shanghai): {value}"
     AGE_INVALID = "age is not a whole number of years in 0..{max_age}: {value}"
-    APPID_NOT_TOKENS = "appid does not match the access_token's app"
+    APPID_NOT_TOKENS = "appid does not match the ingest key's app"
 
     def text(self, **parts: object) -> str:
         """The reason in Python; a ``value`` is quoted up to ``QUOTE_CHARS`` characters."""
