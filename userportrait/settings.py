@@ -52,6 +52,8 @@ class Settings:
     live_max_batch_records: int = 10_000
     live_max_body_bytes: int = 16 * 1024 * 1024
     live_compact_files: int = 16
+    live_parses_concurrent: int = 2
+    live_parses_queue: int = 16
     max_body_bytes: int = 64 * 1024
     http_read_timeout_s: float = 30.0
     http_idle_timeout_s: float = 5.0
@@ -133,6 +135,8 @@ SETTINGS: Final[dict[str, str]] = {
     "live_max_pending_events": "Events received but not yet in the store beyond which ingestion answers 503 + Retry-After.",
     "live_max_batch_records": "Records allowed in one POST /v1/events or /v1/profiles request (more: HTTP 413).",
     "live_max_body_bytes": "Bytes allowed in one POST /v1/events or /v1/profiles body, as sent and after gzip decoding (more: HTTP 413).",
+    "live_parses_concurrent": "POST /v1/events or /v1/profiles bodies parsed at once (each may take up to ~20x its size in memory).",
+    "live_parses_queue": "Bodies allowed to wait for a parse; beyond it -1 system busy (HTTP 503).",
     "max_body_bytes": "Bytes allowed in the body of any other route (more: HTTP 413, before the rest is read).",
     "http_read_timeout_s": "A request whose headers or body stop arriving for this long is answered 408 and closed, in seconds.",
     "http_idle_timeout_s": "A connection with no request in progress is closed after this long, in seconds.",

@@ -93,18 +93,23 @@ async def test_hostile_records_are_rejected_one_by_one(live_settings: Settings) 
     good = json.dumps(ev(1))
     body = "\n".join([
         good,
-        good[:-1] + f', "x": {deep(500)}}}',  # unknown field: ignored, as in a file
+        good[:-1] + ', "x": {"a": 1}}',  # unknown field: ignored, as in a file
+        good[:-1] + ', "device": ["x"]}',
+        good[:-1] + f', "x": {deep(2)}}}',  # deeper than a record goes (issue 24)
         good[:-1] + f', "device": {deep(5000)}}}',
         good[:-1] + ', "x": ' + "7" * 5000 + "}",
         good[:-1] + ', "openid": ' + "7" * 5000 + "}",
         json.dumps(ev(2)),
     ]).encode()  # fmt: skip
     res = await post_events(live_settings, body)
+    deeper = "nested deeper than 2 levels (a record is an object of scalars)"
     assert res.json() == {
         "errcode": 0, "errmsg": "ok", "accepted": 4,
         "rejected": [
-            {"index": 2, "reason": "not valid JSON"},
-            {"index": 4, "reason": "openid is longer than 256 characters"},
+            {"index": 2, "reason": "device has the wrong type (array)"},
+            {"index": 3, "reason": deeper},
+            {"index": 4, "reason": deeper},
+            {"index": 6, "reason": "openid is longer than 256 characters"},
         ],
     }  # fmt: skip
 
@@ -148,7 +153,7 @@ def test_records_are_counted_while_parsing() -> None:
     with pytest.raises(PayloadTooLarge, match="more than 10000 records"):
         parse_records(small, max_records=10_000)
     # A large array is counted before it is parsed; strings may hold brackets and commas.
-    array = b"[" + b",".join([b'{"a": "x,]}", "b": [1, {"c": 2}]}'] * 150_000) + b"]"
+    array = b"[" + b",".join([b'{"a": "x,]}", "b": [1, "[{", 2]}'] * 150_000) + b"]"
     tracemalloc.start()
     try:
         with pytest.raises(PayloadTooLarge, match="more than 10000 records"):

@@ -87,9 +87,8 @@ def hostile_record(draw: st.DrawFn) -> tuple[bytes, str, None]:
             "not valid UTF-8",
             None,
         )
-    if kind == "deep":
-        depth = draw(st.integers(1, 500))
-        line = _line()[:-1] + ', "device": ' + "[" * depth + '"\\u00e9"' + "]" * depth + "}"
+    if kind == "deep":  # as deep as a record goes over HTTP (a file reads any depth)
+        line = _line()[:-1] + ', "device": ["\\u00e9"]}'
         return line.encode(), "device has the wrong type (array)", None
     if kind == "digits":
         line = _line().replace('"bad"', "7" * draw(st.integers(300, 6000)))

@@ -22,8 +22,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from tests.ingest.test_records import depth
 from tests.server import asgi_client, ingest_headers
 from userportrait.auth.store import AuthStore
+from userportrait.ingest.records import MAX_DEPTH
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 
@@ -159,6 +161,10 @@ async def test_random_malformed_payloads(live_settings: Settings) -> None:
 
             res = anyio.from_thread.run(lambda: c.post("/v1/events", headers=w, json=batch))
             body = res.json()
+            if max(map(depth, batch)) > MAX_DEPTH:  # the JSON array is refused whole (issue 24)
+                assert body["errcode"] == 47001
+                assert "body is nested deeper than 3 levels" in body["errmsg"]
+                return
             assert res.status_code == 200 and body["errcode"] == 0
             assert body["accepted"] + len(body["rejected"]) == len(batch)
             assert all(isinstance(r["reason"], str) and r["reason"] for r in body["rejected"])

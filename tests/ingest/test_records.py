@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.ingest.records import (
+    MAX_DEPTH,
     NOT_JSON,
+    TOO_DEEP,
     RecordError,
     check_record,
     dump_record,
@@ -211,8 +213,20 @@ def test_http_bodies_parse_as_json_does(values: list[Any]) -> None:
     expected: list[Any] = []
     for line in lines:
         try:
-            expected.append(json.loads(line))
-        except (json.JSONDecodeError, RecursionError):
-            expected.append(NOT_JSON)
+            value = json.loads(line)
+        except RecursionError:
+            value = TOO_DEEP
+        except json.JSONDecodeError:
+            value = NOT_JSON
+        expected.append(TOO_DEEP if depth(value) > MAX_DEPTH else value)
     got = parse_records("\n".join(lines).encode())
     assert repr(got) == repr(expected)
+
+
+def depth(value: Any) -> int:
+    """How many objects and arrays ``value`` nests (a scalar: 0)."""
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    return 0

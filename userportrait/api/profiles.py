@@ -22,7 +22,9 @@ async def post_profiles(
     authorization: Annotated[str | None, Header(description=INGEST_KEY)] = None,  # doors.writer
     content_encoding: Annotated[str | None, Header()] = None,  # read by read_body; in OpenAPI
 ) -> WeChatJSON:
-    appid, records = await records_of(request)
+    # Only the parse holds a parse slot: the write may wait for the writer lock (a bulk
+    # ingest), which must not keep events from being parsed.
+    appid, records = await records_of(request, lambda records, appid: (appid, records))
     # Acknowledged only once written, flushed and committed (profiles need no WAL).
     report = await run_in_threadpool(submit_profiles, request.app.state.lake, records, appid)
     return answer(report.accepted, report.rejected)

@@ -59,6 +59,15 @@ class _Unreadable:
 
 NOT_JSON: Final = _Unreadable(Reject.NOT_JSON.text())
 NOT_UTF8: Final = _Unreadable(Reject.NOT_UTF8.text())
+#: How deep a record may nest: the record and one level in its values, so that a value that
+#: is an object or array is still rejected by its field's type (SPEC §2: values are
+#: scalars). Anything deeper is refused from its bytes, before orjson builds it: deep or
+#: many-bracketed bodies cost up to 45x their size in Python objects and seconds of CPU
+#: (issue 24).
+MAX_DEPTH: Final = 2
+TOO_DEEP: Final = _Unreadable(
+    f"nested deeper than {MAX_DEPTH} levels (a record is an object of scalars)"
+)
 #: JSON's whitespace (RFC 8259): a line of only these is blank and skipped.
 _JSON_SPACE: Final = b" \t\r"
 #: Bytes of a body split at a time when counting an array's elements.
@@ -86,7 +95,9 @@ def parse_records(body: bytes, max_records: int | None = None) -> list[Any]:
     file gives. A record holding a lone surrogate (a ``\\ud800`` escape) is ``NOT_JSON``, as
     DuckDB reads it in a file; one that is not UTF-8 is ``NOT_UTF8``. Beyond ``max_records``
     PayloadTooLarge: NDJSON lines are counted before each is parsed, a JSON array over
-    ``_COUNT_FIRST_BYTES`` before it is parsed, a smaller one after.
+    ``_COUNT_FIRST_BYTES`` before it is parsed, a smaller one after. Nesting is measured
+    in bytes before anything is built: a record deeper than ``MAX_DEPTH`` is ``TOO_DEEP``,
+    a JSON array of such records ValueError.
     """
     long_digits = body.translate(_DIGITS_ONLY).find(b"0" * 20) >= 0  # 7x a regex's speed
     loads = _loads_json if long_digits else _loads
@@ -109,13 +120,21 @@ def parse_records(body: bytes, max_records: int | None = None) -> list[Any]:
             continue
         if max_records is not None and len(records) >= max_records:
             raise _too_many(max_records)
-        records.append(_checked(loads(line), escapes))
+        records.append(
+            TOO_DEEP if _deeper_than(line, MAX_DEPTH) else _checked(loads(line), escapes)
+        )
     return records
 
 
 def _parse_array(
     body: bytes, loads: Callable[[bytes], Any], escapes: bool, max_records: int | None
 ) -> list[Any]:
+    shape = _structure(body)
+    if _nests_deeper(shape, MAX_DEPTH + 1):  # the array, then its records
+        raise ValueError(
+            f"body is nested deeper than {MAX_DEPTH + 1} levels "
+            "(a JSON array of records, each an object of scalars)"
+        )
     # Only large bodies are counted first (a body cannot hold more elements than commas
     # + 1); a small one is parsed, then counted.
     if (
@@ -123,7 +142,7 @@ def _parse_array(
         and len(body) > _COUNT_FIRST_BYTES
         and body.count(b",") >= max_records
     ):
-        if _array_length(body) > max_records:
+        if _elements(shape) > max_records:
             raise _too_many(max_records)
     records = loads(body)
     if isinstance(records, _Unreadable):
@@ -137,12 +156,41 @@ def _parse_array(
 def _first_line_parses(body: bytes, loads: Callable[[bytes], Any]) -> bool:
     start = len(body) - len(body.lstrip(_JSON_SPACE + b"\n"))
     stop = body.find(b"\n", start)
-    return stop >= 0 and not isinstance(loads(body[start:stop]), _Unreadable)
+    if stop < 0 or _deeper_than(body[start:stop], MAX_DEPTH):
+        return False
+    return not isinstance(loads(body[start:stop]), _Unreadable)
+
+
+def _deeper_than(data: bytes, depth: int) -> bool:
+    """Whether ``data`` nests objects or arrays more than ``depth`` levels (strings skipped)."""
+    if data.count(b"[") + data.count(b"{") <= depth:  # a record's line, mostly: no scan
+        return False
+    return _nests_deeper(_structure(data), depth)
+
+
+def _nests_deeper(shape: bytes, depth: int) -> bool:
+    """Whether a pair of brackets in ``shape`` (``_structure``) holds more than ``depth`` levels.
+
+    Removing the innermost pairs ``depth`` times leaves a pair only where one held deeper
+    ones; brackets that never pair (invalid JSON) are left to the parser, which refuses
+    them before building anything deeper than the pairs that closed.
+    """
+    shape = shape.translate(None, b",")
+    for _ in range(depth):
+        flatter = _flatten(shape)
+        if flatter == shape:
+            return False
+        shape = flatter
+    return _INNERMOST.search(shape) is not None
 
 
 def _array_length(body: bytes) -> int:
     """The elements of a JSON array, counted without building them (0 if unsure)."""
-    shape = _structure(body)
+    return _elements(_structure(body))
+
+
+def _elements(shape: bytes) -> int:
+    """The elements of the JSON array whose ``_structure`` is ``shape`` (0 if unsure)."""
     if shape[:1] != b"[" or shape[-1:] != b"]":
         return 0
     inner = shape[1:-1]
