@@ -88,8 +88,11 @@ def guess(route: str, i: int, n: int, control: bool) -> Call:
         "signin-admin": {"admin_key": wrong},
         "signin-code": {"code": wrong},
         # The ticket is checked first: a guesser without it never reaches the secret.
-        "component-token": {"component_appid": COMP, "component_appsecret": wrong,
-                            "component_verify_ticket": "ticket@@@" + wrong},  # fmt: skip
+        "component-token": {
+            "component_appid": COMP,
+            "component_appsecret": wrong,
+            "component_verify_ticket": "ticket@@@" + wrong,
+        },  # fmt: skip
     }[route]
     return Call("POST", rightful(route, "").path, json=body)
 
