@@ -5,7 +5,12 @@
   ``FUZZ_EXAMPLES_SLOW`` with ``--runslow`` (raw bodies: ``RAW_EXAMPLES``, ``RAW_EXAMPLES_SLOW``);
 * hypothesis sends raw bodies to the WeChat routes (they read the body themselves, so the
   schema says little about them) and NDJSON / JSON-array / gzip bodies to live ingestion;
-* unknown routes and methods answer in WeChat's error shape.
+* hypothesis sends raw bodies, cookies and query strings to the dashboard's routes (left out
+  of the schema) and the third-party platform's (half the cases with a valid
+  component_access_token), with the right secrets, admin key and codes among the values;
+* unknown routes and methods answer in WeChat's error shape;
+* the last test checks that every route of the app (``doors.route_doors``, the schema's and
+  the others) got fuzz cases, but for the static files listed in ``NOT_FUZZED``.
 
 Every response must be HTTP < 500 within ``TIMEOUT_S``, in WeChat's success or error shape,
 and the server must log no traceback. The counts per route are printed at the end
@@ -21,6 +26,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,9 +37,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures import A
-from tests.server import CLOUD, PATH, RID, ingest_headers, live_server, prepare
+from tests.server import CLOUD, PATH, RID, SECRET, ingest_headers, live_server, prepare
+from userportrait.api.doors import route_doors
 from userportrait.app import create_app
+from userportrait.auth.component import ComponentStore
+from userportrait.dashboard.sessions import COOKIE, SessionStore, write_admin_key
 from userportrait.settings import Settings
+
+# One server and one COUNTS: under xdist, the whole file runs on one worker.
+pytestmark = pytest.mark.xdist_group("fuzz")
 
 FUZZ_EXAMPLES = 30
 FUZZ_EXAMPLES_SLOW = 600
@@ -42,6 +54,9 @@ RAW_EXAMPLES_SLOW = 1500
 TIMEOUT_S = 10.0
 COUNTS: Counter[str] = Counter()
 FIVE_XX: Counter[str] = Counter()
+ADMIN_KEY = "fuzz-admin-key-0001"
+COMP = "wx00000000000000c1"
+COMP_SECRET = "comp-s3cret-s3cret"
 
 
 class Tracebacks(logging.Handler):
@@ -62,11 +77,17 @@ class Server(NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data = tmp_path_factory.mktemp("fuzz") / "data"
+def fuzz_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz") / "data"
+
+
+@pytest.fixture(scope="module")
+def server(fuzz_data: Path) -> Iterator[Server]:
     # No limit on wrong secrets here: the fuzzer sends hundreds (tests/test_hardening.py).
-    base = Settings(data_dir=data, duckdb_memory_limit_mb=512, live_flush_interval_ms=200)
+    base = Settings(data_dir=fuzz_data, duckdb_memory_limit_mb=512, live_flush_interval_ms=200)
     cfg = prepare(base).replace(secret_failures_per_app=0, secret_failures_per_client=0)
+    write_admin_key(fuzz_data, ADMIN_KEY)
+    ComponentStore(fuzz_data / "component.sqlite").add(COMP, COMP_SECRET)
     handler = Tracebacks()
     loggers = [logging.getLogger(n) for n in ("userportrait", "uvicorn", "uvicorn.error")]
     for lg in loggers:
@@ -104,8 +125,18 @@ def check(route: str, res: httpx.Response) -> None:
         shapes = [{"access_token", "expires_in"}, {"ref_date", "visit_uv_new", "visit_uv"},
                   {"refDate", "visitUvNew", "visitUv", "errMsg", "errCode"},
                   {"status", "version", "store_version"},
-                  {"errcode", "errmsg", "accepted", "rejected"}]  # fmt: skip
+                  {"errcode", "errmsg", "accepted", "rejected"},
+                  # the dashboard: sign-in and /me, sign-out, trend
+                  {"errcode", "errmsg", "admin", "apps", "expires_at"}, {"errcode", "errmsg"},
+                  {"errcode", "errmsg", "days"},
+                  # the third-party platform's five routes
+                  {"component_access_token", "expires_in"}, {"pre_auth_code", "expires_in"},
+                  {"authorization_info"},
+                  {"authorizer_access_token", "expires_in", "authorizer_refresh_token"},
+                  {"authorizer_info", "authorization_info"}]  # fmt: skip
         assert set(body) in shapes, body
+        if "errcode" in body:
+            assert body["errmsg"] == "ok", body
 
 
 def no_tracebacks(handler: Tracebacks) -> None:
@@ -294,6 +325,255 @@ def test_ingest_raw_bodies_long(server: Server) -> None:
     no_tracebacks(server[2])
 
 
+# -- hypothesis: the dashboard and the third-party platform ---------------------------------
+@dataclass(frozen=True)
+class Known:
+    """Right values, so that some cases get past each check: tokens, codes, keys."""
+
+    component_token: str
+    ticket: str
+    auth_codes: tuple[str, ...]
+    refresh_token: str
+    link_codes: tuple[str, ...]
+    app_session: str
+    admin_session: str
+
+
+def _session(url: str, body: dict[str, str]) -> str:
+    res = httpx.post(url + "/dashboard/signin", json=body, timeout=TIMEOUT_S)
+    assert res.json()["errcode"] == 0, res.text
+    return res.cookies[COOKIE]
+
+
+@pytest.fixture(scope="module")
+def known(server: tuple[str, str, Tracebacks], fuzz_data: Path) -> Known:
+    url = server[0]
+    store = ComponentStore(fuzz_data / "component.sqlite")
+    ticket = store.ticket(COMP)
+    res = httpx.post(f"{url}/cgi-bin/component/api_component_token", json={
+        "component_appid": COMP, "component_appsecret": COMP_SECRET,
+        "component_verify_ticket": ticket}, timeout=TIMEOUT_S)  # fmt: skip
+    token = res.json()["component_access_token"]
+    res = httpx.post(f"{url}/cgi-bin/component/api_query_auth",
+                     params={"component_access_token": token}, timeout=TIMEOUT_S,
+                     json={"component_appid": COMP,
+                           "authorization_code": store.authorize(COMP, A, (1, 18))})  # fmt: skip
+    refresh = res.json()["authorization_info"]["authorizer_refresh_token"]
+    links = SessionStore(fuzz_data, link_ttl_s=3600)
+    return Known(
+        token, ticket, tuple(store.authorize(COMP, A, (18,)) for _ in range(3)), refresh,
+        tuple(links.new_link_code(A) for _ in range(3)),
+        _session(url, {"appid": A, "secret": SECRET}), _session(url, {"admin_key": ADMIN_KEY}),
+    )  # fmt: skip
+
+
+def _dumps(draw: st.DrawFn, value: Any) -> bytes:
+    text = json.dumps(value, ensure_ascii=draw(st.booleans()))
+    return text.encode("utf-8", "surrogatepass")  # a raw lone surrogate: invalid UTF-8
+
+
+#: Bodies a JSON parser trips on: 10**5000 written out, deep nesting, lone surrogate escapes,
+#: invalid UTF-8, a BOM, duplicate keys, NaN, trailing bytes.
+EDGES = [
+    b'{"appid": 1' + b"0" * 5000 + b', "secret": "s3cret-s3cret"}',
+    b'{"admin_key": -' + b"9" * 5000 + b"}",
+    b'{"component_appid": 1' + b"0" * 5000 + b"}",
+    b'{"code": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    b'{"appid": {"a": ' * 5000 + b"1" + b"}}" * 5000,
+    b'{"appid": "' + A.encode() + b'", "secret": "\\ud800"}',
+    b'{"admin_key": "\\udfff\\ud800", "code": "\\u0000"}',
+    b'{"component_appid": "\\ud83d", "component_appsecret": "x"}',
+    b'{"code": "\xff\xfe"}', b'{"appid": "wx\xc3"}', b"\xef\xbb\xbf{}",
+    b'{"appid": "a", "appid": "' + A.encode() + b'"}', b'{"secret": NaN}', b'{"code": 1e400}',
+    b'{"code": "x"} trailing', b"{}", b"", b"[]", b'"string"', b"null",
+]  # fmt: skip
+SIGNIN_KEYS = ["appid", "secret", "admin_key", "code"]
+COMPONENT_KEYS = ["component_appid", "component_appsecret", "component_verify_ticket",
+                  "authorization_code", "authorizer_appid", "authorizer_refresh_token"]  # fmt: skip
+
+
+@st.composite
+def bodies(
+    draw: st.DrawFn, keys: list[str], right: list[dict[str, str]]
+) -> tuple[bytes, dict[str, str]]:
+    """A body and its headers: a right body (``right``) as is or with one field changed,
+    JSON objects of ``keys`` (strings, the right ones among them, or values of any type),
+    edge cases or junk; sent with any Content-Type, sometimes gzipped."""
+    values = sorted({v for body in right for v in body.values()})
+    strings = st.sampled_from(values) | TEXT
+    form = draw(st.sampled_from(["right", "fields", "any", "edge", "junk"]))
+    if form == "right":
+        obj: dict[str, Any] = dict(draw(st.sampled_from(right)))
+        change = draw(st.sampled_from(["none", "none", "value", "drop", "add"]))
+        key = draw(st.sampled_from(sorted(obj)))
+        if change == "value":
+            obj[key] = draw(strings | LEAVES)
+        elif change == "drop":
+            del obj[key]
+        elif change == "add":
+            obj[draw(st.sampled_from(keys) | TEXT)] = draw(strings | JSON)
+        raw = _dumps(draw, obj)
+    elif form == "fields":
+        leaf = strings if draw(st.booleans()) else strings | LEAVES
+        raw = _dumps(draw, draw(st.fixed_dictionaries({}, optional=dict.fromkeys(keys, leaf))))
+    elif form == "any":
+        raw = _dumps(draw, draw(st.dictionaries(st.sampled_from(keys) | TEXT, JSON | strings,
+                                                max_size=6)))  # fmt: skip
+    elif form == "edge":
+        raw = draw(st.sampled_from(EDGES))
+    else:
+        raw = draw(st.binary(max_size=200))
+    headers = {}
+    kind = draw(st.sampled_from([None, "application/json", "application/json", "text/plain",
+                                 "Application/JSON; charset=utf-8", "multipart/form-data",
+                                 "application/x-www-form-urlencoded"]))  # fmt: skip
+    if kind:
+        headers["Content-Type"] = kind
+    encoding = draw(st.sampled_from([None, None, None, None, "gzip", "GZIP", "br"]))
+    if encoding:
+        headers["Content-Encoding"] = encoding
+        if encoding.lower() == "gzip" and draw(st.booleans()):
+            raw = gzip.compress(raw)
+            raw = raw if draw(st.booleans()) else raw[: draw(st.integers(0, len(raw)))]
+    return raw, headers
+
+
+#: Query values and cookies httpx can send (no lone surrogates: it encodes them as UTF-8).
+PRINTABLE = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+COOKIES = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
+
+
+def raw_signin(examples: int) -> Any:
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(data=st.data(), origin=st.sampled_from([None, "same", "http://evil.example", "null"]),
+           as_json=st.integers(0, 3))  # fmt: skip
+    def run(server: tuple[str, str, Tracebacks], known: Known, data: st.DataObject,
+            origin: str | None, as_json: int) -> None:  # fmt: skip
+        url = server[0]
+        right = [{"appid": A, "secret": SECRET}, {"admin_key": ADMIN_KEY},
+                 *({"code": code} for code in known.link_codes)]  # fmt: skip
+        body, headers = data.draw(bodies(SIGNIN_KEYS, right))
+        if as_json:  # three cases in four past the same-origin step, on to the secret checks
+            headers["Content-Type"] = "application/json"
+            origin = origin if origin in (None, "same") else None
+        if origin:
+            headers["Origin"] = url if origin == "same" else origin
+        res = httpx.post(url + "/dashboard/signin", content=body, headers=headers,
+                         timeout=TIMEOUT_S)  # fmt: skip
+        check("POST /dashboard/signin (raw body)", res)
+
+    return run
+
+
+def test_signin_raw_bodies(server: tuple[str, str, Tracebacks], known: Known) -> None:
+    raw_signin(RAW_EXAMPLES)(server, known)
+    no_tracebacks(server[2])
+
+
+@pytest.mark.slow
+def test_signin_raw_bodies_long(server: tuple[str, str, Tracebacks], known: Known) -> None:
+    raw_signin(RAW_EXAMPLES_SLOW)(server, known)
+    no_tracebacks(server[2])
+
+
+def raw_sessions(examples: int) -> Any:
+    """Sign-out, /me and the trend with any cookie (a live session a third of the time), query
+    string and body."""
+
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(
+        route=st.sampled_from(["POST /dashboard/signout", "GET /dashboard/me",
+                               "GET /dashboard/trend"]),  # fmt: skip
+        cookie=st.sampled_from(["app", "admin", None]) | COOKIES,
+        params=st.fixed_dictionaries({}, optional={
+            "appid": st.sampled_from([A, "wxb000000000000002", ""]) | PRINTABLE,
+            "begin": DATES | PRINTABLE, "end": DATES | PRINTABLE}) | st.dictionaries(
+            st.sampled_from(["appid", "begin", "end"]) | PRINTABLE, PRINTABLE, max_size=5)
+            | st.just({"appid": A, "begin": "20240609", "end": "20240612"}),
+        data=st.data(),
+    )  # fmt: skip
+    def run(server: tuple[str, str, Tracebacks], known: Known, route: str, cookie: str | None,
+            params: dict[str, str], data: st.DataObject) -> None:  # fmt: skip
+        url = server[0]
+        method, path = route.split()
+        body, headers = data.draw(bodies(SIGNIN_KEYS, [{"appid": A, "secret": SECRET}]))
+        if cookie == "app" or cookie == "admin":
+            if path == "/dashboard/signout":  # its own session: the others stay live
+                sid = _session(url, {"appid": A, "secret": SECRET})
+            else:
+                sid = known.app_session if cookie == "app" else known.admin_session
+            headers["Cookie"] = f"{COOKIE}={sid}"
+        elif cookie is not None:
+            raw = f"{COOKIE}={cookie}" if data.draw(st.booleans()) else cookie
+            if raw.strip():  # h11 sends no blank header value, nor one padded with spaces
+                headers["Cookie"] = raw.strip()
+        res = httpx.request(method, url + path, params=params, headers=headers,
+                            content=body if method == "POST" else None, timeout=TIMEOUT_S)  # fmt: skip
+        check(f"{route} (raw)", res)
+
+    return run
+
+
+def test_dashboard_sessions_raw(server: tuple[str, str, Tracebacks], known: Known) -> None:
+    raw_sessions(RAW_EXAMPLES)(server, known)
+    no_tracebacks(server[2])
+
+
+@pytest.mark.slow
+def test_dashboard_sessions_raw_long(server: tuple[str, str, Tracebacks], known: Known) -> None:
+    raw_sessions(RAW_EXAMPLES_SLOW)(server, known)
+    no_tracebacks(server[2])
+
+
+COMPONENT_ROUTES = ["api_component_token", "api_create_preauthcode", "api_query_auth",
+                    "api_authorizer_token", "api_get_authorizer_info"]  # fmt: skip
+
+
+def raw_component(examples: int) -> Any:
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(
+        route=st.sampled_from(COMPONENT_ROUTES),
+        with_token=st.booleans(),
+        params=st.dictionaries(PRINTABLE, PRINTABLE, max_size=3),
+        data=st.data(),
+    )
+    def run(server: tuple[str, str, Tracebacks], known: Known, route: str, with_token: bool,
+            params: dict[str, str], data: st.DataObject) -> None:  # fmt: skip
+        url = server[0]
+        c = {"component_appid": COMP}
+        right = {  # the route's right body
+            "api_component_token": [{**c, "component_appsecret": COMP_SECRET,
+                                     "component_verify_ticket": known.ticket}],
+            "api_create_preauthcode": [c],
+            "api_query_auth": [{**c, "authorization_code": code} for code in known.auth_codes],
+            "api_authorizer_token": [{**c, "authorizer_appid": A,
+                                      "authorizer_refresh_token": known.refresh_token}],
+            "api_get_authorizer_info": [{**c, "authorizer_appid": A}],
+        }[route]  # fmt: skip
+        body, headers = data.draw(bodies(COMPONENT_KEYS, right))
+        if with_token:
+            params = {**params, "component_access_token": known.component_token}
+        res = httpx.post(f"{url}/cgi-bin/component/{route}", content=body, headers=headers,
+                         params=params, timeout=TIMEOUT_S)  # fmt: skip
+        check(f"POST /cgi-bin/component/{route} (raw body)", res)
+
+    return run
+
+
+def test_component_raw_bodies(server: tuple[str, str, Tracebacks], known: Known) -> None:
+    raw_component(RAW_EXAMPLES * 2)(server, known)
+    no_tracebacks(server[2])
+
+
+@pytest.mark.slow
+def test_component_raw_bodies_long(server: tuple[str, str, Tracebacks], known: Known) -> None:
+    raw_component(RAW_EXAMPLES_SLOW * 2)(server, known)
+    no_tracebacks(server[2])
+
+
 # -- unknown routes -------------------------------------------------------------------------
 SEGMENT = st.text(st.characters(codec="ascii", categories=["L", "N"]) | st.sampled_from("-_."),
                   min_size=1, max_size=10)  # fmt: skip
@@ -335,3 +615,18 @@ def test_issue_10_bodies(server: Server, route: str, body: bytes) -> None:
         no_tracebacks(handler)
     finally:
         handler.records.clear()
+
+
+# -- every route fuzzed ---------------------------------------------------------------------
+#: Static files with no input of their own: the page, its assets, Swagger UI, the schema.
+NOT_FUZZED = {("GET", "/"), ("GET", "/assets/{path}"), ("GET", "/docs"), ("GET", "/openapi.json")}
+
+
+def test_every_route_is_fuzzed() -> None:
+    """Every (method, path) of the app, the schema's and the others, got fuzz cases above.
+
+    Counted by the tests before this one (pytest keeps the file's order): run the whole file."""
+    routes = set(route_doors(create_app(Settings(data_dir=Path("/nonexistent")))))
+    assert NOT_FUZZED <= routes
+    fuzzed = {tuple(label.split()[:2]) for label, n in COUNTS.items() if n}
+    assert sorted(routes - NOT_FUZZED - fuzzed) == []
