@@ -510,3 +510,23 @@ def test_any_window_is_the_reference_answer_after_late_events(
     store, sql, ref = (get_engine(e, lake) for e in ("incremental", "sql", "reference"))
     for i, q in enumerate(queries):
         assert portrait(q, store) == portrait(q, sql if i % 8 else ref), q
+
+
+@pytest.mark.xfail(
+    reason="issue 24, hole 7: a later ingest replays (and writes the span histograms of) "
+    "every day with data after its own, however far in the future; not fixed yet",
+    strict=True,
+)
+def test_far_future_days_cost_a_later_ingest_no_state_file_each(lake: Lake) -> None:
+    """Events on 40 distinct far-future days (legal: ts may reach 9999) must not make the
+    app's every later ingest write one state file per such day (3,000 of them: ~76 s)."""
+    appid = "wxa000000000000001"
+    days = [dt.date(2100, 1, 1) + dt.timedelta(days=200 * k) for k in range(40)]
+    load(lake, [{"appid": appid, "openid": f"o{k}", "ts": f"{d}T10:00:00+08:00"}
+                for k, d in enumerate(days)], "future.ndjson")  # fmt: skip
+    before = {p for p in lake.state_dir.rglob("*") if p.is_file()}
+    load(
+        lake, [{"appid": appid, "openid": "late", "ts": "2026-03-31T10:00:00+08:00"}], "now.ndjson"
+    )
+    written = {p for p in lake.state_dir.rglob("*") if p.is_file()} - before
+    assert len(written) <= 10, sorted(p.name for p in written)
