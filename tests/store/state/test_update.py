@@ -512,11 +512,6 @@ def test_any_window_is_the_reference_answer_after_late_events(
         assert portrait(q, store) == portrait(q, sql if i % 8 else ref), q
 
 
-@pytest.mark.xfail(
-    reason="issue 24, hole 7: a later ingest replays (and writes the span histograms of) "
-    "every day with data after its own, however far in the future; not fixed yet",
-    strict=True,
-)
 def test_far_future_days_cost_a_later_ingest_no_state_file_each(lake: Lake) -> None:
     """Events on 40 distinct far-future days (legal: ts may reach 9999) must not make the
     app's every later ingest write one state file per such day (3,000 of them: ~76 s)."""
@@ -530,3 +525,50 @@ def test_far_future_days_cost_a_later_ingest_no_state_file_each(lake: Lake) -> N
     )
     written = {p for p in lake.state_dir.rglob("*") if p.is_file()} - before
     assert len(written) <= 10, sorted(p.name for p in written)
+
+
+def test_a_first_day_moved_from_far_in_the_future_keeps_every_window_exact(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later ingest moves users' first days from far-future days to now: the end days
+    within a year after their old first days are replayed (after a run of skipped days
+    longer than a year from the days before, after a shorter one through it), those no
+    change reaches are left as they are, and every window is the reference answer."""
+    a = "wxa000000000000001"
+    f1 = dt.date(2100, 1, 1)
+    far = {  # openid -> (day, gender)
+        "y": (dt.date(2050, 1, 1), 1), "z": (f1 - D(214), 2), "u": (f1, 1),
+        "q": (f1 + D(100), 2), "x": (f1 + D(400), 1), "w": (f1 + D(450), 2),
+        "u2": (f1 + D(500), 2), "p": (f1 + D(900), 1),
+    }  # fmt: skip
+    events = [{"appid": a, "openid": o.rstrip("2"), "ts": f"{d}T10:00:00+08:00", "gender": g}
+              for o, (d, g) in far.items()]  # fmt: skip
+    events += [{"appid": a, "openid": f"n{k}", "ts": "2026-03-25T10:00:00+08:00"} for k in range(3)]
+    load(lake, events, "far.ndjson")
+    spans_before = dict(StateStore(lake).manifest.apps[a].spans)
+    folded: list[dt.date] = []
+    fold = state_spans.SpanCounter.fold
+
+    def counted(self: Any, head: Any, part: Any, *args: Any, **kw: Any) -> None:
+        folded.append(dt.date(1970, 1, 1) + D(int(part.day)))
+        fold(self, head, part, *args, **kw)
+
+    monkeypatch.setattr(state_spans.SpanCounter, "fold", counted)
+    late = [{"appid": a, "openid": "u", "ts": "2026-03-31T09:00:00+08:00", "gender": 2},
+            {"appid": a, "openid": "w", "ts": "2026-03-30T09:00:00+08:00", "gender": 1}]  # fmt: skip
+    load(lake, late, "late.ndjson")
+    monkeypatch.undo()
+    manifest = StateStore(lake).manifest
+    assert manifest.version == lake.catalog.version()
+    assert folded == [dt.date(2026, 3, 30), dt.date(2026, 3, 31), f1, f1 + D(100),
+                      f1 + D(400), f1 + D(450), f1 + D(500)]  # fmt: skip
+    for untouched in (dt.date(2050, 1, 1), f1 - D(214), f1 + D(900)):
+        key = untouched.isoformat()
+        assert manifest.apps[a].spans[key] == spans_before[key]
+    store, ref = get_engine("incremental", lake), get_engine("reference", lake)
+    ends = sorted({d + D(k) for d, _ in far.values() for k in (-1, 0, 1)})
+    ends += [dt.date(2026, 3, 31), dt.date(2027, 3, 30), dt.date(2027, 3, 31)]
+    for end in ends:
+        for n in (1, 7, 30, 101, 366, 367):
+            q = PortraitQuery(a, end - D(n - 1), end)
+            assert portrait(q, store) == portrait(q, ref), (end, n)
