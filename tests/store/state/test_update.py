@@ -572,3 +572,39 @@ def test_a_first_day_moved_from_far_in_the_future_keeps_every_window_exact(
         for n in (1, 7, 30, 101, 366, 367):
             q = PortraitQuery(a, end - D(n - 1), end)
             assert portrait(q, store) == portrait(q, ref), (end, n)
+
+
+def test_an_app_with_many_days_does_not_hold_back_another_apps_answer(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch: one app adds events on 40 days (a long update), another a few events on
+    one day: the latter is updated first and published before the long update starts, so
+    a reader answers it from the new state meanwhile (issue 24, hole 7)."""
+    slow, quick = "wxa000000000000001", "wxa000000000000002"  # (the slow one sorts first)
+    day = dt.date(2026, 3, 31)
+    load(lake, [{"appid": a, "openid": "o", "ts": f"{day}T08:00:00+08:00", "gender": 1}
+                for a in (slow, quick)], "first.ndjson")  # fmt: skip
+    seen: dict[str, Any] = {}
+    apply = state_update.AppUpdate.apply
+
+    def watched(self: Any, days: set[str], *args: Any) -> Any:
+        if self.appid == slow:  # what a reader answers for the quick app meanwhile
+            q = PortraitQuery(quick, day, day)
+            seen["manifest"] = state_mod.Manifest.read(lake.state_dir).version
+            seen["answer"] = portrait(q, get_engine("incremental", lake))
+        return apply(self, days, *args)
+
+    monkeypatch.setattr(state_update.AppUpdate, "apply", watched)
+    batch = [{"appid": slow, "openid": f"s{k}", "ts": f"{day - D(k)}T09:00:00+08:00"}
+             for k in range(1, 41)]  # fmt: skip
+    batch += [{"appid": quick, "openid": f"q{k}", "ts": f"{day}T09:00:00+08:00", "gender": 2}
+              for k in range(3)]  # fmt: skip
+    version = lake.catalog.version()
+    load(lake, batch, "batch.ndjson")
+    monkeypatch.undo()
+    assert seen["manifest"] == version  # (the catalog's version is published at the end)
+    q = PortraitQuery(quick, day, day)
+    assert seen["answer"] == portrait(q, get_engine("reference", lake))
+    assert (
+        seen["answer"]["visit_uv"]["genders"] != [] and StateStore(lake).manifest.version > version
+    )

@@ -118,8 +118,18 @@ def catch_up(
             new.failed[appid] = Failure(
                 sorted(days), failure.error, failure.attempts, failure.last_try
             )
-    for k, (appid, days) in enumerate(sorted(touched.items())):
+    # The apps with the fewest touched days first (a live flush: one), and what is done
+    # is published before an app with more: one app's long update (thousands of days)
+    # does not hold back the others' answers (issue 24, hole 7). The manifest keeps the
+    # old catalog version until every app is done (a crash redoes them all), and no file
+    # is removed before then (every manifest in between names files of old or new).
+    order = sorted(touched.items(), key=lambda item: (len(item[1]), item[0]))
+    unpublished = False
+    for k, (appid, days) in enumerate(order):
         old = manifest.apps.get(appid, AppState())
+        if len(days) > 1 and unpublished:
+            Manifest(manifest.version, dict(new.apps), dict(new.failed)).write(root)
+            unpublished = False
 
         def one_of_all(desc: str, frac: float, k: int = k) -> None:
             progress(desc, (k + frac) / len(touched))
@@ -128,6 +138,7 @@ def catch_up(
             new.apps[appid] = AppUpdate(lake, appid, old, version, partitions).apply(
                 days, one_of_all
             )
+            unpublished = True
             if new.failed.pop(appid, None) is not None:
                 log.info("portrait state of %s is up to date again", appid)
         except Exception as exc:
