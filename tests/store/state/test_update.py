@@ -554,8 +554,10 @@ def test_a_first_day_moved_from_far_in_the_future_keeps_every_window_exact(
         fold(self, head, part, *args, **kw)
 
     monkeypatch.setattr(state_spans.SpanCounter, "fold", counted)
-    late = [{"appid": a, "openid": "u", "ts": "2026-03-31T09:00:00+08:00", "gender": 2},
-            {"appid": a, "openid": "w", "ts": "2026-03-30T09:00:00+08:00", "gender": 1}]  # fmt: skip
+    late = [
+        {"appid": a, "openid": "u", "ts": "2026-03-31T09:00:00+08:00", "gender": 2},
+        {"appid": a, "openid": "w", "ts": "2026-03-30T09:00:00+08:00", "gender": 1},
+    ]
     load(lake, late, "late.ndjson")
     monkeypatch.undo()
     manifest = StateStore(lake).manifest
