@@ -1,4 +1,4 @@
-"""Issue 24, hole 7: what odd input costs an ingest (docs/performance.md "Known costs").
+"""Issue 24, hole 7: what odd input costs an ingest (docs/performance.md "Odd input").
 
 ``python bench/odd_input.py N``: (a) one batch of N distinct unknown device models; (b) one
 batch of events on N distinct days (1971..9998), then a later one-event ingest of an
