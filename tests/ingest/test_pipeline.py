@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import tempfile
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.conftest import ingest_in_a_fresh_process, load
+from userportrait.ingest.pipeline import ingest_file
 from userportrait.store.lake import Lake
 
 
@@ -32,3 +36,38 @@ def test_a_fresh_ingest_of_a_csv_with_bad_rows_imports_no_pandas(tmp_path: Path)
         encoding="utf-8",
     )
     assert ingest_in_a_fresh_process(src, tmp_path / "d") == (1, [3, 5], False)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_a_crlf_or_bare_cr_line_in_an_lf_csv_costs_no_other_row(
+    lake: Lake, tmp_path: Path, suffix: str
+) -> None:
+    """DuckDB's strict reader refused the whole file at one odd line end ("CSV Parser state
+    machine reached an invalid state"; issue 24, hole 9): a CRLF counts as one line end,
+    a bare CR as one too (as Spark's text reader reads them), and every row is read."""
+    lines = [
+        b"appid,openid,ts,gender\n",
+        b"wx0000000000000001,o1,2024-06-10T08:00:00+08:00,1\n",
+        b"wx0000000000000001,o2,2024-06-10T08:00:00+08:00,2\r\n",  # CRLF
+        b"wx0000000000000001,o3,2024-06-10T08:00:00+08:00,1\r",  # bare CR
+        b"wx0000000000000001,o4,2024-06-10T08:00:00+08:00,1\n",
+        b"wx0000000000000001,o5,yesterday,1\n",  # rejected, on its own line
+        b"wx0000000000000001,o6,2024-06-10T08:00:00+08:00,2\n",
+    ]
+    src = tmp_path / f"mixed{suffix}"
+    body = b"".join(lines)
+    src.write_bytes(gzip.compress(body) if suffix.endswith(".gz") else body)
+    copies = set(Path(tempfile.gettempdir()).glob("userportrait-*.csv"))
+    report = ingest_file(lake, src)
+    assert (report.accepted, report.rejected) == (5, 1)
+    assert [(r.file, r.line, r.reason) for r in report.rejects] == [
+        (str(src), 6, "ts is not a timestamp: yesterday")
+    ]
+    assert report.rejects_file is not None
+    assert Path(report.rejects_file).parent == lake.rejects_dir
+    rows = duckdb.sql(
+        f"SELECT openid, gender_id FROM read_parquet('{lake.events_dir}/**/*.parquet') "
+        "ORDER BY openid"
+    ).fetchall()
+    assert rows == [("o1", 1), ("o2", 2), ("o3", 1), ("o4", 1), ("o6", 2)]
+    assert set(Path(tempfile.gettempdir()).glob("userportrait-*.csv")) == copies  # removed

@@ -7,9 +7,18 @@ and iOS WeChat, PC and Mac WeChat) and Huawei's documented ArkWeb default.
 
 from __future__ import annotations
 
+import random
+import string
+from pathlib import Path
+from typing import Any
+
+import device_detector
 import duckdb
 import pytest
+from device_detector import DeviceDetector
+from device_detector.yaml_loader import regex_list
 
+from userportrait import generate
 from userportrait.ingest.normalize_sql import ua_compact_sql
 from userportrait.portrait import devices
 
@@ -182,3 +191,92 @@ def test_precedence() -> None:
     assert devices.resolve_platform("devtools") == 6
     # nothing reported: absent
     assert devices.resolve_device(None) is None and devices.resolve_platform(None) is None
+
+
+# Matomo's detector, made fast (issue 24, hole 7): ``devices._detector()`` finds each
+# parser's first matching regex through alternations of 64 (``devices.first_match``); the
+# answers must be the library's own, one regex at a time.
+_FIXTURES = Path(device_detector.__file__).parent / "tests" / "fixtures"
+_MODEL_UA = "Mozilla/5.0 (Linux; Android 13; {} Build/A; wv)"
+
+
+def _fast_lists() -> list[tuple[str, ...]]:
+    lists = {p.fixture_files for p in devices._detector().CLIENT_PARSERS}
+    lists |= {p.fixture_files for p in devices._detector().DEVICE_PARSERS}
+    return [f for f in sorted(lists) if f]
+
+
+def _one_by_one(fixture_files: tuple[str, ...], text: str) -> int | None:
+    for i, entry in enumerate(regex_list(fixture_files)):
+        if entry["regex"].search(text):
+            return i
+    return None
+
+
+def _fixture_user_agents() -> list[str]:
+    found: set[str] = set()
+    for path in sorted(_FIXTURES.rglob("*.yml")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key, _, value = line.strip().partition("user_agent:")
+            if not key and value.strip():
+                found.add(value.strip().strip("'\""))
+    return sorted(found)
+
+
+def _models(n: int, seed: int) -> list[str]:
+    """Real-looking models of the big Chinese makers, the generator's, and random text."""
+    rnd = random.Random(seed)
+    chars = string.ascii_letters + string.digits + " -_()/;.+"
+    makers = [
+        lambda: f"SM-G9{rnd.randint(0, 999)}{rnd.choice(['', 'U', 'B', '0'])}",
+        lambda: f"Redmi Note {rnd.randint(1, 14)}{rnd.choice(['', ' Pro', ' 5G', 'T'])}",
+        lambda: f"P{rnd.choice('CDEFGHJ')}{rnd.choice('ABCDEKLM')}M{rnd.randint(0, 99):02}",
+        lambda: f"V{rnd.randint(1800, 2400)}{rnd.choice('AT')}",
+        lambda: (
+            f"{rnd.choice(['ALN', 'NOH', 'ANA', 'PCT', 'LIO', 'ELS'])}-AL{rnd.randint(0, 99):02}"
+        ),
+        lambda: f"{rnd.randint(20, 24)}{rnd.randint(0, 12):02}{rnd.randint(0, 9999):04}C",
+        lambda: "".join(rnd.choice(chars) for _ in range(rnd.randint(1, 16))),
+    ]
+    generated = [m for ms in generate._MODELS.values() for m in ms]
+    generated += [d for ds in generate._DEVICES.values() for d in ds]
+    return generated + [rnd.choice(makers)() for _ in range(n)]
+
+
+def _agree(texts: list[str], lists: list[tuple[str, ...]]) -> None:
+    for fixture_files in lists:
+        for text in texts:
+            assert devices.first_match(fixture_files, text) == _one_by_one(fixture_files, text), (
+                fixture_files,
+                text,
+            )
+
+
+def _details(detector: Any, ua: str) -> Any:
+    return detector(ua, skip_bot_detection=True, check_cache=False).parse().all_details
+
+
+def test_first_match_is_the_first_regex_one_by_one() -> None:
+    """The device parser's ~2,000 brand regexes on 2,000 models (and every other list the
+    fast detector groups on 300 models and fixture UAs): the same first regex."""
+    models = _models(2000, seed=24)
+    _agree([_MODEL_UA.format(m) for m in models], [("upstream/device/mobiles.yml",)])
+    uas = _fixture_user_agents()[::400] + [_MODEL_UA.format(m) for m in models[::7]]
+    _agree(uas, [f for f in _fast_lists() if f != ("upstream/device/mobiles.yml",)])
+
+
+def test_fast_detector_gives_the_librarys_answer() -> None:
+    detector = devices._detector()
+    assert detector.__name__ == DeviceDetector.__name__
+    uas = [_MODEL_UA.format(m) for m in _models(200, seed=7)] + _fixture_user_agents()[::300]
+    for ua in uas:
+        assert _details(detector, ua) == _details(DeviceDetector, ua), ua
+
+
+@pytest.mark.slow
+def test_fast_detector_gives_the_librarys_answer_on_many() -> None:
+    """Every UA of the library's own fixtures (~38,000) and 20,000 models, whole answers."""
+    detector = devices._detector()
+    models = _models(20000, seed=2024)
+    for ua in _fixture_user_agents() + [_MODEL_UA.format(m) for m in models]:
+        assert _details(detector, ua) == _details(DeviceDetector, ua), ua

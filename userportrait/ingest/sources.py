@@ -20,6 +20,9 @@ import codecs
 import csv
 import gzip
 import itertools
+import os
+import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -238,23 +241,65 @@ def _parquet(con: duckdb.DuckDBPyConnection, path: Path, fields: Fields) -> tupl
 
 
 def _csv(con: duckdb.DuckDBPyConnection, path: Path, fields: Fields) -> tuple[Source, str]:
-    delim, names = _csv_header(path, fields.required)
+    try:
+        return _csv_read(con, path, path, fields)
+    except duckdb.InvalidInputException:
+        # DuckDB's strict reader refuses the whole file when its line ends are mixed (one
+        # CRLF or bare CR in an LF file: "state machine reached an invalid state"); such
+        # a file is read from a copy with every line end a LF (issue 24, hole 9).
+        if not _has_cr(path):
+            raise
+    return _csv_read(con, path, _lf_copy(con, path), fields)
+
+
+def _csv_read(
+    con: duckdb.DuckDBPyConnection, path: Path, data: Path, fields: Fields
+) -> tuple[Source, str]:
+    """``path`` read from ``data`` (itself, or a copy with its line ends made LF)."""
+    delim, names = _csv_header(data, fields.required)
     lowered = {n.strip().lower(): f"c{i}" for i, n in enumerate(names)}
     columns = _check_columns(path, list(lowered), fields)
     types = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(names)))
     scan = (
-        f"read_csv({sql_str(str(path))}, header=true, delim={sql_str(delim)}, quote='\"', "
+        f"read_csv({sql_str(str(data))}, header=true, delim={sql_str(delim)}, quote='\"', "
         f"escape='\"', auto_detect=false, strict_mode=true, columns={{{types}}}, "
         f"max_line_size={MAX_LINE_BYTES}"
     )
     reads = [f"count(c{i})" for i in range(len(names))]
-    rows = _rows(con, scan, reads, 1, len(names), delim, _blank_lines(path))
+    rows = _rows(con, scan, reads, 1, len(names), delim, _blank_lines(data))
     ts_col = lowered.get(fields.time, "CAST(NULL AS VARCHAR)")
     cols = [f"{ts_from_text(ts_col)} AS ts", f"{ts_col} AS ts_text"]
     for f in fields.text:
         cols.append(f"{lowered[f]} AS {f}" if f in lowered else f"CAST(NULL AS VARCHAR) AS {f}")
     cols.append("_reject AS _err")
     return Source(path, "csv", columns, 1), f"SELECT {', '.join(cols)} FROM {rows}"
+
+
+def _has_cr(path: Path) -> bool:
+    try:
+        with _open_bytes(path) as fh:
+            return any(b"\r" in chunk for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except (EOFError, OSError, gzip.BadGzipFile):
+        return False
+
+
+def _lf_copy(con: duckdb.DuckDBPyConnection, path: Path) -> Path:
+    """A temporary copy of the CSV ``path`` (uncompressed) whose line ends are all LF: a
+    CRLF counts as one line end and a bare CR as one too, as Spark's text reader and
+    Python's universal newlines read them (a CR inside a quoted field of such a file
+    becomes a LF). The copy is removed once ``con`` is gone."""
+    fd, name = tempfile.mkstemp(prefix="userportrait-", suffix=".csv")
+    copy = Path(name)
+    weakref.finalize(con, copy.unlink, missing_ok=True)
+    with _open_bytes(path) as src, os.fdopen(fd, "wb") as out:
+        held = b""  # a CR at a chunk's end: its LF may open the next chunk
+        while chunk := src.read(1 << 20):
+            chunk = held + chunk
+            held = b"\r" if chunk.endswith(b"\r") else b""
+            chunk = chunk[: len(chunk) - len(held)]
+            out.write(chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+        out.write(b"\n" if held else b"")
+    return copy
 
 
 def _blank_lines(path: Path) -> list[int]:

@@ -510,3 +510,101 @@ def test_any_window_is_the_reference_answer_after_late_events(
     store, sql, ref = (get_engine(e, lake) for e in ("incremental", "sql", "reference"))
     for i, q in enumerate(queries):
         assert portrait(q, store) == portrait(q, sql if i % 8 else ref), q
+
+
+def test_far_future_days_cost_a_later_ingest_no_state_file_each(lake: Lake) -> None:
+    """Events on 40 distinct far-future days (legal: ts may reach 9999) must not make the
+    app's every later ingest write one state file per such day (3,000 of them: ~76 s)."""
+    appid = "wxa000000000000001"
+    days = [dt.date(2100, 1, 1) + dt.timedelta(days=200 * k) for k in range(40)]
+    load(lake, [{"appid": appid, "openid": f"o{k}", "ts": f"{d}T10:00:00+08:00"}
+                for k, d in enumerate(days)], "future.ndjson")  # fmt: skip
+    before = {p for p in lake.state_dir.rglob("*") if p.is_file()}
+    load(
+        lake, [{"appid": appid, "openid": "late", "ts": "2026-03-31T10:00:00+08:00"}], "now.ndjson"
+    )
+    written = {p for p in lake.state_dir.rglob("*") if p.is_file()} - before
+    assert len(written) <= 10, sorted(p.name for p in written)
+
+
+def test_a_first_day_moved_from_far_in_the_future_keeps_every_window_exact(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later ingest moves users' first days from far-future days to now: the end days
+    within a year after their old first days are replayed (after a run of skipped days
+    longer than a year from the days before, after a shorter one through it), those no
+    change reaches are left as they are, and every window is the reference answer."""
+    a = "wxa000000000000001"
+    f1 = dt.date(2100, 1, 1)
+    far = {  # openid -> (day, gender)
+        "y": (dt.date(2050, 1, 1), 1), "z": (f1 - D(214), 2), "u": (f1, 1),
+        "q": (f1 + D(100), 2), "x": (f1 + D(400), 1), "w": (f1 + D(450), 2),
+        "u2": (f1 + D(500), 2), "p": (f1 + D(900), 1),
+    }  # fmt: skip
+    events = [{"appid": a, "openid": o.rstrip("2"), "ts": f"{d}T10:00:00+08:00", "gender": g}
+              for o, (d, g) in far.items()]  # fmt: skip
+    events += [{"appid": a, "openid": f"n{k}", "ts": "2026-03-25T10:00:00+08:00"} for k in range(3)]
+    load(lake, events, "far.ndjson")
+    spans_before = dict(StateStore(lake).manifest.apps[a].spans)
+    folded: list[dt.date] = []
+    fold = state_spans.SpanCounter.fold
+
+    def counted(self: Any, head: Any, part: Any, *args: Any, **kw: Any) -> None:
+        folded.append(dt.date(1970, 1, 1) + D(int(part.day)))
+        fold(self, head, part, *args, **kw)
+
+    monkeypatch.setattr(state_spans.SpanCounter, "fold", counted)
+    late = [
+        {"appid": a, "openid": "u", "ts": "2026-03-31T09:00:00+08:00", "gender": 2},
+        {"appid": a, "openid": "w", "ts": "2026-03-30T09:00:00+08:00", "gender": 1},
+    ]
+    load(lake, late, "late.ndjson")
+    monkeypatch.undo()
+    manifest = StateStore(lake).manifest
+    assert manifest.version == lake.catalog.version()
+    assert folded == [dt.date(2026, 3, 30), dt.date(2026, 3, 31), f1, f1 + D(100),
+                      f1 + D(400), f1 + D(450), f1 + D(500)]  # fmt: skip
+    for untouched in (dt.date(2050, 1, 1), f1 - D(214), f1 + D(900)):
+        key = untouched.isoformat()
+        assert manifest.apps[a].spans[key] == spans_before[key]
+    store, ref = get_engine("incremental", lake), get_engine("reference", lake)
+    ends = sorted({d + D(k) for d, _ in far.values() for k in (-1, 0, 1)})
+    ends += [dt.date(2026, 3, 31), dt.date(2027, 3, 30), dt.date(2027, 3, 31)]
+    for end in ends:
+        for n in (1, 7, 30, 101, 366, 367):
+            q = PortraitQuery(a, end - D(n - 1), end)
+            assert portrait(q, store) == portrait(q, ref), (end, n)
+
+
+def test_an_app_with_many_days_does_not_hold_back_another_apps_answer(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch: one app adds events on 40 days (a long update), another a few events on
+    one day: the latter is updated first and published before the long update starts, so
+    a reader answers it from the new state meanwhile (issue 24, hole 7)."""
+    slow, quick = "wxa000000000000001", "wxa000000000000002"  # (the slow one sorts first)
+    day = dt.date(2026, 3, 31)
+    load(lake, [{"appid": a, "openid": "o", "ts": f"{day}T08:00:00+08:00", "gender": 1}
+                for a in (slow, quick)], "first.ndjson")  # fmt: skip
+    seen: dict[str, Any] = {}
+    apply = state_update.AppUpdate.apply
+
+    def watched(self: Any, days: set[str], *args: Any) -> Any:
+        if self.appid == slow:  # what a reader answers for the quick app meanwhile
+            q = PortraitQuery(quick, day, day)
+            seen["manifest"] = state_mod.Manifest.read(lake.state_dir).version
+            seen["answer"] = portrait(q, get_engine("incremental", lake))
+        return apply(self, days, *args)
+
+    monkeypatch.setattr(state_update.AppUpdate, "apply", watched)
+    batch = [{"appid": slow, "openid": f"s{k}", "ts": f"{day - D(k)}T09:00:00+08:00"}
+             for k in range(1, 41)]  # fmt: skip
+    batch += [{"appid": quick, "openid": f"q{k}", "ts": f"{day}T09:00:00+08:00", "gender": 2}
+              for k in range(3)]  # fmt: skip
+    version = lake.catalog.version()
+    load(lake, batch, "batch.ndjson")
+    monkeypatch.undo()
+    assert seen["manifest"] == version  # (the catalog's version is published at the end)
+    q = PortraitQuery(quick, day, day)
+    assert seen["answer"] == portrait(q, get_engine("reference", lake))
+    assert StateStore(lake).manifest.version == lake.catalog.version()

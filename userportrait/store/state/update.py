@@ -1,15 +1,20 @@
 """The update policy: bring the state up to the catalog after committed batches.
 
 Per touched appid the touched days are rebuilt from the lake (``partitions.py``); then the
-span histograms of every day from the earliest changed one on are replayed day by day
+span histograms of the days from the earliest changed one on are replayed day by day
 (``spans.py``), from the latest kept head before it: one day for a new day or a live
-flush, two for late events for yesterday, everything for a first load. Apps are
-updated one at a time; a failed app is recorded in the manifest and retried with back-off
-(``manifest.Failure``), and never holds back the others.
+flush, two for late events for yesterday, everything for a first load. Only the end days
+a change can reach are replayed: those up to 365 days after a changed day or after the
+old first day of a user whose first day moved; further days with data (far-future ones)
+keep their files, and the replay starts again after such a gap from the days before it
+(issue 24, hole 7). Apps are updated one at a time; a failed app is recorded in the
+manifest and retried with back-off (``manifest.Failure``), and never holds back the
+others.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import logging
 import shutil
@@ -113,8 +118,18 @@ def catch_up(
             new.failed[appid] = Failure(
                 sorted(days), failure.error, failure.attempts, failure.last_try
             )
-    for k, (appid, days) in enumerate(sorted(touched.items())):
+    # The apps with the fewest touched days first (a live flush: one), and what is done
+    # is published before an app with more: one app's long update (thousands of days)
+    # does not hold back the others' answers (issue 24, hole 7). The manifest keeps the
+    # old catalog version until every app is done (a crash redoes them all), and no file
+    # is removed before then (every manifest in between names files of old or new).
+    order = sorted(touched.items(), key=lambda item: (len(item[1]), item[0]))
+    unpublished = False
+    for k, (appid, days) in enumerate(order):
         old = manifest.apps.get(appid, AppState())
+        if len(days) > 1 and unpublished:
+            Manifest(manifest.version, dict(new.apps), dict(new.failed)).write(root)
+            unpublished = False
 
         def one_of_all(desc: str, frac: float, k: int = k) -> None:
             progress(desc, (k + frac) / len(touched))
@@ -123,6 +138,7 @@ def catch_up(
             new.apps[appid] = AppUpdate(lake, appid, old, version, partitions).apply(
                 days, one_of_all
             )
+            unpublished = True
             if new.failed.pop(appid, None) is not None:
                 log.info("portrait state of %s is up to date again", appid)
         except Exception as exc:
@@ -217,6 +233,7 @@ class AppUpdate:
             # before the builder: its thread must stop before the connection does.
             with Prefetched(built) as stream, self._writer() as write:
                 replay = self._replay(t0, present, first, n_before)
+                replay.changed = sorted(day_number(d) for d in days)
                 replay.write = write
                 taken: list[int] = []
 
@@ -239,6 +256,7 @@ class AppUpdate:
                     # A late event can move a user's first day earlier; the days after it
                     # are replayed anyway (t0 is the earliest changed day).
                     uid = part.uid.astype(np.intp)
+                    replay.moved(first[uid], part.day)
                     first[uid] = np.minimum(first[uid], part.day)
                     replay.fold_until(part.day, first)
                     replay.fold(part, first)
@@ -422,7 +440,18 @@ class _Replay:
     as they come: the rebuilt ones from the builder, the others (days after a late event)
     from their files. A rebuilt day's users have their final first day once the days up
     to it are built (a later day cannot move a first day before itself), so folding
-    need not wait for the whole build."""
+    need not wait for the whole build.
+
+    A day's histograms and head hold the ages of the 366 days up to it (older is
+    ``LONG_AGO``, never read) and the first-day ages of its users (clipped there too).
+    So an end day ``E`` changes only if a changed day or the *old* first day of a user
+    whose first day moved lies in ``E - 365 .. E``; any other day keeps its files (a
+    user first seen now long before ``E`` moves only the never-read age bucket
+    ``HORIZON``). Which days are reached is known in time: a first day moves from a
+    later day to a changed one, folded after the days before it. After a run of
+    skipped days longer than a year the head and histograms are rebuilt from the days
+    with data of the 365 days before the next reached day instead of folding the run.
+    """
 
     def __init__(
         self, update: AppUpdate, head: Head, counter: SpanCounter, t0: int, present: list[int]
@@ -431,17 +460,64 @@ class _Replay:
         self.head = head
         self.counter = counter
         self.todo = [t for t in present if t >= t0]
+        self.present = present
         self.keep = set(present[-KEEP_HEADS:])
         app = update.app
         self.heads = {d: f for d, f in app.heads.items() if day_number(d) in self.keep}
         self.open: int | None = None  # the day folded last, not yet saved
         self.write: FileWrite | None = None  # the update's writer thread, while it runs
         self.head_saved: int | None = None  # the day whose head the writer saved
+        self.changed: list[int] = []  # the rebuilt days (ascending)
+        self.old_firsts = np.empty(0, np.int32)  # moved users' old first days (unique)
+        self.skipped: list[int] = []  # days left as they are since the last one folded
+
+    def moved(self, old: IntArray, day: int) -> None:
+        """Note the old first days of the users of ``day`` first seen later until now."""
+        later = old[(old > day) & (old != NO_DAY)]
+        if len(later):
+            self.old_firsts = np.union1d(self.old_firsts, later)
+
+    def reached(self, t: int) -> bool:
+        """Whether a change can reach the histograms and head of end day ``t``."""
+        i = bisect.bisect_right(self.changed, t)
+        if i and t - self.changed[i - 1] < LONG_AGO:
+            return True
+        j = int(np.searchsorted(self.old_firsts, t, side="right"))
+        return bool(j and t - int(self.old_firsts[j - 1]) < LONG_AGO)
+
+    def _resume(self, t: int, first: IntArray) -> None:
+        """Before folding ``t``: the days skipped since the last one folded are folded
+        too, or, when they are many and not all within a year of ``t``, the head and
+        histograms are rebuilt as of ``t - 1`` from the days with data before ``t``
+        whose ages are under ``LONG_AGO`` (none of them rebuilt now: ``t`` would not be
+        past a skipped day otherwise)."""
+        skipped, self.skipped = self.skipped, []
+        if not skipped:
+            return
+        present = self.present
+        window = present[
+            bisect.bisect_right(present, t - LONG_AGO) : bisect.bisect_left(present, t)
+        ]
+        if len(window) >= len(skipped) or set(window) & set(self.changed):
+            for u in skipped:
+                self._fold(self.update._load_day(u), first, resume=False)
+            return
+        self.close()
+        head = Head.from_days((self.update._load_day(u) for u in window), len(first))
+        head.advance(t - 1)
+        self.head = head
+        self.counter = SpanCounter.from_head(head, first, self.update.app.value_sizes())
 
     def fold_until(self, end: int, first: IntArray) -> None:
-        """Fold the days before ``end`` not folded yet, from their files."""
+        """Fold the days before ``end`` not folded yet, from their files (those no change
+        reaches are skipped)."""
         while self.todo and self.todo[0] < end:
-            self._fold(self.update._load_day(self.todo[0]), first)
+            t = self.todo[0]
+            if self.reached(t):
+                self._fold(self.update._load_day(t), first)
+            else:
+                self.todo.pop(0)
+                self.skipped.append(t)
 
     def fold(self, part: DayPart, first: IntArray) -> None:
         """Fold ``part``: the next day, or another slice of the day folded last (its users
@@ -454,9 +530,11 @@ class _Replay:
             raise ValueError(f"day {part.day} out of order")
         self._fold(part, first)
 
-    def _fold(self, part: DayPart, first: IntArray) -> None:
+    def _fold(self, part: DayPart, first: IntArray, resume: bool = True) -> None:
+        if resume:  # (a skipped day folded by _resume is off the to-do list already)
+            self._resume(part.day, first)
+            self.todo.pop(0)
         self.close()
-        self.todo.pop(0)
         self.counter.fold(self.head, part, first, applied=self._head_saver(part))
         self.open = part.day
 

@@ -1,0 +1,76 @@
+"""Issue 24, hole 7: what odd input costs an ingest (docs/performance.md "Odd input").
+
+``python bench/odd_input.py N``: (a) one batch of N distinct unknown device models; (b) one
+batch of events on N distinct days (1971..9998), then a later one-event ingest of an
+earlier day, with the state files it writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import random
+import string
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from userportrait.ingest.pipeline import ingest_file
+from userportrait.settings import Settings
+from userportrait.store.lake import Lake
+
+
+def _batch(path: Path, events: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+def main(n: int) -> None:
+    rnd = random.Random(7)
+    root = Path(tempfile.mkdtemp())
+    lake = Lake(dataclasses.replace(Settings(), data_dir=root / "data"))
+    chars = string.ascii_uppercase + string.digits
+    models = [
+        {
+            "appid": "wxa000000000000001",
+            "openid": f"o{i}",
+            "ts": "2026-12-01T10:00:00+08:00",
+            "model": "".join(rnd.choice(chars) for _ in range(8)),
+        }
+        for i in range(n)
+    ]
+    t = time.time()
+    ingest_file(lake, _batch(root / "a.ndjson", models))
+    sys.stdout.write(f"(a) {n} distinct models: {time.time() - t:.1f}s\n")
+    epoch = dt.date(1970, 1, 1)
+    picked = rnd.sample(
+        range((dt.date(1971, 1, 1) - epoch).days, (dt.date(9998, 1, 1) - epoch).days), n
+    )
+    days = [
+        {
+            "appid": "wxa000000000000002",
+            "openid": f"o{i}",
+            "ts": f"{epoch + dt.timedelta(k)}T10:00:00+08:00",
+        }
+        for i, k in enumerate(picked)
+    ]
+    t = time.time()
+    ingest_file(lake, _batch(root / "b.ndjson", days))
+    sys.stdout.write(f"(b) {n} distinct days, first ingest: {time.time() - t:.1f}s\n")
+    before = {p for p in lake.state_dir.rglob("*") if p.is_file()}
+    late = [{"appid": "wxa000000000000002", "openid": "late", "ts": "2026-12-06T10:00:00+08:00"}]
+    t = time.time()
+    ingest_file(lake, _batch(root / "c.ndjson", late))
+    elapsed = time.time() - t
+    after = {p for p in lake.state_dir.rglob("*") if p.is_file()}
+    sys.stdout.write(
+        f"(b) later one-event ingest: {elapsed:.1f}s, state files written: "
+        f"{len(after - before)}, total {len(after)}\n"
+    )
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 300)
