@@ -161,7 +161,7 @@ async def test_component_token_checks_the_ticket_first_and_is_throttled(
         # Without the ticket a secret is never tried: 61006 whatever the secret.
         res = await c.post(path, json={**body, "component_verify_ticket": "no-ticket"})
         assert_error(res, 61006, "component ticket is invalid")
-        for _ in range(2):
+        for _ in range(3):  # the wrong ticket was counted apart: a right one is no licence
             res = await c.post(path, json={**body, "component_verify_ticket": ticket_text})
             assert_error(res, 40125, "invalid appsecret")
         res = await c.post(path, json={**body, "component_verify_ticket": ticket_text})
@@ -262,3 +262,21 @@ async def test_signin_takes_json_from_this_origin_only(api_settings: Settings) -
             "/dashboard/signin", content=form, headers={**JSON, "origin": "http://testserver"}
         )
         assert ok.json()["errcode"] == 0
+
+
+async def test_a_platform_is_not_queued_behind_wrong_tickets(api_settings: Settings) -> None:
+    """Wrong tickets fail before the scrypt queue, and the platform's repeat call skips it."""
+    runner = CliRunner()
+    data = ["--data-dir", str(api_settings.data_dir)]
+    runner.invoke(cli, ["component", "add", "--component-appid", COMP, "--secret", COMP_SECRET, *data])  # fmt: skip
+    ticket = runner.invoke(cli, ["component", "ticket", "--component-appid", COMP, *data])
+    right = {"component_appid": COMP, "component_appsecret": COMP_SECRET,
+             "component_verify_ticket": ticket.output.splitlines()[-1]}  # fmt: skip
+    path = "/cgi-bin/component/api_component_token"
+    app = create_app(api_settings)
+    async with client_from(api_settings, app=app) as c:
+        assert "component_access_token" in (await c.post(path, json=right)).json()
+        app.state.guard.queue = 0  # from now on any call that would queue for scrypt is -1 busy
+        res = await c.post(path, json={**right, "component_verify_ticket": "nope"})
+        assert_error(res, 61006, "component ticket is invalid")
+        assert "component_access_token" in (await c.post(path, json=right)).json()

@@ -24,7 +24,7 @@ from userportrait.auth import store as auth_store
 from userportrait.auth.keys import KEY_FILE
 from userportrait.auth.limits import SecretGuard
 from userportrait.auth.store import AuthStore
-from userportrait.errors import MinuteQuotaExceeded
+from userportrait.errors import InvalidCredential, MinuteQuotaExceeded
 from userportrait.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -211,3 +211,33 @@ def test_another_local_user_reads_nothing(settings: Settings) -> None:
         assert readable("probe.txt")  # (the check itself works)
     finally:
         shutil.rmtree(base)
+
+
+async def test_guesses_sent_at_once_are_all_counted_before_any_runs() -> None:
+    """A cheap check has no queue: 20 simultaneous guesses, at most ``per_app`` run."""
+    guard = SecretGuard(per_app=3, per_client=0)
+    ran = 0
+
+    async def wrong() -> None:
+        nonlocal ran
+        ran += 1
+        await asyncio.sleep(0.02)
+        raise InvalidCredential("wrong admin key")
+
+    answers = await asyncio.gather(
+        *(guard.check("admin", f"10.0.0.{i}", wrong, cheap=True) for i in range(20)),
+        return_exceptions=True,
+    )
+    assert ran == 3
+    assert sum(isinstance(a, MinuteQuotaExceeded) for a in answers) == 17
+
+
+async def test_a_right_check_held_is_taken_back() -> None:
+    guard = SecretGuard(per_app=1, per_client=0)
+
+    async def right() -> str:
+        return "ok"
+
+    for _ in range(5):
+        assert await guard.check("app:x", "10.0.0.1", right, cheap=True) == "ok"
+    assert await guard.check("app:x", "10.0.0.2", right, cheap=False) == "ok"

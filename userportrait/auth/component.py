@@ -111,6 +111,10 @@ class ComponentStore:
     def __init__(self, path: Path, *, now: Callable[[], float] = time.time) -> None:
         self.path = private_file(path)
         self.now = now
+        # component_appid -> (salt, keyed hash) of the secret last verified, in memory only:
+        # the platform's repeat call skips scrypt and the guard's queue (auth/limits.py).
+        self._key = secrets.token_bytes(32)
+        self._verified: dict[str, tuple[bytes, bytes]] = {}
         with self._db() as con:
             con.executescript(SCHEMA)
 
@@ -206,27 +210,51 @@ class ComponentStore:
         return [(appid, tuple(json.loads(f))) for appid, f in rows]
 
     # -- the platform's HTTP calls -------------------------------------------------------------
-    def component_token(self, component_appid: str | None, secret: str | None, ticket: str | None) -> tuple[str, int]:  # fmt: skip
-        """``api_component_token``: a ticket no older than 12 h, then the secret."""
+    def check_ticket(self, component_appid: str | None, ticket: str | None) -> None:
+        """The platform exists and ``ticket`` is its current one (no older than 12 h).
+
+        Checked before the secret, and apart from it: the ticket reaches only the platform's
+        callback URL, so a guesser without it never gets to try a secret, nor to queue for
+        a scrypt check (``api/component.py``)."""
         if not component_appid:
             raise AppIdMissing("component_appid missing")
+        with self._db() as con:
+            self._component(con, component_appid)
+            row = con.execute(
+                "SELECT issued_at FROM tickets WHERE ticket = ? AND component_appid = ?",
+                (ticket or "", component_appid),
+            ).fetchone()
+        if row is None:
+            raise TicketInvalid()
+        if self.now() - row[0] > TICKET_LIFETIME_S:
+            raise TicketExpired()
+
+    def _mac(self, component_appid: str, secret: str) -> bytes:
+        message = component_appid.encode() + b"\0" + secret.encode()
+        return hmac.new(self._key, message, "sha256").digest()
+
+    def known_secret(self, component_appid: str | None, secret: str | None) -> bool:
+        """Whether ``secret`` is the one last verified for the platform (no scrypt, no I/O)."""
+        seen = self._verified.get(component_appid or "")
+        return bool(seen and secret) and hmac.compare_digest(
+            seen[1] if seen else b"", self._mac(component_appid or "", secret or "")
+        )
+
+    def component_token(self, component_appid: str | None, secret: str | None, ticket: str | None) -> tuple[str, int]:  # fmt: skip
+        """``api_component_token``: a ticket no older than 12 h, then the secret."""
+        self.check_ticket(component_appid, ticket)
+        assert component_appid is not None  # check_ticket refused a missing one
         if not secret:
             raise AppSecretMissing("component_appsecret missing")
         now = self.now()
         with self._db() as con, transaction(con):
             salt, digest = self._component(con, component_appid)
-            # The ticket first: it reaches only the platform's callback URL, so a guesser
-            # without it never gets to try a secret (and a wrong one costs no scrypt).
-            row = con.execute(
-                "SELECT issued_at FROM tickets WHERE ticket = ? AND component_appid = ?",
-                (ticket or "", component_appid),
-            ).fetchone()
-            if row is None:
-                raise TicketInvalid()
-            if now - row[0] > TICKET_LIFETIME_S:
-                raise TicketExpired()
-            if not hmac.compare_digest(hash_secret(secret, salt), digest):
-                raise InvalidAppSecret()
+            seen = self._verified.get(component_appid)
+            mac = self._mac(component_appid, secret)
+            if seen is None or seen[0] != salt or not hmac.compare_digest(seen[1], mac):
+                if not hmac.compare_digest(hash_secret(secret, salt), digest):
+                    raise InvalidAppSecret()
+                self._verified[component_appid] = (salt, mac)
             return self._new(con, "component", component_appid, None, now), int(
                 LIFETIME_S["component"]
             )

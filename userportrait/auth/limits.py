@@ -70,15 +70,18 @@ class SecretGuard:
 
     def admit(self, appid: str, client: str) -> None:
         """Raise 45011 if this client or (for a client not known good) this appid failed too often."""
-        t = self.now()
         with self._lock:
-            if self.per_client and self._recent("c:" + client, t) >= self.per_client:
-                raise MinuteQuotaExceeded("too many wrong secrets from this address")
-            good = self._good.get((appid, client), -GOOD_FOR_S) > t - GOOD_FOR_S
-            if self.per_app and not good and self._recent("a:" + appid, t) >= self.per_app:
-                raise MinuteQuotaExceeded(
-                    f"too many wrong secrets for {appid.partition(':')[2] or appid}"
-                )
+            self._admit(appid, client, self.now())
+
+    def _admit(self, appid: str, client: str, t: float) -> None:
+        """``admit`` under the lock."""
+        if self.per_client and self._recent("c:" + client, t) >= self.per_client:
+            raise MinuteQuotaExceeded("too many wrong secrets from this address")
+        good = self._good.get((appid, client), -GOOD_FOR_S) > t - GOOD_FOR_S
+        if self.per_app and not good and self._recent("a:" + appid, t) >= self.per_app:
+            raise MinuteQuotaExceeded(
+                f"too many wrong secrets for {appid.partition(':')[2] or appid}"
+            )
 
     def record(self, appid: str, client: str, ok: bool) -> None:
         t = self.now()
@@ -95,6 +98,26 @@ class SecretGuard:
                 for name in list(self._fails):
                     self._recent(name, t)
 
+    def _hold(self, appid: str, client: str) -> float:
+        """Admit, and count the check as a failure until it is known to be right: guesses
+        sent at once are all counted before any of them runs (a cheap check has no queue)."""
+        t = self.now()
+        with self._lock:
+            self._admit(appid, client, t)
+            self._fails["a:" + appid].append(t)
+            self._fails["c:" + client].append(t)
+        return t
+
+    def _settle(self, appid: str, client: str, t: float, ok: bool) -> None:
+        """A held check is over and was no wrong guess: its failure is taken back."""
+        with self._lock:
+            for key in ("a:" + appid, "c:" + client):
+                q = self._fails.get(key)
+                if q is not None and t in q:
+                    q.remove(t)
+        if ok:
+            self.record(appid, client, ok=True)
+
     async def check(
         self, appid: str | None, client: str, run: Callable[[], Awaitable[T]], cheap: bool
     ) -> T:
@@ -102,24 +125,28 @@ class SecretGuard:
         if not appid:
             return await run()  # 41002 at once, no secret is checked
         self.admit(appid, client)
+        if cheap:
+            return await self._held(appid, client, run)
+        if self._waiting >= self.queue:
+            raise Busy("too many secret checks at once")
+        self._waiting += 1
         try:
-            if cheap:
-                result = await run()
-            else:
-                if self._waiting >= self.queue:
-                    raise Busy("too many secret checks at once")
-                self._waiting += 1
-                try:
-                    await self._slots.acquire()
-                finally:
-                    self._waiting -= 1
-                try:
-                    self.admit(appid, client)  # failures may have piled up meanwhile
-                    result = await run()
-                finally:
-                    self._slots.release()
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            return await self._held(appid, client, run)  # failures may have piled up meanwhile
+        finally:
+            self._slots.release()
+
+    async def _held(self, appid: str, client: str, run: Callable[[], Awaitable[T]]) -> T:
+        t = self._hold(appid, client)
+        try:
+            result = await run()
         except WRONG:
-            self.record(appid, client, ok=False)
+            raise  # the held failure stays counted
+        except BaseException:
+            self._settle(appid, client, t, ok=False)
             raise
-        self.record(appid, client, ok=True)
+        self._settle(appid, client, t, ok=True)
         return result
