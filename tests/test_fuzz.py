@@ -617,6 +617,37 @@ def test_issue_10_bodies(server: Server, route: str, body: bytes) -> None:
         handler.records.clear()
 
 
+#: What an HTTP client lets into a header value.
+PRINTABLE = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+
+
+@settings(max_examples=RAW_EXAMPLES // 4, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))  # fmt: skip
+@given(
+    auth=st.one_of(
+        st.none(),
+        st.just(f"Bearer {ADMIN_KEY}"),
+        st.text(PRINTABLE, max_size=200).map(lambda t: "Bearer " + t),
+        st.text(PRINTABLE, max_size=200),
+    ),
+    query=st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=3),
+)
+def _metrics(server: Server, auth: str | None, query: dict[str, str]) -> None:
+    auth = auth.strip() if auth else None  # a header value has no edge blanks
+    headers = {"authorization": auth} if auth else {}
+    res = httpx.get(server[0] + "/metrics", headers=headers, params=query, timeout=TIMEOUT_S)
+    if res.headers.get("content-type", "").startswith("text/plain"):
+        COUNTS["GET /metrics"] += 1
+        assert res.status_code == 200 and "userportrait_requests_total" in res.text
+    else:
+        check("GET /metrics", res)
+
+
+def test_metrics_route(server: Server) -> None:
+    _metrics(server)
+    no_tracebacks(server[2])
+
+
 # -- every route fuzzed ---------------------------------------------------------------------
 #: Static files with no input of their own: the page, its assets, Swagger UI, the schema.
 NOT_FUZZED = {("GET", "/"), ("GET", "/assets/{path}"), ("GET", "/docs"), ("GET", "/openapi.json")}

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from userportrait import __version__
-from userportrait.api import component, dashboard, doors, errors, native, wechat
+from userportrait.api import component, dashboard, doors, errors, metrics, native, wechat
 from userportrait.api.access import RequestContext
 from userportrait.api.body import BodyLimit
 from userportrait.api.cache import PortraitCache
@@ -129,6 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(component.router)
     app.include_router(native.router)
     app.include_router(native.health)
+    app.include_router(metrics.router)
     dashboard.install(app)
     if settings.live_ingest:
         from userportrait.api import events, profiles

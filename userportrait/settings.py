@@ -58,6 +58,7 @@ class Settings:
     http_read_timeout_s: float = 30.0
     http_idle_timeout_s: float = 5.0
     http_header_timeout_s: float = 30.0
+    metrics_open: bool = False
     http_max_connections_per_address: int = 64
     secret_failures_per_app: int = 10
     secret_failures_per_client: int = 20
@@ -128,6 +129,7 @@ SETTINGS: Final[dict[str, str]] = {
     "api_security_window_s": "API-security mode: how far Wechatmp-TimeStamp may be from now, in seconds; nonces are remembered this long.",
     "http_impl": "uvicorn's HTTP/1.1 implementation for `serve`: h11 (keeps the Wechatmp-* header casing WxJava looks up) or httptools (faster; lowercases header names).",
     "component_ticket_push_s": "How often `serve` pushes each third-party platform's component_verify_ticket to its callback URL, in seconds (0 = never).",
+    "metrics_open": "Serve `GET /metrics` without the dashboard admin key (a scraper on a private network); by default it takes the key as a Bearer token.",
     "trusted_proxies": "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed for IP allow-lists and per-address limits (empty = always the TCP peer; uvicorn's own X-Forwarded-For handling is off).",
     "live_ingest": "Accept events over HTTP (POST /v1/events) through the write-ahead log, and profiles (POST /v1/profiles).",
     "live_flush_interval_ms": "How often received events are loaded into the store (visible in portraits), in ms.",

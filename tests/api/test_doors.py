@@ -40,6 +40,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Step]] = {
     ("GET", "/docs"): frozenset(),
     ("GET", "/openapi.json"): frozenset(),
     ("GET", "/healthz"): frozenset(),
+    ("GET", "/metrics"): frozenset({S.SECRET}),
     ("GET", "/cgi-bin/token"): frozenset({S.ALLOW_LIST, S.SECRET}),
     ("POST", "/cgi-bin/stable_token"): frozenset({S.BODY, S.ALLOW_LIST, S.SECRET}),
     ("POST", "/datacube/getweanalysisappiduserportrait"): frozenset(

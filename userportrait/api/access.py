@@ -19,7 +19,8 @@ from urllib.parse import unquote_plus
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from userportrait.api.errors import handle, new_rid
+from userportrait.api.errors import ERROR_ANSWERED, handle, new_rid
+from userportrait.metrics import REQUEST_SECONDS, REQUESTS
 
 access_log = logging.getLogger("userportrait.access")
 #: Query parameters whose values never reach the log.
@@ -71,6 +72,12 @@ class RequestContext:
             response = await handle(Request(scope), exc)
             await response(scope, receive, send_with_rid)
         finally:
+            elapsed = time.perf_counter() - start
+            # The route's template, not the path: /v1/apps/{appid}/portrait is one series.
+            route = str(getattr(scope.get("route"), "path", "") or "unmatched")
+            errcode = scope.get("state", {}).get(ERROR_ANSWERED, 0)
+            REQUESTS.labels(route, scope["method"], str(errcode)).inc()
+            REQUEST_SECONDS.labels(route).observe(elapsed)
             access_log.info(
                 json.dumps(
                     {
@@ -79,7 +86,7 @@ class RequestContext:
                         "path": scope["path"],
                         "query": redact(scope.get("query_string", b"").decode("latin-1")),
                         "status": status,
-                        "ms": round((time.perf_counter() - start) * 1000, 2),
+                        "ms": round(elapsed * 1000, 2),
                     }
                 )  # fmt: skip
             )

@@ -166,7 +166,7 @@ class Enforce:
 def _missing(scope: Scope) -> set[Step]:
     state = scope.get("state", {})
     steps = door_of(scope.get("endpoint"))
-    if not steps or state.get(ERROR_ANSWERED):
+    if not steps or ERROR_ANSWERED in state:
         return set()
     done: set[Step] = state.get(_PASSED, set())
     return set(steps) - done

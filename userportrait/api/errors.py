@@ -31,7 +31,8 @@ from userportrait.errors import (
 log = logging.getLogger("userportrait.api")
 WECHAT_JSON: Final = "application/json; encoding=utf-8"
 CLOUD_PREFIX: Final = "/wxa/cloud/"
-#: Set in the request's state once an error is answered (api/doors.Enforce reads it).
+#: Set in the request's state once an error is answered, to its errcode (api/doors.Enforce
+#: and the request metrics read it).
 ERROR_ANSWERED: Final = "error_answered"
 
 
@@ -101,7 +102,7 @@ def _translate(request: Request, exc: Exception) -> tuple[ServiceError, int | No
 async def handle(request: Request, exc: Exception) -> WeChatJSON:
     """The one exception handler: any exception -> WeChat (or cloud-call) error body."""
     err, status = _translate(request, exc)
-    request.scope.setdefault("state", {})[ERROR_ANSWERED] = True
+    request.scope.setdefault("state", {})[ERROR_ANSWERED] = err.errcode
     rid = rid_of(request)
     if isinstance(exc, ServiceError | ClientDisconnect) or isinstance(
         exc.__cause__, ServiceError | ClientDisconnect

@@ -17,6 +17,7 @@ from userportrait.api.errors import WeChatJSON
 from userportrait.errors import Busy, EmptyPostData, InvalidRequest
 from userportrait.ingest.live import RejectedRecord
 from userportrait.ingest.records import parse_records
+from userportrait.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, reason_label
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 #: Read tokens are refused here (48001): writes take the app's ingest key (issue 24).
@@ -35,7 +36,7 @@ async def post_events(
     # slot is, and the loop never runs the per-record checks.
     report, done = await records_of(request, request.app.state.live.submit)
     await asyncio.wrap_future(done)  # acknowledged only once fsync'd
-    return answer(report.accepted, report.rejected)
+    return answer("events", report.accepted, report.rejected)
 
 
 async def records_of(request: Request, use: Callable[[list[Any], str], T]) -> T:
@@ -102,8 +103,12 @@ def _parse_slot(request: Request) -> Any:
     return slots.hold()
 
 
-def answer(accepted: int, rejected: Sequence[RejectedRecord]) -> WeChatJSON:
-    """The answer of an ingest route: counts and the rejected records' reasons."""
+def answer(kind: str, accepted: int, rejected: Sequence[RejectedRecord]) -> WeChatJSON:
+    """The answer of an ingest route: counts and the rejected records' reasons (and the
+    same counts in the metrics, ``kind`` events or profiles)."""
+    EVENTS_ACCEPTED.labels(kind).inc(accepted)
+    for r in rejected:
+        EVENTS_REJECTED.labels(kind, reason_label(r.reason)).inc()
     return WeChatJSON({
         "errcode": 0, "errmsg": "ok", "accepted": accepted,
         "rejected": [{"index": r.index, "reason": r.reason} for r in rejected],

@@ -27,4 +27,4 @@ async def post_profiles(
     appid, records = await records_of(request, lambda records, appid: (appid, records))
     # Acknowledged only once written, flushed and committed (profiles need no WAL).
     report = await run_in_threadpool(submit_profiles, request.app.state.lake, records, appid)
-    return answer(report.accepted, report.rejected)
+    return answer("profiles", report.accepted, report.rejected)

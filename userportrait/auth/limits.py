@@ -34,6 +34,7 @@ from userportrait.errors import (
     TicketExpired,
     TicketInvalid,
 )
+from userportrait.metrics import SECRET_CHECKS
 
 T = TypeVar("T")
 WINDOW_S: Final = 60.0
@@ -71,7 +72,15 @@ class SecretGuard:
     def admit(self, appid: str, client: str) -> None:
         """Raise 45011 if this client or (for a client not known good) this appid failed too often."""
         with self._lock:
-            self._admit(appid, client, self.now())
+            self._refused(lambda: self._admit(appid, client, self.now()))
+
+    @staticmethod
+    def _refused(admit: Callable[[], None]) -> None:
+        try:
+            admit()
+        except MinuteQuotaExceeded:
+            SECRET_CHECKS.labels("refused").inc()
+            raise
 
     def _admit(self, appid: str, client: str, t: float) -> None:
         """``admit`` under the lock."""
@@ -103,7 +112,7 @@ class SecretGuard:
         sent at once are all counted before any of them runs (a cheap check has no queue)."""
         t = self.now()
         with self._lock:
-            self._admit(appid, client, t)
+            self._refused(lambda: self._admit(appid, client, t))
             self._fails["a:" + appid].append(t)
             self._fails["c:" + client].append(t)
         return t
@@ -128,6 +137,7 @@ class SecretGuard:
         if cheap:
             return await self._held(appid, client, run)
         if self._waiting >= self.queue:
+            SECRET_CHECKS.labels("busy").inc()
             raise Busy("too many secret checks at once")
         self._waiting += 1
         try:
@@ -144,9 +154,11 @@ class SecretGuard:
         try:
             result = await run()
         except WRONG:
+            SECRET_CHECKS.labels("wrong").inc()
             raise  # the held failure stays counted
         except BaseException:
             self._settle(appid, client, t, ok=False)
             raise
         self._settle(appid, client, t, ok=True)
+        SECRET_CHECKS.labels("right").inc()
         return result

@@ -27,6 +27,7 @@ from typing import Any
 from userportrait.errors import Busy, InputError
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.ingest.records import RecordError, check_record, dump_record
+from userportrait.metrics import FLUSH_SECONDS
 from userportrait.store.compact import compact
 from userportrait.store.durable import fsync_path
 from userportrait.store.lake import Lake
@@ -115,6 +116,11 @@ class LiveIngest:
         self._owner.close()  # releases the flock
 
     # -- requests --------------------------------------------------------------------------
+    def pending(self) -> int:
+        """Events acknowledged or queued and not yet in a committed batch."""
+        with self._pending_lock:
+            return self._pending
+
     def submit(self, records: list[Any], appid: str | None) -> tuple[LiveReport, Future[None]]:
         """Check records; queue the valid ones. Await the future before acknowledging."""
         report = LiveReport()
@@ -225,7 +231,8 @@ class LiveIngest:
                 continue
             events = path.read_bytes().count(b"\n")
             if events:
-                ingest_file(self.lake, path)
+                with FLUSH_SECONDS.time():
+                    ingest_file(self.lake, path)
             path.unlink()
             fsync_path(self.dir)
             with self._pending_lock:
