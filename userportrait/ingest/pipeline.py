@@ -24,25 +24,22 @@ import pyarrow.parquet as pq
 
 from userportrait.errors import InputError
 from userportrait.ingest import ip_sql
-from userportrait.ingest.normalize_sql import (
+from userportrait.ingest.reject_sql import appids_of, reason_sql
+from userportrait.ingest.sources import Source, open_source
+from userportrait.ingest.value_maps import (
     CLIENT_COLUMNS_OUT_SQL,
     age_id_sql,
     age_value,
-    appids_of,
     client_sql,
-    reason_sql,
     register_client_maps,
     register_device_map,
     register_maps,
-    trimmed_sql,
     ua_map_sql,
     with_ua_sql,
 )
-from userportrait.ingest.sources import Source, open_source
 from userportrait.portrait import ipregion
-from userportrait.portrait.devices import CLIENT_FIELDS
-from userportrait.portrait.rules import appid_problem
-from userportrait.sqltext import shanghai_day_sql, sql_str
+from userportrait.portrait.rules import CLIENT_FIELDS, Reject, appid_problem
+from userportrait.sqltext import shanghai_day_sql, sql_str, trimmed_sql
 from userportrait.store.catalog import LakeFile
 from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake
@@ -60,7 +57,9 @@ LAKE_COMPRESSION = "COMPRESSION zstd, COMPRESSION_LEVEL 1"
 
 
 @dataclass(frozen=True, slots=True)
-class Reject:
+class RejectedRow:
+    """One rejected row of a file, as the rejects file records it."""
+
     file: str
     line: int
     reason: str
@@ -75,7 +74,7 @@ class IngestReport:
     duplicates: int = 0
     skipped: bool = False  # the same file (by SHA-256) was ingested before
     batch_id: int | None = None
-    rejects: list[Reject] = field(default_factory=list)
+    rejects: list[RejectedRow] = field(default_factory=list)
     rejects_file: str | None = None
     touched: set[tuple[str, str]] = field(default_factory=set)  # (appid, day)
 
@@ -205,7 +204,7 @@ def _run(
     _with_progress(con, lambda: con.execute(copy), lambda f: step("writing events", f))
     con.execute("RESET partitioned_write_flush_threshold")
     con.execute("SET preserve_insertion_order = true")
-    files = _move_into_lake(lake, staging)
+    files = move_into_lake(lake, staging)
     report.accepted = sum(f.rows for f in files)
     report.touched = {(f.appid, f.day) for f in files}
     rows = _parquet_rows(source)
@@ -215,7 +214,8 @@ def _run(
         report.rejected, valid = rows - report.accepted, report.accepted
     else:
         totals = con.execute(
-            "SELECT count(*) FILTER (WHERE reason IS NOT NULL AND reason <> 'blank line'), "
+            "SELECT count(*) FILTER (WHERE reason IS NOT NULL "
+            f"AND reason <> {Reject.BLANK_LINE.sql()}), "
             "count(*) FILTER (WHERE reason IS NULL) FROM checked"
         ).fetchone()
         assert totals is not None
@@ -307,7 +307,7 @@ def _accepted_sql(
     (``ip``: keep the prefix only, or the raw address too). ``appid``: SQL of the appid
     (the trim is spared when no appid of the batch needs it); ``age``: SQL of an integer
     age (else the text ``c.age`` is parsed). The raw region, gender and platform come from
-    their maps, typed for a cheap write (``normalize_sql.raw_type``), and so does the
+    their maps, typed for a cheap write (``sqlrows.raw_type``), and so does the
     device with ``device_map`` (table ``device_text_map``)."""
     age = f"CAST({age} AS SMALLINT)" if age else age_value("c.age")
     device, platform, joins = client_sql(client, "IS NOT DISTINCT FROM")
@@ -352,7 +352,10 @@ def _accepted_sql(
     return dedup
 
 
-def _move_into_lake(lake: Lake, staging: Path) -> list[LakeFile]:
+def move_into_lake(lake: Lake, staging: Path) -> list[LakeFile]:
+    """Move a batch's Parquet files from ``staging`` (``appid=A/day=D/…``) into ``events/``,
+    fsync'd, and remove ``staging``: the files for the catalog to commit (``ingest`` and
+    ``spark ingest`` both)."""
     files: list[LakeFile] = []
     for path in sorted(staging.rglob("*.parquet")):
         rel = path.relative_to(staging)  # appid=A/day=D/name.parquet
@@ -401,7 +404,7 @@ def _write_rejects(
         f"SELECT {sql_str(str(source.path))} AS file, CAST(n + {source.line_offset} AS BIGINT) AS line, "
         f"reason, struct_pack(ts := ts_text, {fields}) AS record FROM "
         "(SELECT row_number() OVER () AS n, * FROM checked) "
-        "WHERE reason IS NOT NULL AND reason <> 'blank line' ORDER BY n"
+        f"WHERE reason IS NOT NULL AND reason <> {Reject.BLANK_LINE.sql()} ORDER BY n"
     )
     con.execute(f"COPY ({query}) TO {sql_str(str(target))} (FORMAT json)")
     read_rejects(report, target)
@@ -416,7 +419,9 @@ def read_rejects(report: IngestReport, target: Path) -> None:
                 break
             item = json.loads(line)
             record = {k: v for k, v in item["record"].items() if v is not None}
-            report.rejects.append(Reject(item["file"], int(item["line"]), item["reason"], record))
+            report.rejects.append(
+                RejectedRow(item["file"], int(item["line"]), item["reason"], record)
+            )
 
 
 def _with_progress(
