@@ -1,7 +1,7 @@
 """Validate one event record received as JSON (the HTTP path), with the rules of bulk ingest.
 
 Blank means empty after trimming Unicode spaces, as DuckDB's ``trim`` does (not tabs).
-Bulk files are checked in SQL (``normalize_sql.reason_sql``); this is the same list of
+Bulk files are checked in SQL (``reject_sql.reason_sql``); this is the same list of
 checks in the same order for records that arrive one request at a time, so a record is
 accepted or rejected for the same reason either way (``tests/ingest/test_records.py`` holds the two
 side by side). An accepted record comes back canonical: ``ts`` as an RFC 3339 UTC string
