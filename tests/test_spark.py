@@ -393,10 +393,10 @@ MALFORMED_NDJSON = b"\n".join(
 def test_malformed_rows_are_rejected_alike(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from userportrait.ingest import sources
+    from userportrait.portrait import rules
     from userportrait.spark.ingest import spark_ingest_file
 
-    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(rules, "MAX_LINE_BYTES", 1000)
     files = {"bad.csv": MALFORMED_CSV, "bad.ndjson": MALFORMED_NDJSON}
     files["bad.csv.gz"] = gzip.compress(MALFORMED_CSV)
     reports: dict[str, IngestReport] = {}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
+
+#: The SQL dialects the input rules are written for (DuckDB; Spark in ``spark/``).
+Dialect = Literal["duckdb", "spark"]
 
 #: Asia/Shanghai has been UTC+8 all year since China's last daylight-saving change
 #: (1991-09-15): from this day on an instant's Shanghai day and time of day are integer
@@ -38,4 +41,24 @@ def shanghai_time_of_day_sql(ts: str, day: str) -> str:
         f"CASE WHEN {day} >= DATE '{FIXED_OFFSET_FROM}' "
         f"THEN (epoch_us({ts}) + {_OFFSET_US}) % {_US_PER_DAY} "
         f"ELSE epoch_us({ts}) - epoch_us(CAST({day} AS TIMESTAMPTZ)) END"
+    )
+
+
+def full_match(expr: str, pattern: str, dialect: Dialect = "duckdb") -> str:
+    """SQL: ``expr`` matches the whole of ``pattern`` (a pattern without quotes)."""
+    if "'" in pattern:
+        raise ValueError(f"pattern needs quoting: {pattern}")
+    if dialect == "spark":
+        escaped = pattern.replace("\\", "\\\\")  # Spark string literals take escapes
+        return f"({expr} RLIKE '^(?:{escaped})$')"
+    return f"regexp_full_match({expr}, '{pattern}')"
+
+
+def trimmed_sql(expr: str) -> str:
+    """DuckDB SQL: ``trim(expr)``, skipped for the usual text that has nothing to trim (an
+    ASCII text has no other space separator than ' '): the check reads the text once and
+    allocates nothing, the trim copies it."""
+    return (
+        f"CASE WHEN strlen({expr}) = length({expr}) AND NOT starts_with({expr}, ' ') "
+        f"AND NOT ends_with({expr}, ' ') THEN {expr} ELSE trim({expr}) END"
     )

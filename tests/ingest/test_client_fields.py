@@ -22,8 +22,8 @@ from tests.server import asgi_client, ingest_headers
 from userportrait.auth.store import AuthStore
 from userportrait.engine import get_engine
 from userportrait.ingest.pipeline import ingest_file
-from userportrait.ingest.sources import FIELDS
 from userportrait.portrait.query import PortraitQuery
+from userportrait.portrait.rules import FIELDS
 from userportrait.portrait.service import portrait
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake

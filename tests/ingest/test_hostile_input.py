@@ -378,9 +378,9 @@ def test_csv_invalid_utf8_is_a_record_error_in_ndjson_too(lake: Lake, tmp_path: 
 def test_an_over_long_ndjson_line_is_rejected_alone(
     lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from userportrait.ingest import sources
+    from userportrait.portrait import rules
 
-    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(rules, "MAX_LINE_BYTES", 1000)
     good = json.dumps(ev(1)).encode()
     src = tmp_path / "long.ndjson"
     src.write_bytes(good + b"\n" + good.replace(b"u1", b"u" * 1000) + b"\n" + good + b"\n")

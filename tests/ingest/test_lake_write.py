@@ -16,10 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import load
-from userportrait.ingest import normalize_sql
-from userportrait.ingest.normalize_sql import raw_type
+from userportrait import sqlrows
+from userportrait.ingest import reject_sql
 from userportrait.ingest.pipeline import IngestReport, ingest_file
-from userportrait.sqltext import shanghai_day_sql
+from userportrait.sqlrows import raw_type
+from userportrait.sqltext import shanghai_day_sql, trimmed_sql
 from userportrait.store.lake import Lake
 
 A = "wxa000000000000001"
@@ -86,9 +87,9 @@ def test_raw_type_is_a_sorted_enum_of_few_values() -> None:
     assert raw_type(["b", None, "a", "b", "é", "z"]) == "ENUM('a', 'b', 'z', 'é')"
     assert raw_type([None]) == "VARCHAR"
     assert raw_type(["it's"]) == "ENUM('it''s')"
-    many = [f"v{i}" for i in range(normalize_sql.MAX_ENUM_VALUES + 1)]
+    many = [f"v{i}" for i in range(sqlrows.MAX_ENUM_VALUES + 1)]
     assert raw_type(many) == "VARCHAR"
-    assert raw_type(["x" * (normalize_sql.MAX_LITERAL_CHARS + 1)]) == "VARCHAR"
+    assert raw_type(["x" * (sqlrows.MAX_LITERAL_CHARS + 1)]) == "VARCHAR"
 
 
 EVENTS: list[dict[str, Any]] = [
@@ -170,7 +171,7 @@ def test_a_typed_parquet_file_makes_the_lake_of_its_ndjson(
     ]
     text = Lake(settings.replace(data_dir=tmp_path / "text"))
     load(text, EVENTS)
-    monkeypatch.setattr(normalize_sql, "MAX_ENUM_VALUES", 3)
+    monkeypatch.setattr(sqlrows, "MAX_ENUM_VALUES", 3)
     typed = Lake(settings.replace(data_dir=tmp_path / "typed"))
     ingest_file(typed, _write_parquet(tmp_path / "e.parquet", events, age))
     assert _lake_rows(typed) == _lake_rows(text)
@@ -211,8 +212,8 @@ def test_typed_rejects_read_as_the_text_ones(
 ) -> None:
     """Reasons and lines are the same from a typed Parquet file as from NDJSON, with the
     appid rules decided per distinct appid or (over the caps) on every row."""
-    monkeypatch.setattr(normalize_sql, "MAX_APPID_VALUES", appid_cap)
-    monkeypatch.setattr(normalize_sql, "MAX_LITERAL_CHARS", literal_chars)
+    monkeypatch.setattr(reject_sql, "MAX_APPID_VALUES", appid_cap)
+    monkeypatch.setattr(sqlrows, "MAX_LITERAL_CHARS", literal_chars)
     text = Lake(settings.replace(data_dir=tmp_path / "text"))
     from_text = load(text, BAD)
     typed = Lake(settings.replace(data_dir=tmp_path / "typed"))
@@ -341,8 +342,8 @@ TRICKY_TEXTS = [
 def test_text_rule_shortcuts_agree_with_the_plain_rules(text: str) -> None:
     con = duckdb.connect()
     trimmed, blank, too_long = con.execute(
-        f"SELECT {normalize_sql.trimmed_sql('$1')}, {normalize_sql.blank_sql('$1')}, "
-        f"{normalize_sql.too_long_sql('$1')}",
+        f"SELECT {trimmed_sql('$1')}, {reject_sql.blank_sql('$1')}, "
+        f"{reject_sql.too_long_sql('$1')}",
         [text],
     ).fetchall()[0]
     plain = con.execute("SELECT trim($1), trim($1) = '', length($1) > 256", [text]).fetchall()

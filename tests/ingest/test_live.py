@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from tests.ingest.test_records import depth
 from tests.server import asgi_client, ingest_headers
 from userportrait.auth.store import AuthStore
-from userportrait.ingest.records import MAX_DEPTH
+from userportrait.portrait.rules import MAX_DEPTH
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 

@@ -17,14 +17,13 @@ from hypothesis import strategies as st
 
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.ingest.records import (
-    MAX_DEPTH,
     NOT_JSON,
     TOO_DEEP,
-    RecordError,
     check_record,
     dump_record,
     parse_records,
 )
+from userportrait.portrait.rules import MAX_DEPTH, RecordError
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 

@@ -19,7 +19,7 @@ from device_detector import DeviceDetector
 from device_detector.yaml_loader import regex_list
 
 from userportrait import generate
-from userportrait.ingest.normalize_sql import ua_compact_sql
+from userportrait.ingest.value_maps import ua_compact_sql
 from userportrait.portrait import devices
 
 UA_ANDROID_XIAOMI = (

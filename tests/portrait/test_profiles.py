@@ -9,11 +9,11 @@ import pytest
 
 from userportrait.ingest.records import parse_ts_us
 from userportrait.portrait.profiles import (
-    ProfileError,
     age_on,
     check_profile,
     profile_age_id,
 )
+from userportrait.portrait.rules import RecordError
 
 A = "wxprof0000000001"
 NOW = int(dt.datetime(2024, 3, 15, 4, tzinfo=dt.UTC).timestamp()) * 1_000_000  # 03-15 Shanghai
@@ -82,15 +82,15 @@ def test_birth_forms(fields: dict[str, Any], birth: dt.date) -> None:
     ],
 )  # fmt: skip
 def test_rejects_name_the_field(fields: dict[str, Any], reason: str) -> None:
-    with pytest.raises(ProfileError) as err:
+    with pytest.raises(RecordError) as err:
         check(**fields)
     assert str(err.value) == reason
 
 
 def test_the_tokens_app_only() -> None:
-    with pytest.raises(ProfileError, match="appid does not match the ingest key's app"):
+    with pytest.raises(RecordError, match="appid does not match the ingest key's app"):
         check_profile({"appid": A, "openid": "u"}, NOW, parse_ts_us, "wxother")
-    with pytest.raises(ProfileError, match="not a JSON object"):
+    with pytest.raises(RecordError, match="not a JSON object"):
         check_profile([A], NOW, parse_ts_us)
 
 

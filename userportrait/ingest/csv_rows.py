@@ -7,7 +7,8 @@ grammar is DuckDB's: a field is quoted (``"``, ``""`` for a quote, one space all
 before it and any after, a newline allowed inside) or unquoted (anything but the delimiter, a quote
 allowed after its first character); an empty field is NULL; fields past the header's
 width are allowed when empty (a trailing delimiter). ``row_reason`` words a broken row
-the same way for both readers, with its real number of fields.
+the same way for both readers (the ``Reject`` reasons of ``portrait/rules.py``), with its
+real number of fields.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from userportrait.portrait.rules import Reject
+
 #: A quoted field: DuckDB's strict reader allows one space before it and any after.
 QUOTED: Final = ' ?"[^"]*(?:""[^"]*)*" *'
 #: What is left of a row whose last field opened a quote the row does not close: the
 #: record goes on on the next line (a quoted newline), or the quote is never closed.
 OPEN_QUOTE: Final = ' ?"[^"]*(?:""[^"]*)*'
-
-NOT_CLOSED: Final = "a quoted field is not closed"
 
 
 def field_pattern(delim: str) -> str:
@@ -30,14 +31,6 @@ def field_pattern(delim: str) -> str:
     the field. Anchor each match at the previous one's end (``\\G`` in Java)."""
     d = re.escape(delim)
     return f'({QUOTED}|(?! ?")[^{d}]*){d}'
-
-
-def too_long(max_bytes: int) -> str:
-    return f"line is longer than {max_bytes} bytes"
-
-
-def wrong_width(fields: int, width: int) -> str:
-    return f"row has {fields} fields; the header has {width}"
 
 
 def split_row(text: str, delim: str) -> tuple[list[str], bool]:
@@ -66,18 +59,17 @@ def has_extra_values(fields: list[str], width: int) -> bool:
 
 def row_reason(errors: Iterable[str], text: str | None, width: int, delim: str) -> str:
     """The reason for a row DuckDB's strict reader refused, from its error types and text."""
-    from userportrait.ingest import sources
-    from userportrait.portrait.rules import Reject
-
     kinds = set(errors)
     if "INVALID ENCODING" in kinds:
-        return Reject.NOT_UTF8.value
+        return Reject.NOT_UTF8.text()
     if "LINE SIZE OVER MAXIMUM" in kinds:
-        return too_long(sources.MAX_LINE_BYTES)
+        return Reject.LINE_TOO_LONG.text()
     if text is None or "UNQUOTED VALUE" in kinds:
-        return NOT_CLOSED
+        return Reject.NOT_CLOSED.text()
     fields, whole = split_row(text.removesuffix("\n").removesuffix("\r"), delim)
-    return wrong_width(len(fields), width) if whole else NOT_CLOSED
+    if not whole:
+        return Reject.NOT_CLOSED.text()
+    return Reject.WRONG_WIDTH.text(fields=len(fields), width=width)
 
 
 _PATTERNS: dict[str, re.Pattern[str]] = {}

@@ -18,8 +18,9 @@ from typing import Any, Final
 import duckdb
 import numpy as np
 
-from userportrait.ingest.normalize_sql import Dialect, full_match, register_rows
 from userportrait.portrait import ipregion
+from userportrait.sqlrows import register_rows
+from userportrait.sqltext import Dialect, full_match
 
 _OCTET: Final = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 #: What Python's ``ipaddress`` reads as an IPv4 address (no leading zeros, ASCII digits).

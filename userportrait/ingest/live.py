@@ -26,8 +26,9 @@ from typing import Any
 
 from userportrait.errors import Busy, InputError
 from userportrait.ingest.pipeline import ingest_file
-from userportrait.ingest.records import RecordError, check_record, dump_record
+from userportrait.ingest.records import check_record, dump_record
 from userportrait.metrics import FLUSH_SECONDS
+from userportrait.portrait.rules import RecordError
 from userportrait.store.compact import compact
 from userportrait.store.durable import fsync_path
 from userportrait.store.lake import Lake

@@ -24,25 +24,22 @@ import pyarrow.parquet as pq
 
 from userportrait.errors import InputError
 from userportrait.ingest import ip_sql
-from userportrait.ingest.normalize_sql import (
+from userportrait.ingest.reject_sql import Appids, appids_of, reason_sql
+from userportrait.ingest.sources import Source, open_source
+from userportrait.ingest.value_maps import (
     CLIENT_COLUMNS_OUT_SQL,
     age_id_sql,
     age_value,
-    appids_of,
     client_sql,
-    reason_sql,
     register_client_maps,
     register_device_map,
     register_maps,
-    trimmed_sql,
     ua_map_sql,
     with_ua_sql,
 )
-from userportrait.ingest.sources import Source, open_source
 from userportrait.portrait import ipregion
-from userportrait.portrait.devices import CLIENT_FIELDS
-from userportrait.portrait.rules import appid_problem
-from userportrait.sqltext import shanghai_day_sql, sql_str
+from userportrait.portrait.rules import CLIENT_FIELDS, Reject, appid_problem
+from userportrait.sqltext import shanghai_day_sql, sql_str, trimmed_sql
 from userportrait.store.catalog import LakeFile
 from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake
@@ -60,7 +57,9 @@ LAKE_COMPRESSION = "COMPRESSION zstd, COMPRESSION_LEVEL 1"
 
 
 @dataclass(frozen=True, slots=True)
-class Reject:
+class RejectedRow:
+    """One rejected row of a file, as the rejects file records it."""
+
     file: str
     line: int
     reason: str
@@ -75,7 +74,7 @@ class IngestReport:
     duplicates: int = 0
     skipped: bool = False  # the same file (by SHA-256) was ingested before
     batch_id: int | None = None
-    rejects: list[Reject] = field(default_factory=list)
+    rejects: list[RejectedRow] = field(default_factory=list)
     rejects_file: str | None = None
     touched: set[tuple[str, str]] = field(default_factory=set)  # (appid, day)
 
@@ -130,6 +129,34 @@ def _run(
     report: IngestReport,
     step: Progress,
 ) -> None:
+    """The steps of one batch, under the lake's write lock: check, map, skip a file seen
+    before, write, count, record the rejects, commit."""
+    appids = _check_rows(con, source, select)
+    maps = _map_values(lake, con, source, step)
+    sha = sha_of_file.result()
+    if lake.catalog.find_batch_by_sha(sha) is not None:  # under the lock: no race
+        report.skipped = True
+        step("already ingested", 1.0)
+        return
+    batch_id = lake.catalog.next_batch_id()
+    batch_key = uuid.uuid4().hex[:12]
+    files = _write_batch(lake, con, source, appids, maps, batch_id, batch_key, step)
+    report.accepted = sum(f.rows for f in files)
+    report.touched = {(f.appid, f.day) for f in files}
+    _count_rows(con, source, report)
+    if report.rejected:
+        step("recording rejects", 0.0)
+        _write_rejects(lake, con, source, report, batch_key)
+    report.batch_id = lake.catalog.commit_batch(
+        batch_id, str(source.path), sha, report.accepted, report.rejected, files
+    )
+    step("done", 1.0)
+
+
+def _check_rows(con: duckdb.DuckDBPyConnection, source: Source, select: str) -> Appids | None:
+    """Views ``src`` (the file's rows), ``checked`` (each with its ``reason``, NULL when
+    accepted) and ``events`` (plus the compact UA); the appid rules decided per distinct
+    appid, when they could be (``reject_sql.appids_of``)."""
     con.execute(f"CREATE TEMP VIEW src AS {select}")
     _appid_bounds(con, source)
     appids = appids_of(con, "appid_bounds")
@@ -139,6 +166,22 @@ def _run(
     if ua_map:
         con.execute(f"CREATE TEMP TABLE ua_map AS {ua_map_sql('src')}")
     con.execute(f"CREATE TEMP VIEW events AS {with_ua_sql('checked', ua_map)}")
+    return appids
+
+
+@dataclass(frozen=True, slots=True)
+class _Maps:
+    """Which value maps a batch joins (``_map_values``)."""
+
+    client: bool  # the client fields' device and platform maps
+    device_map: bool  # table ``device_text_map`` (a file without client fields)
+    ip: Literal["prefix", "raw"] | None  # the region from the IP; keep its prefix or all
+
+
+def _map_values(
+    lake: Lake, con: duckdb.DuckDBPyConnection, source: Source, step: Progress
+) -> _Maps:
+    """The value maps of the batch's distinct raw values (``ingest/value_maps.py``)."""
     step("scanning values", 0.0)
     _with_progress(con, lambda: register_maps(con, "src"), lambda f: step("scanning values", f))
     # Files without client fields keep the cheaper one-column platform map, and files
@@ -151,33 +194,38 @@ def _run(
             lambda f: step("scanning devices", f),
         )
     device_map = not client and register_device_map(con, "src")
-    has_ip = "ip" in source.columns
-    if has_ip:
+    ip: Literal["prefix", "raw"] | None = None
+    if "ip" in source.columns:
         db = ipregion.load_db(ipregion.active_db(lake.root))
-        ip_sql.register_maps(con, "src", has_ip, db)  # region from the IP
-    sha = sha_of_file.result()
-    if lake.catalog.find_batch_by_sha(sha) is not None:  # under the lock: no race
-        report.skipped = True
-        step("already ingested", 1.0)
-        return
+        ip_sql.register_maps(con, "src", True, db)  # region from the IP
+        ip = "raw" if lake.settings.store_raw_ip else "prefix"
+    return _Maps(client, device_map, ip)
+
+
+def _write_batch(
+    lake: Lake,
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    appids: Appids | None,
+    maps: _Maps,
+    batch_id: int,
+    batch_key: str,
+    step: Progress,
+) -> list[LakeFile]:
+    """Write the accepted rows (deduplicated) to ``_staging/`` and move them into the lake."""
     has_event_id = "event_id" in source.columns
     existing = _existing_event_ids(lake, con) if has_event_id else None
-    batch_key = uuid.uuid4().hex[:12]
     staging = lake.staging_dir / batch_key
     staging.mkdir(parents=True)
-    batch_id = lake.catalog.next_batch_id()
-    ip: Literal["prefix", "raw"] | None = None
-    if has_ip:
-        ip = "raw" if lake.settings.store_raw_ip else "prefix"
     accepted_sql = _accepted_sql(
         batch_id,
         has_event_id,
         existing,
-        client,
-        ip,
+        maps.client,
+        maps.ip,
         appid="c.appid" if appids is not None and appids.trimmed else "trim(c.appid)",
         age=f"c.{source.age_int}" if source.age_int else None,
-        device_map=device_map,
+        device_map=maps.device_map,
     )
     only = _single_partition(con)
     if only is not None:
@@ -205,29 +253,25 @@ def _run(
     _with_progress(con, lambda: con.execute(copy), lambda f: step("writing events", f))
     con.execute("RESET partitioned_write_flush_threshold")
     con.execute("SET preserve_insertion_order = true")
-    files = _move_into_lake(lake, staging)
-    report.accepted = sum(f.rows for f in files)
-    report.touched = {(f.appid, f.day) for f in files}
+    return move_into_lake(lake, staging)
+
+
+def _count_rows(con: duckdb.DuckDBPyConnection, source: Source, report: IngestReport) -> None:
+    """``report.rejected`` and ``report.duplicates`` (``report.accepted`` is set)."""
     rows = _parquet_rows(source)
-    if rows is not None and not has_event_id:
+    if rows is not None and "event_id" not in source.columns:
         # A Parquet file has no blank lines and without event ids nothing is a duplicate:
         # every row not written was rejected, so no second pass over the file is needed.
         report.rejected, valid = rows - report.accepted, report.accepted
     else:
         totals = con.execute(
-            "SELECT count(*) FILTER (WHERE reason IS NOT NULL AND reason <> 'blank line'), "
+            "SELECT count(*) FILTER (WHERE reason IS NOT NULL "
+            f"AND reason <> {Reject.BLANK_LINE.sql()}), "
             "count(*) FILTER (WHERE reason IS NULL) FROM checked"
         ).fetchone()
         assert totals is not None
         report.rejected, valid = int(totals[0]), int(totals[1])
     report.duplicates = valid - report.accepted
-    if report.rejected:
-        step("recording rejects", 0.0)
-        _write_rejects(lake, con, source, report, batch_key)
-    report.batch_id = lake.catalog.commit_batch(
-        batch_id, str(source.path), sha, report.accepted, report.rejected, files
-    )
-    step("done", 1.0)
 
 
 def _appid_bounds(con: duckdb.DuckDBPyConnection, source: Source) -> None:
@@ -307,7 +351,7 @@ def _accepted_sql(
     (``ip``: keep the prefix only, or the raw address too). ``appid``: SQL of the appid
     (the trim is spared when no appid of the batch needs it); ``age``: SQL of an integer
     age (else the text ``c.age`` is parsed). The raw region, gender and platform come from
-    their maps, typed for a cheap write (``normalize_sql.raw_type``), and so does the
+    their maps, typed for a cheap write (``sqlrows.raw_type``), and so does the
     device with ``device_map`` (table ``device_text_map``)."""
     age = f"CAST({age} AS SMALLINT)" if age else age_value("c.age")
     device, platform, joins = client_sql(client, "IS NOT DISTINCT FROM")
@@ -352,7 +396,10 @@ def _accepted_sql(
     return dedup
 
 
-def _move_into_lake(lake: Lake, staging: Path) -> list[LakeFile]:
+def move_into_lake(lake: Lake, staging: Path) -> list[LakeFile]:
+    """Move a batch's Parquet files from ``staging`` (``appid=A/day=D/…``) into ``events/``,
+    fsync'd, and remove ``staging``: the files for the catalog to commit (``ingest`` and
+    ``spark ingest`` both)."""
     files: list[LakeFile] = []
     for path in sorted(staging.rglob("*.parquet")):
         rel = path.relative_to(staging)  # appid=A/day=D/name.parquet
@@ -401,7 +448,7 @@ def _write_rejects(
         f"SELECT {sql_str(str(source.path))} AS file, CAST(n + {source.line_offset} AS BIGINT) AS line, "
         f"reason, struct_pack(ts := ts_text, {fields}) AS record FROM "
         "(SELECT row_number() OVER () AS n, * FROM checked) "
-        "WHERE reason IS NOT NULL AND reason <> 'blank line' ORDER BY n"
+        f"WHERE reason IS NOT NULL AND reason <> {Reject.BLANK_LINE.sql()} ORDER BY n"
     )
     con.execute(f"COPY ({query}) TO {sql_str(str(target))} (FORMAT json)")
     read_rejects(report, target)
@@ -416,7 +463,9 @@ def read_rejects(report: IngestReport, target: Path) -> None:
                 break
             item = json.loads(line)
             record = {k: v for k, v in item["record"].items() if v is not None}
-            report.rejects.append(Reject(item["file"], int(item["line"]), item["reason"], record))
+            report.rejects.append(
+                RejectedRow(item["file"], int(item["line"]), item["reason"], record)
+            )
 
 
 def _with_progress(

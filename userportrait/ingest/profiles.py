@@ -22,15 +22,14 @@ import duckdb
 from userportrait.errors import InputError
 from userportrait.ingest.live import LiveReport, RejectedRecord
 from userportrait.ingest.pipeline import IngestReport, read_rejects, sha256_of
-from userportrait.ingest.records import RecordError, _Unreadable, parse_ts_us
+from userportrait.ingest.records import Unreadable, parse_ts_us
 from userportrait.ingest.sources import Fields, open_source
-from userportrait.portrait.profiles import (
+from userportrait.portrait.profiles import Profile, check_profile, now_us
+from userportrait.portrait.rules import (
     PROFILE_FIELDS,
     PROFILE_REQUIRED,
-    Profile,
-    ProfileError,
-    check_profile,
-    now_us,
+    RecordError,
+    Reject,
 )
 from userportrait.store.lake import Lake
 from userportrait.store.profiles import write_profiles
@@ -74,13 +73,13 @@ def ingest_profiles_file(lake: Lake, path: Path, now: int | None = None) -> Inge
     for n, (err, ts_text, *values) in enumerate(fetched, start=1):
         record = dict(zip(text_cols, values, strict=True))
         record["updated_at"] = ts_text
-        if err == "blank line":
+        if err == Reject.BLANK_LINE:
             continue
         try:
             if err is not None:
-                raise ProfileError(err)
+                raise RecordError(err)
             accepted.append(check_profile(record, at, parse_ts_us))
-        except ProfileError as exc:
+        except RecordError as exc:
             kept = {k: record[k] for k in PROFILE_FIELDS if record.get(k) is not None}
             line = n + source.line_offset
             rejects.append({"file": str(path), "line": line, "reason": str(exc), "record": kept})
@@ -117,10 +116,10 @@ def submit_profiles(
     accepted: list[Profile] = []
     for i, record in enumerate(records):
         try:
-            if isinstance(record, _Unreadable):
+            if isinstance(record, Unreadable):
                 raise RecordError(record.reason)
             accepted.append(check_profile(record, at, parse_ts_us, appid))
-        except (ProfileError, RecordError) as exc:
+        except RecordError as exc:
             report.rejected.append(RejectedRecord(i, str(exc)))
     if accepted:
         with lake.write_lock():

@@ -1,7 +1,7 @@
 """Validate one event record received as JSON (the HTTP path), with the rules of bulk ingest.
 
 Blank means empty after trimming Unicode spaces, as DuckDB's ``trim`` does (not tabs).
-Bulk files are checked in SQL (``normalize_sql.reason_sql``); this is the same list of
+Bulk files are checked in SQL (``reject_sql.reason_sql``); this is the same list of
 checks in the same order for records that arrive one request at a time, so a record is
 accepted or rejected for the same reason either way (``tests/ingest/test_records.py`` holds the two
 side by side). An accepted record comes back canonical: ``ts`` as an RFC 3339 UTC string
@@ -14,38 +14,36 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import unicodedata
 from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 
 from userportrait.errors import PayloadTooLarge
-from userportrait.ingest.sources import FIELDS, TS_TEXT
 from userportrait.portrait.normalize import parse_age, parse_ts
 from userportrait.portrait.query import TZ
-from userportrait.portrait.rules import LENGTH_CHECKED, MAX_FIELD_CHARS, Reject, appid_problem
+from userportrait.portrait.rules import (
+    FIELDS,
+    INT_TEXT,
+    LENGTH_CHECKED,
+    MAX_DEPTH,
+    SPACES,
+    TS_TEXT,
+    RecordError,
+    Reject,
+    check_envelope,
+    ts_in_range,
+)
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_TS_MIN_US: Final = -8 * 3600 * 1_000_000  # 1970-01-01 00:00 Asia/Shanghai
-_TS_END_US: Final = int(
-    (dt.datetime(9999, 12, 31, 16, tzinfo=dt.UTC) - _EPOCH) / dt.timedelta(microseconds=1)
-)
-#: What DuckDB's ``trim`` removes: the Unicode space separators (Zs), not tabs or newlines.
-_SPACES: Final = "".join(chr(c) for c in range(0x3001) if unicodedata.category(chr(c)) == "Zs")
 #: What the SQL path reads as epoch seconds or ms (``sources.ts_from_text``).
-_INT_TEXT: Final = re.compile(r"[+-]?[0-9]{1,18}")
+_INT_TEXT: Final = re.compile(INT_TEXT)
 _TS_TEXT: Final = re.compile(TS_TEXT)
-_JSON_TYPES: Final = {dict: "object", list: "array", bool: "boolean"}
 #: Bytes -> b"0" for ASCII digits, b" " for anything else (finds runs of digits fast).
 _DIGITS_ONLY: Final = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 
 
-class RecordError(ValueError):
-    """Why one record was rejected."""
-
-
-class _Unreadable:
+class Unreadable:
     """Stands in for a record that could not be read; ``reason`` says why."""
 
     __slots__ = ("reason",)
@@ -57,17 +55,12 @@ class _Unreadable:
         return f"<{self.reason}>"
 
 
-NOT_JSON: Final = _Unreadable(Reject.NOT_JSON.text())
-NOT_UTF8: Final = _Unreadable(Reject.NOT_UTF8.text())
-#: How deep a record may nest: the record and one level in its values, so that a value that
-#: is an object or array is still rejected by its field's type (SPEC §2: values are
-#: scalars). Anything deeper is refused from its bytes, before orjson builds it: deep or
-#: many-bracketed bodies cost up to 45x their size in Python objects and seconds of CPU
-#: (issue 24).
-MAX_DEPTH: Final = 2
-TOO_DEEP: Final = _Unreadable(
-    f"nested deeper than {MAX_DEPTH} levels (a record is an object of scalars)"
-)
+NOT_JSON: Final = Unreadable(Reject.NOT_JSON.text())
+NOT_UTF8: Final = Unreadable(Reject.NOT_UTF8.text())
+#: A record nested deeper than ``MAX_DEPTH`` is refused from its bytes, before orjson
+#: builds it: deep or many-bracketed bodies cost up to 45x their size in Python objects and
+#: seconds of CPU (issue 24).
+TOO_DEEP: Final = Unreadable(Reject.TOO_DEEP.text())
 #: JSON's whitespace (RFC 8259): a line of only these is blank and skipped.
 _JSON_SPACE: Final = b" \t\r"
 #: Bytes of a body split at a time when counting an array's elements.
@@ -145,7 +138,7 @@ def _parse_array(
         if _elements(shape) > max_records:
             raise _too_many(max_records)
     records = loads(body)
-    if isinstance(records, _Unreadable):
+    if isinstance(records, Unreadable):
         raise ValueError("body is not a valid JSON array")
     records = records if isinstance(records, list) else [records]
     if max_records is not None and len(records) > max_records:
@@ -158,7 +151,7 @@ def _first_line_parses(body: bytes, loads: Callable[[bytes], Any]) -> bool:
     stop = body.find(b"\n", start)
     if stop < 0 or _deeper_than(body[start:stop], MAX_DEPTH):
         return False
-    return not isinstance(loads(body[start:stop]), _Unreadable)
+    return not isinstance(loads(body[start:stop]), Unreadable)
 
 
 def _deeper_than(data: bytes, depth: int) -> bool:
@@ -305,37 +298,14 @@ def dump_record(canonical: dict[str, Any]) -> bytes:
 
 def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
     """The canonical record, or RecordError naming the field and the problem."""
-    if isinstance(record, _Unreadable):
+    if isinstance(record, Unreadable):
         raise RecordError(record.reason)
-    if not isinstance(record, dict):
-        raise RecordError(Reject.NOT_OBJECT.text())
-    # One pass: the first field of the wrong type (in FIELDS order) is the reason; the
-    # text of each field for the checks; the fields present, as received, for the output.
-    text: dict[str, str | None] = {}
-    out: dict[str, Any] = {}
-    for field in FIELDS:
-        value = record.get(field)
-        if value is None:
-            text[field] = None
-            continue
-        kind = _JSON_TYPES.get(type(value))
-        if kind:
-            raise RecordError(Reject.WRONG_TYPE.text(field=field, kind=kind))
-        text[field] = str(value)
-        out[field] = value
-    if text["appid"] is None or not text["appid"].strip(_SPACES):
-        raise RecordError(Reject.APPID_MISSING.text())
-    for field in LENGTH_CHECKED:
-        value = text[field]
-        if value is not None and len(value) > MAX_FIELD_CHARS:
-            raise RecordError(Reject.TOO_LONG.text(field=field))
-    problem = appid_problem(text["appid"].strip(_SPACES))
-    if problem:
-        raise RecordError(problem.text())
-    if text["openid"] is None or not text["openid"].strip(_SPACES):
-        raise RecordError(Reject.OPENID_MISSING.text())
+    envelope = check_envelope(record, FIELDS, LENGTH_CHECKED, "duckdb")
+    text = envelope.text
+    # The fields present, as received, for the output.
+    out: dict[str, Any] = {f: record[f] for f in FIELDS if text[f] is not None}
     ts_raw = record.get("ts")
-    if ts_raw is None or (isinstance(ts_raw, str) and not ts_raw.strip(_SPACES)):
+    if ts_raw is None or (isinstance(ts_raw, str) and not ts_raw.strip(SPACES)):
         raise RecordError(Reject.TS_MISSING.text())
     try:
         ts_us = parse_ts_us(ts_raw)
@@ -343,7 +313,7 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
         ts_us = None
     if ts_us is None or not -(2**63) < ts_us < 2**63 - 1:  # DuckDB cannot hold it either
         raise RecordError(Reject.TS_INVALID.text(value=ts_raw))
-    if not _TS_MIN_US <= ts_us < _TS_END_US:  # day numbers and dates stay representable
+    if not ts_in_range(ts_us):  # day numbers and dates stay representable
         raise RecordError(Reject.TS_RANGE.text(value=ts_raw))
     try:
         if text["age"] is not None and not text["age"].isascii():
@@ -351,7 +321,7 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
         age = parse_age(text["age"])
     except ValueError:
         raise RecordError(Reject.AGE_INVALID.text(value=text["age"])) from None
-    if appid is not None and text["appid"].strip(_SPACES) != appid:
+    if appid is not None and envelope.appid != appid:
         raise RecordError(Reject.APPID_NOT_TOKENS.text())
     # Other fields keep their JSON value: the bulk reader turns a number into text itself
     # (from the parsed double: 6.103515625e-05 -> '0.00006103515625'), so it must see one.
@@ -369,7 +339,7 @@ def parse_ts_us(raw: Any) -> int:
     """
     if isinstance(raw, float):
         raise ValueError(raw)
-    if isinstance(raw, str) and not _INT_TEXT.fullmatch(text := raw.strip(_SPACES)):
+    if isinstance(raw, str) and not _INT_TEXT.fullmatch(text := raw.strip(SPACES)):
         if not _TS_TEXT.fullmatch(text):
             raise ValueError(raw)
         try:

@@ -30,22 +30,21 @@ from typing import Any, Final, Literal
 import duckdb
 
 from userportrait.errors import InputError
-from userportrait.ingest.csv_rows import NOT_CLOSED, row_reason
-from userportrait.ingest.normalize_sql import Dialect, full_match, register_rows
-from userportrait.portrait.devices import CLIENT_FIELDS
-from userportrait.portrait.rules import EPOCH_MS_FROM, Reject
-from userportrait.sqltext import sql_str
+from userportrait.ingest.csv_rows import row_reason
+from userportrait.portrait import rules
+from userportrait.portrait.rules import (
+    BAD_JSON_TYPES,
+    EPOCH_MS_FROM,
+    FIELDS,
+    INT_TEXT,
+    REQUIRED,
+    TS_TEXT,
+    Reject,
+)
+from userportrait.sqlrows import register_rows
+from userportrait.sqltext import Dialect, full_match, sql_str
 
 Format = Literal["parquet", "csv", "ndjson", "json"]
-
-REQUIRED: Final = ("appid", "openid", "ts")
-OPTIONAL: Final = (
-    *("event_id", "province", "city", "gender", "platform", "device", "age"),
-    *CLIENT_FIELDS,  # model, brand, system, user_agent (portrait/devices.py)
-    "ip",  # issue 17: the region when the event has none (portrait/ipregion.py)
-)
-FIELDS: Final = REQUIRED + OPTIONAL
-TEXT_FIELDS: Final = tuple(f for f in FIELDS if f != "ts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +64,14 @@ class Fields:
 
 EVENT_FIELDS: Final = Fields(REQUIRED, FIELDS, "ts")
 
-_SUFFIXES: Final[dict[str, Format]] = {
+#: The formats by file suffix (before an optional ``.gz``).
+SUFFIXES: Final[dict[str, Format]] = {
     ".parquet": "parquet", ".pq": "parquet",
     ".csv": "csv",
     ".ndjson": "ndjson", ".jsonl": "ndjson",
     ".json": "json",
 }  # fmt: skip
 
-EPOCH_MS_THRESHOLD: Final = EPOCH_MS_FROM
-MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 #: CSV delimiters tried on the header line, in this order (the first naming every required
 #: column wins). Reading the header ourselves, not DuckDB's sniffer, keeps a malformed row
 #: in the sniffed sample from changing how the header is read.
@@ -100,9 +98,9 @@ def detect_format(path: Path) -> Format:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
-    fmt = _SUFFIXES.get(suffixes[-1]) if suffixes else None
+    fmt = SUFFIXES.get(suffixes[-1]) if suffixes else None
     if fmt is None:
-        known = ", ".join(sorted(_SUFFIXES)) + " (optionally .gz)"
+        known = ", ".join(sorted(SUFFIXES)) + " (optionally .gz)"
         raise InputError(
             f"{path}: unknown format {''.join(path.suffixes) or '(none)'}; use {known}"
         )
@@ -121,22 +119,14 @@ def _first_char(path: Path) -> str:
     return ""
 
 
-#: The text timestamps accepted (RFC 3339 and its naive / space-separated forms), written
-#: out so that the HTTP path (``ingest/records.py``) accepts exactly the same strings:
-#: DuckDB's cast alone also takes ``24:00:00``, ``+24:00`` or zone names.
-TS_TEXT = (
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?"
-    r"(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?"
-)
-
-
 def ts_from_text(expr: str, dialect: Dialect = "duckdb") -> str:
     """SQL: a text timestamp -> TIMESTAMPTZ (epoch s/ms, RFC 3339, naive = session tz; on
-    Spark a TIMESTAMP, the session zone Asia/Shanghai)."""
+    Spark a TIMESTAMP, the session zone Asia/Shanghai): the texts ``rules.INT_TEXT`` and
+    ``rules.TS_TEXT``, which the HTTP path (``ingest/records.py``) accepts alike."""
     t = f"trim({expr})"
     parsed = f"try_cast({t} AS TIMESTAMPTZ)" if dialect == "duckdb" else f"CAST({t} AS TIMESTAMP)"
     return (
-        f"CASE WHEN {full_match(t, '[+-]?[0-9]{1,18}', dialect)} THEN "
+        f"CASE WHEN {full_match(t, INT_TEXT, dialect)} THEN "
         + ts_from_int(f"CAST({t} AS BIGINT)", dialect)
         + f" WHEN {full_match(t, TS_TEXT, dialect)} THEN {parsed} END"
     )
@@ -150,12 +140,12 @@ def ts_from_int(expr: str, dialect: Dialect = "duckdb") -> str:
     """SQL: epoch seconds or milliseconds (by magnitude) -> TIMESTAMPTZ (Spark: TIMESTAMP)."""
     if dialect == "spark":
         return (
-            f"CASE WHEN abs({expr}) >= {EPOCH_MS_THRESHOLD} THEN CASE WHEN abs({expr}) <= "
+            f"CASE WHEN abs({expr}) >= {EPOCH_MS_FROM} THEN CASE WHEN abs({expr}) <= "
             f"{_MAX_EPOCH_MS} THEN timestamp_millis({expr}) END "
             f"ELSE timestamp_seconds({expr}) END"
         )
     return (
-        f"timezone('UTC', CASE WHEN abs({expr}) >= {EPOCH_MS_THRESHOLD}"
+        f"timezone('UTC', CASE WHEN abs({expr}) >= {EPOCH_MS_FROM}"
         f" THEN try(epoch_ms({expr})) ELSE try(epoch_ms({expr} * 1000)) END)"
     )
 
@@ -180,9 +170,9 @@ def open_source(
         raise InputError(f"{path}: cannot read as {fmt}: {first}") from None
 
 
-def _check_columns(
-    path: Path, present: list[str], fields: Fields = EVENT_FIELDS
-) -> tuple[str, ...]:
+def check_columns(path: Path, present: list[str], fields: Fields = EVENT_FIELDS) -> tuple[str, ...]:
+    """The known columns of ``present`` (a file's, lower case), in ``fields.known`` order;
+    InputError when a required one is missing."""
     missing = [c for c in fields.required if c not in present]
     if missing:
         raise InputError(
@@ -208,7 +198,7 @@ def _parquet(con: duckdb.DuckDBPyConnection, path: Path, fields: Fields) -> tupl
         ).fetchall()
     )
     lowered = {name.lower(): name for name in types}
-    columns = _check_columns(path, list(lowered), fields)
+    columns = check_columns(path, list(lowered), fields)
     cols: list[str] = []
     ts_type = str(types[lowered[fields.time]]).upper() if fields.time in lowered else "NONE"
     ts_col = _quote(lowered.get(fields.time, ""))
@@ -256,14 +246,14 @@ def _csv_read(
     con: duckdb.DuckDBPyConnection, path: Path, data: Path, fields: Fields
 ) -> tuple[Source, str]:
     """``path`` read from ``data`` (itself, or a copy with its line ends made LF)."""
-    delim, names = _csv_header(data, fields.required)
+    delim, names = read_csv_header(data, fields.required)
     lowered = {n.strip().lower(): f"c{i}" for i, n in enumerate(names)}
-    columns = _check_columns(path, list(lowered), fields)
+    columns = check_columns(path, list(lowered), fields)
     types = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(names)))
     scan = (
         f"read_csv({sql_str(str(data))}, header=true, delim={sql_str(delim)}, quote='\"', "
         f"escape='\"', auto_detect=false, strict_mode=true, columns={{{types}}}, "
-        f"max_line_size={MAX_LINE_BYTES}"
+        f"max_line_size={rules.MAX_LINE_BYTES}"
     )
     reads = [f"count(c{i})" for i in range(len(names))]
     rows = _rows(con, scan, reads, 1, len(names), delim, _blank_lines(data))
@@ -277,7 +267,7 @@ def _csv_read(
 
 def _has_cr(path: Path) -> bool:
     try:
-        with _open_bytes(path) as fh:
+        with open_bytes(path) as fh:
             return any(b"\r" in chunk for chunk in iter(lambda: fh.read(1 << 20), b""))
     except (EOFError, OSError, gzip.BadGzipFile):
         return False
@@ -291,7 +281,7 @@ def _lf_copy(con: duckdb.DuckDBPyConnection, path: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix="userportrait-", suffix=".csv")
     copy = Path(name)
     weakref.finalize(con, copy.unlink, missing_ok=True)
-    with _open_bytes(path) as src, os.fdopen(fd, "wb") as out:
+    with open_bytes(path) as src, os.fdopen(fd, "wb") as out:
         held = b""  # a CR at a chunk's end: its LF may open the next chunk
         while chunk := src.read(1 << 20):
             chunk = held + chunk
@@ -304,22 +294,24 @@ def _lf_copy(con: duckdb.DuckDBPyConnection, path: Path) -> Path:
 
 def _blank_lines(path: Path) -> list[int]:
     """The numbers of the empty lines after the header: DuckDB skips them, so they are put
-    back as rows (``'blank line'``, never counted) to keep the rows after them on their
+    back as rows (``Reject.BLANK_LINE``, never counted) to keep the rows after them on their
     line. (Lines inside a quoted field are counted too: a blank one there is misread.)"""
     try:
-        with _open_bytes(path) as fh:
+        with open_bytes(path) as fh:
             return [n for n, line in enumerate(fh, start=1) if line in (b"\n", b"\r\n") and n > 1]
     except (EOFError, OSError, gzip.BadGzipFile):
         return []  # an unreadable .gz: DuckDB's own pass reports it
 
 
-def _open_bytes(path: Path) -> Any:
+def open_bytes(path: Path) -> Any:
+    """``path`` opened for reading bytes (gunzipped when it ends in ``.gz``)."""
     return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else path.open("rb")
 
 
-def _csv_header(path: Path, required: tuple[str, ...] = REQUIRED) -> tuple[str, list[str]]:
-    with _open_bytes(path) as fh:
-        return csv_header(fh.readline(MAX_LINE_BYTES), required)
+def read_csv_header(path: Path, required: tuple[str, ...] = REQUIRED) -> tuple[str, list[str]]:
+    """``csv_header`` of the first line of the file ``path``."""
+    with open_bytes(path) as fh:
+        return csv_header(fh.readline(rules.MAX_LINE_BYTES), required)
 
 
 def csv_header(first: bytes, required: tuple[str, ...] = REQUIRED) -> tuple[str, list[str]]:
@@ -340,12 +332,12 @@ def _plain_lines(path: Path) -> bool:
     decoder = codecs.getincrementaldecoder("utf-8")()
     run = 0  # bytes of the current line so far
     try:
-        with _open_bytes(path) as fh:
+        with open_bytes(path) as fh:
             while chunk := fh.read(1 << 20):
                 decoder.decode(chunk)
                 parts = chunk.split(b"\n")
                 longest = max([run + len(parts[0]), *(len(p) for p in parts[1:])])
-                if longest >= MAX_LINE_BYTES:
+                if longest >= rules.MAX_LINE_BYTES:
                     return False
                 run = len(parts[-1]) + (run if len(parts) == 1 else 0)
         decoder.decode(b"", final=True)
@@ -392,9 +384,9 @@ def _rows(
         row_reason(r[1], r[2], width, delim)
         if delim is not None
         # NDJSON read as one column: a wrong width means a \x01 byte, not JSON
-        else row_reason(r[1], None, width, ",").replace(NOT_CLOSED, Reject.NOT_JSON.value)
+        else row_reason(r[1], None, width, ",").replace(Reject.NOT_CLOSED, Reject.NOT_JSON)
         for r in found_rows
-    ] + ["blank line"] * len(blanks or ())
+    ] + [Reject.BLANK_LINE.text()] * len(blanks or ())
     rows = list(zip(positions, reasons, strict=True))
     register_rows(con, f"{gaps}_rows", ["_pos", "_reject"], rows, ["BIGINT", "VARCHAR"])
     con.execute(
@@ -415,9 +407,6 @@ def _rows(
     )
 
 
-_BAD_JSON_TYPES: Final = ("OBJECT", "ARRAY", "BOOLEAN")
-
-
 def _json_lines(
     con: duckdb.DuckDBPyConnection, path: Path, fmt: Format, fields: Fields
 ) -> tuple[Source, str]:
@@ -429,7 +418,7 @@ def _json_lines(
     else:
         lines = (
             f"read_csv({sql_str(str(path))}, columns={{'line': 'VARCHAR'}}, delim='\\x01', "
-            f"quote='', escape='', header=false, auto_detect=false, max_line_size={MAX_LINE_BYTES}"
+            f"quote='', escape='', header=false, auto_detect=false, max_line_size={rules.MAX_LINE_BYTES}"
         )
         if _plain_lines(path):
             scan = f"(SELECT *, CAST(NULL AS VARCHAR) AS _reject FROM {lines}))"
@@ -442,7 +431,7 @@ def _json_lines(
         "WHERE json_valid(line) AND json_type(line) = 'OBJECT' LIMIT 1000"
     ).fetchall()
     present = [k[0] for k in keys]
-    columns = _check_columns(path, present, fields) if present else fields.required
+    columns = check_columns(path, present, fields) if present else fields.required
     t = known.index(fields.time) + 1
     cols = [f"{ts_from_text(f'v[{t}] ->> ' + sql_str('$'))} AS ts", f"v[{t}] ->> '$' AS ts_text"]
     # v holds the fields in ``known`` order; JSON null reads as SQL NULL (absent).
@@ -450,13 +439,13 @@ def _json_lines(
         if f != fields.time:
             cols.append(f"v[{i}] ->> '$' AS {f}")
     bad_type = " ".join(
-        f"WHEN json_type(v[{i}]) IN {_BAD_JSON_TYPES} THEN "
+        f"WHEN json_type(v[{i}]) IN {BAD_JSON_TYPES} THEN "
         f"{Reject.WRONG_TYPE.sql(field=repr(f), kind=f'lower(json_type(v[{i}]))')}"
         for i, f in enumerate(known, start=1)
     )
     cols.append(
         "CASE WHEN _reject IS NOT NULL THEN _reject "
-        "WHEN line IS NULL OR trim(line) = '' THEN 'blank line' "
+        f"WHEN line IS NULL OR trim(line) = '' THEN {Reject.BLANK_LINE.sql()} "
         f"WHEN NOT json_valid(line) THEN {Reject.NOT_JSON.sql()} "
         f"WHEN json_type(line) <> 'OBJECT' THEN {Reject.NOT_OBJECT.sql()} "
         f"{bad_type} END AS _err"

@@ -17,7 +17,7 @@ A UA is long and nearly unique per device (build, WeChat and WebView versions, a
 so ingest keeps and maps only its *compact form* (``compact_user_agent``): the first
 parenthesised comment and the environment marks, which hold everything the rules read.
 Bulk ingest computes it in SQL from ``UA_COMMENT_PATTERN`` and ``UA_MARK_PATTERN``
-(``ingest/normalize_sql.ua_compact_sql``); ``tests/portrait/test_devices.py`` checks that
+(``ingest/value_maps.ua_compact_sql``); ``tests/portrait/test_devices.py`` checks that
 the rules give the same answer on a full UA and on its compact form.
 """
 

@@ -24,19 +24,19 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final
 
 from userportrait.portrait.dims import age_bucket
 from userportrait.portrait.normalize import normalize_gender, resolve_region
 from userportrait.portrait.query import TZ
-from userportrait.portrait.rules import MAX_FIELD_CHARS, QUOTE_CHARS, Reject, appid_problem
+from userportrait.portrait.rules import (
+    PROFILE_FIELDS,
+    RecordError,
+    Reject,
+    check_envelope,
+    ts_in_range,
+)
 
-#: The fields of a profile record, in the order their types are checked.
-PROFILE_FIELDS: Final = (
-    "appid", "openid", "updated_at", "gender", "birth_date", "birth_year", "province", "city",
-)  # fmt: skip
-PROFILE_REQUIRED: Final = ("appid", "openid")
 #: A birth date further back than this many years before the ingest day is refused.
 MAX_AGE_YEARS: Final = 120
 #: How far after the time of ingest an ``updated_at`` may lie (clock skew between hosts).
@@ -46,26 +46,6 @@ BIRTH_YEAR_DAY: Final = (7, 1)
 
 _DATE_RE: Final = re.compile(r"([0-9]{4})-?([0-9]{2})-?([0-9]{2})")
 _YEAR_RE: Final = re.compile(r"[0-9]{4}")
-_JSON_TYPES: Final = {dict: "object", list: "array", bool: "boolean"}
-
-
-class ProfileReject(StrEnum):
-    """Why a profile record is refused, beside the event reasons it shares (``Reject``)."""
-
-    UPDATED_AT_INVALID = "updated_at is not a timestamp: {value}"
-    UPDATED_AT_RANGE = "updated_at is outside the years 1970..9999 (Asia/Shanghai): {value}"
-    UPDATED_AT_FUTURE = "updated_at is more than a day after the time of ingest: {value}"
-    BIRTH_DATE_INVALID = "birth_date is not a date (YYYY-MM-DD or YYYYMMDD): {value}"
-    BIRTH_YEAR_INVALID = "birth_year is not a year (YYYY): {value}"
-    BIRTH_FUTURE = "birth date is after the day of ingest: {value}"
-    BIRTH_TOO_OLD = "birth date is more than 120 years before the day of ingest: {value}"
-
-    def text(self, value: object) -> str:
-        return self.value.format(value=str(value)[:QUOTE_CHARS])
-
-
-class ProfileError(ValueError):
-    """Why one profile record was rejected (the text names the field)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,34 +73,13 @@ TimeParser = Callable[[Any], int]
 def check_profile(
     record: Any, now_us: int, parse_time: TimeParser, appid: str | None = None
 ) -> Profile:
-    """The normalised profile, or ProfileError naming the field and the problem.
+    """The normalised profile, or RecordError naming the field and the problem.
 
     ``record`` maps field names to JSON scalars (a file's row: text); ``now_us`` is the
     time of ingest (epoch microseconds); ``appid``: the ingest key's app, when one is required.
     """
-    if not isinstance(record, dict):
-        raise ProfileError(Reject.NOT_OBJECT.text())
-    text: dict[str, str | None] = {}
-    for field in PROFILE_FIELDS:
-        value = record.get(field)
-        kind = _JSON_TYPES.get(type(value))
-        if kind:
-            raise ProfileError(Reject.WRONG_TYPE.text(field=field, kind=kind))
-        raw = None if value is None else str(value)
-        text[field] = raw if raw is None or raw.strip() else None
-    app = (text["appid"] or "").strip()
-    if not app:
-        raise ProfileError(Reject.APPID_MISSING.text())
-    for field in PROFILE_FIELDS:
-        value = text[field]
-        if value is not None and len(value) > MAX_FIELD_CHARS:
-            raise ProfileError(Reject.TOO_LONG.text(field=field))
-    problem = appid_problem(app)
-    if problem:
-        raise ProfileError(problem.text())
-    openid = (text["openid"] or "").strip()
-    if not openid:
-        raise ProfileError(Reject.OPENID_MISSING.text())
+    envelope = check_envelope(record, PROFILE_FIELDS, PROFILE_FIELDS, "python")
+    text, app, openid = envelope.text, envelope.appid, envelope.openid
     updated = text["updated_at"]
     if updated is None:
         updated_us = now_us
@@ -128,15 +87,15 @@ def check_profile(
         try:
             updated_us = parse_time(record["updated_at"])
         except ValueError:
-            raise ProfileError(ProfileReject.UPDATED_AT_INVALID.text(updated)) from None
-        if not _US_FIRST <= updated_us < _US_END:
-            raise ProfileError(ProfileReject.UPDATED_AT_RANGE.text(updated))
+            raise RecordError(Reject.UPDATED_AT_INVALID.text(value=updated)) from None
+        if not ts_in_range(updated_us):
+            raise RecordError(Reject.UPDATED_AT_RANGE.text(value=updated))
         if updated_us > now_us + UPDATED_AT_SKEW_US:
-            raise ProfileError(ProfileReject.UPDATED_AT_FUTURE.text(updated))
+            raise RecordError(Reject.UPDATED_AT_FUTURE.text(value=updated))
     today = _day_of_us(now_us)
     birth, birth_raw = _birth(text["birth_date"], text["birth_year"], today)
     if appid is not None and app != appid:
-        raise ProfileError(Reject.APPID_NOT_TOKENS.text())
+        raise RecordError(Reject.APPID_NOT_TOKENS.text())
     province_id, city_id = _region(text["province"], text["city"])
     return Profile(
         appid=app,
@@ -161,7 +120,7 @@ def _birth(
     if year_raw is not None:
         year_text = _strip_point_zero(year_raw.strip())
         if not _YEAR_RE.fullmatch(year_text) or int(year_text) < 1:
-            raise ProfileError(ProfileReject.BIRTH_YEAR_INVALID.text(year_raw))
+            raise RecordError(Reject.BIRTH_YEAR_INVALID.text(value=year_raw))
         year = int(year_text)
     if date_raw is not None:
         match = _DATE_RE.fullmatch(_strip_point_zero(date_raw.strip()))
@@ -170,7 +129,7 @@ def _birth(
                 raise ValueError(date_raw)
             birth = dt.date(*(int(g) for g in match.groups()))
         except ValueError:
-            raise ProfileError(ProfileReject.BIRTH_DATE_INVALID.text(date_raw)) from None
+            raise RecordError(Reject.BIRTH_DATE_INVALID.text(value=date_raw)) from None
     elif year is not None:
         birth = dt.date(year, *BIRTH_YEAR_DAY)
         if year == today.year:  # born this year: not after today
@@ -178,9 +137,9 @@ def _birth(
     else:
         return None, None
     if birth > today:
-        raise ProfileError(ProfileReject.BIRTH_FUTURE.text(raw))
+        raise RecordError(Reject.BIRTH_FUTURE.text(value=raw))
     if birth < _years_before(today, MAX_AGE_YEARS):
-        raise ProfileError(ProfileReject.BIRTH_TOO_OLD.text(raw))
+        raise RecordError(Reject.BIRTH_TOO_OLD.text(value=raw))
     return birth, raw
 
 
@@ -213,10 +172,6 @@ def profile_age_id(birth: dt.date | None, end: dt.date) -> int | None:
 
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_US_FIRST: Final = -8 * 3600 * 1_000_000  # 1970-01-01 00:00 Asia/Shanghai
-_US_END: Final = int((dt.datetime(9999, 12, 31, 16, tzinfo=dt.UTC) - _EPOCH).total_seconds()) * (
-    1_000_000
-)
 
 
 @functools.lru_cache(maxsize=64)  # one ingest time per batch: computed once

@@ -1,8 +1,8 @@
 """``spark ingest``: the bulk ingest (``ingest/pipeline.py``) as a Spark job.
 
-The same rules, spelt once: the reject reasons are ``normalize_sql.reason_sql`` in the
+The same rules, spelt once: the reject reasons are ``reject_sql.reason_sql`` in the
 Spark dialect, the region, gender and platform maps come from the shared Python
-normalisers over the distinct raw values (``normalize_sql.map_values``), ages from
+normalisers over the distinct raw values (``value_maps.map_values``), ages from
 ``age_value``/``age_id_sql``. The same lake: Hive partitions ``appid=/day=``, one file
 per batch and day named ``bKEY_N.parquet``, moved in and committed to the catalog like
 any batch; rejects as NDJSON in ``rejects/``. Every other engine reads what Spark wrote.
@@ -21,7 +21,15 @@ import numpy as np
 
 from userportrait.errors import InputError
 from userportrait.ingest import ip_sql
-from userportrait.ingest.normalize_sql import (
+from userportrait.ingest.pipeline import (
+    IngestReport,
+    Progress,
+    move_into_lake,
+    read_rejects,
+    sha256_of,
+)
+from userportrait.ingest.reject_sql import reason_sql
+from userportrait.ingest.value_maps import (
     CLIENT_COLUMNS_SQL,
     CLIENT_VALUES_SQL,
     DISTINCT_VALUES_SQL,
@@ -30,19 +38,12 @@ from userportrait.ingest.normalize_sql import (
     client_sql,
     map_client_values,
     map_values,
-    reason_sql,
     ua_map_sql,
     with_ua_sql,
 )
-from userportrait.ingest.pipeline import (
-    IngestReport,
-    Progress,
-    _move_into_lake,
-    read_rejects,
-    sha256_of,
-)
 from userportrait.portrait import ipregion
 from userportrait.portrait.devices import CLIENT_FIELDS
+from userportrait.portrait.rules import Reject
 from userportrait.spark.session import lake_uri, read_lake, spark_errors, temp_name
 from userportrait.spark.sources import SparkSource, open_spark_source, record_numbers
 from userportrait.store.lake import Lake
@@ -140,11 +141,11 @@ def _run(
             # bKEY_N.parquet, N counting within the partition, as DuckDB names them
             for i, path in enumerate(sorted(part_dir.glob("*.parquet"))):
                 path.rename(path.with_name(f"b{batch_key}_{i}.parquet"))
-        files = _move_into_lake(lake, staging)
+        files = move_into_lake(lake, staging)
         report.accepted = sum(f.rows for f in files)
         report.touched = {(f.appid, f.day) for f in files}
         totals = spark.sql(
-            "SELECT count_if(reason IS NOT NULL AND reason <> 'blank line'), "
+            f"SELECT count_if(reason IS NOT NULL AND reason <> {Reject.BLANK_LINE.sql()}), "
             f"count_if(reason IS NULL) FROM {checked}"
         ).first()
         assert totals is not None
@@ -324,7 +325,7 @@ def _write_rejects(
     rejects = spark.sql(
         f"SELECT {file_lit} AS file, CAST(n + {source.line_offset} AS BIGINT) AS line, "
         f"reason, named_struct('ts', ts_text, {fields}) AS record FROM {numbered} "
-        "WHERE reason IS NOT NULL AND reason <> 'blank line' ORDER BY n"
+        f"WHERE reason IS NOT NULL AND reason <> {Reject.BLANK_LINE.sql()} ORDER BY n"
     )
     out = lake.root / "_tmp" / f"rejects-{batch_key}"
     rejects.coalesce(1).write.option("ignoreNullFields", "false").json(lake_uri(lake, out))

@@ -3,7 +3,7 @@
 The same columns as the DuckDB sources: the text of each known field, ``ts`` parsed to an
 instant (NULL when unparseable), ``ts_text``, ``_err`` for structurally broken records,
 plus ``_mid``, from which ``record_numbers`` gives the 1-based record number. The
-accepted timestamp texts and the epoch rule are the constants of ``ingest/sources.py``
+accepted timestamp texts and the epoch rule are the constants of ``portrait/rules.py``
 spelt in Spark SQL; ``tests/test_spark.py`` ingests the same files both ways and
 compares lake rows and rejects.
 """
@@ -17,27 +17,20 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlparse
 
 from userportrait.errors import InputError
-from userportrait.ingest.csv_rows import (
-    NOT_CLOSED,
-    OPEN_QUOTE,
-    field_pattern,
-    opens_quote,
-    too_long,
-)
+from userportrait.ingest.csv_rows import OPEN_QUOTE, field_pattern, opens_quote
 from userportrait.ingest.sources import (
-    _SUFFIXES,
-    FIELDS,
-    TEXT_FIELDS,
+    SUFFIXES,
     Format,
-    _check_columns,
-    _csv_header,
-    _open_bytes,
+    check_columns,
     csv_header,
     detect_format,
+    open_bytes,
+    read_csv_header,
     ts_from_int,
     ts_from_text,
 )
-from userportrait.portrait.rules import Reject
+from userportrait.portrait import rules
+from userportrait.portrait.rules import BAD_JSON_TYPES, FIELDS, TEXT_FIELDS, Reject
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
@@ -80,9 +73,9 @@ def _format(uri: str, spark: SparkSession) -> Format:
         suffixes = [s.lower() for s in Path(urlparse(uri).path).suffixes]
         if suffixes and suffixes[-1] == ".gz":
             suffixes = suffixes[:-1]
-        found = _SUFFIXES.get(suffixes[-1]) if suffixes else None
+        found = SUFFIXES.get(suffixes[-1]) if suffixes else None
         if found is None:
-            raise InputError(f"{uri}: unknown format; use {', '.join(sorted(_SUFFIXES))}")
+            raise InputError(f"{uri}: unknown format; use {', '.join(sorted(SUFFIXES))}")
         fmt = found
         if fmt == "json":
             first = spark.read.text(uri).where("trim(value) <> ''").first()
@@ -151,7 +144,7 @@ def _parquet(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, Dat
     raw = spark.read.parquet(path)
     types = {f.name: f.dataType.simpleString() for f in raw.schema.fields}
     lowered = {name.lower(): name for name in types}
-    columns = _check_columns(Path(uri), list(lowered))
+    columns = check_columns(Path(uri), list(lowered))
     ts_col, ts_type = _q(lowered["ts"]), types[lowered["ts"]]
     if ts_type in ("timestamp", "timestamp_ntz"):
         ts_expr = f"CAST({ts_col} AS TIMESTAMP)"  # naive: Asia/Shanghai, as DuckDB reads it
@@ -185,14 +178,14 @@ def _csv(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, DataFra
     local = SparkSource(uri, "csv", (), 0).local
     newline = "\n"  # how a quoted newline is put back (the text reader drops line ends)
     if local is not None:
-        delim, names = _csv_header(local)
-        with _open_bytes(local) as fh:
+        delim, names = read_csv_header(local)
+        with open_bytes(local) as fh:
             first = fh.readline(1 << 24)
         newline = "\r\n" if first.endswith(b"\r\n") else "\r" if b"\r" in first else "\n"
     else:
         first = lines.select("line").first()
         delim, names = csv_header(first[0].encode() if first is not None else b"")
-    columns = _check_columns(Path(uri), [n.strip().lower() for n in names])
+    columns = check_columns(Path(uri), [n.strip().lower() for n in names])
     split = _split(lines, delim)
     # Each file's first line is its header; a line ending inside a quoted field makes the
     # rows from there on multi-line records, put together on the driver (rare).
@@ -282,20 +275,18 @@ def _unclosed(record: list[Any]) -> list[Any]:
 def _csv_columns(names: list[str]) -> tuple[str, list[str]]:
     """``_err`` of split CSV rows (what ``ingest`` rejects a row for, or NULL), and the
     standard columns from them (all NULL for a refused row, as DuckDB gives them)."""
-    from userportrait.ingest import sources
-
     width = len(names)
     index = {n.strip().lower(): i for i, n in enumerate(names)}  # the last of a name, as ingest
     extra = f"exists(slice(_t, {width + 1}, size(_t)), f -> f NOT IN ('', '\"\"'))"
     err = (
         # the header: one of the lines, never a record
-        "CASE WHEN _head THEN 'blank line' "
+        f"CASE WHEN _head THEN {Reject.BLANK_LINE.sql()} "
         f"WHEN NOT _utf8 THEN {Reject.NOT_UTF8.sql()} "
-        f"WHEN _bytes >= {sources.MAX_LINE_BYTES} THEN '{too_long(sources.MAX_LINE_BYTES)}' "
-        "WHEN line = '' THEN 'blank line' "
-        f"WHEN NOT _whole THEN '{NOT_CLOSED}' "
+        f"WHEN _bytes >= {rules.MAX_LINE_BYTES} THEN {Reject.LINE_TOO_LONG.sql()} "
+        f"WHEN line = '' THEN {Reject.BLANK_LINE.sql()} "
+        f"WHEN NOT _whole THEN {Reject.NOT_CLOSED.sql()} "
         f"WHEN size(_t) < {width} OR (size(_t) > {width} AND {extra}) THEN "
-        f"'row has ' || size(_t) || ' fields; the header has {width}' END"
+        f"{Reject.WRONG_WIDTH.sql(fields='size(_t)', width=repr(str(width)))} END"
     )
 
     def value(f: str) -> str:
@@ -316,14 +307,9 @@ def _csv_columns(names: list[str]) -> tuple[str, list[str]]:
     ]
 
 
-_BAD_JSON_TYPES: Final = ("OBJECT", "ARRAY", "BOOLEAN")
-
-
 def _json_lines(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, DataFrame]:
-    from userportrait.ingest import sources
-
     # A line that is not UTF-8 or too long is refused whole (no fields), as ingest does.
-    readable = f"is_valid_utf8(value) AND octet_length(value) < {sources.MAX_LINE_BYTES}"
+    readable = f"is_valid_utf8(value) AND octet_length(value) < {rules.MAX_LINE_BYTES}"
     lines = spark.read.text(path).selectExpr(
         "value AS line", f"CASE WHEN {readable} THEN try_parse_json(value) END AS v"
     )
@@ -335,21 +321,21 @@ def _json_lines(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, 
         .collect()
     )
     present = [k[0] for k in keys]
-    columns = _check_columns(Path(uri), present) if present else FIELDS[:3]
+    columns = check_columns(Path(uri), present) if present else FIELDS[:3]
     kind = {f: f"schema_of_variant(variant_get(v, '$.{f}'))" for f in FIELDS}
     text = {f: f"variant_get(v, '$.{f}', 'string')" for f in FIELDS}
     cols = [f"{ts_from_text(text['ts'], 'spark')} AS ts", f"{text['ts']} AS ts_text"]
     cols += [f"{text[f]} AS {f}" for f in TEXT_FIELDS]
     bad_type = " ".join(
-        f"WHEN split({kind[f]}, '<')[0] IN {_BAD_JSON_TYPES} THEN "
+        f"WHEN split({kind[f]}, '<')[0] IN {BAD_JSON_TYPES} THEN "
         f"{Reject.WRONG_TYPE.sql(field=repr(f), kind=f'lower(split({kind[f]}, {chr(39)}<{chr(39)})[0])')}"
         for f in FIELDS
     )
     cols.append(
         f"CASE WHEN NOT is_valid_utf8(line) THEN {Reject.NOT_UTF8.sql()} "
-        f"WHEN octet_length(line) >= {sources.MAX_LINE_BYTES} "
-        f"THEN '{too_long(sources.MAX_LINE_BYTES)}' "
-        "WHEN line IS NULL OR trim(line) = '' THEN 'blank line' "
+        f"WHEN octet_length(line) >= {rules.MAX_LINE_BYTES} "
+        f"THEN {Reject.LINE_TOO_LONG.sql()} "
+        f"WHEN line IS NULL OR trim(line) = '' THEN {Reject.BLANK_LINE.sql()} "
         f"WHEN v IS NULL THEN {Reject.NOT_JSON.sql()} "
         f"WHEN schema_of_variant(v) NOT LIKE 'OBJECT<%' THEN {Reject.NOT_OBJECT.sql()} "
         f"{bad_type} END AS _err"
