@@ -155,7 +155,6 @@ def apps_security(
         return
     if not (aes_key and aes_sn and public_key and public_key_sn):
         fail("give --aes-key, --aes-sn, --public-key and --public-key-sn (or --off)")
-        return
     policy.set_security(
         appid, parse_aes_key(aes_key), aes_sn, public_key.read_bytes(), public_key_sn
     )

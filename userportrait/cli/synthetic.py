@@ -118,7 +118,6 @@ def demo(data_dir: Path, host: str, port: int, users: int, days: int, no_serve: 
         except ValueError as exc:
             progress.stop()
             fail(str(exc))
-            return
         for task in (gen, ing):
             progress.start_task(task)
             if data.reused:
