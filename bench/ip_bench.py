@@ -25,7 +25,7 @@ import perf  # noqa: E402  (bench/perf.py: run_step and its subprocess steps)
 
 
 def inputs(users: int) -> dict[str, Path]:
-    from userportrait.generate import GeneratorConfig, write_events
+    from userportrait.synthetic.generate import GeneratorConfig, write_events
 
     perf.CACHE.mkdir(exist_ok=True)
     out = {}

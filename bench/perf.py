@@ -36,7 +36,7 @@ END = dt.date(2026, 1, 31)  # generator default; the extra day is END + 1
 
 
 def config(users: int, days: int) -> Any:
-    from userportrait.generate import GeneratorConfig
+    from userportrait.synthetic.generate import GeneratorConfig
 
     return GeneratorConfig(
         users=users, days=days, apps=1, visits_per_user=13.0, end=END + dt.timedelta(days=1)
@@ -50,7 +50,7 @@ def inputs(users: int) -> tuple[Path, Path]:
         return base, extra
     import duckdb
 
-    from userportrait.generate import write_events
+    from userportrait.synthetic.generate import write_events
 
     CACHE.mkdir(exist_ok=True)
     full = CACHE / f"u{users}-all.parquet"

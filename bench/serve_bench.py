@@ -92,10 +92,10 @@ async def load(
 
 def prepare(data: Path, users: int, end: dt.date) -> str:
     from userportrait.auth.store import AuthStore
-    from userportrait.generate import GeneratorConfig, write_events
     from userportrait.ingest.pipeline import ingest_file
     from userportrait.settings import Settings
     from userportrait.store.lake import Lake
+    from userportrait.synthetic.generate import GeneratorConfig, write_events
 
     cfg = GeneratorConfig(users=users, days=40, end=end, apps=1)
     events = data.parent / "events.parquet"

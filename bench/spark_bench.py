@@ -87,7 +87,6 @@ def main() -> None:
 
     from pyspark.sql import SparkSession
 
-    from userportrait.generate import GeneratorConfig, write_events
     from userportrait.ingest.pipeline import ingest_file
     from userportrait.settings import Settings
     from userportrait.spark.build import spark_build
@@ -95,6 +94,7 @@ def main() -> None:
     from userportrait.spark.session import SQL_CONF
     from userportrait.store.lake import Lake
     from userportrait.store.state import StateStore
+    from userportrait.synthetic.generate import GeneratorConfig, write_events
 
     config = GeneratorConfig(users=args.users, days=args.days, end=END, apps=1, seed=7)
     CACHE.mkdir(exist_ok=True)

@@ -14,11 +14,12 @@ import userportrait
 
 ROOT = Path(userportrait.__file__).parent
 FORBIDDEN = {
-    "portrait": ("store", "engine", "ingest", "api", "cli", "app", "auth"),
-    "store": ("ingest", "api", "cli", "cli_common", "cli_server", "app", "auth"),
-    "engine": ("ingest", "api", "cli", "cli_common", "cli_server", "app"),
-    "ingest": ("api", "cli", "cli_common", "cli_server", "app", "engine"),
-    "spark": ("api", "cli", "cli_common", "cli_server", "cli_spark", "app", "engine"),
+    "portrait": ("store", "engine", "ingest", "api", "cli", "app", "auth", "synthetic"),
+    "store": ("ingest", "api", "cli", "app", "auth", "synthetic"),
+    "engine": ("ingest", "api", "cli", "app", "synthetic"),
+    "ingest": ("api", "cli", "app", "engine", "synthetic"),
+    "spark": ("api", "cli", "app", "engine", "synthetic"),
+    "synthetic": ("api", "cli", "app", "engine"),
 }
 
 

@@ -27,12 +27,12 @@ from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from tests.server import live_server
 from userportrait.auth.store import AuthStore
 from userportrait.cli import cli
-from userportrait.generate import GeneratorConfig, write_events
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.portrait.export import csv_cell
 from userportrait.portrait.query import today_shanghai
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
+from userportrait.synthetic.generate import GeneratorConfig, write_events
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium tries Google's services and, on a closed

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from userportrait.engine import ENGINES, get_engine
-from userportrait.generate import GeneratorConfig, write_events, write_profiles
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.ingest.profiles import ingest_profiles_file
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.service import portrait
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
+from userportrait.synthetic.generate import GeneratorConfig, write_events, write_profiles
 
 # client_fields: some users send only model/brand/system or a user_agent (issue 17), so
 # every engine is checked on device and platform derived at ingest.

@@ -175,7 +175,7 @@ def test_windows_longer_than_the_histograms(filled: Lake, engine: str) -> None:
 def test_generated_profiles_change_the_answers(tmp_path: Path) -> None:
     """Sanity for the agreement test: the generated profiles do fill gaps."""
     from tests.test_engines_agree import CONFIG
-    from userportrait.generate import write_profiles
+    from userportrait.synthetic.generate import write_profiles
 
     path = tmp_path / "p.ndjson"
     n = write_profiles(path, CONFIG)

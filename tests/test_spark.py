@@ -30,7 +30,6 @@ from tests.spark_support import SPARK
 from userportrait.cli import cli
 from userportrait.engine import get_engine
 from userportrait.errors import InputError
-from userportrait.generate import GeneratorConfig, write_events
 from userportrait.ingest.pipeline import IngestReport, ingest_file
 from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.query import PortraitQuery
@@ -38,6 +37,7 @@ from userportrait.portrait.service import portrait
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
 from userportrait.store.state import StateStore
+from userportrait.synthetic.generate import GeneratorConfig, write_events
 
 pytestmark = SPARK
 

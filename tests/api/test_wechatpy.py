@@ -16,11 +16,11 @@ from wechatpy.exceptions import WeChatClientException
 from tests.fixtures import WINDOW_0610_0612, A
 from tests.server import BODY, PATH, SECRET, RealServer, live_server
 from userportrait.auth.store import AuthStore
-from userportrait.generate import GeneratorConfig, write_events
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.portrait.query import today_shanghai
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
+from userportrait.synthetic.generate import GeneratorConfig, write_events
 
 ENDPOINT = PATH.lstrip("/")  # wechatpy joins endpoints onto its base URL
 

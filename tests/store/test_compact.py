@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 from userportrait.cli import cli
 from userportrait.engine import get_engine
-from userportrait.generate import GeneratorConfig, write_events
 from userportrait.ingest import pipeline as pipeline_mod
 from userportrait.ingest.live import LiveIngest
 from userportrait.ingest.pipeline import ingest_file
@@ -22,6 +21,7 @@ from userportrait.portrait.service import portrait
 from userportrait.store import compact as compact_mod
 from userportrait.store.compact import compact
 from userportrait.store.lake import Lake
+from userportrait.synthetic.generate import GeneratorConfig, write_events
 
 CONFIG = GeneratorConfig(users=600, days=6, end=dt.date(2026, 3, 31), apps=2, seed=3)
 WINDOWS = [(CONFIG.end, CONFIG.end), (CONFIG.end - dt.timedelta(days=6), CONFIG.end)]

@@ -22,7 +22,6 @@ import pytest
 
 from tests.conftest import load
 from userportrait.engine import get_engine
-from userportrait.generate import GeneratorConfig, write_events
 from userportrait.ingest import pipeline
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.portrait.query import PortraitQuery
@@ -35,6 +34,7 @@ from userportrait.store.state import partitions as state_partitions
 from userportrait.store.state import spans as state_spans
 from userportrait.store.state import update as state_update
 from userportrait.store.state.folding import fold_overlays
+from userportrait.synthetic.generate import GeneratorConfig, write_events
 
 CONFIG = GeneratorConfig(users=1200, days=40, end=dt.date(2026, 3, 31), apps=2, seed=5)
 END, START = CONFIG.end, CONFIG.start

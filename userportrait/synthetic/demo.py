@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from userportrait.generate import GeneratorConfig, write_events
 from userportrait.portrait.query import today_shanghai
+from userportrait.synthetic.generate import GeneratorConfig, write_events
 
 MARKER: Final = "demo.json"
 APPS: Final = {"wx0000000000000001": "demo-secret", "wx0000000000000002": "demo-secret-2"}

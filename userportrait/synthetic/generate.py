@@ -44,7 +44,7 @@ _PLATFORM_FORMS = {
 _PLATFORM_WEIGHTS = {"ios": 0.36, "android": 0.55, "ohos": 0.05, "windows": 0.02,
                      "mac": 0.015, "devtools": 0.005}  # fmt: skip
 # What clients that send wx.getSystemInfoSync() fields or only a User-Agent report
-# (issue 17): real model, system and UA strings, per platform.
+# (docs/ingest.md "Device and platform from the client"): real model, system and UA strings, per platform.
 _MODELS = {
     "ios": ["iPhone 13<iPhone14,5>", "iPhone14,5", "iPhone X (GSM+CDMA)<iPhone10,3>",
             "iPhone 15 Pro<iPhone16,1>", "iPhone12,8"],
@@ -93,9 +93,9 @@ class GeneratorConfig:
     visits_per_user: float = 13.0
     seed: int = 7
     event_ids: bool = False
-    #: Some users' clients send model/brand/system or only a user_agent (issue 17).
+    #: Some users' clients send model/brand/system or only a user_agent.
     client_fields: bool = False
-    ips: bool = False  # an ``ip`` column instead of province/city (issue 17)
+    ips: bool = False  # an ``ip`` column instead of province/city
 
     @property
     def start(self) -> dt.date:
@@ -489,7 +489,7 @@ def _convert_text(src: Path, dst: Path, fmt: str, gz: bool) -> None:
 
 
 def write_profiles(path: Path, cfg: GeneratorConfig, share: float = 0.5) -> int:
-    """Profile records for ``share`` of the users of ``cfg``'s events (issue 17).
+    """Profile records for ``share`` of the users of ``cfg``'s events.
 
     Values agree with the user's events most of the time and differ sometimes (the app
     knows another city); some users get two records (a later one wins), some only a

@@ -1,4 +1,4 @@
-"""CLI commands of the dashboard: ``dashboard link``, ``dashboard admin-key`` and ``demo``."""
+"""``generate`` (a synthetic event file) and ``demo`` (synthetic data served with the dashboard)."""
 
 from __future__ import annotations
 
@@ -7,48 +7,68 @@ from pathlib import Path
 
 import click
 
-from userportrait.cli_common import DATA_DIR_OPTION, err_console, fail, make_settings
+from userportrait.cli.common import err_console, fail, make_settings, parse_date_option
+from userportrait.cli.dashboard import sign_in_link
 
 
-@click.group()
-def dashboard() -> None:
-    """Sign-in links and the admin key of the dashboard served at /."""
+@click.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--users", default=10_000, show_default=True, help="Distinct users per data set.")
+@click.option("--days", default=40, show_default=True, help="Days of events.")
+@click.option("--end", default=None, help="Last day yyyymmdd [default: yesterday, Asia/Shanghai].")
+@click.option("--apps", default=3, show_default=True, help="Number of appids.")
+@click.option("--visits-per-user", default=13.0, show_default=True, help="Mean visits per user.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same file).")
+@click.option("--event-ids/--no-event-ids", default=False, help="Add an event_id to every event.")
+@click.option(
+    "--profiles",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write profiles of half the users to this NDJSON file (.gz allowed).",
+)
+@click.option("--ips", is_flag=True, help="An ip column instead of province and city.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def generate(
+    out: Path,
+    users: int,
+    days: int,
+    end: str | None,
+    apps: int,
+    visits_per_user: float,
+    seed: int,
+    event_ids: bool,
+    profiles: Path | None,
+    ips: bool,
+    quiet: bool,
+) -> None:
+    """Write a realistic synthetic event file to OUT (.parquet, .csv or .ndjson, optionally .gz)."""
+    from userportrait.portrait.query import today_shanghai
+    from userportrait.synthetic.generate import GeneratorConfig, write_events, write_profiles
 
+    last = parse_date_option(end, "end") if end else today_shanghai() - dt.timedelta(days=1)
+    config = GeneratorConfig(
+        users=users,
+        days=days,
+        end=last,
+        apps=apps,
+        visits_per_user=visits_per_user,
+        seed=seed,
+        event_ids=event_ids,
+        ips=ips,
+    )
+    from rich.progress import Progress
 
-def sign_in_link(data_dir: Path, appid: str, base_url: str, link_ttl_s: int) -> str:
-    """A one-time sign-in URL; the code rides in the fragment, which no server log sees."""
-    from userportrait.auth.store import AuthStore
-    from userportrait.dashboard.sessions import SessionStore
-
-    if appid not in {a for a, _ in AuthStore(data_dir / "meta.sqlite").apps()}:
-        raise click.ClickException(f"{appid} is not registered (userportrait apps add)")
-    code = SessionStore(data_dir, link_ttl_s=link_ttl_s).new_link_code(appid)
-    return f"{base_url.rstrip('/')}/#code={code}"
-
-
-@dashboard.command("link")
-@click.option("--appid", required=True, help="The app whose dashboard the link opens.")
-@click.option("--base-url", required=True, help="The server's URL, e.g. http://127.0.0.1:8000.")
-@DATA_DIR_OPTION
-def dashboard_link(appid: str, base_url: str, data_dir: Path | None) -> None:
-    """Print a one-time sign-in link (valid USERPORTRAIT_DASHBOARD_LINK_TTL_S seconds)."""
-    settings = make_settings(data_dir)
-    click.echo(sign_in_link(settings.data_dir, appid, base_url, settings.dashboard_link_ttl_s))
-
-
-@dashboard.command("admin-key")
-@click.option("--set", "key", default=None, help="Use this key (12+ characters) [default: random].")
-@DATA_DIR_OPTION
-def dashboard_admin_key(key: str | None, data_dir: Path | None) -> None:
-    """Write the admin key (signs in to every app) to DATA_DIR/dashboard-admin-key; print it."""
-    from userportrait.dashboard.sessions import admin_key_path, write_admin_key
-
-    settings = make_settings(data_dir)
-    try:
-        key = write_admin_key(settings.data_dir, key)
-    except ValueError as exc:
-        fail(str(exc))
-    click.echo(f"admin key (in {admin_key_path(settings.data_dir)}): {key}")
+    with Progress(console=err_console(), disable=quiet) as progress:
+        task = progress.add_task(f"generating {out.name}", total=days)
+        try:
+            count = write_events(out, config, lambda: progress.advance(task))
+        except ValueError as exc:
+            fail(str(exc))
+    click.echo(
+        f"{out}: {count} events, {users} users, {days} days ending {last:%Y%m%d}, appids {', '.join(config.appids)}"
+    )
+    if profiles is not None:
+        click.echo(f"{profiles}: {write_profiles(profiles, config)} profile records")
 
 
 @click.command()
@@ -72,7 +92,7 @@ def demo(data_dir: Path, host: str, port: int, users: int, days: int, no_serve: 
     """
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from userportrait.demo import DEMO_APPID, DEMO_SECRET, prepare
+    from userportrait.synthetic.demo import DEMO_APPID, DEMO_SECRET, prepare
 
     data_dir = data_dir.resolve()
     progress = Progress(
@@ -98,7 +118,6 @@ def demo(data_dir: Path, host: str, port: int, users: int, days: int, no_serve: 
         except ValueError as exc:
             progress.stop()
             fail(str(exc))
-            return
         for task in (gen, ing):
             progress.start_task(task)
             if data.reused:
@@ -131,13 +150,8 @@ API docs: {base}/docs
     )
     if no_serve:
         return
-    import uvicorn
-
     from userportrait.app import create_app
-    from userportrait.http_timeouts import server_options
+    from userportrait.cli.serve import run_server
 
     click.echo(f"Serving on {base} (Ctrl-C stops)")
-    uvicorn.run(
-        create_app(settings), host=host, port=port, log_level="warning", access_log=False,
-        timeout_graceful_shutdown=10, **server_options(settings),
-    )  # fmt: skip
+    run_server(create_app(settings), settings, "warning")

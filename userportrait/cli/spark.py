@@ -1,4 +1,4 @@
-"""CLI commands that run on Apache Spark: ``spark ingest`` and ``spark build`` (docs/spark.md)."""
+"""``spark …``: the commands that run on Apache Spark: ``spark ingest`` and ``spark build`` (docs/spark.md)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from typing import Any
 
 import click
 
-from userportrait.cli_common import DATA_DIR_OPTION, echo_report, err_console, fail, make_settings
-from userportrait.errors import ServiceError
+from userportrait.cli.common import (
+    DATA_DIR_OPTION,
+    SPARK_MASTER_OPTION,
+    echo_report,
+    err_console,
+    fail,
+    make_settings,
+)
 from userportrait.settings import Settings
 
-SPARK_MASTER_OPTION = click.option(
-    "--spark-master",
-    default=None,
-    help="local[*] (default), a cluster master URL, or sc://host:port (Spark Connect) [env USERPORTRAIT_SPARK_MASTER].",
-)
 SPARK_CONF_OPTION = click.option(
     "--spark-conf",
     multiple=True,
@@ -90,23 +91,20 @@ def spark_ingest(
 
     settings = spark_settings(data_dir, spark_master, spark_conf)
     lake = Lake(settings)
-    try:
-        session = spark_session(settings)
-        for uri in files:
+    session = spark_session(settings)
+    for uri in files:
 
-            def work(tick: Callable[[str, float], None], uri: str = uri) -> Any:
-                return spark_ingest_file(lake, session, uri, tick)
+        def work(tick: Callable[[str, float], None], uri: str = uri) -> Any:
+            return spark_ingest_file(lake, session, uri, tick)
 
-            report = _with_progress(quiet, work)
-            if report.skipped:
-                click.echo(f"{uri}: already ingested (same content), skipped")
-                continue
-            echo_report(uri, report, show_rejects)
-        if build:
-            manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick))
-            _report_build(manifest)
-    except ServiceError as exc:
-        fail(exc.message)
+        report = _with_progress(quiet, work)
+        if report.skipped:
+            click.echo(f"{uri}: already ingested (same content), skipped")
+            continue
+        echo_report(uri, report, show_rejects)
+    if build:
+        manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick))
+        _report_build(manifest)
 
 
 @spark.command("build")
@@ -130,11 +128,8 @@ def spark_build_command(
 
     settings = spark_settings(data_dir, spark_master, spark_conf)
     lake = Lake(settings)
-    try:
-        session = spark_session(settings)
-        manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick, rebuild))
-    except ServiceError as exc:
-        fail(exc.message)
+    session = spark_session(settings)
+    manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick, rebuild))
     _report_build(manifest)
 
 

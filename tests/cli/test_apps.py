@@ -1,19 +1,16 @@
-"""``userportrait serve --get`` and ``userportrait apps …`` through click's CliRunner."""
+"""``userportrait apps …``: registration, keys, thresholds, API-security mode, allow-lists."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import load
-from tests.fixtures import EVENTS, WINDOW_0610_0612, A
+from tests.fixtures import A
 from userportrait.auth.store import AuthStore
 from userportrait.cli import cli
-from userportrait.store.lake import Lake
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -74,18 +71,31 @@ def assert_rejected(store: AuthStore, token: str) -> None:
     raise AssertionError("old token still accepted")
 
 
-def test_serve_get_smoke(tmp_path: Path) -> None:
-    from userportrait.settings import Settings
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["apps", "allow-ip", "--appid", "wxa"], "give CIDR... or --clear"),
+        (["apps", "allow-ip", "--appid", "wxa", "10.0.0.0/8", "--clear"], "give CIDR... or --clear"),
+        (["apps", "allow-ip", "--appid", "wxa", "10.0.0.0/33"], "is not an IP address or CIDR"),
+        (["apps", "security", "--appid", "wxa", "--aes-key", "x"], "give --aes-key, --aes-sn"),
+    ],
+)  # fmt: skip
+def test_refusals(tmp_path: Path, args: list[str], message: str) -> None:
+    code, output = run(*args, "--data-dir", str(tmp_path))
+    assert code == 1 and message in output, output
 
-    settings = Settings(data_dir=tmp_path / "data", duckdb_memory_limit_mb=512)
-    load(Lake(settings), EVENTS)
-    d = str(settings.data_dir)
-    code, out = run("serve", "--data-dir", d, "--get", "/healthz")
-    assert code == 0 and json.loads(out)["status"] == "ok"
-    run("apps", "add", "--appid", A, "--secret", "smoke-secret", "--data-dir", d)
-    token = AuthStore(settings.data_dir / "meta.sqlite").issue_token(A, "smoke-secret").token
-    path = f"/v1/apps/{A}/portrait?begin=20240610&end=20240612&access_token={token}"
-    code, out = run("serve", "--data-dir", d, "--get", path)
-    assert code == 0 and json.loads(out) == WINDOW_0610_0612
-    code, out = run("serve", "--data-dir", d, "--get", "/datacube/getweanalysisappiduserportrait")
-    assert code == 1 and json.loads(out)["errcode"] == 43002
+
+def test_security_key_checks(tmp_path: Path) -> None:
+    pem = tmp_path / "not-a-key.pem"
+    pem.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    base = ["apps", "security", "--appid", "wxa", "--aes-sn", "sn", "--public-key-sn", "psn",
+            "--public-key", str(pem)]  # fmt: skip
+    code, output = run(*base, "--data-dir", str(tmp_path), "--aes-key", "c2hvcnQ=")
+    assert code == 1 and "AES-256 needs 32" in output
+    code, output = run(*base, "--data-dir", str(tmp_path), "--aes-key", "A" * 43 + "=")
+    assert code == 1 and "public key:" in output
+
+
+def test_security_off_when_it_was_not_on(tmp_path: Path) -> None:
+    code, output = run("apps", "security", "--appid", "wxa", "--off", "--data-dir", str(tmp_path))
+    assert (code, output.strip()) == (0, "API-security mode off for wxa (it was not on)")

@@ -1,4 +1,4 @@
-"""``userportrait regions``: the offline IP database behind the ``ip`` field (issue 17)."""
+"""``userportrait regions``: the offline IP database behind the ``ip`` field (docs/regions.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from userportrait.cli_common import DATA_DIR_OPTION, fail, make_settings
+from userportrait.cli.common import DATA_DIR_OPTION, fail, make_settings
 
 
 @click.group()
