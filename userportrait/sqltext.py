@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
+
+#: The SQL dialects a query written once is spelled in: DuckDB, and Spark SQL (``spark/``).
+Dialect = Literal["duckdb", "spark"]
 
 #: Asia/Shanghai has been UTC+8 all year since China's last daylight-saving change
 #: (1991-09-15): from this day on an instant's Shanghai day and time of day are integer
