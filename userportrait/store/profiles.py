@@ -100,12 +100,6 @@ def profile_paths(lake: Lake, appid: str) -> list[str]:
     return [str(lake.root / f.path) for f in lake.catalog.profile_files(appid)]
 
 
-def read_profiles(lake: Lake, appid: str) -> pa.Table:
-    """Every committed profile record of ``appid`` (all batches), in batch order."""
-    tables = [pq.read_table(p, schema=PROFILE_SCHEMA) for p in profile_paths(lake, appid)]
-    return pa.concat_tables(tables) if tables else PROFILE_SCHEMA.empty_table()
-
-
 def latest_profiles_sql(listing: str) -> str:
     """SQL (DuckDB and Spark alike): the latest profile per openid of the files in
     ``listing`` (a relation): by ``updated_at``, then batch, then position in the batch."""
