@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from importlib import import_module
 from pathlib import Path
 
 import pytest
 
 from userportrait.engine import ENGINES, get_engine
+from userportrait.engine.base import Engine
 from userportrait.ingest.pipeline import ingest_file
 from userportrait.ingest.profiles import ingest_profiles_file
 from userportrait.portrait.query import PortraitQuery
@@ -69,6 +71,15 @@ CASES = [
     for appid in CONFIG.appids
     if name != "spark" or appid == CONFIG.appids[0]
 ]
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_every_engine_has_the_whole_interface(name: str) -> None:
+    """``engine/base.Engine``'s members, ``data_version`` included (the cache calls it)."""
+    module, cls = ENGINES[name].split(":")
+    members = {m for m in vars(Engine) if not m.startswith("_")} | set(Engine.__annotations__)
+    assert members == {"name", "run_portrait", "data_version", "close"}
+    assert members <= set(dir(getattr(import_module(module), cls)))
 
 
 @pytest.mark.parametrize(("engine", "appid"), CASES)

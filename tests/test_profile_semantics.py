@@ -107,7 +107,7 @@ def test_profiles_fill_exactly_the_gaps(filled: Lake, engine: str) -> None:
     assert body == {"ref_date": "20240610-20240612", "visit_uv_new": NEW, "visit_uv": ACTIVE}
 
 
-# Spark shares the sql engine's SQL for the age (engine/profile_sql.py); its queries cost
+# Spark shares the sql engine's SQL for the age (engine/portrait_sql.py); its queries cost
 # seconds, so the age's windows are checked on the other engines.
 @pytest.mark.parametrize("engine", [e for e in ENGINES if e != "spark"])
 def test_age_is_taken_on_the_windows_last_day(filled: Lake, engine: str) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -30,8 +29,6 @@ from userportrait.auth.quota import Quota
 from userportrait.auth.store import AuthStore
 from userportrait.dashboard.sessions import SessionStore
 from userportrait.engine import get_engine
-from userportrait.portrait.query import PortraitQuery
-from userportrait.portrait.result import RefDateMode
 from userportrait.runtime import tune_process
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
@@ -39,19 +36,12 @@ from userportrait.store.thresholds import Thresholds
 
 
 def create_app(settings: Settings) -> FastAPI:
-    mode: RefDateMode = "begin" if settings.ref_date_mode == "begin" else "range"
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_process()
         lake = Lake(settings)
         lake.collect_garbage()
         engine = get_engine(settings.engine, lake)
-        cache = PortraitCache(lake, engine, settings.portrait_cache_entries)
-
-        async def run_portrait(query: PortraitQuery) -> dict[str, Any]:
-            return await cache.aget(query, mode, settings.query_time_limit_ms)
-
         app.state.settings = settings
         app.state.lake = lake
         app.state.engine = engine
@@ -79,8 +69,14 @@ def create_app(settings: Settings) -> FastAPI:
             link_ttl_s=settings.dashboard_link_ttl_s,
             app_grant=app.state.auth.grant,
         )
-        app.state.cache = cache
-        app.state.run_portrait = run_portrait
+        # What every route asks for a portrait: ``await app.state.portraits.run(query)``.
+        app.state.portraits = PortraitCache(
+            lake,
+            engine,
+            size=settings.portrait_cache_entries,
+            mode="begin" if settings.ref_date_mode == "begin" else "range",
+            time_limit_ms=settings.query_time_limit_ms,
+        )
         live = None
         if settings.live_ingest:
             from userportrait.ingest.live import LiveIngest

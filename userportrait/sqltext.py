@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-#: The SQL dialects the input rules are written for (DuckDB; Spark in ``spark/``).
+#: The SQL dialects the rules and the portrait query are written in: DuckDB, and Spark SQL
+#: (``spark/``, ``engine/portrait_sql.py``).
 Dialect = Literal["duckdb", "spark"]
 
 #: Asia/Shanghai has been UTC+8 all year since China's last daylight-saving change

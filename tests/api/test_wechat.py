@@ -133,7 +133,7 @@ async def test_cache_hits_and_new_ingest_invalidates(api_settings: Settings) -> 
         tok = {"access_token": await token(c)}
         first = (await c.post(PATH, params=tok, json=BODY)).json()
         again = (await c.post(PATH, params=tok, json=BODY)).json()
-        cache = app.state.cache
+        cache = app.state.portraits
         assert first == again == WINDOW_0610_0612 and (cache.hits, cache.misses) == (1, 1)
         new_user = {"appid": A, "openid": "u9", "ts": "2024-06-11T08:00:00+08:00"}
         load(Lake(api_settings), [new_user], name="more.ndjson")
@@ -146,7 +146,7 @@ async def test_concurrent_misses_compute_once(api_settings: Settings) -> None:
     app = create_app(api_settings)
     async with app_client(app) as c:
         tok = {"access_token": await token(c)}
-        engine = app.state.cache.engine
+        engine = app.state.portraits.engine
         runs: list[int] = []
         real = engine.run_portrait
 
@@ -165,7 +165,7 @@ async def test_time_limit_is_system_busy(api_settings: Settings) -> None:
     release = threading.Event()
     async with app_client(app) as c:
         tok = {"access_token": await token(c)}
-        engine = app.state.cache.engine
+        engine = app.state.portraits.engine
         real = engine.run_portrait
 
         def slow(query: Any) -> Any:
@@ -187,7 +187,7 @@ async def test_unexpected_error_is_system_error_logged_with_rid(
         def broken(query: Any) -> Any:
             raise RuntimeError("secret internals")
 
-        app.state.cache.engine.run_portrait = broken
+        app.state.portraits.engine.run_portrait = broken
         with caplog.at_level(logging.INFO):
             res = await c.post(PATH, params=tok, json=BODY)
     rid = assert_error(res, -1, "system error")
@@ -210,7 +210,7 @@ async def test_lagging_engine_answers_are_not_pinned(api_settings: Settings) -> 
     app = create_app(api_settings)
     async with app_client(app) as c:
         tok = {"access_token": await token(c)}
-        app.state.cache.engine.data_version = lambda: 0
+        app.state.portraits.engine.data_version = lambda: 0
         for _ in range(2):
             assert (await c.post(PATH, params=tok, json=BODY)).json() == WINDOW_0610_0612
-        assert app.state.cache.misses == 2
+        assert app.state.portraits.misses == 2

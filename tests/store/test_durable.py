@@ -43,3 +43,31 @@ def test_ingest_flushes_every_lake_file_before_commit(
     files = {lake.root / f.path for f in lake.files("wxd")}
     assert len(files) == 2 and files <= set(flushed)
     assert lake.root in flushed
+
+
+def test_atomic_write_installs_only_what_its_check_passes(tmp_path: Path) -> None:
+    path = tmp_path / "x.bin"
+    durable.atomic_write_bytes(path, b"old")
+
+    def refuse(written: Path) -> None:
+        assert written.read_bytes() == b"new"  # the check reads the flushed copy
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        durable.atomic_write(path, lambda fh: fh.write(b"new"), check=refuse)
+    assert path.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [path]
+    durable.atomic_write(path, lambda fh: fh.write(b"new"), check=lambda written: None)
+    assert path.read_bytes() == b"new" and sorted(tmp_path.iterdir()) == [path]
+
+
+def test_move_into_place_flushes_the_finished_file_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed: list[tuple[Path, bool]] = []
+    monkeypatch.setattr(durable, "fsync_path", lambda p: flushed.append((p, p.exists())))
+    done, path = tmp_path / "out" / "part-0.json", tmp_path / "rejects.ndjson"
+    done.parent.mkdir()
+    done.write_bytes(b"{}\n")
+    durable.move_into_place(done, path)
+    assert flushed == [(done, True)]
+    assert path.read_bytes() == b"{}\n" and not done.exists()

@@ -19,20 +19,32 @@ Key = tuple[str, str, str, int | None, str, int]
 
 
 class PortraitCache:
-    """LRU of answers keyed by (appid, begin, end, threshold, ref_date mode, catalog version).
+    """The server's portraits: ``run(query)`` is what every route calls.
 
-    A committed ingest raises the catalog version, so stale answers are never served and
-    no invalidation is needed. An engine that may answer from state lagging the catalog
-    (a derived store being caught up by another writer) should offer ``data_version()``,
-    the catalog version its last answer reflected: the answer is then filed under that
-    version, so a lagging answer is never served for a newer version. Concurrent misses on one key compute it once (the others
-    wait for that answer), so a burst of identical requests costs one engine run.
+    An LRU of answers keyed by (appid, begin, end, threshold, ref_date mode, catalog
+    version). A committed ingest raises the catalog version, so stale answers are never
+    served and no invalidation is needed. An engine that may answer from state lagging the
+    catalog (a derived store being caught up by another writer) says so in
+    ``data_version()``, the catalog version its last answer reflected: the answer is then
+    filed under that version, so a lagging answer is never served for a newer version.
+    Concurrent misses on one key compute it once (the others wait for that answer), so a
+    burst of identical requests costs one engine run.
     """
 
-    def __init__(self, lake: Lake, engine: Engine, size: int = 512) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        engine: Engine,
+        *,
+        size: int,
+        mode: RefDateMode,
+        time_limit_ms: int,
+    ) -> None:
         self.lake = lake
         self.engine = engine
         self.size = size
+        self.mode: RefDateMode = mode
+        self.time_limit_ms = time_limit_ms
         self._items: OrderedDict[Key, dict[str, Any]] = OrderedDict()
         self._flights: dict[Key, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -46,10 +58,10 @@ class PortraitCache:
             self.hits += 1
         return body
 
-    def get(self, query: PortraitQuery, mode: RefDateMode) -> dict[str, Any]:
+    def get(self, query: PortraitQuery) -> dict[str, Any]:
         """The answer, from the cache or computed now (blocking; call it in a thread)."""
         key: Key = (query.appid, query.begin.isoformat(), query.end.isoformat(),
-                    query.threshold, mode, self.lake.catalog.version())  # fmt: skip
+                    query.threshold, self.mode, self.lake.catalog.version())  # fmt: skip
         with self._lock:
             body = self._lookup(key)
             if body is not None:
@@ -61,8 +73,8 @@ class PortraitCache:
             if body is not None:
                 return body
             try:
-                body = portrait(query, self.engine, mode)
-                answered = self._answered_version()
+                body = portrait(query, self.engine, self.mode)
+                answered = self.engine.data_version()
             finally:
                 with self._lock:
                     self._flights.pop(key, None)
@@ -73,18 +85,13 @@ class PortraitCache:
                     self._items.popitem(last=False)
         return body
 
-    def _answered_version(self) -> int | None:
-        data_version = getattr(self.engine, "data_version", None)
-        return int(data_version()) if callable(data_version) else None
-
-    async def aget(
-        self, query: PortraitQuery, mode: RefDateMode, time_limit_ms: int
-    ) -> dict[str, Any]:
-        """``get`` in a worker thread; QueryTimeout (-1) past the limit.
+    async def run(self, query: PortraitQuery) -> dict[str, Any]:
+        """The WeChat JSON of ``query``, computed in a worker thread; QueryTimeout (-1)
+        past the time limit.
 
         The engine cannot be interrupted, so a late computation finishes in its thread and
         still fills the cache: a retry of the same window then answers at once.
         """
-        with anyio.move_on_after(time_limit_ms / 1000):
-            return await anyio.to_thread.run_sync(self.get, query, mode, abandon_on_cancel=True)
-        raise QueryTimeout(f"portrait took longer than {time_limit_ms} ms")
+        with anyio.move_on_after(self.time_limit_ms / 1000):
+            return await anyio.to_thread.run_sync(self.get, query, abandon_on_cancel=True)
+        raise QueryTimeout(f"portrait took longer than {self.time_limit_ms} ms")

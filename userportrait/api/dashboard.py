@@ -128,7 +128,7 @@ async def trend(
     await doors.session_reader(request, appid)
     await doors.reads_app(request, appid)
     query = doors.query(request, appid, parse_date(begin, "begin"), parse_date(end, "end"))
-    return _ok(request, {"days": await daily_trend(query, request.app.state.run_portrait)})
+    return _ok(request, {"days": await daily_trend(query, request.app.state.portraits.run)})
 
 
 @door()

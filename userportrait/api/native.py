@@ -103,7 +103,7 @@ async def native_portrait(
         raise Unauthorized("the access_token belongs to another app")
     await doors.reads_app(request, appid)
     query = doors.query(request, appid, parse_date(begin, "begin"), parse_date(end, "end"))
-    body = await request.app.state.run_portrait(query)
+    body = await request.app.state.portraits.run(query)
     if format == "csv":
         return PlainTextResponse(portrait_csv(body), media_type="text/csv; charset=utf-8")
     return WeChatJSON(body)

@@ -104,7 +104,7 @@ async def _portrait(request: Request, camel: bool) -> Response:
     query = doors.query(
         request, admitted.appid, begin, end, wechat_limits=state.settings.wechat_limits
     )
-    body: dict[str, Any] = await state.run_portrait(query)
+    body: dict[str, Any] = await state.portraits.run(query)
     return await respond(request, admitted, to_cloud(body) if camel else body)
 
 

@@ -26,13 +26,14 @@ def ip_db(file: Path | None, data_dir: Path | None) -> None:
     Events ingested before keep their regions.
     """
     from userportrait.portrait import ipregion  # numpy: not for every CLI start
+    from userportrait.store.regions import install_db
     from userportrait.store.sqlite import private_dir
 
     settings = make_settings(data_dir)
     try:
         if file is not None:
             private_dir(settings.data_dir)  # as any command that creates it: 0700
-            db = ipregion.install_db(file, settings.data_dir)
+            db = install_db(file, settings.data_dir)
             click.echo(f"installed {file} (ip2region xdb {db.structure}.0, data of {db.data_date})")
         else:
             db = ipregion.load_db(ipregion.active_db(settings.data_dir))

@@ -15,4 +15,11 @@ class Engine(Protocol):
 
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts: ...
 
+    def data_version(self) -> int | None:
+        """The catalog version the calling thread's last answer reflected, when it may lag
+        the catalog (``incremental``: a derived store another writer is catching up); None
+        when each query reads the catalog afresh, so an answer is never older than the
+        catalog version read before asking. ``api/cache.py`` files answers under it."""
+        ...
+
     def close(self) -> None: ...

@@ -76,6 +76,9 @@ class ReferenceEngine:
             }
         return out
 
+    def data_version(self) -> int | None:
+        return None  # each query reads the catalog afresh: never behind it
+
     def close(self) -> None:
         pass
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import shutil
 import struct
 import threading
 import unicodedata
@@ -351,28 +350,12 @@ class ReferenceLookup:
         return region_ids(self.search(str(first)), self.structure)
 
 
-# --- installing a newer database ---------------------------------------------------------
+# --- checking a newer database (``store/regions.py`` installs it) ------------------------
 
 
-def install_db(source: Path, data_dir: Path) -> IpDatabase:
-    """Check ``source`` and copy it atomically to ``DATA_DIR/regions/ip2region.xdb``."""
-    if not source.is_file():
-        raise IpDbError(f"{source}: no such file")
-    decode_db(source)  # refused before anything is copied
-    target = data_dir / ACTIVE_DB
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, staging)
-    try:  # the copy is what gets installed, so the copy is what is checked
-        _check_copy(staging, source)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
-    staging.replace(target)
-    return load_db(target)
+def check_copy(staging: Path, source: Path) -> None:
+    """Refuse (IpDbError naming ``source``) a copy ingest could not use."""
 
-
-def _check_copy(staging: Path, source: Path) -> None:
     def refused(why: str) -> IpDbError:
         return IpDbError(f"{source}: {why}")
 

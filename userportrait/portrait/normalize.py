@@ -56,11 +56,6 @@ def normalize_platform(raw: str | None) -> int | None:
     return _PLATFORMS.get(key, 6)
 
 
-def normalize_device(raw: str | None) -> str | None:
-    """The device model as given, trimmed; empty is absent."""
-    return _clean(raw)
-
-
 def parse_age(raw: str | None) -> int | None:
     """Age in whole years, or None when absent; ValueError names what is wrong."""
     text = _clean(raw)

@@ -46,6 +46,7 @@ from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.rules import Reject
 from userportrait.spark.session import lake_uri, read_lake, spark_errors, temp_name
 from userportrait.spark.sources import SparkSource, open_spark_source, record_numbers
+from userportrait.store.durable import move_into_place
 from userportrait.store.lake import Lake
 
 if TYPE_CHECKING:
@@ -329,8 +330,7 @@ def _write_rejects(
     )
     out = lake.root / "_tmp" / f"rejects-{batch_key}"
     rejects.coalesce(1).write.option("ignoreNullFields", "false").json(lake_uri(lake, out))
-    part = next(out.glob("part-*.json"))
-    part.replace(target)
+    move_into_place(next(out.glob("part-*.json")), target)
     shutil.rmtree(out, ignore_errors=True)
     spark.catalog.dropTempView(numbered)
     read_rejects(report, target)

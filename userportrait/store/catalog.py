@@ -247,14 +247,6 @@ class Catalog:
         with self.connect() as con:
             return {r[0] for r in con.execute("SELECT path FROM profile_files")}
 
-    def profile_version(self, appid: str) -> int:
-        """The batch id of ``appid``'s newest profile file (0: none)."""
-        with self.connect() as con:
-            row = con.execute(
-                "SELECT COALESCE(MAX(batch_id), 0) FROM profile_files WHERE appid = ?", (appid,)
-            ).fetchone()
-        return int(row[0])
-
 
 def _insert_batch(
     con: sqlite3.Connection,

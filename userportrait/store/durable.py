@@ -37,14 +37,34 @@ def fsync_tree(files: Iterable[Path], root: Path) -> None:
         fsync_path(d)
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Replace ``path`` by what ``write`` writes to a file object, flushed to disk first."""
+def atomic_write(
+    path: Path,
+    write: Callable[[BinaryIO], object],
+    check: Callable[[Path], object] | None = None,
+) -> None:
+    """Replace ``path`` by what ``write`` writes to a file object, flushed to disk first.
+
+    ``check`` reads the written file before it replaces anything: what it raises leaves
+    ``path`` as it was (the file that gets installed is the one that was checked).
+    """
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with tmp.open("wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if check is not None:
+            check(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
+
+
+def move_into_place(done: Path, path: Path) -> None:
+    """Replace ``path`` by ``done``, a file another writer finished (Spark), flushed first."""
+    fsync_path(done)
+    done.replace(path)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from typing import Final
 
 import pyarrow as pa
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from userportrait.portrait.profiles import Profile
 from userportrait.store.catalog import ProfileFile
-from userportrait.store.durable import fsync_tree
+from userportrait.store.durable import atomic_write, fsync_tree
 from userportrait.store.lake import Lake
 
 PROFILE_SCHEMA: Final = pa.schema(
@@ -66,9 +67,7 @@ def write_profiles(
         rel = f"{PROFILES_DIR}/appid={appid}/b{batch_id}_{key}.parquet"
         target = lake.root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        pq.write_table(_table(rows, batch_id), tmp, compression="zstd")
-        tmp.replace(target)
+        atomic_write(target, partial(pq.write_table, _table(rows, batch_id), compression="zstd"))
         files.append(ProfileFile(rel, appid, batch_id, len(rows)))
     fsync_tree((lake.root / f.path for f in files), lake.root)
     return lake.catalog.commit_profiles(batch_id, source, sha256, len(profiles), rejected, files)
@@ -98,12 +97,6 @@ def _table(rows: list[tuple[int, Profile]], batch_id: int) -> pa.Table:
 def profile_paths(lake: Lake, appid: str) -> list[str]:
     """Absolute paths of ``appid``'s committed profile files, oldest batch first."""
     return [str(lake.root / f.path) for f in lake.catalog.profile_files(appid)]
-
-
-def read_profiles(lake: Lake, appid: str) -> pa.Table:
-    """Every committed profile record of ``appid`` (all batches), in batch order."""
-    tables = [pq.read_table(p, schema=PROFILE_SCHEMA) for p in profile_paths(lake, appid)]
-    return pa.concat_tables(tables) if tables else PROFILE_SCHEMA.empty_table()
 
 
 def latest_profiles_sql(listing: str) -> str:

@@ -121,15 +121,6 @@ def overlaid(base: DayPart, top: DayPart) -> DayPart:
     return DayPart(base.day, uid, values, keys)
 
 
-def merge_day(
-    old: DayPart, new: DayPart, names: Callable[[list[int]], dict[int, str]]
-) -> tuple[DayPart, DayPart]:
-    """``old`` (a day with its keys) with more of its events' winners merged in: returns
-    (the merged day, the users of ``new`` with their merged values)."""
-    delta = merge_winners(rows_of(old, new.uid), new, names)
-    return overlaid(old, delta), delta
-
-
 def find(sorted_uid: IntArray, uid: IntArray) -> tuple[IntArray, IntArray]:
     """Where each of ``uid`` is or would go in ``sorted_uid``, and whether it is there."""
     pos = np.searchsorted(sorted_uid, uid)

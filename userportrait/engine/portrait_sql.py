@@ -1,0 +1,124 @@
+"""The portrait query in SQL, written once for every SQL engine (``sql``: DuckDB, ``spark``).
+
+Same attribution as every engine (docs/semantics.md): per user the latest
+event carrying each attribute in the window, ties to the larger value (struct order), first
+day over all data; gaps filled from the latest profile record, its age on the window's
+last day. ``dialect`` changes only the spelling of a struct, as ``reason_sql`` in ingest
+does for its rules; the engines differ only in how they name the events and profiles
+(a DuckDB ``read_parquet(...)`` or a Spark temporary view). The reference engine states
+the same rules in Python; ``tests/test_engines_agree.py`` and
+``tests/test_profile_semantics.py`` keep them equal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from userportrait.portrait.counts import AudienceCounts, PortraitCounts
+from userportrait.portrait.dims import AGE_BUCKET_UPPER, Dim
+from userportrait.portrait.query import PortraitQuery
+from userportrait.sqltext import Dialect
+from userportrait.store.lake import DIM_COLUMNS
+from userportrait.store.profiles import latest_profiles_sql
+
+#: Dimension -> the profile column that fills it when no event in the window carries it.
+#: Platforms and devices come from events only.
+PROFILE_FILL: Final = {
+    "province": "p.province_id",
+    "city": "p.city_id",
+    "genders": "p.gender_id",
+}
+
+
+def portrait_sql(events: str, query: PortraitQuery, profiles: str | None, dialect: Dialect) -> str:
+    """Exact portrait counts per (dimension, value, is_new) over the relation ``events``
+    (the appid's lake files up to the window's end), gaps filled from the latest records of
+    the relation ``profiles`` (None: the app has none). Rows: one column per dimension,
+    ``is_new``, ``g_<dim>`` (GROUPING) per dimension, ``n``; ``counts_from_rows`` reads them."""
+    b, e = query.begin.isoformat(), query.end.isoformat()
+    users = f"({filled_users_sql('users', profiles, query.end)})" if profiles else "users"
+    # Latest event carrying the attribute; at equal ts the larger value wins (struct order).
+    latest = ", ".join(
+        f"(max({_struct(dialect, t='ts', v=col)}) FILTER (WHERE {col} IS NOT NULL)).v AS {dim}"
+        for dim, col in DIM_COLUMNS.items()
+    )
+    sets = ", ".join(f"(is_new, {dim})" for dim in DIM_COLUMNS)
+    return f"""
+    WITH ev AS (SELECT * FROM {events}),
+    first_seen AS (SELECT openid, min(day) AS first_day FROM ev GROUP BY openid),
+    users AS (
+        SELECT openid, {latest} FROM ev
+        WHERE day BETWEEN DATE '{b}' AND DATE '{e}' GROUP BY openid
+    ),
+    flagged AS (
+        SELECT u.*, f.first_day >= DATE '{b}' AS is_new FROM {users} u JOIN first_seen f USING (openid)
+    )
+    SELECT {", ".join(DIM_COLUMNS)}, is_new,
+           {", ".join(f"grouping({d}) AS g_{d}" for d in DIM_COLUMNS)}, count(*) AS n
+    FROM flagged
+    GROUP BY GROUPING SETS ({sets})
+    """
+
+
+def _struct(dialect: Dialect, **fields: str) -> str:
+    if dialect == "spark":
+        return "named_struct(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
+    return "{" + ", ".join(f"'{k}': {v}" for k, v in fields.items()) + "}"
+
+
+def profile_age_id_sql(birth: str, end: dt.date) -> str:
+    """SQL: the ``ages`` id of a birth date on ``end`` (NULL: none, or born after ``end``);
+    mirrors ``portrait.profiles.profile_age_id``."""
+    age = (
+        f"({end.year} - year({birth}) - CASE WHEN month({birth}) > {end.month} OR "
+        f"(month({birth}) = {end.month} AND day({birth}) > {end.day}) THEN 1 ELSE 0 END)"
+    )
+    whens = " ".join(f"WHEN {age} <= {upper} THEN {bucket}" for upper, bucket in AGE_BUCKET_UPPER)
+    return (
+        f"CASE WHEN {birth} IS NULL OR {birth} > DATE '{end.isoformat()}' THEN NULL "
+        f"{whens} ELSE 6 END"
+    )
+
+
+def filled_users_sql(users: str, profiles: str, end: dt.date) -> str:
+    """SQL: the relation ``users`` (openid and one column per dimension, NULL when no event
+    in the window carries it) with the gaps filled from the latest profile in ``profiles``
+    (a relation of profile files' rows)."""
+    cols = []
+    for dim in DIM_COLUMNS:
+        if dim in PROFILE_FILL:
+            cols.append(f"coalesce(u.{dim}, {PROFILE_FILL[dim]}) AS {dim}")
+        elif dim == "ages":
+            cols.append(f"coalesce(u.ages, {profile_age_id_sql('p.birth_date', end)}) AS ages")
+        else:
+            cols.append(f"u.{dim}")
+    return (
+        f"SELECT u.openid, {', '.join(cols)} FROM {users} u "
+        f"LEFT JOIN ({latest_profiles_sql(profiles)}) p ON p.openid = u.openid"
+    )
+
+
+def counts_from_rows(rows: Iterable[Sequence[Any]]) -> PortraitCounts:
+    """The rows of ``portrait_sql`` (dims, is_new, GROUPING per dim, n) as counts."""
+    counts = PortraitCounts.empty()
+    dims = list(DIM_COLUMNS)
+    for row in rows:
+        is_new, n = row[len(dims)], row[-1]
+        groupings = list(row[len(dims) + 1 : -1])
+        dim = dims[groupings.index(0)]
+        value = row[dims.index(dim)]
+        for audience in (counts.active, counts.new) if is_new else (counts.active,):
+            _add(audience, dim, value, n)
+    return counts
+
+
+def _add(audience: AudienceCounts, dim: str, value: object, n: int) -> None:
+    if dim == "devices":
+        key = value if isinstance(value, str) else None
+        audience.devices[key] = audience.devices.get(key, 0) + n
+    else:
+        d: Dim = dim  # type: ignore[assignment]
+        vid = 0 if value is None else int(value)  # type: ignore[call-overload]
+        audience.ids[d][vid] = audience.ids[d].get(vid, 0) + n
