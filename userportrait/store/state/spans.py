@@ -29,8 +29,8 @@ import numpy as np
 
 from userportrait.portrait.dims import DIMS, Dim
 from userportrait.store.durable import atomic_write
+from userportrait.store.state.cores import on_two_cores
 from userportrait.store.state.head import LONG_AGO, Head
-from userportrait.store.state.pairs import on_two_cores
 from userportrait.store.windows import NO_DAY, DayPart, IntArray, WindowCounts
 
 #: The longest window answered by lookup; longer ones are counted from day partitions.
