@@ -40,9 +40,8 @@ from pathlib import Path
 from userportrait.store.durable import fsync_path
 from userportrait.store.lake import Lake, try_lock
 from userportrait.store.state.days import day_number
-from userportrait.store.state.manifest import AppState, Manifest
+from userportrait.store.state.manifest import AppState, Manifest, app_dir, publish
 from userportrait.store.state.overlay import OVERLAY_USERS, FoldNames, Overlay, write_folded
-from userportrait.store.state.update import app_dir, publish
 
 log = logging.getLogger("userportrait.state")
 

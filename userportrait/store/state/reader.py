@@ -21,8 +21,10 @@ import pyarrow.parquet as pq
 from userportrait.portrait.counts import PortraitCounts
 from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
+from userportrait.store.state.app_update import Progress, no_progress
+from userportrait.store.state.catching_up import catch_up, remove_state
 from userportrait.store.state.days import LazyDays, day_date, day_number, load_day, overlaid
-from userportrait.store.state.manifest import AppState, Manifest
+from userportrait.store.state.manifest import AppState, Manifest, app_dir
 from userportrait.store.state.overlay import Overlay, first_days
 from userportrait.store.state.profiles import (
     ProfileDays,
@@ -32,13 +34,6 @@ from userportrait.store.state.profiles import (
 )
 from userportrait.store.state.shaping import to_portrait
 from userportrait.store.state.spans import HORIZON, SpanTable, end_day_for
-from userportrait.store.state.update import (
-    Progress,
-    app_dir,
-    catch_up,
-    no_progress,
-    remove_state,
-)
 from userportrait.store.windows import DayPart, IntArray, WindowCounts, one_window
 
 #: Bytes of day partitions a reader keeps in memory for windows beyond the horizon.
