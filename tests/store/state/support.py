@@ -72,7 +72,7 @@ def all_standard(lake: Lake) -> dict[tuple[str, int, int], Any]:
             for k in range(CONFIG.days + 30):
                 end = START + D(k)
                 q = PortraitQuery(appid, end - D(n - 1), end)
-                out[(appid, n, k)] = store.portrait(q)
+                out[(appid, n, k)] = store.portrait_after_catch_up(q)
     return out
 
 

@@ -31,7 +31,7 @@ def test_late_event_invalidates_windows_of_the_old_first_day(lake: Lake) -> None
     load(lake, base, "a.ndjson")
     store = StateStore(lake)
     q = PortraitQuery(a, dt.date(2024, 6, 19), dt.date(2024, 6, 25))  # 7 days: x is new
-    assert store.portrait(q).new.ids["genders"] == {1: 1}
+    assert store.portrait_after_catch_up(q).new.ids["genders"] == {1: 1}
     # A late event on 06-05 (outside that window) makes x not new there; a late value for
     # y on 06-24 becomes y's latest gender, since y's 06-25 event carries none.
     load(
@@ -42,7 +42,7 @@ def test_late_event_invalidates_windows_of_the_old_first_day(lake: Lake) -> None
         ],
         "b.ndjson",
     )
-    assert store.portrait(q).new.normalized().ids["genders"] == {}
+    assert store.portrait_after_catch_up(q).new.normalized().ids["genders"] == {}
     ref = get_engine("reference", lake)
     for n in STANDARD_LENGTHS:
         for k in range(-5, 40):

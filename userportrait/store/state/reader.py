@@ -107,7 +107,7 @@ class StateStore:
 
     # -- following the catalog ----------------------------------------------------------
 
-    def refresh(self) -> None:
+    def catch_up_if_behind(self) -> None:
         """Follow the catalog: load a newer manifest, catching up first if it lags (or a
         failed app's retry is due)."""
         version = self.lake.catalog.version()
@@ -142,9 +142,10 @@ class StateStore:
 
     # -- answering ----------------------------------------------------------------------
 
-    def portrait(self, query: PortraitQuery) -> PortraitCounts:
+    def portrait_after_catch_up(self, query: PortraitQuery) -> PortraitCounts:
+        """The portrait from the state, after catching up with the catalog if it lags."""
         for attempt in range(3):
-            self.refresh()
+            self.catch_up_if_behind()
             try:
                 with self._lock:
                     if query.appid in self.manifest.failed:
@@ -161,7 +162,8 @@ class StateStore:
     def answered_version(self) -> int:
         """The catalog version the calling thread's last answer reflected.
 
-        It may lag the catalog while another writer holds the lock (see ``refresh``).
+        It may lag the catalog while another writer holds the lock
+        (see ``catch_up_if_behind``).
         """
         return int(getattr(self._answered, "version", self.manifest.version))
 
