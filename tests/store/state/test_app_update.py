@@ -1,4 +1,4 @@
-"""One app's update (``store/state/app_update.py``, issue 5): any order of ingests gives the
+"""One app's update (``store/state/app_update.py``): any order of ingests gives the
 answers of a full load.
 
 Checked against a fresh rebuild of the state, the reference engine and the ``sql`` engine,
@@ -144,7 +144,7 @@ def test_more_events_for_the_newest_day_equal_a_fresh_load(
     lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folds: str
 ) -> None:
     # Live flushes: the newest day grows batch by batch, each batch's winners merged into
-    # the day through its overlay (issue 14: a flush costs its batch), folded into the
+    # the day through its overlay (a flush costs its batch), folded into the
     # day's files when it outgrows its limit (2 users: nearly every flush; by the flush
     # itself past OVERLAY_USERS_MAX, or by the server's folder after the flush) and when
     # the next day comes. Later events override values, earlier ones must not, equal times

@@ -92,7 +92,7 @@ def test_an_app_with_many_days_does_not_hold_back_another_apps_answer(
 ) -> None:
     """One batch: one app adds events on 40 days (a long update), another a few events on
     one day: the latter is updated first and published before the long update starts, so
-    a reader answers it from the new state meanwhile (issue 24, hole 7)."""
+    a reader answers it from the new state meanwhile (docs/ingest.md, durability step 6)."""
     slow, quick = "wxa000000000000001", "wxa000000000000002"  # (the slow one sorts first)
     day = dt.date(2026, 3, 31)
     load(lake, [{"appid": a, "openid": "o", "ts": f"{day}T08:00:00+08:00", "gender": 1}

@@ -52,9 +52,10 @@ def catch_up(
             )
     # The apps with the fewest touched days first (a live flush: one), and what is done
     # is published before an app with more: one app's long update (thousands of days)
-    # does not hold back the others' answers (issue 24, hole 7). The manifest keeps the
-    # old catalog version until every app is done (a crash redoes them all), and no file
-    # is removed before then (every manifest in between names files of old or new).
+    # does not hold back the others' answers (docs/ingest.md, durability step 6). The
+    # manifest keeps the old catalog version until every app is done (a crash redoes them
+    # all), and no file is removed before then (every manifest in between names files of
+    # old or new).
     order = sorted(touched.items(), key=lambda item: (len(item[1]), item[0]))
     unpublished = False
     for k, (appid, days) in enumerate(order):

@@ -1,4 +1,4 @@
-"""Folding the newest day's overlay into its files off the flushes' path (issue 14).
+"""Folding the newest day's overlay into its files off the flushes' path (docs/performance.md).
 
 A flush writes the users it changed to the newest day's overlay (``overlay.py``). Folding
 the overlay into the day's files costs the day and the app's users, not a batch, so the

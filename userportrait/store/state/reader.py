@@ -207,12 +207,12 @@ class StateStore:
             self._fill_profiles(query, app, counts, None)
         return to_portrait(counts, devices)
 
-    # -- profiles (issue 17) ------------------------------------------------------------
+    # -- profiles (docs/semantics.md, "Profiles fill gaps") -------------------------------
 
     def _fill_profiles(
         self, query: PortraitQuery, app: AppState, counts: WindowCounts, last: int | None
     ) -> None:
-        """Move the profiled users' gaps from 未知 to their profile values (SPEC §3);
+        """Move the profiled users' gaps from 未知 to their profile values (docs/semantics.md);
         ``last``: the end day of the span histograms used, None for a walk of the window."""
         appid = query.appid
         paths = self._profile_paths(appid)
@@ -264,7 +264,7 @@ class StateStore:
         inside = sorted((day_number(d), name) for d, name in app.days.items())
         inside = [(t, name) for t, name in inside if lo <= t <= hi]
         # A live flush may add to the newest day without renaming its file (an overlay,
-        # issue 14): the walk must follow that too.
+        # ``overlay.py``): the walk must follow that too.
         overlay = tuple(sorted(app.overlay.items()))
         older, newest = tuple(inside[:-1]), (inside[-1] if inside else None, overlay)
         parts = tuple(app.users)

@@ -6,7 +6,7 @@ day for a new day or a live flush, two for late events for yesterday, everything
 first load). Only the end days a change can reach are replayed: those up to 365 days
 after a changed day or after the old first day of a user whose first day moved; further
 days with data (far-future ones) keep their files, and the replay starts again after such
-a gap from the days before it (issue 24, hole 7).
+a gap from the days before it (docs/performance.md, "Odd input").
 """
 
 from __future__ import annotations
