@@ -32,12 +32,7 @@ from userportrait.store.state.days import (
 )
 from userportrait.store.state.head import Head
 from userportrait.store.state.manifest import AppState, app_dir
-from userportrait.store.state.overlay import (
-    OVERLAY_USERS_MAX,
-    FoldNames,
-    Overlay,
-    write_folded,
-)
+from userportrait.store.state.overlay import OVERLAY_USERS_MAX, FoldNames, Overlay, write_folded
 from userportrait.store.state.partitions import PartitionBuilder
 from userportrait.store.state.prefetch import Prefetched
 from userportrait.store.state.replay import FileWrite, Replay

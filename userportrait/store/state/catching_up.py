@@ -15,12 +15,7 @@ import shutil
 import time
 
 from userportrait.store.lake import Lake
-from userportrait.store.state.app_update import (
-    AppUpdate,
-    PartitionSource,
-    Progress,
-    no_progress,
-)
+from userportrait.store.state.app_update import AppUpdate, PartitionSource, Progress, no_progress
 from userportrait.store.state.manifest import AppState, Failure, Manifest, publish
 from userportrait.store.state.partitions import PartitionBuilder
 
