@@ -147,7 +147,7 @@ def step_cold(_src: Path, data: Path) -> dict[str, Any]:
 
     t = time.perf_counter()
     store = StateStore(_lake(data))
-    store.refresh()
+    store.catch_up_if_behind()
     app = store.manifest.apps[APPID]
     devices = store._device_list(APPID, app)
     counts = store.compute(APPID, app, 30, day_number(END), devices)

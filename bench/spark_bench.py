@@ -169,7 +169,9 @@ def main() -> None:
 
     for n_days in (1, 7, 30):
         q = PortraitQuery(appid, END - dt.timedelta(days=n_days - 1), END)
-        assert StateStore(lake).portrait(q) == StateStore(embedded).portrait(q), n_days
+        assert StateStore(lake).portrait_after_catch_up(q) == StateStore(
+            embedded
+        ).portrait_after_catch_up(q), n_days
     spark.stop()
 
     print(f"{events:,} events, {args.users:,} users, {args.days} days, one appid\n")

@@ -18,9 +18,9 @@ import pytest
 from device_detector import DeviceDetector
 from device_detector.yaml_loader import regex_list
 
-from userportrait import generate
 from userportrait.ingest.value_maps import ua_compact_sql
 from userportrait.portrait import devices
+from userportrait.synthetic import generate
 
 UA_ANDROID_XIAOMI = (
     "Mozilla/5.0 (Linux; Android 13; 22081212C Build/TKQ1.220829.002; wv) AppleWebKit/537.36 "

@@ -29,7 +29,7 @@ class IncrementalEngine:
 
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
         try:
-            return self.store.portrait(query)
+            return self.store.portrait_after_catch_up(query)
         except StaleState:
             log.warning("portrait of %s answered from the lake (its state is stale)", query.appid)
             return self.fallback.run_portrait(query)

@@ -1,6 +1,6 @@
 """``spark build``: the derived state the server answers from, with Spark doing the heavy part.
 
-The update policy is the embedded store's own (``store/state/update.catch_up``): the same
+The update policy is the embedded store's own (``store/state/catching_up.catch_up``): the same
 catch-up over the batches the state has not seen, the same head, window table and
 manifest; only the day partitions come from Spark (``spark/partitions.py``). So a state
 built here is read, and later updated, by the embedded store as if it had built it.
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from userportrait.spark.partitions import spark_partitions
 from userportrait.store.lake import Lake
 from userportrait.store.state import Manifest, catch_up
-from userportrait.store.state.update import Progress, no_progress, remove_state
+from userportrait.store.state.app_update import Progress, no_progress
+from userportrait.store.state.catching_up import remove_state
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

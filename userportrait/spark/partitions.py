@@ -5,7 +5,7 @@ dimension (the packed-key ``max`` of ``store/state/partitions.py``: microseconds
 the day's midnight, then the value id or the device's rank in string order), the match
 against the user dictionary and dense uids for new users (ordered by first day, then
 openid, as the DuckDB builder numbers them). The driver then reads one day at a time and
-hands it to the same code that writes the state (``store/state/update.py``), so state
+hands it to the same code that writes the state (``store/state/app_update.py``), so state
 written by Spark and by the embedded store is the same, file for file.
 """
 
@@ -25,10 +25,10 @@ from userportrait.portrait.dims import DIMS, ID_DIMS
 from userportrait.spark.session import lake_uri, read_lake, temp_name
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import DIM_COLUMNS, Lake
+from userportrait.store.state.app_update import PartitionSource
 from userportrait.store.state.days import SQL_TYPES, VALUE_DTYPES, day_number
 from userportrait.store.state.manifest import AppState
 from userportrait.store.state.partitions import ID_BITS, RANK_BITS
-from userportrait.store.state.update import PartitionSource
 from userportrait.store.windows import DayPart
 
 if TYPE_CHECKING:

@@ -23,9 +23,8 @@ from userportrait.portrait.service import portrait
 from userportrait.settings import Settings
 from userportrait.store import state as state_mod
 from userportrait.store.lake import Lake
+from userportrait.store.state import app_update, state_failures
 from userportrait.store.state import manifest as state_manifest
-from userportrait.store.state import state_failures
-from userportrait.store.state import update as state_update
 
 A, B = "wxa000000000000001", "wxb000000000000002"
 TODAY = dt.date(2026, 11, 29)
@@ -93,7 +92,7 @@ def test_a_batch_spanning_decades_costs_memory_by_its_days(lake: Lake) -> None:
 def broken_a(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """The state update of appid A fails (as a full disk or a bug would); B's works."""
     calls = {"A": 0}
-    apply = state_update.AppUpdate.apply
+    apply = app_update.AppUpdate.apply
 
     def failing(self: Any, days: set[str], progress: Any = None) -> Any:
         if self.appid == A:
@@ -103,7 +102,7 @@ def broken_a(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
             raise RuntimeError("disk on fire\nsecond line")
         return apply(self, days, progress) if progress else apply(self, days)
 
-    monkeypatch.setattr(state_update.AppUpdate, "apply", failing)
+    monkeypatch.setattr(app_update.AppUpdate, "apply", failing)
     monkeypatch.setattr(state_manifest, "RETRY_BACKOFF_S", 3600.0)
     return calls
 
@@ -186,15 +185,15 @@ def test_a_day_failing_mid_build_stops_the_builders_thread(
 
     monkeypatch.setattr(state_mod.partitions, "CHUNK_EVENTS", 1)  # a pass per day
     writes = {"n": 0}
-    take = state_update.AppUpdate._take
+    take = app_update.AppUpdate._take
 
-    def failing_second(self: state_update.AppUpdate, part: Any, *args: Any) -> None:
+    def failing_second(self: app_update.AppUpdate, part: Any, *args: Any) -> None:
         writes["n"] += 1
         if writes["n"] == 2:
             raise OSError("disk full")
         take(self, part, *args)
 
-    monkeypatch.setattr(state_update.AppUpdate, "_take", failing_second)
+    monkeypatch.setattr(app_update.AppUpdate, "_take", failing_second)
     load(lake, [ev(A, f"o{i}", f"2026-11-{20 + i}T10:00:00+08:00") for i in range(5)])
     assert A in state_failures(lake)
     assert not [t for t in threading.enumerate() if t.name == "state-prefetch"]
@@ -209,7 +208,7 @@ def test_a_day_file_failing_in_the_writer_thread_fails_the_update(
     update like any other (nothing is published), and the lake answers meanwhile."""
     monkeypatch.setattr(state_mod.partitions, "CHUNK_EVENTS", 1)
     writes = {"n": 0}
-    save_day = state_update.save_day
+    save_day = app_update.save_day
 
     def failing_third(path: Any, part: Any) -> None:
         writes["n"] += 1
@@ -217,7 +216,7 @@ def test_a_day_file_failing_in_the_writer_thread_fails_the_update(
             raise OSError("disk full")
         save_day(path, part)
 
-    monkeypatch.setattr(state_update, "save_day", failing_third)
+    monkeypatch.setattr(app_update, "save_day", failing_third)
     load(lake, [ev(A, f"o{i}", f"2026-11-{20 + i}T10:00:00+08:00") for i in range(5)])
     assert A in state_failures(lake)
     q = window(A, TODAY, 30)

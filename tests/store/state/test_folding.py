@@ -1,4 +1,4 @@
-"""The newest day's overlay folded off the flushes' path (issue 14, ``state/folding.py``).
+"""The newest day's overlay folded off the flushes' path (``state/folding.py``).
 
 A fold built from a snapshot while flushes go on, swapped in with only their rows left
 over; a fold dropped because the day changed meanwhile; a fold that crashed before or

@@ -3,29 +3,42 @@
 It is a cache of the lake, kept per appid: a user dictionary and each user's first day,
 a device dictionary, one day partition per day with data (per user the day's winning
 value of each dimension), span histograms per day with data (every window up to 366 days
-ending there) and per-user heads of the last few days. The rooms:
+ending there) and per-user heads of the last few days.
 
-* ``manifest``   — which files make up the state (and which app updates failed);
-* ``days``       — day numbers and day partition files;
-* ``partitions`` — building day partitions from the lake (the DuckDB SQL);
-* ``head``       — the per-user head (latest values and their ages as of one day);
-* ``spans``      — span histograms per end day: every window up to 366 days as a lookup;
-* ``shaping``    — window counts into portrait counts;
-* ``update``     — the update policy (catch up, which windows to recount, publish);
-* ``overlay``    — the newest day's overlay: what live flushes changed since its files;
-* ``folding``    — folding the overlay into the day's files beside the flushes (a thread);
-* ``reader``     — ``StateStore``: answers, following the catalog.
+What the state is, how it follows the lake, and how it is read:
+
+* ``manifest``    — which files make up the state (and which app updates failed); publishing;
+* ``days``        — day numbers and day partition files;
+* ``partitions``  — building day partitions from the lake (the DuckDB SQL);
+* ``head``        — the per-user head (latest values and their ages as of one day);
+* ``spans``       — span histograms per end day: every window up to 366 days as a lookup;
+* ``profiles``    — the profiled users whose 未知 gaps a profile fills;
+* ``shaping``     — window counts into portrait counts;
+* ``catching_up`` — ``catch_up``: every app behind the catalog updated, fewest days first;
+* ``app_update``  — ``AppUpdate``: one app's touched days rebuilt, its end days replayed;
+* ``replay``      — ``Replay``: which end days a change reaches, folded day by day;
+* ``reader``      — ``StateStore``: answers, after catching up with the catalog.
+
+How it is kept fast:
+
+* ``overlay``     — the newest day's overlay: what live flushes changed since its files;
+* ``folding``     — folding the overlay into the day's files beside the flushes (a thread);
+* ``npys``        — named arrays in one file, memory-mapped (no zip to inflate);
+* ``winners``     — each user's winners of a day reduced in numpy, not a DuckDB aggregate;
+* ``prefetch``    — the day builder a chunk ahead in a thread (DuckDB beside numpy);
+* ``cores``       — per-dimension numpy work on both cores (``on_two_cores``).
 
 Window counting itself is pure numpy in ``store/windows.py``.
 """
 
 from __future__ import annotations
 
+from userportrait.store.state.catching_up import catch_up, update_state
 from userportrait.store.state.days import VALUE_DTYPES, day_date, day_number
 from userportrait.store.state.head import Head
 from userportrait.store.state.manifest import FORMAT, AppState, Failure, Manifest, state_failures
 from userportrait.store.state.reader import StaleState, StateStore
-from userportrait.store.state.update import STANDARD_LENGTHS, catch_up, update_state
+from userportrait.store.state.spans import STANDARD_LENGTHS
 
 __all__ = [
     "FORMAT",

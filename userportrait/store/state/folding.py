@@ -1,4 +1,4 @@
-"""Folding the newest day's overlay into its files off the flushes' path (issue 14).
+"""Folding the newest day's overlay into its files off the flushes' path (docs/performance.md).
 
 A flush writes the users it changed to the newest day's overlay (``overlay.py``). Folding
 the overlay into the day's files costs the day and the app's users, not a batch, so the
@@ -40,9 +40,8 @@ from pathlib import Path
 from userportrait.store.durable import fsync_path
 from userportrait.store.lake import Lake, try_lock
 from userportrait.store.state.days import day_number
-from userportrait.store.state.manifest import AppState, Manifest
+from userportrait.store.state.manifest import AppState, Manifest, app_dir, publish
 from userportrait.store.state.overlay import OVERLAY_USERS, FoldNames, Overlay, write_folded
-from userportrait.store.state.update import app_dir, publish
 
 log = logging.getLogger("userportrait.state")
 

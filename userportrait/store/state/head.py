@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from userportrait.portrait.dims import DIMS, Dim
+from userportrait.store.state.cores import on_two_cores
 from userportrait.store.state.days import VALUE_DTYPES
 from userportrait.store.state.npys import load_arrays, save_arrays
-from userportrait.store.state.pairs import on_two_cores
 from userportrait.store.windows import NO_DAY, DayPart, IntArray
 
 #: An age (days before the head's day) of this or more, or never: one more than the

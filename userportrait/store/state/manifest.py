@@ -145,6 +145,20 @@ class Manifest:
         return {a for a, f in self.failed.items() if now >= f.next_try()}
 
 
+def app_dir(root: Path, appid: str) -> Path:
+    return root / f"appid={appid}"
+
+
+def publish(root: Path, old: Manifest, new: Manifest) -> None:
+    """Write the manifest last; keep the previous version's files for readers still using
+    it and drop every other file."""
+    new.write(root)
+    keep = {app_dir(root, a) / f for m in (old, new) for a, s in m.apps.items() for f in s.files()}
+    for path in root.glob("appid=*/**/*"):
+        if path.is_file() and path not in keep:
+            path.unlink(missing_ok=True)
+
+
 def state_failures(lake: Lake) -> dict[str, dict[str, Any]]:
     """The apps whose state update failed and is waiting for a retry (for /healthz)."""
     failed = Manifest.read(lake.state_dir).failed

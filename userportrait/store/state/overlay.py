@@ -1,13 +1,13 @@
 """The newest day's overlay: what live flushes changed since the day's files were written.
 
-A flush must cost its batch, not its day (issue 14). Rewriting the newest day's partition,
-winners' times and head (about 250 bytes per user of the app) on every 1,000-event flush
-would cost the day; instead a flush reads only its users' rows of those files (mapped,
-``npys.py``) and writes the overlay: the users flushed since, with their values and times
-of the day and their head rows. Once the overlay outgrows ``OVERLAY_USERS`` the server's
-folder writes the day's files anew with it folded in, off the flushes' path
-(``folding.py``); a flush folds it itself only past ``OVERLAY_USERS_MAX`` (no folder: a
-CLI writer, or a folder that cannot keep up).
+A flush must cost its batch, not its day (docs/performance.md). Rewriting the newest day's
+partition, winners' times and head (about 250 bytes per user of the app) on every
+1,000-event flush would cost the day; instead a flush reads only its users' rows of those
+files (mapped, ``npys.py``) and writes the overlay: the users flushed since, with their
+values and times of the day and their head rows. Once the overlay outgrows
+``OVERLAY_USERS`` the server's folder writes the day's files anew with it folded in, off
+the flushes' path (``folding.py``); a flush folds it itself only past
+``OVERLAY_USERS_MAX`` (no folder: a CLI writer, or a folder that cannot keep up).
 
 Users the flushes added to the dictionary are not in the ``first_day`` file until then:
 their first day is the overlay's day (``first_days``).

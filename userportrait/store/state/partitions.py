@@ -20,9 +20,9 @@ from userportrait.portrait.dims import DIMS, Dim
 from userportrait.sqltext import shanghai_time_of_day_sql, sql_list, sql_str
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import DIM_COLUMNS, Lake
+from userportrait.store.state.cores import on_two_cores
 from userportrait.store.state.days import VALUE_DTYPES, day_number
 from userportrait.store.state.manifest import AppState
-from userportrait.store.state.pairs import on_two_cores
 from userportrait.store.state.prefetch import Prefetched
 from userportrait.store.state.winners import DailyMax, packed
 from userportrait.store.windows import DayPart, IntArray

@@ -1,4 +1,4 @@
-"""Profiles in the incremental store (issue 17): the users whose gaps a profile fills.
+"""Profiles in the incremental store (docs/semantics.md): the users whose gaps a profile fills.
 
 The span histograms count a user with no event value for a dimension in the window as
 未知. With profiles, such a user (active in the window, no event in it carrying the

@@ -21,8 +21,10 @@ import pyarrow.parquet as pq
 from userportrait.portrait.counts import PortraitCounts
 from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
+from userportrait.store.state.app_update import Progress, no_progress
+from userportrait.store.state.catching_up import catch_up, remove_state
 from userportrait.store.state.days import LazyDays, day_date, day_number, load_day, overlaid
-from userportrait.store.state.manifest import AppState, Manifest
+from userportrait.store.state.manifest import AppState, Manifest, app_dir
 from userportrait.store.state.overlay import Overlay, first_days
 from userportrait.store.state.profiles import (
     ProfileDays,
@@ -32,13 +34,6 @@ from userportrait.store.state.profiles import (
 )
 from userportrait.store.state.shaping import to_portrait
 from userportrait.store.state.spans import HORIZON, SpanTable, end_day_for
-from userportrait.store.state.update import (
-    Progress,
-    app_dir,
-    catch_up,
-    no_progress,
-    remove_state,
-)
 from userportrait.store.windows import DayPart, IntArray, WindowCounts, one_window
 
 #: Bytes of day partitions a reader keeps in memory for windows beyond the horizon.
@@ -112,7 +107,7 @@ class StateStore:
 
     # -- following the catalog ----------------------------------------------------------
 
-    def refresh(self) -> None:
+    def catch_up_if_behind(self) -> None:
         """Follow the catalog: load a newer manifest, catching up first if it lags (or a
         failed app's retry is due)."""
         version = self.lake.catalog.version()
@@ -147,9 +142,10 @@ class StateStore:
 
     # -- answering ----------------------------------------------------------------------
 
-    def portrait(self, query: PortraitQuery) -> PortraitCounts:
+    def portrait_after_catch_up(self, query: PortraitQuery) -> PortraitCounts:
+        """The portrait from the state, after catching up with the catalog if it lags."""
         for attempt in range(3):
-            self.refresh()
+            self.catch_up_if_behind()
             try:
                 with self._lock:
                     if query.appid in self.manifest.failed:
@@ -166,7 +162,8 @@ class StateStore:
     def answered_version(self) -> int:
         """The catalog version the calling thread's last answer reflected.
 
-        It may lag the catalog while another writer holds the lock (see ``refresh``).
+        It may lag the catalog while another writer holds the lock
+        (see ``catch_up_if_behind``).
         """
         return int(getattr(self._answered, "version", self.manifest.version))
 
@@ -210,12 +207,12 @@ class StateStore:
             self._fill_profiles(query, app, counts, None)
         return to_portrait(counts, devices)
 
-    # -- profiles (issue 17) ------------------------------------------------------------
+    # -- profiles (docs/semantics.md, "Profiles fill gaps") -------------------------------
 
     def _fill_profiles(
         self, query: PortraitQuery, app: AppState, counts: WindowCounts, last: int | None
     ) -> None:
-        """Move the profiled users' gaps from 未知 to their profile values (SPEC §3);
+        """Move the profiled users' gaps from 未知 to their profile values (docs/semantics.md);
         ``last``: the end day of the span histograms used, None for a walk of the window."""
         appid = query.appid
         paths = self._profile_paths(appid)
@@ -267,7 +264,7 @@ class StateStore:
         inside = sorted((day_number(d), name) for d, name in app.days.items())
         inside = [(t, name) for t, name in inside if lo <= t <= hi]
         # A live flush may add to the newest day without renaming its file (an overlay,
-        # issue 14): the walk must follow that too.
+        # ``overlay.py``): the walk must follow that too.
         overlay = tuple(sorted(app.overlay.items()))
         older, newest = tuple(inside[:-1]), (inside[-1] if inside else None, overlay)
         parts = tuple(app.users)

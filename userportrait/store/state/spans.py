@@ -28,13 +28,16 @@ from typing import Any, TypeVar
 import numpy as np
 
 from userportrait.portrait.dims import DIMS, Dim
+from userportrait.portrait.rules import WECHAT_SPANS
 from userportrait.store.durable import atomic_write
+from userportrait.store.state.cores import on_two_cores
 from userportrait.store.state.head import LONG_AGO, Head
-from userportrait.store.state.pairs import on_two_cores
 from userportrait.store.windows import NO_DAY, DayPart, IntArray, WindowCounts
 
 #: The longest window answered by lookup; longer ones are counted from day partitions.
 HORIZON = LONG_AGO
+#: Window lengths WeChat answers (every span up to ``HORIZON`` is a lookup).
+STANDARD_LENGTHS = WECHAT_SPANS
 _B = HORIZON + 1  # age buckets 0..HORIZON; HORIZON = "that long ago or more, or never"
 T = TypeVar("T", int, str)
 _KINDS = ("a", "n")  # by the value's age (active) / by max(value age, first age) (new)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from userportrait.portrait.dims import Dim
-from userportrait.store.state.pairs import on_two_cores
+from userportrait.store.state.cores import on_two_cores
 from userportrait.store.windows import IntArray
 
 #: A day's events count as many (dense scratch over every uid) from this share of the
@@ -38,7 +38,7 @@ class DailyMax:
     ) -> tuple[IntArray, dict[Dim, IntArray]]:
         """(the distinct uids in order, uint32; per column each one's largest key).
         ``keys(name)``: the events' keys of a column, asked for where its maxima are taken
-        (half the columns in a second thread: ``pairs.on_two_cores``)."""
+        (half the columns in a second thread: ``cores.on_two_cores``)."""
         if len(uid) >= self.n_users * DENSE_SHARE:
             users, at = self._dense_rows(uid)
         else:

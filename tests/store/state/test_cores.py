@@ -1,4 +1,4 @@
-"""Per-dimension work on two threads (``store/state/pairs.py``)."""
+"""Per-dimension work on two threads (``store/state/cores.py``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from userportrait.store.state.pairs import on_two_cores
+from userportrait.store.state.cores import on_two_cores
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 7])
