@@ -122,8 +122,9 @@ def test_bad_files_fail_cleanly_and_leave_store(
     assert res.exit_code == 1
     assert message in res.output
     assert len([line for line in res.output.splitlines() if line.strip()]) == 1
-    body = portrait_json(runner)
-    assert body["visit_uv"] == {k: [] for k in WINDOW_0610_0612["visit_uv"]}
+    # Nothing was committed: the store has no app's events.
+    res = runner.invoke(cli, ["portrait", "--appid", A, "--begin", "20240610", "--end", "20240612"])
+    assert res.exit_code == 1 and f"no events for {A}" in res.output, res.output
 
 
 def test_parquet_rejects_counted_without_a_second_pass(runner: CliRunner, tmp_path: Path) -> None:

@@ -77,3 +77,51 @@ def test_portrait_csv_cells_never_start_a_formula(runner: CliRunner, tmp_path: P
     devices = {r["name"] for r in rows if r["dimension"] == "devices"}
     assert devices == {"'" + d for d in FORMULAS}
     assert not [r for r in rows if r["name"][:1] in ("=", "+", "-", "@", "\t", "\r")]
+
+
+def test_a_reading_command_names_what_is_missing(runner: CliRunner, tmp_path: Path) -> None:
+    """A typo'd data directory or appid is an error, not an empty portrait (exit 0)."""
+    args = ["--begin", "20240610", "--end", "20240612"]
+    typo = tmp_path / "dta"
+    res = runner.invoke(cli, ["portrait", "--appid", A, *args, "--data-dir", str(typo)])
+    assert res.exit_code == 1 and f"no data directory at {typo}" in res.output
+    assert not typo.exists()  # reading never creates it
+    runner.invoke(cli, ["ingest", "-q", str(write_ndjson(tmp_path / "e.ndjson", EVENTS))])
+    res = runner.invoke(cli, ["portrait", "--appid", "wx-not-there", *args])
+    assert res.exit_code == 1, res.output
+    assert "no events for wx-not-there" in res.output and f"apps with events: {A}" in res.output
+
+
+def test_a_window_ending_today_warns_and_one_in_the_future_fails(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from userportrait.portrait.query import today_shanghai
+
+    runner.invoke(cli, ["ingest", "-q", str(write_ndjson(tmp_path / "e.ndjson", EVENTS))])
+    today = today_shanghai()
+    args = ["portrait", "--appid", A, "--begin", "20240610"]
+    res = runner.invoke(cli, [*args, "--end", f"{today:%Y%m%d}"])
+    assert res.exit_code == 0 and "today's numbers are incomplete" in res.output
+    future = today + dt.timedelta(days=1)
+    res = runner.invoke(cli, [*args, "--end", f"{future:%Y%m%d}"])
+    assert res.exit_code == 1 and f"--end {future:%Y%m%d} is in the future" in res.output
+
+
+def test_table_shows_the_top_rows_and_totals_and_csv_takes_a_bom(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    runner.invoke(cli, ["ingest", "-q", str(write_ndjson(tmp_path / "e.ndjson", EVENTS))])
+    args = ["portrait", "--appid", A, "--begin", "20240610", "--end", "20240612"]
+    body = json.loads(runner.invoke(cli, args).output)
+    cities = body["visit_uv"]["city"]
+    assert len(cities) > 1
+    res = runner.invoke(cli, [*args, "--format", "table", "--top", "1"], terminal_width=200)
+    assert res.exit_code == 0
+    assert f"… {len(cities) - 1} more" in res.output
+    users = sum(r["value"] for r in body["visit_uv"]["genders"])
+    totals = [line for line in res.output.splitlines() if line.strip("│ ").startswith("total")]
+    assert len(totals) == 6 and all(str(users) in line for line in totals)
+    plain = runner.invoke(cli, [*args, "--format", "csv"]).output
+    assert runner.invoke(cli, [*args, "--format", "csv", "--bom"]).output == "\ufeff" + plain

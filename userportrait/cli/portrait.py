@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,12 +13,16 @@ from userportrait.cli.common import (
     DATA_DIR_OPTION,
     ENGINE_OPTION,
     SPARK_MASTER_OPTION,
+    fail,
     make_settings,
     parse_date_option,
 )
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from userportrait.settings import Settings
+    from userportrait.store.lake import Lake
 
 
 @click.command()
@@ -38,6 +43,19 @@ if TYPE_CHECKING:
 @click.option(
     "--raw", is_flag=True, help="Exact rows even for an app with a small-count threshold."
 )
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="--format table: rows per dimension, then a '… N more' line (0: all of them).",
+)
+@click.option(
+    "--bom",
+    is_flag=True,
+    help="--format csv: start with a UTF-8 byte-order mark, so that Excel reads the Chinese "
+    "names right (the dashboard's export has one).",
+)
 def portrait(
     appid: str,
     begin: str,
@@ -47,6 +65,8 @@ def portrait(
     spark_master: str | None,
     fmt: str,
     raw: bool,
+    top: int,
+    bom: bool,
 ) -> None:
     """Print the portrait of new and active users of APPID for a date window.
 
@@ -57,17 +77,18 @@ def portrait(
     from userportrait.engine import get_engine
     from userportrait.portrait.request import make_query
     from userportrait.portrait.service import portrait as compute
-    from userportrait.store.lake import Lake
 
     settings = make_settings(data_dir, engine=engine, spark_master=spark_master)
     b, e = parse_date_option(begin, "begin"), parse_date_option(end, "end")
+    _check_window(e)
+    lake = _existing_lake(settings, appid)
     threshold = None
     if not raw and (settings.data_dir / "meta.sqlite").exists():
         from userportrait.store.thresholds import Thresholds
 
         threshold = Thresholds(settings.data_dir / "meta.sqlite").get(appid)
     query = make_query(appid, b, e, threshold=threshold)
-    eng = get_engine(settings.engine, Lake(settings))
+    eng = get_engine(settings.engine, lake)
     try:
         body = compute(query, eng, "begin" if settings.ref_date_mode == "begin" else "range")
     finally:
@@ -77,15 +98,49 @@ def portrait(
     if fmt == "json":
         click.echo(json.dumps(body, ensure_ascii=False))
     elif fmt == "csv":
-        click.echo(portrait_csv(body), nl=False)
+        click.echo(("\ufeff" if bom else "") + portrait_csv(body), nl=False)
     else:
         from rich.console import Console
 
-        Console().print(*portrait_tables(body))
+        Console().print(*portrait_tables(body, top))
 
 
-def portrait_tables(body: dict[str, Any]) -> list[Table]:
-    """One table per dimension: new vs active users and the new-vs-active index."""
+def _check_window(end: dt.date) -> None:
+    """A window ending in the future is an error; one ending today gets a warning."""
+    from userportrait.portrait.query import today_shanghai
+
+    today = today_shanghai()
+    if end > today:
+        fail(f"--end {end:%Y%m%d} is in the future (today is {today:%Y%m%d} in Asia/Shanghai)")
+    if end == today:
+        click.echo(
+            f"warning: the window ends today ({today:%Y%m%d}, Asia/Shanghai): "
+            "today's numbers are incomplete until the day ends",
+            err=True,
+        )
+
+
+def _existing_lake(settings: Settings, appid: str) -> Lake:
+    """The data directory's lake, if it exists and holds ``appid``'s events; a reading
+    command never creates a data directory (a typo'd path would answer empty)."""
+    from userportrait.store.lake import Lake
+
+    if not (settings.data_dir / "catalog.sqlite").exists():
+        fail(
+            f"no data directory at {settings.data_dir} (--data-dir or USERPORTRAIT_DATA_DIR); "
+            "load events with `userportrait ingest FILE` first"
+        )
+    lake = Lake(settings)
+    apps = lake.catalog.appids()
+    if appid not in apps:
+        known = ", ".join(apps[:10]) + (f" and {len(apps) - 10} more" if len(apps) > 10 else "")
+        fail(f"no events for {appid} in {settings.data_dir}; apps with events: {known or 'none'}")
+    return lake
+
+
+def portrait_tables(body: dict[str, Any], top: int = 0) -> list[Table]:
+    """One table per dimension: new vs active users and the new-vs-active index, its first
+    ``top`` rows (0: all), then a '… N more' line and the totals."""
     from rich.table import Table
 
     new, active = body["visit_uv_new"], body["visit_uv"]
@@ -100,7 +155,8 @@ def portrait_tables(body: dict[str, Any]) -> list[Table]:
         table.add_column("active", justify="right")
         table.add_column("share", justify="right")
         table.add_column("index", justify="right")
-        for r in rows:
+        shown = rows[:top] if top else rows
+        for r in shown:
             n = new_by_name.get(r["name"], 0)
             index = (n / total_new) / (r["value"] / total_active) * 100
             table.add_row(
@@ -110,5 +166,11 @@ def portrait_tables(body: dict[str, Any]) -> list[Table]:
                 f"{r['value'] / total_active:.1%}",
                 f"{index:.0f}",
             )
+        if len(shown) < len(rows):
+            table.add_row(f"… {len(rows) - len(shown)} more", "", "", "", "", style="dim")
+        # Every user has exactly one value per dimension (未知 too), so a column's sum is
+        # the window's users.
+        table.add_row("total", str(sum(new_by_name.values())), str(sum(r["value"] for r in rows)),
+                      "", "", style="bold", end_section=True)  # fmt: skip
         tables.append(table)
     return tables
