@@ -35,11 +35,15 @@ def serve(
     SDKs only need their base URL pointed here; register apps first with `apps add`.
     """
     from userportrait.app import create_app
+    from userportrait.store.sqlite import private_dir
 
     overrides: dict[str, object] = {"host": host, "port": port, "engine": engine}
     if no_wechat_limits:
         overrides["wechat_limits"] = False
     settings = make_settings(data_dir, **overrides)
+    # Opened here, not first in the lifespan: a newer data directory is one line, not a
+    # traceback of uvicorn's start-up (store/format.py).
+    private_dir(settings.data_dir)
     app = create_app(settings)
     if get_path:
         sys.exit(_one_get(app, get_path))
