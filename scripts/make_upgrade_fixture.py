@@ -57,7 +57,11 @@ async def served(data: Path) -> dict[str, Any]:
             for appid, begin, end in WINDOWS:
                 token = await c.get(
                     "/cgi-bin/token",
-                    params={"grant_type": "client_credential", "appid": appid, "secret": APPS[appid]},
+                    params={
+                        "grant_type": "client_credential",
+                        "appid": appid,
+                        "secret": APPS[appid],
+                    },
                 )
                 res = await c.post(
                     "/datacube/getweanalysisappiduserportrait",
@@ -68,7 +72,9 @@ async def served(data: Path) -> dict[str, Any]:
             res = await c.post("/dashboard/signin", json={"admin_key": ADMIN_KEY})
             assert res.json()["errcode"] == 0, res.text
             appid, begin, end = TREND
-            res = await c.get("/dashboard/trend", params={"appid": appid, "begin": begin, "end": end})
+            res = await c.get(
+                "/dashboard/trend", params={"appid": appid, "begin": begin, "end": end}
+            )
             out["trend"] = [appid, begin, end, res.json()]
     return out
 

@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from userportrait.cli.common import DATA_DIR_OPTION, ENGINE_OPTION, make_settings
+from userportrait.cli.common import (
+    DATA_DIR_OPTION,
+    ENGINE_OPTION,
+    configure_logging,
+    make_settings,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -47,7 +52,6 @@ def serve(
     app = create_app(settings)
     if get_path:
         sys.exit(_one_get(app, get_path))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Access lines come from userportrait.access as JSON (rid, method, path, status, ms).
     run_server(app, settings, "info")
 
@@ -60,8 +64,11 @@ def run_server(app: FastAPI, settings: Settings, log_level: str) -> None:
 
     from userportrait.http_timeouts import server_options
 
+    configure_logging(settings, logging.getLevelNamesMapping()[log_level.upper()])
+    # log_config=None: uvicorn's loggers propagate to the root's one handler (logs.py).
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
+        log_config=None,
         timeout_graceful_shutdown=10, **server_options(settings),
     )  # fmt: skip
 
