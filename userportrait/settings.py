@@ -70,6 +70,7 @@ class Settings:
     spark_conf: str = ""
     spark_lake_uri: str = ""
     store_raw_ip: bool = False
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -153,5 +154,6 @@ SETTINGS: Final[dict[str, str]] = {
     "spark_master": "Where Spark runs: `local[*]`, a cluster master URL (`spark://…`, `k8s://…`, `yarn`) or Spark Connect (`sc://host:port`).",
     "spark_conf": "Spark configuration passed through, `key=value` pairs separated by `;` (e.g. `spark.executor.memory=8g;spark.sql.shuffle.partitions=800`).",
     "store_raw_ip": "Keep each event's raw `ip` in the lake (personal data); off: only its /24 or /48 prefix and the region derived from it.",
+    "log_format": "`text` (time, level, logger, message) or `json` (one JSON object per line: time, level, logger, message, rid when there is one, exc for a traceback; access lines carry their fields) for `serve`, uvicorn included, and the CLI.",
     "spark_lake_uri": "The data directory as Spark's executors see it (e.g. `s3a://bucket/userportrait`, `hdfs:///userportrait`); empty = the local path.",
 }

@@ -78,15 +78,14 @@ class RequestContext:
             errcode = scope.get("state", {}).get(ERROR_ANSWERED, 0)
             REQUESTS.labels(route, scope["method"], str(errcode)).inc()
             REQUEST_SECONDS.labels(route).observe(elapsed)
-            access_log.info(
-                json.dumps(
-                    {
-                        "rid": rid,
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "query": redact(scope.get("query_string", b"").decode("latin-1")),
-                        "status": status,
-                        "ms": round(elapsed * 1000, 2),
-                    }
-                )  # fmt: skip
-            )
+            fields = {
+                "rid": rid,
+                "method": scope["method"],
+                "path": scope["path"],
+                "query": redact(scope.get("query_string", b"").decode("latin-1")),
+                "status": status,
+                "ms": round(elapsed * 1000, 2),
+            }
+            # Text logs print the JSON; JSON logs put the fields in the line's object (logs.py).
+            summary = f"{scope['method']} {scope['path']} {status}"
+            access_log.info(json.dumps(fields), extra={"fields": fields, "summary": summary})

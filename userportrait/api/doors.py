@@ -175,7 +175,10 @@ def _missing(scope: Scope) -> set[Step]:
 async def _refuse(scope: Scope, receive: Receive, send: Send, missing: set[Step]) -> None:
     request = Request(scope)
     rid = rid_of(request)
-    log.error("rid=%s %s answered without passing %s", rid, scope["path"], sorted(missing))
+    log.error(
+        "rid=%s %s answered without passing %s", rid, scope["path"], sorted(missing),
+        extra={"rid": rid},
+    )  # fmt: skip
     body = error_body(ServiceError("admission incomplete"), rid, scope["path"])
     await WeChatJSON(body)(scope, receive, send)
 

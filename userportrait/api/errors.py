@@ -95,7 +95,8 @@ def _translate(request: Request, exc: Exception) -> tuple[ServiceError, int | No
         if exc.status_code == 404:
             return ServiceError(f"no such API: {request.method} {request.url.path}"), 404
         return ServiceError(f"{exc.status_code} {exc.detail}"), exc.status_code
-    log.error("rid=%s unexpected error", rid_of(request), exc_info=exc)
+    rid = rid_of(request)
+    log.error("rid=%s unexpected error", rid, exc_info=exc, extra={"rid": rid})
     return ServiceError(), None
 
 
@@ -107,7 +108,7 @@ async def handle(request: Request, exc: Exception) -> WeChatJSON:
     if isinstance(exc, ServiceError | ClientDisconnect) or isinstance(
         exc.__cause__, ServiceError | ClientDisconnect
     ):
-        log.info("rid=%s errcode=%s %s", rid, err.errcode, err.message)
+        log.info("rid=%s errcode=%s %s", rid, err.errcode, err.message, extra={"rid": rid})
     headers = {"X-Request-Id": rid}
     if err.http_status == 503:
         headers["Retry-After"] = "1"

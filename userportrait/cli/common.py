@@ -9,6 +9,7 @@ inside the functions that need them).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -79,10 +80,24 @@ SPARK_MASTER_OPTION = click.option(
 
 
 def make_settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    """Settings from the environment and the command's options; with
+    ``USERPORTRAIT_LOG_FORMAT=json`` a command's log lines (warnings and worse) are JSON."""
     try:
-        return Settings.from_env(data_dir=data_dir, **overrides)
+        settings = Settings.from_env(data_dir=data_dir, **overrides)
     except ValueError as exc:
         fail(str(exc))
+    if settings.log_format != "text":
+        configure_logging(settings, logging.WARNING)
+    return settings
+
+
+def configure_logging(settings: Settings, level: int) -> None:
+    from userportrait.logs import configure
+
+    try:
+        configure(settings.log_format, level)
+    except ValueError as exc:
+        fail(f"USERPORTRAIT_LOG_FORMAT: {exc}")
 
 
 def parse_date_option(value: str, name: str) -> dt.date:

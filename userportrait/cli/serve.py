@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from userportrait.cli.common import DATA_DIR_OPTION, ENGINE_OPTION, make_settings
+from userportrait.cli.common import (
+    DATA_DIR_OPTION,
+    ENGINE_OPTION,
+    configure_logging,
+    make_settings,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -35,15 +40,18 @@ def serve(
     SDKs only need their base URL pointed here; register apps first with `apps add`.
     """
     from userportrait.app import create_app
+    from userportrait.store.sqlite import private_dir
 
     overrides: dict[str, object] = {"host": host, "port": port, "engine": engine}
     if no_wechat_limits:
         overrides["wechat_limits"] = False
     settings = make_settings(data_dir, **overrides)
+    # Opened here, not first in the lifespan: a newer data directory is one line, not a
+    # traceback of uvicorn's start-up (store/format.py).
+    private_dir(settings.data_dir)
     app = create_app(settings)
     if get_path:
         sys.exit(_one_get(app, get_path))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Access lines come from userportrait.access as JSON (rid, method, path, status, ms).
     run_server(app, settings, "info")
 
@@ -56,8 +64,11 @@ def run_server(app: FastAPI, settings: Settings, log_level: str) -> None:
 
     from userportrait.http_timeouts import server_options
 
+    configure_logging(settings, logging.getLevelNamesMapping()[log_level.upper()])
+    # log_config=None: uvicorn's loggers propagate to the root's one handler (logs.py).
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
+        log_config=None,
         timeout_graceful_shutdown=10, **server_options(settings),
     )  # fmt: skip
 

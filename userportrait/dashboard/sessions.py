@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from userportrait.errors import AccessTokenExpired, AccessTokenMissing, InvalidCredential
-from userportrait.store.sqlite import open_db, transaction
+from userportrait.store.sqlite import open_db, private_dir, transaction
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -66,8 +66,7 @@ def write_admin_key(data_dir: Path, key: str | None = None) -> str:
     key = key or secrets.token_urlsafe(24)
     if len(key) < 12:
         raise ValueError("the admin key must be at least 12 characters")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = admin_key_path(data_dir)
+    path = admin_key_path(private_dir(data_dir))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")

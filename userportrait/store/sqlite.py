@@ -13,27 +13,38 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from userportrait.store.format import checked, open_format, refuse_newer
+
 #: Files that mark a directory as a userportrait data directory (safe to tighten).
-OWN_FILES = ("catalog.sqlite", "meta.sqlite", "server.key")
+OWN_FILES = ("catalog.sqlite", "meta.sqlite", "server.key", "FORMAT")
 
 
 def private_dir(path: Path) -> Path:
-    """``path`` as a directory only its owner can enter: created 0700; an existing one is
-    tightened only if it is plainly ours (empty or holding our files, not sticky, same
-    owner), so that ``--data-dir /tmp`` or a home directory is never changed."""
+    """The data directory ``path``, opened: refused if a newer release wrote it, else
+    created 0700 and migrated to this release's format (``store/format.py``). Every store
+    opens the data directory through here, so nothing is written under a newer one.
+
+    An existing directory is tightened only if it is plainly ours (empty or holding our
+    files, not sticky, same owner), so that ``--data-dir /tmp`` or a home directory is
+    never changed."""
+    seen = checked(path)
+    if not seen:
+        refuse_newer(path)
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = path.stat()
     if stat.S_IMODE(st.st_mode) & 0o077 and not st.st_mode & stat.S_ISVTX:
         ours = not any(path.iterdir()) or any((path / f).exists() for f in OWN_FILES)
         if ours and st.st_uid == os.getuid():
             path.chmod(0o700)
+    if not seen:
+        open_format(path)
     return path
 
 
 def private_file(path: Path) -> Path:
     """``path`` as a file only its owner can read (created empty 0600, tightened if looser;
-    SQLite's -wal and -shm files copy the mode)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    SQLite's -wal and -shm files copy the mode) in the data directory, opened first."""
+    private_dir(path.parent)
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
