@@ -70,3 +70,30 @@ def test_examples_run(
         shown = cli_line(data, "apps", "security", "--appid", A, "--show-platform-key").splitlines()
         (tmp_path / "platform_public.pem").write_text("\n".join(shown[:-1]) + "\n")
         run_example("API-security mode", capsys)
+
+
+def test_docs_can_authorize_every_route_that_takes_a_credential() -> None:
+    """/docs "Try it out" needs each credential declared: an Authorize button fills it in."""
+    from pathlib import Path
+
+    from userportrait.app import create_app
+    from userportrait.settings import Settings
+
+    schema = create_app(Settings(data_dir=Path("/nonexistent"))).openapi()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["access_token"] == {**schemes["access_token"], "in": "query", "type": "apiKey"}
+    assert schemes["ingest_key"]["scheme"] == "bearer"
+    expected = {
+        "/datacube/getweanalysisappiduserportrait": "access_token",
+        "/wxa/cloud/analysis.getUserPortrait": "access_token",
+        "/cgi-bin/component/api_create_preauthcode": "component_access_token",
+        "/cgi-bin/component/api_query_auth": "component_access_token",
+        "/cgi-bin/component/api_authorizer_token": "component_access_token",
+        "/cgi-bin/component/api_get_authorizer_info": "component_access_token",
+        "/v1/events": "ingest_key",
+        "/v1/profiles": "ingest_key",
+    }
+    for path, scheme in expected.items():
+        assert schema["paths"][path]["post"]["security"] == [{scheme: []}], path
+    native = schema["paths"]["/v1/apps/{appid}/portrait"]["get"]["parameters"]
+    assert {"access_token", "authorization"} <= {p["name"].lower() for p in native}

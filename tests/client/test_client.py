@@ -25,6 +25,7 @@ from userportrait.client import (
     InvalidDate,
     InvalidDateRange,
     QuotaExceeded,
+    Retry,
     ServiceError,
     TransportError,
 )
@@ -171,3 +172,30 @@ def test_importing_the_client_is_light() -> None:
             "bad = [m for m in heavy if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")  # fmt: skip
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_busy_token_call_is_retried() -> None:
+    """-1 system busy (503: the secret checks' queue was full) is worth another try."""
+    answers = iter([503, 503, 200])
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/cgi-bin/token":
+            status = next(answers)
+            if status == 503:
+                return httpx.Response(503, headers={"Retry-After": "0"}, json={
+                    "errcode": -1, "errmsg": "system busy, retry later rid: 1-2-3"})  # fmt: skip
+            return httpx.Response(200, json={"access_token": "t" * 64, "expires_in": 7200})
+        return httpx.Response(200, json=WINDOW_0610_0612)
+
+    retry = Retry(attempts=3, backoff_s=0.001)
+    with Client("http://x", A, SECRET, httpx.MockTransport(server), retry=retry) as c:
+        assert c.portrait("20240610", "20240612") == WINDOW_0610_0612
+
+    async def run() -> Any:
+        nonlocal answers
+        answers = iter([503, 200])
+        transport = httpx.MockTransport(server)
+        async with AsyncClient("http://x", A, SECRET, transport, retry=retry) as ac:
+            return await ac.portrait("20240610", "20240612")
+
+    assert asyncio.run(run()) == WINDOW_0610_0612

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
 from fastapi.concurrency import run_in_threadpool
 
 from userportrait.api import doors
@@ -78,7 +78,11 @@ async def component_token(request: Request) -> WeChatJSON:
     return WeChatJSON({"component_access_token": token, "expires_in": expires_in})
 
 
-@router.post("/api_create_preauthcode", summary="pre_auth_code")
+@router.post(
+    "/api_create_preauthcode",
+    summary="pre_auth_code",
+    dependencies=[Security(doors.COMPONENT_TOKEN)],
+)
 @door(Step.PLATFORM, Step.BODY)
 async def create_preauthcode(request: Request) -> WeChatJSON:
     store, _, comp = await _authenticated(request)
@@ -86,7 +90,11 @@ async def create_preauthcode(request: Request) -> WeChatJSON:
     return WeChatJSON({"pre_auth_code": code, "expires_in": expires_in})
 
 
-@router.post("/api_query_auth", summary="authorization_code -> authorizer tokens")
+@router.post(
+    "/api_query_auth",
+    summary="authorization_code -> authorizer tokens",
+    dependencies=[Security(doors.COMPONENT_TOKEN)],
+)
 @door(Step.PLATFORM, Step.BODY)
 async def query_auth(request: Request) -> WeChatJSON:
     store, body, comp = await _authenticated(request)
@@ -94,7 +102,11 @@ async def query_auth(request: Request) -> WeChatJSON:
     return WeChatJSON({"authorization_info": _authorization(auth)})
 
 
-@router.post("/api_authorizer_token", summary="Refresh an authorizer_access_token")
+@router.post(
+    "/api_authorizer_token",
+    summary="Refresh an authorizer_access_token",
+    dependencies=[Security(doors.COMPONENT_TOKEN)],
+)
 @door(Step.PLATFORM, Step.BODY)
 async def authorizer_token(request: Request) -> WeChatJSON:
     store, body, comp = await _authenticated(request)
@@ -110,7 +122,11 @@ async def authorizer_token(request: Request) -> WeChatJSON:
     )
 
 
-@router.post("/api_get_authorizer_info", summary="An authorizer's account and grant")
+@router.post(
+    "/api_get_authorizer_info",
+    summary="An authorizer's account and grant",
+    dependencies=[Security(doors.COMPONENT_TOKEN)],
+)
 @door(Step.PLATFORM, Step.BODY)
 async def get_authorizer_info(request: Request) -> WeChatJSON:
     store, body, comp = await _authenticated(request)

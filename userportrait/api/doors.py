@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyQuery, HTTPBearer
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -73,6 +74,21 @@ class Step(enum.StrEnum):
     BODY = "body"
     SAME_ORIGIN = "same-origin"
 
+
+#: The credentials as OpenAPI security schemes, so that /docs has an Authorize button whose
+#: values "Try it out" sends. They only describe: the steps below read the credentials.
+ACCESS_TOKEN: Final = APIKeyQuery(
+    name="access_token", auto_error=False, scheme_name="access_token",
+    description="From /cgi-bin/token or /cgi-bin/stable_token (or an authorizer_access_token).",
+)  # fmt: skip
+COMPONENT_TOKEN: Final = APIKeyQuery(
+    name="component_access_token", auto_error=False, scheme_name="component_access_token",
+    description="From /cgi-bin/component/api_component_token.",
+)  # fmt: skip
+INGEST_KEY: Final = HTTPBearer(
+    auto_error=False, scheme_name="ingest_key",
+    description="The app's write-only ingest key (userportrait apps ingest-key).",
+)  # fmt: skip
 
 #: What a route that reads an app's portrait passes through, whichever credential it takes.
 READS_APP: Final = (Step.READ, Step.ALLOW_LIST, Step.SECURITY, Step.THRESHOLD)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Security
 from fastapi.concurrency import run_in_threadpool
 
 from userportrait.api import doors
@@ -25,7 +25,11 @@ INGEST_KEY = "Bearer <the app's ingest key> (userportrait apps ingest-key)"
 T = TypeVar("T")
 
 
-@router.post("/events", summary="Send visit events (NDJSON or a JSON array, optionally gzip)")
+@router.post(
+    "/events",
+    summary="Send visit events (NDJSON or a JSON array, optionally gzip)",
+    dependencies=[Security(doors.INGEST_KEY)],
+)
 @door(Step.WRITE, Step.ALLOW_LIST, Step.BODY)
 async def post_events(
     request: Request,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Security
 from fastapi.concurrency import run_in_threadpool
 
+from userportrait.api import doors
 from userportrait.api.doors import Step, door
 from userportrait.api.errors import WeChatJSON
 from userportrait.api.events import INGEST_KEY, answer, records_of
@@ -15,7 +16,11 @@ from userportrait.ingest.profiles import submit_profiles
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
 
-@router.post("/profiles", summary="Send user profiles (NDJSON or a JSON array, optionally gzip)")
+@router.post(
+    "/profiles",
+    summary="Send user profiles (NDJSON or a JSON array, optionally gzip)",
+    dependencies=[Security(doors.INGEST_KEY)],
+)
 @door(Step.WRITE, Step.ALLOW_LIST, Step.BODY)
 async def post_profiles(
     request: Request,

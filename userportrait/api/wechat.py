@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
 from starlette.responses import Response
 
 from userportrait.api import doors
@@ -110,6 +110,7 @@ async def _portrait(request: Request, camel: bool) -> Response:
 
 @router.post(
     PORTRAIT_PATH,
+    dependencies=[Security(doors.ACCESS_TOKEN)],
     summary="User portrait (analysis.getUserPortrait)",
     openapi_extra=_json_body(
         "JSON, whatever the Content-Type; dates yyyymmdd or yyyy-mm-dd. In API-security "
@@ -124,6 +125,7 @@ async def user_portrait(request: Request) -> Response:
 
 @router.post(
     CLOUD_PATH,
+    dependencies=[Security(doors.ACCESS_TOKEN)],
     summary="User portrait, cloud-call form (camelCase out; camelCase or snake_case in)",
     openapi_extra=_json_body(
         "JSON, whatever the Content-Type", {"beginDate": "20170611", "endDate": "20170617"}

@@ -53,6 +53,11 @@ def _json(res: httpx.Response) -> Any:
     return body
 
 
+def _busy(res: httpx.Response) -> bool:
+    """-1 ``system busy`` (HTTP 503): the secret checks' queue was full; worth a retry."""
+    return res.status_code == 503
+
+
 def _token_rejected(res: httpx.Response) -> bool:
     if "json" not in res.headers.get("content-type", ""):
         return False
@@ -155,10 +160,15 @@ class Client:
         self._http.close()
 
     def access_token(self, refresh: bool = False) -> str:
-        """The cached token, or a new one from ``/cgi-bin/token``."""
+        """The cached token, or a new one from ``/cgi-bin/token`` (a busy server's 503 is
+        retried with back-off, as the server's ``Retry-After`` asks)."""
         token = None if refresh else self._session.cached()
         if token is None:
-            res = self._http.get(TOKEN_PATH, params=self._session.token_params())
+            for attempt in range(self.retry.attempts):
+                res = self._http.get(TOKEN_PATH, params=self._session.token_params())
+                if not _busy(res) or attempt == self.retry.attempts - 1:
+                    break
+                time.sleep(_events.wait_s(self.retry, attempt, _events.retry_after(res)))
             token = self._session.store(_json(res))
         return token
 
@@ -263,7 +273,11 @@ class AsyncClient:
     async def access_token(self, refresh: bool = False) -> str:
         token = None if refresh else self._session.cached()
         if token is None:
-            res = await self._http.get(TOKEN_PATH, params=self._session.token_params())
+            for attempt in range(self.retry.attempts):
+                res = await self._http.get(TOKEN_PATH, params=self._session.token_params())
+                if not _busy(res) or attempt == self.retry.attempts - 1:
+                    break
+                await asyncio.sleep(_events.wait_s(self.retry, attempt, _events.retry_after(res)))
             token = self._session.store(_json(res))
         return token
 

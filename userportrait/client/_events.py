@@ -121,7 +121,7 @@ def judge(res: httpx.Response, batch: list[tuple[int, Ready]]) -> Answer:
     if res.status_code == 413:
         return Answer("split", error=_error(res, payload))
     if res.status_code in _RETRY_STATUS or res.status_code >= 500:
-        return Answer("retry", error=_error(res, payload), retry_after=_retry_after(res))
+        return Answer("retry", error=_error(res, payload), retry_after=retry_after(res))
     if not isinstance(payload, dict) or res.status_code >= 400:
         return Answer("fail", error=_error(res, payload))
     if payload.get("errcode", 0) != 0:
@@ -141,7 +141,7 @@ def _error(res: httpx.Response, payload: Any) -> Exception:
     return TransportError(f"HTTP {res.status_code}")
 
 
-def _retry_after(res: httpx.Response) -> float | None:
+def retry_after(res: httpx.Response) -> float | None:
     value = res.headers.get("retry-after", "").strip()
     try:
         return max(0.0, float(value))
