@@ -150,14 +150,19 @@ def ts_from_int(expr: str, dialect: Dialect = "duckdb") -> str:
     )
 
 
+def check_file(path: Path, shown: str | None = None) -> None:
+    """Refuse an input that is not a file; the message names it as ``shown`` (a URI)."""
+    if not path.exists():
+        raise InputError(f"{shown or path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{shown or path}: not a file")
+
+
 def open_source(
     con: duckdb.DuckDBPyConnection, path: Path, fields: Fields = EVENT_FIELDS
 ) -> tuple[Source, str]:
     """Check ``path`` and return it with a SELECT yielding the standard columns."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if not path.is_file():
-        raise InputError(f"{path}: not a file")
+    check_file(path)
     fmt = detect_format(path)
     try:
         if fmt == "parquet":
