@@ -1,4 +1,4 @@
-"""Tiny hand-built events with their exact expected portraits (SPEC §3)."""
+"""Tiny hand-built events with their exact expected portraits (docs/semantics.md)."""
 
 from __future__ import annotations
 

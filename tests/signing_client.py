@@ -1,4 +1,4 @@
-"""A WeChat API-security client written from the guide (wechat-protocol.md §5), not from
+"""A WeChat API-security client written from WeChat's guide (docs/api.md sums it up), not from
 the server's code, and the guide's official vectors (Appendix A).
 
 It seals requests as WxJava does (4-line signature string, RSA-PSS salt 32, AES-256-GCM,

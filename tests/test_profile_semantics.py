@@ -1,4 +1,4 @@
-"""Profiles fill gaps (SPEC §3, issue 17): hand-built events and profiles, exact answers."""
+"""Profiles fill gaps (docs/semantics.md): hand-built events and profiles, exact answers."""
 
 from __future__ import annotations
 

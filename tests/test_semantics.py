@@ -1,4 +1,4 @@
-"""Every engine against hand-built events with exact expected JSON (SPEC §3)."""
+"""Every engine against hand-built events with exact expected JSON (docs/semantics.md)."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
             ttl_s=settings.token_ttl_s,
             overlap_s=settings.token_overlap_s,
         )
-        # Third-party platforms, API-security keys, allow-lists, persisted quotas (issue 12).
+        # Third-party platforms, API-security keys, allow-lists, persisted quotas.
         app.state.components = ComponentStore(settings.data_dir / "component.sqlite")
         app.state.callers = Callers(app.state.auth, app.state.components)
         app.state.policy = policy = Policy(settings.data_dir / "access.sqlite")
@@ -134,7 +134,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(profiles.router)
     # Every route declares its door; a success that skipped a step becomes -1 (api/doors.py).
     doors.install(app)
-    # Every body is limited while it streams in (issue 10); RequestContext stays outermost.
+    # Every body is limited while it streams in (docs/api.md); RequestContext stays outermost.
     app.add_middleware(
         BodyLimit,
         default=settings.max_body_bytes,

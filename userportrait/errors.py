@@ -25,7 +25,7 @@ CLI prints ``errmsg`` on one line. The client maps errcodes back to the same cla
     │   │   ├── ComponentApiUnauthorized (61007) — permission set not granted
     │   │   ├── CodeInvalid (61009) / CodeExpired (61010)
     │   │   └── RefreshTokenInvalid (61023)
-    │   └── SecurityError — API-security mode, 40230-40240 (wechat-protocol §5.5)
+    │   └── SecurityError — API-security mode, 40230-40240 (docs/api.md)
     │       ├── MissingSerial (40230), MissingTimestamp (40231), MissingSignature (40232)
     │       ├── MissingAppid (40233), InvalidSignature (40234), InvalidEncrypt (40235)
     │       ├── InvalidMpAppid (40236), AppidTokenMismatch (40237)
@@ -134,7 +134,7 @@ class Unauthorized(AuthError):
 
 
 class IpNotAllowed(AuthError):
-    """40164; the message names the address as WeChat's does (wechat-protocol §4.1, §4.3)."""
+    """40164; the message names the address as WeChat's does (docs/api.md "Errors")."""
 
     errcode = 40164
     errmsg = "invalid ip"

@@ -1,5 +1,5 @@
 """Read, header and idle timeouts, and a cap on connections per address, for the
-connections uvicorn serves (issues 10 and 24).
+connections uvicorn serves (docs/api.md "Limits and timeouts").
 
 uvicorn times out a keep-alive connection between requests, but not one that never sends
 a request, nor a request whose headers or body stop arriving: a slow client held its
@@ -10,7 +10,7 @@ nothing was answered yet). While the app works on a complete request no timer ru
 slow portrait is never cut off.
 
 The read timer starts again at every byte, so headers trickled a line at a time kept a
-connection for minutes, and one address held 19,600 of them at once (issue 24). Two
+connection for minutes, and one address held 19,600 of them at once. Two
 bounds more: a request's headers must be complete within ``http_header_timeout_s`` of
 its first byte, however they trickle (408), and one address may hold at most
 ``http_max_connections_per_address`` connections (more are answered 503 and closed as
@@ -53,7 +53,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
         ),  # fmt: skip
         "timeout_keep_alive": settings.http_idle_timeout_s,
         # uvicorn's default rewrites the peer from X-Forwarded-For for 127.0.0.1, so a local
-        # client could name any address (issue 24). The app reads the header itself, only
+        # client could name any address. The app reads the header itself, only
         # from USERPORTRAIT_TRUSTED_PROXIES (auth/allowlist.py).
         "proxy_headers": False,
     }

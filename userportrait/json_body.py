@@ -14,7 +14,7 @@ def json_object(raw: bytes) -> dict[str, Any]:
 
     orjson refuses what has no faithful reading (invalid UTF-8, a lone surrogate escape,
     NaN, numbers beyond a double, nesting deeper than 1024) with one error, where Python's
-    json raised RecursionError or ValueError on some of them (issue 10).
+    json raised RecursionError or ValueError on some of them.
     """
     if not raw.strip():
         raise EmptyPostData()

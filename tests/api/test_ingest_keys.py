@@ -1,4 +1,4 @@
-"""Credentials by scope (issue 24, SPEC §6): the ingest key writes and never reads; read
+"""Credentials by scope (docs/api.md): the ingest key writes and never reads; read
 tokens read and never write. The attack they close: a reader posting fake users with a
 folded value to learn, by subtraction, the count the small-count threshold hid."""
 

@@ -170,7 +170,7 @@ def test_sealed_portrait_end_to_end(api_settings: Settings, tmp_path: Path) -> N
         assert res.status_code == 200 and res.headers["content-type"] == WECHAT_JSON
         names = [k for k, _ in res.headers.raw]
         for name in (b"Wechatmp-Appid", b"Wechatmp-TimeStamp", b"Wechatmp-Serial", b"Wechatmp-Signature"):  # fmt: skip
-            assert name in names  # WxJava's case-sensitive lookup (wechat-protocol §5.4)
+            assert name in names  # WxJava's case-sensitive lookup (docs/api.md "API-security mode")
         plain = client.open(SEALED_URL, res.headers, res.content, platform)
         assert plain["_appid"] == A and _params(plain) == WINDOW_0610_0612
         # the same request again: a replay

@@ -1,4 +1,4 @@
-"""The GB/T 2260 table and the province/city normaliser (SPEC §2-3, docs/regions.md)."""
+"""The GB/T 2260 table and the province/city normaliser (docs/regions.md)."""
 
 from __future__ import annotations
 

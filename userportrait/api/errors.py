@@ -1,4 +1,4 @@
-"""The one place errors become WeChat error bodies (SPEC §4, wechat-protocol §4.1-4.3).
+"""The one place errors become WeChat error bodies (docs/api.md "Errors").
 
 ``handle`` is the only exception handler; it is registered for ``ServiceError``,
 FastAPI's validation error, Starlette's ``HTTPException`` and ``Exception`` (Starlette looks

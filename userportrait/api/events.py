@@ -20,7 +20,7 @@ from userportrait.ingest.records import parse_records
 from userportrait.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED, reason_label
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
-#: Read tokens are refused here (48001): writes take the app's ingest key (issue 24).
+#: Read tokens are refused here (48001): writes take the app's ingest key (docs/api.md).
 INGEST_KEY = "Bearer <the app's ingest key> (userportrait apps ingest-key)"
 T = TypeVar("T")
 
@@ -48,7 +48,7 @@ async def records_of(request: Request, use: Callable[[list[Any], str], T]) -> T:
     app of the caller's ingest key, within the live limits; an empty body is WeChat's 44002.
 
     The body is parsed and ``use`` runs in a worker thread, holding one of
-    ``live_parses_concurrent`` slots (issue 24): a slow parse never holds up the event
+    ``live_parses_concurrent`` slots: a slow parse never holds up the event
     loop, and only so many parsed bodies are in memory at once.
     """
     settings = request.app.state.settings

@@ -1,7 +1,7 @@
 """The datacube's answers in API-security mode: ``respond`` seals and signs the answer when
 the request was sealed (its door, ``api/doors.datacube``, opened it). Errors are always
 plaintext, as WeChat's are (WxJava reads the raw body for ``errcode`` before it decrypts;
-wechat-protocol.md §5.4).
+docs/api.md "API-security mode").
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Registered apps and their access tokens (WeChat's token rules, SPEC §4)."""
+"""Registered apps and their access tokens (WeChat's token rules, docs/api.md "Tokens")."""

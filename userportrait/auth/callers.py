@@ -1,4 +1,4 @@
-"""Who an ``access_token`` on the datacube routes speaks for (SPEC §4).
+"""Who an ``access_token`` on the datacube routes speaks for (docs/api.md).
 
 An app's own token reads that app; a third-party platform's ``authorizer_access_token``
 reads the app that authorised it, and only with permission set 18 granted (else 61007).

@@ -73,7 +73,7 @@ LIFETIME_S: Final[dict[str, float]] = {
 }  # fmt: skip
 TICKET_LIFETIME_S: Final = 12 * 3600
 TICKET_INTERVAL_S: Final = 600
-#: 数据分析 (data analysis): the permission set getUserPortrait needs (SPEC §4).
+#: 数据分析 (data analysis): the permission set getUserPortrait needs (docs/api.md).
 DATA_ANALYSIS: Final = 18
 
 

@@ -1,4 +1,4 @@
-"""API-security mode (服务端 API 签名加密), exactly as wechat-protocol.md §5.
+"""API-security mode (服务端 API 签名加密), exactly as WeChat's (docs/api.md).
 
 Requests: RSA-PSS (SHA-256, MGF1-SHA256, salt 32) over ``urlpath\\nappid\\ntimestamp\\npostdata``
 with the app's key, body ``{"iv", "data", "authtag"}`` = AES-256-GCM of the JSON parameters

@@ -8,7 +8,7 @@ Only SHA-256 digests of tokens and scrypt digests of secrets are stored, so neit
 read back from the file; a stable token is derived again from the server key and its epoch
 (``auth/keys.py``). Tokens survive restarts.
 
-Credentials are split by scope (issue 24, SPEC §6): tokens read and never write; an app's
+Credentials are split by scope (docs/api.md): tokens read and never write; an app's
 one **ingest key** (``upik_…``, kept as a SHA-256 digest) writes — ``POST /v1/events`` and
 ``/v1/profiles`` — and never reads, so a reader cannot inject fake users to undo the
 small-count threshold. A new key retires the previous at once. Keys are looked up in the
@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS ingest_keys (
 """
 #: Ingest keys start with this, so a leaked one is recognised (and told from a token).
 INGEST_KEY_PREFIX: Final = "upik_"
-#: Versions before issue 16 kept stable tokens in plain text; dropped (and the file vacuumed).
+#: Older versions kept stable tokens in plain text; dropped (and the file vacuumed).
 LEGACY_PLAIN: Final = "stable_plain"
 FORCE_REFRESH_PER_DAY: Final = 20
 FORCE_REFRESH_GAP_S: Final = 30

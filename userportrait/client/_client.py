@@ -6,7 +6,7 @@ The two classes share everything but I/O (``_Session``): the token cache (refres
 another process or have run out early). ``send_events`` runs the steps of
 ``_events.send_plan`` (batches, retries, back-off), the same for both.
 
-Reading and writing take different credentials (issue 24): portraits take tokens got with
+Reading and writing take different credentials (docs/api.md): portraits take tokens got with
 ``appid`` + ``secret``; ``send_events`` takes the app's write-only ``ingest_key``
 (``userportrait apps ingest-key``), sent as ``Authorization: Bearer KEY``. A client that
 only sends needs no secret.

@@ -45,7 +45,7 @@ class ReferenceEngine:
         new, active = AudienceBuilder(), AudienceBuilder()
         for openid, seen in latest.items():
             values: dict[Dim, int] = {d: (seen[d][1] if d in seen else UNKNOWN) for d in ID_DIMS}
-            # Profiles fill gaps (SPEC §3): a dimension no event in the window carries.
+            # Profiles fill gaps (docs/semantics.md): a dimension no event in the window carries.
             for dim, value in profiles.get(openid, {}).items():
                 if dim not in seen and value is not None:
                     values[dim] = value
@@ -84,7 +84,7 @@ class ReferenceEngine:
 
 
 def _client(row: dict[str, Any]) -> tuple[str | None, int | None]:
-    """(device, platform id) re-derived from the raw client columns (issue 17); a batch
+    """(device, platform id) re-derived from the raw client columns (docs/ingest.md); a batch
     without client fields (or a lake file older than them) has ``device`` as sent."""
     model, brand = row.get("model_raw"), row.get("brand_raw")
     system, ua = row.get("system_raw"), row.get("ua_compact")
@@ -99,7 +99,7 @@ def _client(row: dict[str, Any]) -> tuple[str | None, int | None]:
 
 def _observe(seen: Latest, row: dict[str, Any], ip: ipregion.ReferenceLookup) -> None:
     province, city = normalize.resolve_region(row["province_raw"], row["city_raw"])
-    if province is None and city is None:  # only then the IP's (issue 17)
+    if province is None and city is None:  # only then the IP's (docs/semantics.md)
         province, city = ip.region(row.get("ip_prefix"))
     device, platform = _client(row)
     values: dict[str, Any] = {

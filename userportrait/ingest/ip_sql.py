@@ -121,7 +121,7 @@ def join(c: str, ip_map: str = "ip_map") -> str:
 def region_columns(c: str, r: str, store_raw_ip: bool, dialect: Dialect = "duckdb") -> str:
     """SQL: ``province_id, city_id, ip_prefix, ip`` given the region map alias ``r``.
 
-    The event's own region wins: the IP's only when the event has neither (SPEC §3).
+    The event's own region wins: the IP's only when the event has neither (docs/semantics.md).
     """
     from_ip = f"{r}.province_id IS NULL AND {r}.city_id IS NULL"
     text_type = "STRING" if dialect == "spark" else "VARCHAR"

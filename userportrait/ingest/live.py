@@ -9,7 +9,7 @@ only after its batch is committed; on start every segment left over is replayed,
 that was committed already is recognised by its SHA-256 and skipped. After ``kill -9`` at
 any moment, every acknowledged event is therefore counted exactly once. Beside the
 flusher, a folder thread folds the newest day's overlay into its files once flushes have
-grown it (``store/state/folding.py``), so no flush pays for that (issue 14).
+grown it (``store/state/folding.py``), so no flush pays for that.
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def ingest_file(lake: Lake, path: Path, progress: Progress | None = None) -> Ing
         finally:
             con.close()
     if report.batch_id is not None:
-        # Derived state follows the committed batch (issue 5); a crash here loses nothing.
+        # Derived state follows the committed batch; a crash here loses nothing.
         update_state(lake, lambda desc, frac: step(f"portraits: {desc}", frac))
     return report
 
@@ -185,7 +185,7 @@ def _map_values(
     step("scanning values", 0.0)
     _with_progress(con, lambda: register_maps(con, "src"), lambda f: step("scanning values", f))
     # Files without client fields keep the cheaper one-column platform map, and files
-    # without an ip the plain region (issue 17): no extra columns, no extra joins.
+    # without an ip the plain region: no extra columns, no extra joins.
     client = any(f in source.columns for f in CLIENT_FIELDS)
     if client:
         _with_progress(
@@ -347,7 +347,7 @@ def _accepted_sql(
     age: str | None = None,
     device_map: bool = False,
 ) -> str:
-    """The accepted rows; ``client`` and ``ip`` add the columns and joins of issue 17
+    """The accepted rows; ``client`` and ``ip`` add the columns and joins of those fields
     (``ip``: keep the prefix only, or the raw address too). ``appid``: SQL of the appid
     (the trim is spared when no appid of the batch needs it); ``age``: SQL of an integer
     age (else the text ``c.age`` is parsed). The raw region, gender and platform come from

@@ -1,4 +1,4 @@
-"""Loading profile records (issue 17): from files (``ingest --profiles``) and over HTTP.
+"""Loading profile records (docs/ingest.md): from files (``ingest --profiles``) and over HTTP.
 
 Both ways check every record with ``portrait.profiles.check_profile`` (Python: profiles
 are one record per user, small beside events), so a record gets the same verdict however

@@ -59,7 +59,7 @@ NOT_JSON: Final = Unreadable(Reject.NOT_JSON.text())
 NOT_UTF8: Final = Unreadable(Reject.NOT_UTF8.text())
 #: A record nested deeper than ``MAX_DEPTH`` is refused from its bytes, before orjson
 #: builds it: deep or many-bracketed bodies cost up to 45x their size in Python objects and
-#: seconds of CPU (issue 24).
+#: seconds of CPU.
 TOO_DEEP: Final = Unreadable(Reject.TOO_DEEP.text())
 #: JSON's whitespace (RFC 8259): a line of only these is blank and skipped.
 _JSON_SPACE: Final = b" \t\r"
@@ -334,7 +334,7 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
 def parse_ts_us(raw: Any) -> int:
     """Epoch microseconds (RFC 3339 keeps sub-millisecond digits; numbers are s or ms).
 
-    Epoch numbers must be integers (SPEC §2): bulk files reject ``1718000000.0`` as text
+    Epoch numbers must be integers (docs/semantics.md): bulk files reject ``1718000000.0`` as text
     that is neither an integer nor RFC 3339, so a JSON float is rejected here too.
     """
     if isinstance(raw, float):

@@ -1,4 +1,4 @@
-"""Open an input file in DuckDB as rows of raw fields (SPEC §2), whatever its format.
+"""Open an input file in DuckDB as rows of raw fields (docs/ingest.md), whatever its format.
 
 Every source becomes the same columns: the text of each known field (``appid`` …
 ``age``), ``ts`` already parsed to TIMESTAMPTZ (NULL when unparseable), ``ts_text`` for
@@ -9,7 +9,7 @@ before anything is written.
 
 A row DuckDB's CSV reader cannot read (not UTF-8; more or fewer fields than the header)
 would fail the whole file, so such rows are found first (``store_rejects``) and put back
-in their place as rejects with a reason, the file's other rows kept (issue 10). The file
+in their place as rejects with a reason, the file's other rows kept. The file
 is then read twice, so this is done for CSV always and for NDJSON only when a cheap pass
 in Python finds bytes that are not UTF-8.
 """
@@ -150,14 +150,19 @@ def ts_from_int(expr: str, dialect: Dialect = "duckdb") -> str:
     )
 
 
+def check_file(path: Path, shown: str | None = None) -> None:
+    """Refuse an input that is not a file; the message names it as ``shown`` (a URI)."""
+    if not path.exists():
+        raise InputError(f"{shown or path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{shown or path}: not a file")
+
+
 def open_source(
     con: duckdb.DuckDBPyConnection, path: Path, fields: Fields = EVENT_FIELDS
 ) -> tuple[Source, str]:
     """Check ``path`` and return it with a SELECT yielding the standard columns."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if not path.is_file():
-        raise InputError(f"{path}: not a file")
+    check_file(path)
     fmt = detect_format(path)
     try:
         if fmt == "parquet":
@@ -236,7 +241,7 @@ def _csv(con: duckdb.DuckDBPyConnection, path: Path, fields: Fields) -> tuple[So
     except duckdb.InvalidInputException:
         # DuckDB's strict reader refuses the whole file when its line ends are mixed (one
         # CRLF or bare CR in an LF file: "state machine reached an invalid state"); such
-        # a file is read from a copy with every line end a LF (issue 24, hole 9).
+        # a file is read from a copy with every line end a LF.
         if not _has_cr(path):
             raise
     return _csv_read(con, path, _lf_copy(con, path), fields)

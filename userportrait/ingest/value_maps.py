@@ -148,7 +148,7 @@ CLIENT_COLUMNS_OUT_SQL: Final = (
 #: The lake's client columns (docs/storage.md), from view ``events`` (alias ``c``), written
 #: only by batches whose file has client fields: five all-NULL columns would cost a batch
 #: without them ~20% more memory in the partitioned write (40 day buffers), and lake
-#: files from before issue 17 lack them anyway (readers take them as NULL).
+#: files from before the client fields lack them anyway (readers take them as NULL).
 CLIENT_COLUMNS_SQL: Final = (
     ", c.device AS device_raw, c.model AS model_raw, c.brand AS brand_raw, "
     "c.system AS system_raw, c.ua_compact"

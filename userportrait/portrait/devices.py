@@ -1,4 +1,4 @@
-"""Device and platform from what the client reports (issue 17), defined once for every path.
+"""Device and platform from what the client reports (docs/ingest.md), defined once for every path.
 
 An event may carry, besides ``device`` and ``platform``, the fields of
 ``wx.getSystemInfoSync()`` (``model``, ``brand``, ``system``) and the ``User-Agent`` of a
@@ -280,7 +280,7 @@ def _detector() -> Any:
     """Matomo's ``DeviceDetector`` whose parsers' regex loops start at ``first_match``'s
     answer: the same answer as the library's (``tests/portrait/test_devices.py`` compares
     them), without trying ~2,900 regexes one by one for a model no brand knows (12.8 ms
-    each, of which the device parser's 2,043 brand regexes take 9: issue 24, hole 7)."""
+    each, of which the device parser's 2,043 brand regexes take 9)."""
     from device_detector import DeviceDetector  # 0.04 s, and its tables load on first use
     from device_detector.parser.device.device import Device
     from device_detector.parser.parser import Parser

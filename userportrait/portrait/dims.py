@@ -1,4 +1,4 @@
-"""The portrait's dimensions and value tables (SPEC §3), defined once for every engine."""
+"""The portrait's dimensions and value tables (docs/semantics.md), defined once for all engines."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Every text cell goes through ``csv_cell``: a spreadsheet runs a cell that begins with
 ``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a formula, and device names and
-region strings come from the apps' clients (issue 24). The dashboard's own CSV export
+region strings come from the apps' clients. The dashboard's own CSV export
 (``dashboard/static/dashboard.js``, ``csvCell``) applies the same rule;
 ``tests/test_dashboard_browser.py`` checks its file against this function.
 """

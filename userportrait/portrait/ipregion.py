@@ -1,4 +1,4 @@
-"""Province and city from a visitor's IP address (issue 17), via an ip2region xdb database.
+"""Province and city from a visitor's IP address (docs/regions.md), via an ip2region xdb database.
 
 Rules (docs/regions.md):
 
@@ -190,7 +190,7 @@ def decode_db(path: Path) -> IpDatabase:
 
     The size and the header are checked before the rest is read (a 4 GB file was read
     whole before its header was refused), then the whole structure (``_check_structure``):
-    an xdb has no checksum, and one with flipped bytes was installed silently (issue 24).
+    an xdb has no checksum, and one with flipped bytes would otherwise install silently.
     """
     try:
         size = path.stat().st_size

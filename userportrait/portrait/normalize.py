@@ -1,4 +1,4 @@
-"""Raw attribute strings -> value ids (SPEC §2-3), defined once for every ingest path.
+"""Raw attribute strings -> value ids (docs/semantics.md), defined once for every ingest path.
 
 Each function takes one raw value and returns an id, or ``None`` when the attribute is
 absent. Ingest applies them to the *distinct* raw values of a batch and joins the result
@@ -92,7 +92,7 @@ def parse_ts(raw: str | int | float | dt.datetime | None) -> int:
     """Epoch milliseconds of an event time; ValueError names what is wrong.
 
     RFC 3339 with offset, epoch seconds or milliseconds, or a naive timestamp read as
-    Asia/Shanghai wall time (SPEC §2).
+    Asia/Shanghai wall time (docs/semantics.md "Input values").
     """
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         raise ValueError("ts is missing")

@@ -29,8 +29,8 @@ from userportrait.portrait.regions import province_of_city
 
 K = TypeVar("K", bound=Hashable)
 
-#: The 其他 row each id dimension folds into (SPEC §3; genders and ages have none there, so
-#: they use 99 like province, docs/privacy.md). Cities use ``p*100+99`` or ``CITY_REST``.
+#: The 其他 row each id dimension folds into (docs/semantics.md; genders and ages have none
+#: there, so they use 99 like province, docs/privacy.md). Cities use ``p*100+99`` or ``CITY_REST``.
 OTHER_ID: Final[dict[Dim, int]] = {
     "province": 99,
     "genders": FOLDED_ID,

@@ -1,4 +1,4 @@
-"""Profile attributes (issue 17): one user's gender, birth date and region, as the app knows them.
+"""Profile attributes (docs/ingest.md): a user's gender, birth date and region, as the app has them.
 
 A profile record is checked and normalised here, by one function for every way it arrives
 (files and ``POST /v1/profiles``), with the event normalisers of ``normalize.py``. The
@@ -11,7 +11,7 @@ rules (docs/ingest.md, docs/semantics.md):
   refused (a typo, not a person).
 * ``updated_at`` takes the forms of an event ``ts``; missing, it is the time of ingest.
   One more than ``UPDATED_AT_SKEW_US`` after the time of ingest is refused: the latest
-  record wins, so a record dated 9999 would pin the user's profile forever (issue 24).
+  record wins, so a record dated 9999 would pin the user's profile forever.
 * The age a profile gives is the age in whole years on a window's last day
   (``age_on``): born 2000-07-15, a window ending 2024-07-14 sees 23, one ending
   2024-07-15 sees 24. A window that ends before the birth sees no age.

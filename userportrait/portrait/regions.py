@@ -1,4 +1,4 @@
-"""Province and city ids (GB/T 2260) and the normaliser from raw strings (SPEC §2-3).
+"""Province and city ids (GB/T 2260) and the normaliser from raw strings (docs/regions.md).
 
 The table is package data (``data/regions.csv``; docs/regions.md says where it comes from
 and how to rebuild it), read on first use and then kept. Lookups accept full and short

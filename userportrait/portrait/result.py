@@ -1,4 +1,4 @@
-"""Shape exact counts into WeChat's getUserPortrait success JSON (SPEC §3-4)."""
+"""Shape exact counts into WeChat's getUserPortrait success JSON (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The record grammar, defined once: the fields, the limits of SPEC §2 and the reasons a
+"""The record grammar, defined once: the fields, the limits of docs/ingest.md and the reasons a
 record is refused.
 
 Bulk files are checked in SQL (``ingest/reject_sql.reason_sql`` and the structural
@@ -46,14 +46,14 @@ from typing import Any, Final, Literal
 
 from userportrait.portrait.dims import MAX_AGE
 
-#: The fields of an event record (SPEC §2): the required ones, then the optional ones.
+#: The fields of an event record (docs/semantics.md): the required ones, then the optional ones.
 REQUIRED: Final = ("appid", "openid", "ts")
 #: The client fields (``portrait/devices.py`` turns them into a device and a platform).
 CLIENT_FIELDS: Final = ("model", "brand", "system", "user_agent")
 OPTIONAL: Final = (
     *("event_id", "province", "city", "gender", "platform", "device", "age"),
     *CLIENT_FIELDS,
-    "ip",  # issue 17: the region when the event has none (portrait/ipregion.py)
+    "ip",  # the region when the event has none (portrait/ipregion.py)
 )
 FIELDS: Final = REQUIRED + OPTIONAL
 TEXT_FIELDS: Final = tuple(f for f in FIELDS if f != "ts")
@@ -104,7 +104,7 @@ WECHAT_SPANS: Final = (1, 7, 30)
 #: How much of a bad value a reason quotes.
 QUOTE_CHARS: Final = 40
 #: How deep a record may nest: the record and one level in its values, so that a value that
-#: is an object or array is still rejected by its field's type (SPEC §2: values are
+#: is an object or array is still rejected by its field's type (docs/ingest.md: values are
 #: scalars). Anything deeper is refused from its bytes (``ingest/records.py``).
 MAX_DEPTH: Final = 2
 #: A value of these JSON types is ``WRONG_TYPE`` (records hold scalars); the SQL readers

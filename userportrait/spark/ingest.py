@@ -210,7 +210,7 @@ def _register_client_maps(spark: SparkSession, checked: str, view: Any) -> dict[
 def _register_ip_maps(
     spark: SparkSession, lake: Lake, source: SparkSource, checked: str, view: Any
 ) -> dict[str, str]:
-    """``ip_sql``'s ``ip_map`` (issue 17), from the distinct ip texts of the batch."""
+    """``ip_sql``'s ``ip_map``, from the distinct ip texts of the batch."""
     has_ip = "ip" in source.columns
     db = ipregion.load_db(ipregion.active_db(lake.root)) if has_ip else None
     distinct_df = spark.sql(ip_sql.distinct_sql(checked, "spark") + ("" if has_ip else " LIMIT 0"))

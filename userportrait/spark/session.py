@@ -25,7 +25,7 @@ INSTALL_HINT: Final = "pip install 'userportrait[spark]'"
 
 #: SQL settings every job relies on (runtime settings: Spark Connect accepts them too).
 SQL_CONF: Final[dict[str, str]] = {
-    "spark.sql.session.timeZone": "Asia/Shanghai",  # day = the Shanghai date (SPEC §3)
+    "spark.sql.session.timeZone": "Asia/Shanghai",  # day = the Shanghai date (docs/semantics.md)
     "spark.sql.ansi.enabled": "false",  # a bad cast is NULL, as DuckDB's try_cast
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",  # not INT96
     "spark.sql.parquet.compression.codec": "zstd",

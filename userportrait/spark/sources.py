@@ -22,6 +22,7 @@ from userportrait.ingest.sources import (
     SUFFIXES,
     Format,
     check_columns,
+    check_file,
     csv_header,
     detect_format,
     open_bytes,
@@ -64,10 +65,7 @@ def spark_uri(uri: str) -> str:
 def _format(uri: str, spark: SparkSession) -> Format:
     local = SparkSource(uri, "csv", (), 0).local
     if local is not None:
-        if not local.exists():
-            raise InputError(f"{uri}: no such file")
-        if not local.is_file():
-            raise InputError(f"{uri}: not a file")
+        check_file(local, uri)
         fmt = detect_format(local)
     else:
         suffixes = [s.lower() for s in Path(urlparse(uri).path).suffixes]

@@ -60,7 +60,7 @@ class LakeFile:
 
 @dataclass(frozen=True, slots=True)
 class ProfileFile:
-    """A file of profile records (issue 17): one per (batch, appid)."""
+    """A file of profile records: one per (batch, appid)."""
 
     path: str  # relative to the data directory
     appid: str
@@ -211,7 +211,7 @@ class Catalog:
             row = con.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()
         return int(row[0])
 
-    # -- profiles (issue 17) ------------------------------------------------------------
+    # -- profiles ------------------------------------------------------------------------
 
     def commit_profiles(
         self,

@@ -79,10 +79,8 @@ def _compact_partition(lake: Lake, appid: str, day: str, report: CompactReport) 
     listing = "[" + ", ".join(sql_str(str(lake.root / f.path)) for f in files) + "]"
     con = lake.connect()
     try:
-        # union_by_name: files written before a column was added (ip_prefix, issue 17)
-        # lack it; merged, they get NULL there and the newer files keep their values.
         con.execute(
-            # union_by_name: files written before a column was added (issue 17's client
+            # union_by_name: files written before a column was added (the client
             # columns, ip_prefix) merge with newer ones, the missing columns NULL.
             f"COPY (SELECT * FROM read_parquet({listing}, hive_partitioning=false, "
             "union_by_name=true) "

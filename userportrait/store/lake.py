@@ -119,7 +119,7 @@ class Lake:
                 if str(path.relative_to(self.root)) not in known:
                     path.unlink()
                     removed += 1
-        profiles = self.root / "profiles"  # issue 17: a profile batch killed before its commit
+        profiles = self.root / "profiles"  # a profile batch killed before its commit
         if profiles.exists():
             listed = self.catalog.profile_paths()
             for path in profiles.rglob("*.parquet*"):

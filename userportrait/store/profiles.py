@@ -1,4 +1,4 @@
-"""Profile files in the lake (issue 17): written durably, committed through the catalog.
+"""Profile files in the lake (docs/storage.md): written durably, committed through the catalog.
 
 Layout (docs/storage.md): ``profiles/appid=A/bN_KEY.parquet``, one file per (batch,
 appid), every accepted record of the batch as received (no de-duplication at write: the
