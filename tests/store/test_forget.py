@@ -196,3 +196,33 @@ def test_a_killed_forget_leaves_before_or_after(tmp_path: Path, where: str) -> N
     assert answers(lake, "incremental") == after
     assert_no_trace(lake.root / "events", users)
     assert_no_trace(lake.root / "state", users)
+
+
+def test_forgetting_every_user_of_an_app_empties_it(lake: Lake) -> None:
+    from tests.conftest import load
+    from tests.fixtures import EVENTS
+
+    load(lake, EVENTS)
+    other = "wxb000000000000002"
+    kept = lake.catalog.files("wxa000000000000001")
+    assert answers_of(lake, other) != answers_of(lake, "nobody-app")
+    report = forget(lake, other, ["u1"])
+    assert (report.users, report.events) == (1, 1)
+    assert lake.catalog.files(other) == []
+    assert answers_of(lake, other) == answers_of(lake, "nobody-app")
+    assert not (lake.state_dir / f"appid={other}").exists()
+    assert lake.catalog.files("wxa000000000000001") == kept  # its u1 is another user
+
+
+def answers_of(lake: Lake, appid: str) -> list[Any]:
+    out = []
+    for engine in ("incremental", "reference"):
+        eng = get_engine(engine, lake)
+        try:
+            out.append(
+                portrait(PortraitQuery(appid, dt.date(2024, 6, 4), dt.date(2024, 6, 12)), eng)
+            )
+        finally:
+            eng.close()
+    assert out[0] == out[1]
+    return out
