@@ -267,6 +267,23 @@ def step_add_day(src: Path, data: Path) -> dict[str, Any]:
     return {"s": time.perf_counter() - t, "events": report.accepted}
 
 
+#: Users a forget step removes (issue 26: ≤ the time of adding one day).
+FORGOTTEN = 1_000
+
+
+def step_forget(_src: Path, data: Path) -> dict[str, Any]:
+    """Forget ``FORGOTTEN`` users spread over the population (lake rewrite + state)."""
+    from userportrait.store.forget import forget
+
+    manifest = json.loads((data / "state" / "manifest.json").read_text())
+    users = int(manifest["apps"][APPID]["n_users"])
+    openids = [f"o{u:09d}" for u in range(0, users, max(1, users // FORGOTTEN))][:FORGOTTEN]
+    t = time.perf_counter()
+    report = forget(_lake(data), APPID, openids)
+    return {"s": time.perf_counter() - t, "users": report.users, "events": report.events,
+            "files": report.files}  # fmt: skip
+
+
 STEPS = {
     "decode": step_decode,
     "ingest": step_ingest,
@@ -278,6 +295,7 @@ STEPS = {
     "add_day": step_add_day,
     "flush": step_flush,
     "flush_busy": step_flush_busy,
+    "forget": step_forget,
 }
 
 
@@ -306,7 +324,7 @@ def run_step(name: str, src: Path, data: Path, repeat: int = 1) -> dict[str, Any
     runs = []
     for _ in range(repeat):
         target = data
-        if name in ("add_day", "flush", "flush_busy"):
+        if name in ("add_day", "flush", "flush_busy", "forget"):
             target = data.with_name(data.name + "-copy")
             shutil.rmtree(target, ignore_errors=True)
             _copy_store(data, target)
@@ -449,6 +467,7 @@ def main() -> None:
     r["flush_busy"] = run_step("flush_busy", busy_day(base, 14 * users // 3), data)
     r["rebuild"] = run_step("rebuild", base, data)
     r["add_day"] = run_step("add_day", extra, data, repeat=5)
+    r["forget"] = run_step("forget", base, data, repeat=3)
     report(users, r, http, cli, sizes)
 
 
@@ -484,6 +503,12 @@ def report(
             f"add one day ({r['add_day']['events']:,} events) to the lake + state",
             r["add_day"],
             "≤ 1/15 bulk ingest",
+        ),  # fmt: skip
+        (
+            f"forget {r['forget']['users']:,} users ({r['forget']['events']:,} events in "
+            f"{r['forget']['files']:,} files): lake rewrite + the app's state rebuilt",
+            r["forget"],
+            "≤ add one day",
         ),  # fmt: skip
     ]
     print(f"\n{ev:,} events, {users:,} users, 40 days, one appid — "
@@ -524,6 +549,7 @@ def report(
         ("ingest / decode", r["ingest"]["s"] / r["decode"]["s"], "≤ 15"),
         ("naive / fresh CLI 23-day", r["naive"]["s"] / cli["odd"], "≥ 50"),
         ("bulk ingest / add-a-day", r["ingest"]["s"] / r["add_day"]["s"], "≥ 15"),
+        ("forget 1,000 users / add-a-day", r["forget"]["s"] / r["add_day"]["s"], "≤ 1"),
     ]
     if http:
         p50 = pct(http["first"], 0.5) / 1000

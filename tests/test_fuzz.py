@@ -126,6 +126,7 @@ def check(route: str, res: httpx.Response) -> None:
                   {"refDate", "visitUvNew", "visitUv", "errMsg", "errCode"},
                   {"status", "version", "store_version"},
                   {"errcode", "errmsg", "accepted", "rejected"},
+                  {"errcode", "errmsg", "users", "events"},  # POST /v1/forget
                   # the dashboard: sign-in and /me, sign-out, trend
                   {"errcode", "errmsg", "admin", "apps", "expires_at"}, {"errcode", "errmsg"},
                   {"errcode", "errmsg", "days"},
@@ -152,7 +153,7 @@ SCHEMA = schemathesis.openapi.from_dict(
 )
 OPERATIONS = [op.ok() for op in SCHEMA.get_all_operations()]
 #: Routes that take the ingest key (Authorization: Bearer), not an access_token (issue 24).
-WRITE_ROUTES = frozenset({"/v1/events", "/v1/profiles"})
+WRITE_ROUTES = frozenset({"/v1/events", "/v1/profiles", "/v1/forget"})
 
 
 def run_schema(server: Server, label: str, examples: int) -> None:
@@ -322,6 +323,40 @@ def test_ingest_raw_bodies(server: Server) -> None:
 @pytest.mark.slow
 def test_ingest_raw_bodies_long(server: Server) -> None:
     raw_events(RAW_EXAMPLES_SLOW)(server)
+    no_tracebacks(server[2])
+
+
+# -- hypothesis: forget bodies ---------------------------------------------------------------
+FORGET_BODIES = (
+    st.fixed_dictionaries({"openids": st.lists(TEXT | LEAVES, max_size=5)}).map(
+        lambda o: json.dumps(o).encode()
+    )
+    | OBJECTS.map(lambda o: json.dumps(o).encode())
+    | JSON.map(lambda o: json.dumps(o).encode())
+    | st.binary(max_size=200)
+)
+
+
+def raw_forgets(examples: int) -> Any:
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(body=FORGET_BODIES, with_key=st.booleans())
+    def run(server: Server, body: bytes, with_key: bool) -> None:
+        res = httpx.post(f"{server.url}/v1/forget", content=body,
+                         headers=server.ingest if with_key else {}, timeout=TIMEOUT_S)  # fmt: skip
+        check("POST /v1/forget (raw body)", res)
+
+    return run
+
+
+def test_forget_raw_bodies(server: Server) -> None:
+    raw_forgets(RAW_EXAMPLES)(server)
+    no_tracebacks(server[2])
+
+
+@pytest.mark.slow
+def test_forget_raw_bodies_long(server: Server) -> None:
+    raw_forgets(RAW_EXAMPLES_SLOW)(server)
     no_tracebacks(server[2])
 
 

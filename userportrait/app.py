@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from userportrait import __version__
-from userportrait.api import component, dashboard, doors, errors, metrics, native, wechat
+from userportrait.api import component, dashboard, doors, errors, forget, metrics, native, wechat
 from userportrait.api.access import RequestContext
 from userportrait.api.body import BodyLimit
 from userportrait.api.cache import PortraitCache
@@ -126,6 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(native.router)
     app.include_router(native.health)
     app.include_router(metrics.router)
+    app.include_router(forget.router)
     dashboard.install(app)
     if settings.live_ingest:
         from userportrait.api import events, profiles
@@ -141,6 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
         per_path={
             "/v1/events": settings.live_max_body_bytes,
             "/v1/profiles": settings.live_max_body_bytes,
+            "/v1/forget": settings.live_max_body_bytes,
         },
     )
     app.add_middleware(RequestContext)

@@ -57,6 +57,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Step]] = {
     ("GET", "/v1/apps/{appid}/portrait"): frozenset(READS_APP),
     ("POST", "/v1/events"): frozenset({S.WRITE, S.ALLOW_LIST, S.BODY}),
     ("POST", "/v1/profiles"): frozenset({S.WRITE, S.ALLOW_LIST, S.BODY}),
+    ("POST", "/v1/forget"): frozenset({S.WRITE, S.ALLOW_LIST, S.BODY}),
     ("POST", "/dashboard/signin"): frozenset({S.SAME_ORIGIN, S.BODY, S.ALLOW_LIST, S.SECRET}),
     ("POST", "/dashboard/signout"): frozenset(),
     ("GET", "/dashboard/me"): frozenset({S.READ}),

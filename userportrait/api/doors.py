@@ -250,10 +250,11 @@ def query(request: Request, appid: str, begin: dt.date, end: dt.date, **kw: Any)
     return make_query(appid, begin, end, threshold=threshold, **kw)
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The body as one JSON object: size limit, gzip, strict parse (44002 / 47001)."""
+async def json_body(request: Request, limit: int | None = None) -> dict[str, Any]:
+    """The body as one JSON object: size limit (``max_body_bytes`` unless the route has
+    a larger one), gzip, strict parse (44002 / 47001)."""
     passed(request, Step.BODY)
-    raw = await read_body(request, request.app.state.settings.max_body_bytes)
+    raw = await read_body(request, limit or request.app.state.settings.max_body_bytes)
     return json_object(raw)
 
 

@@ -31,7 +31,8 @@ from userportrait.metrics import FLUSH_SECONDS
 from userportrait.portrait.rules import RecordError
 from userportrait.store.compact import compact
 from userportrait.store.durable import fsync_path
-from userportrait.store.lake import Lake
+from userportrait.store.forget import ForgetReport, forget
+from userportrait.store.lake import Lake, try_lock
 from userportrait.store.state.folding import OverlayFolder
 
 log = logging.getLogger("userportrait.live")
@@ -67,6 +68,7 @@ class LiveIngest:
         self.compact_files = compact_files
         self._appends: queue.Queue[tuple[bytes, int, Future[None]] | None] = queue.Queue()
         self._segment_lock = threading.Lock()
+        self._flush_lock = threading.RLock()  # one flush at a time (the flusher, a forget)
         self._pending = 0  # acknowledged or queued events not yet in a committed batch
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
@@ -223,6 +225,17 @@ class LiveIngest:
 
     def flush(self, closed_only: bool = False) -> int:
         """Load segments into the lake (all of them, or all but the open one)."""
+        with self._flush_lock:
+            return self._flush(closed_only)
+
+    def forget(self, appid: str, openids: list[str]) -> ForgetReport:
+        """``store.forget.forget`` after every acknowledged event is in the lake (the WAL
+        keeps none of theirs; events sent after this are new data)."""
+        with self._flush_lock:
+            self._flush(closed_only=False)
+            return forget(self.lake, appid, openids)
+
+    def _flush(self, closed_only: bool) -> int:
         if not closed_only:
             self._rotate()
         current = Path(self._file.name) if self._file is not None else None
@@ -249,3 +262,30 @@ class LiveIngest:
             except Exception:
                 log.exception("compacting the lake failed; the next flush retries")
         return loaded
+
+
+def forget_offline(lake: Lake, appid: str, openids: list[str]) -> ForgetReport:
+    """A forget from the command line: refused while a server owns the data directory
+    (its write-ahead log may hold the users' events: send it ``POST /v1/forget``); the
+    segments a stopped server left are loaded into the lake first, as its start would."""
+    wal = lake.root / "wal"
+    wal.mkdir(parents=True, exist_ok=True)
+    with try_lock(wal / "owner.lock") as mine:
+        if not mine:
+            raise InputError(
+                f"{lake.root}: a server is using this data directory; "
+                "send it the forget (POST /v1/forget)"
+            )
+        for path in sorted(wal.glob("segment-*.ndjson")):
+            data = path.read_bytes()
+            end = data.rfind(b"\n") + 1  # a torn last line was never acknowledged
+            if end:
+                if end != len(data):
+                    with path.open("r+b") as fh:
+                        fh.truncate(end)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                ingest_file(lake, path)
+            path.unlink()
+            fsync_path(wal)
+        return forget(lake, appid, openids)

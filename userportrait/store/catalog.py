@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS profile_files (
     rows INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS profile_files_appid ON profile_files(appid, batch_id);
+CREATE TABLE IF NOT EXISTS forgets (
+    batch_id INTEGER PRIMARY KEY REFERENCES batches(id),
+    appid TEXT NOT NULL
+);
 """
 
 
@@ -146,6 +150,48 @@ class Catalog:
                 [(p, now) for p in old],
             )
         return batch_id
+
+    def commit_forget(
+        self,
+        batch_id: int,
+        appid: str,
+        source: str,
+        old: Iterable[str],
+        new: Iterable[LakeFile],
+        old_profiles: Iterable[str],
+        new_profiles: Iterable[ProfileFile],
+    ) -> int:
+        """Swap lake and profile files for copies without some users' rows, atomically
+        (``store/forget.py``): unlike a compaction the events change, so the batch is
+        recorded in ``forgets`` and the derived state of ``appid`` is rebuilt
+        (``forgotten_apps``). The old files are not retired but deleted by the caller at
+        once (a crash before that leaves orphans, which ``collect_garbage`` removes)."""
+        with self.connect() as con, transaction(con):
+            _insert_batch(con, batch_id, source, None, 0, 0)
+            con.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in old])
+            con.executemany(
+                "INSERT INTO files(path, appid, day, batch_id, rows) VALUES (?, ?, ?, ?, ?)",
+                [(f.path, f.appid, f.day, batch_id, f.rows) for f in new],
+            )
+            con.executemany(
+                "DELETE FROM profile_files WHERE path = ?", [(p,) for p in old_profiles]
+            )
+            # A profile file keeps its batch: the latest record is chosen by batch.
+            con.executemany(
+                "INSERT INTO profile_files(path, appid, batch_id, rows) VALUES (?, ?, ?, ?)",
+                [(f.path, f.appid, f.batch_id, f.rows) for f in new_profiles],
+            )
+            con.execute("INSERT INTO forgets(batch_id, appid) VALUES (?, ?)", (batch_id, appid))
+        return batch_id
+
+    def forgotten_apps(self, after: int, upto: int) -> set[str]:
+        """The appids some users of which the batches ``after < id <= upto`` forgot."""
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT DISTINCT appid FROM forgets WHERE batch_id > ? AND batch_id <= ?",
+                (after, upto),
+            )
+            return {r[0] for r in rows}
 
     def retired(self, before: float) -> list[str]:
         """Paths retired before the given time (seconds since the epoch)."""

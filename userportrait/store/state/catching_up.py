@@ -13,10 +13,11 @@ import datetime as dt
 import logging
 import shutil
 import time
+from pathlib import Path
 
 from userportrait.store.lake import Lake
 from userportrait.store.state.app_update import AppUpdate, PartitionSource, Progress, no_progress
-from userportrait.store.state.manifest import AppState, Failure, Manifest, publish
+from userportrait.store.state.manifest import AppState, Failure, Manifest, app_dir, publish
 from userportrait.store.state.partitions import PartitionBuilder
 
 log = logging.getLogger("userportrait.state")
@@ -45,6 +46,16 @@ def catch_up(
             new.failed[appid] = Failure(
                 sorted(days), failure.error, failure.attempts, failure.last_try
             )
+    # A forget (``store/forget.py``) removed users: the app's dictionaries and every
+    # file of its state are built again from the lake, now without them (their uids,
+    # openids and first days must go, which the incremental path never drops).
+    rebuilt = lake.catalog.forgotten_apps(manifest.version, version)
+    for appid in rebuilt:
+        new.apps.pop(appid, None)
+        new.failed.pop(appid, None)
+        touched[appid] = {f.day for f in lake.catalog.files(appid, upto=version)}
+        if not touched[appid]:
+            del touched[appid]
     # The apps with the fewest touched days first (a live flush: one), and what is done
     # is published before an app with more: one app's long update (thousands of days)
     # does not hold back the others' answers (docs/ingest.md, durability step 6). The
@@ -54,7 +65,7 @@ def catch_up(
     order = sorted(touched.items(), key=lambda item: (len(item[1]), item[0]))
     unpublished = False
     for k, (appid, days) in enumerate(order):
-        old = manifest.apps.get(appid, AppState())
+        old = AppState() if appid in rebuilt else manifest.apps.get(appid, AppState())
         if len(days) > 1 and unpublished:
             Manifest(manifest.version, dict(new.apps), dict(new.failed)).write(root)
             unpublished = False
@@ -84,7 +95,20 @@ def catch_up(
                 dt.datetime.fromtimestamp(new.failed[appid].next_try(), dt.UTC),
             )
     publish(root, manifest, new)
+    for appid in rebuilt:  # the old files hold forgotten users: not kept for readers
+        _drop_unlisted(app_dir(root, appid), new.apps.get(appid))
     return new
+
+
+def _drop_unlisted(directory: Path, app: AppState | None) -> None:
+    keep = {directory / f for f in app.files()} if app is not None else set()
+    for path in sorted(directory.glob("**/*"), reverse=True):
+        if path.is_file() and path not in keep:
+            path.unlink(missing_ok=True)
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    if app is None and directory.exists() and not any(directory.iterdir()):
+        directory.rmdir()
 
 
 def remove_state(lake: Lake) -> None:
