@@ -132,7 +132,10 @@ def backup(settings: Settings, dest: Path, progress: Progress = no_progress) -> 
     finally:
         if pin != data:
             shutil.rmtree(pin, ignore_errors=True)
-    fsync_tree([data / p for p in report.files], dest)
+    # Linked files are on disk already: only their directory entries need flushing.
+    copied = [data / p for p, e in report.files.items() if e.sha256 is not None]
+    linked_dirs = {(data / p).parent for p, e in report.files.items() if e.sha256 is None}
+    fsync_tree([*copied, *sorted(linked_dirs)], dest)
     (dest / MANIFEST).write_text(report.manifest(), "utf-8")
     fsync_path(dest / MANIFEST)
     (dest / FORMAT_FILE).write_text(FORMAT + "\n", "utf-8")
@@ -165,6 +168,8 @@ def _snapshot(
         ]
         linked += [r[0] for r in con.execute("SELECT path FROM files ORDER BY path")]
         linked += [r[0] for r in con.execute("SELECT path FROM profile_files ORDER BY path")]
+    for parent in sorted({(pin / rel).parent for rel in linked}):
+        parent.mkdir(parents=True, exist_ok=True)  # once a directory, not once a file
     for i, rel in enumerate(linked):
         if i % 256 == 0:
             progress("linking", i, len(linked))
@@ -179,18 +184,19 @@ def _snapshot(
 def _copy_rest(root: Path, data: Path, report: BackupReport) -> None:
     """Every other file of the data directory: top-level files, ``rejects/``, ``regions/``
     and whatever a newer version keeps there (SQLite files were snapshot already)."""
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if rel.parts[0] in SKIPPED or rel.parts[0] in LISTED or not path.is_file():
-            continue
-        name = path.name
-        if name.endswith(SQLITE_SIDE) or name.endswith(".tmp") or name.endswith(".lock"):
-            continue
-        if len(rel.parts) == 1 and name.endswith(".sqlite"):
-            continue
-        raw = _read_or_none(path)
-        if raw is not None:  # else removed meanwhile (a rejects file of a forget)
-            _write_copy(raw, data / rel, str(rel), report)
+    for top in sorted(root.iterdir()):
+        if top.name in SKIPPED or top.name in LISTED:
+            continue  # never walked: events/ and state/ may hold 100,000s of files
+        for path in [top] if top.is_file() else sorted(top.rglob("*")):
+            name = path.name
+            if not path.is_file() or name.endswith(SQLITE_SIDE) or name.endswith(".tmp"):
+                continue
+            if path.parent == root and name.endswith((".sqlite", ".lock")):
+                continue
+            raw = _read_or_none(path)
+            if raw is not None:  # else removed meanwhile (a rejects file of a forget)
+                rel = path.relative_to(root)
+                _write_copy(raw, data / rel, str(rel), report)
 
 
 def _copy_pinned(
@@ -243,8 +249,8 @@ def _note_link(data: Path, rel: str, report: BackupReport) -> None:
 
 
 def _link_or_copy(src: Path, dst: Path, rel: str) -> None:
-    """A hard link of ``src`` (immutable), or a copy where links are impossible."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    """A hard link of ``src`` (immutable), or a copy where links are impossible (the
+    directory of ``dst`` exists)."""
     try:
         os.link(src, dst)
     except FileNotFoundError:
@@ -345,12 +351,15 @@ def restore(src: Path, target: Path, progress: Progress = no_progress) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     work = target.parent / f".{target.name}.restore-{uuid.uuid4().hex[:8]}"
     work.mkdir(mode=0o700)
+    made = {work}
     try:
         for i, (rel, entry) in enumerate(sorted(files.items())):
             if i % 256 == 0:
                 progress("restoring", i, len(files))
             dst = work / rel
-            dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if dst.parent not in made:
+                dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                made.add(dst.parent)
             if entry.sha256 is None:  # immutable: a link to the backup's file
                 _link_or_copy(src / DATA / rel, dst, rel)
             else:  # written to by the store (SQLite) or private (keys): a copy of its own
