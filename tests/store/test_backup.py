@@ -278,3 +278,19 @@ def test_backup_leaves_a_consistent_sqlite_copy(
         assert con.execute("SELECT count(*) FROM batches").fetchone() == (3,)
     finally:
         con.close()
+
+
+def test_backup_waits_for_a_writer_mid_batch(
+    tmp_path: Path, lake: Lake, settings: Settings
+) -> None:
+    """A writer holds ``write.lock`` from its files' rename to its commit: a snapshot taken
+    meanwhile could list a batch whose state or compaction is half done."""
+    ingest_file(lake, parts(tmp_path, 1)[0])
+    finished: list[Any] = []
+    with lake.write_lock():
+        thread = threading.Thread(target=lambda: finished.append(backup(settings, tmp_path / "bk")))
+        thread.start()
+        time.sleep(0.5)
+        assert finished == [] and thread.is_alive()
+    thread.join(timeout=60)
+    assert finished[0].catalog_version == 1
