@@ -2,7 +2,8 @@
 
 The group lives here; each module holds one command or group of commands: ``ingest``
 (``ingest``, ``compact``), ``portrait``, ``serve``, ``apps``, ``component``, ``dashboard``,
-``regions``, ``spark``, ``synthetic`` (``generate``, ``demo``), ``forget``; ``common`` holds what they
+``regions``, ``spark``, ``synthetic`` (``generate``, ``demo``), ``forget``, ``backup``
+(``backup``, ``restore``); ``common`` holds what they
 share. Every module imports only click and ``common`` at start-up; the work is imported
 inside each command, so a fresh ``portrait`` starts fast (tests/cli/test_portrait.py).
 """
@@ -13,6 +14,7 @@ import click
 
 from userportrait import __version__
 from userportrait.cli.apps import apps
+from userportrait.cli.backup import backup, restore
 from userportrait.cli.common import Group
 from userportrait.cli.component import component
 from userportrait.cli.dashboard import dashboard
@@ -38,5 +40,5 @@ def cli() -> None:
 
 
 for command in (ingest, portrait, generate, compact, serve, apps, component, dashboard, demo,
-                spark, regions, forget):  # fmt: skip
+                spark, regions, forget, backup, restore):  # fmt: skip
     cli.add_command(command)
