@@ -81,15 +81,16 @@ def portrait(
     settings = make_settings(data_dir, engine=engine, spark_master=spark_master)
     b, e = parse_date_option(begin, "begin"), parse_date_option(end, "end")
     _check_window(e)
-    lake = _existing_lake(settings, appid)
+    lake = _existing_lake(settings)
     threshold = None
     if not raw and (settings.data_dir / "meta.sqlite").exists():
         from userportrait.store.thresholds import Thresholds
 
         threshold = Thresholds(settings.data_dir / "meta.sqlite").get(appid)
     query = make_query(appid, b, e, threshold=threshold)
-    eng = get_engine(settings.engine, lake)
+    eng = get_engine(settings.engine, lake)  # first: a missing engine says how to install it
     try:
+        _check_app(lake, appid)
         body = compute(query, eng, "begin" if settings.ref_date_mode == "begin" else "range")
     finally:
         eng.close()
@@ -120,9 +121,9 @@ def _check_window(end: dt.date) -> None:
         )
 
 
-def _existing_lake(settings: Settings, appid: str) -> Lake:
-    """The data directory's lake, if it exists and holds ``appid``'s events; a reading
-    command never creates a data directory (a typo'd path would answer empty)."""
+def _existing_lake(settings: Settings) -> Lake:
+    """The data directory's lake, if it exists: a reading command never creates a data
+    directory (a typo'd path would answer empty)."""
     from userportrait.store.lake import Lake
 
     if not (settings.data_dir / "catalog.sqlite").exists():
@@ -130,12 +131,15 @@ def _existing_lake(settings: Settings, appid: str) -> Lake:
             f"no data directory at {settings.data_dir} (--data-dir or USERPORTRAIT_DATA_DIR); "
             "load events with `userportrait ingest FILE` first"
         )
-    lake = Lake(settings)
+    return Lake(settings)
+
+
+def _check_app(lake: Lake, appid: str) -> None:
+    """``appid`` has events here; else an error naming the apps that have."""
     apps = lake.catalog.appids()
     if appid not in apps:
         known = ", ".join(apps[:10]) + (f" and {len(apps) - 10} more" if len(apps) > 10 else "")
-        fail(f"no events for {appid} in {settings.data_dir}; apps with events: {known or 'none'}")
-    return lake
+        fail(f"no events for {appid} in {lake.root}; apps with events: {known or 'none'}")
 
 
 def portrait_tables(body: dict[str, Any], top: int = 0) -> list[Table]:
