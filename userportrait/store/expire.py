@@ -15,6 +15,7 @@ users' first days from the same file.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import shutil
@@ -22,6 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from userportrait.portrait.query import TZ
 from userportrait.sqltext import sql_list, sql_str
 from userportrait.store.catalog import LakeFile, Retention
 from userportrait.store.durable import fsync_tree
@@ -94,7 +96,7 @@ def _expire_app(
     report.rows += sum(f.rows for f in files)
     report.users_kept += users
     report.batches.append(batch_id)
-    log.info(
+    (log.info if files else log.debug)(
         "expired %d files (%d events) of %s before %s; %d users' first days kept",
         len(files),
         sum(f.rows for f in files),
@@ -146,3 +148,42 @@ def _remove_if_empty(directory: Path) -> None:
             shutil.rmtree(directory)
     except OSError:
         pass
+
+
+#: How often ``serve`` applies ``USERPORTRAIT_RETENTION_DAYS`` (seconds).
+RETENTION_INTERVAL_S = 24 * 3600.0
+
+
+def shanghai_today() -> dt.date:
+    return dt.datetime.now(TZ).date()
+
+
+def retention_cut(days: int, today: dt.date) -> dt.date:
+    """The first day ``days`` of retention keep: today and the ``days`` days before it
+    (30 keeps WeChat's 30-day window ending yesterday answering)."""
+    return today - dt.timedelta(days=days)
+
+
+async def retention_loop(lake: Lake, days: int) -> None:
+    """``serve``'s retention: expire every app's days before ``retention_cut`` now and
+    every ``RETENTION_INTERVAL_S``, in a thread (an expiry waits for the writer lock)."""
+    log.warning(
+        "retention: events older than %d days are deleted (first kept day %s), now and "
+        "every %g hours; windows before it are refused (USERPORTRAIT_RETENTION_DAYS)",
+        days,
+        retention_cut(days, shanghai_today()).strftime("%Y%m%d"),
+        RETENTION_INTERVAL_S / 3600,
+    )
+    while True:
+        try:
+            cut = retention_cut(days, shanghai_today())
+            report = await asyncio.to_thread(expire, lake, cut)
+            (log.info if report.files else log.debug)(
+                "retention: %d files (%d events) before %s expired",
+                report.files,
+                report.rows,
+                cut.strftime("%Y%m%d"),
+            )
+        except Exception:  # a busy disk must not end retention: the next round retries
+            log.exception("retention round failed")
+        await asyncio.sleep(RETENTION_INTERVAL_S)
