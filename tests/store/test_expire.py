@@ -186,3 +186,35 @@ def test_an_expiry_killed_before_its_commit_changes_nothing(
     assert list((store.root / "first_seen").rglob("*.parquet"))  # the orphan ...
     assert store.collect_garbage() == 1  # ... that the next writer removes
     assert answers(store, "incremental", FEW) == before
+
+
+@pytest.mark.parametrize("rebuilt", [False, True])
+def test_a_user_back_after_the_cut_is_not_new(store: Lake, rebuilt: bool) -> None:
+    appid = CONFIG.appids[0]
+    gone = {r["openid"] for f in store.catalog.files(appid) if f.day < CUT.isoformat()
+            for r in pq.read_table(store.root / f.path, columns=["openid"]).to_pylist()}  # fmt: skip
+    later = {r["openid"] for f in store.catalog.files(appid) if f.day >= CUT.isoformat()
+             for r in pq.read_table(store.root / f.path, columns=["openid"]).to_pylist()}  # fmt: skip
+    back = sorted(gone - later)[0]  # seen only before the cut
+    expire(store, CUT)
+    if rebuilt:
+        StateStore(store).rebuild()
+    day = CONFIG.end  # the newest day: a flush-sized batch merges into it
+    query = PortraitQuery(appid, day, day)
+
+    def counts(engine: str) -> tuple[int, int]:
+        eng = get_engine(engine, store)
+        try:
+            body = portrait(query, eng)
+        finally:
+            eng.close()
+        return tuple(
+            sum(r["value"] for r in body[k]["genders"]) for k in ("visit_uv", "visit_uv_new")
+        )  # type: ignore[return-value]
+
+    active, new = counts("reference")
+    ts = f"{day.isoformat()}T23:00:00+08:00"
+    users = [back, "brand-new"]
+    load(store, [{"appid": appid, "openid": o, "ts": ts} for o in users], "back.ndjson")
+    for engine in ("incremental", "sql", "reference"):
+        assert counts(engine) == (active + 2, new + 1), engine
