@@ -29,12 +29,13 @@ from tests.server import asgi_client, token
 from tests.spark_support import SPARK
 from userportrait.cli import cli
 from userportrait.engine import get_engine
-from userportrait.errors import InputError
+from userportrait.errors import InputError, InvalidDateRange
 from userportrait.ingest.pipeline import IngestReport, ingest_file
 from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.service import portrait
 from userportrait.settings import Settings
+from userportrait.store.expire import expire
 from userportrait.store.lake import Lake
 from userportrait.store.state import StateStore
 from userportrait.synthetic.generate import GeneratorConfig, write_events
@@ -427,3 +428,32 @@ def test_malformed_rows_are_rejected_alike(
         (6, "age has the wrong type (array)"),
     ]
     assert reports["bad.ndjson"].accepted == 2
+
+
+def test_after_an_expiry_spark_keeps_first_days_and_the_cut(spark: Any, tmp_path: Path) -> None:
+    from userportrait.spark.build import spark_build
+    from userportrait.spark.ingest import spark_ingest_file
+
+    lake = Lake(Settings(data_dir=tmp_path / "data"))
+    ingest_file(lake, write_ndjson(tmp_path / "e.ndjson", EVENTS))
+    expire(lake, dt.date(2024, 6, 10))
+    window = PortraitQuery(A, dt.date(2024, 6, 10), dt.date(2024, 6, 12))
+    eng = get_engine("spark", lake)
+    try:
+        assert portrait(window, eng) == WINDOW_0610_0612  # u1 and u3 stay old
+        with pytest.raises(InvalidDateRange):
+            eng.run_portrait(PortraitQuery(A, dt.date(2024, 6, 9), dt.date(2024, 6, 12)))
+    finally:
+        eng.close()
+    # A state Spark builds anew starts from the kept first days.
+    assert spark_build(lake, spark, rebuild=True).failed == {}
+    eng = get_engine("incremental", lake)
+    try:
+        assert portrait(window, eng) == WINDOW_0610_0612
+    finally:
+        eng.close()
+    late = write_ndjson(tmp_path / "late.ndjson", [{**EVENTS[0], "openid": "late"}])
+    report = spark_ingest_file(lake, spark, str(late))
+    assert [r.reason for r in report.rejects] == [
+        "ts is before the retention cut 20240610 of its app: 2024-06-01T10:00:00+08:00"
+    ]

@@ -2,7 +2,8 @@
 
 Nothing is opened at import time or in ``create_app`` itself: the lifespan opens the lake,
 the engine (``get_engine(settings.engine, lake)``), the app/token store and live ingestion,
-and puts them on ``app.state``.
+and puts them on ``app.state``; it runs the ticket push and the retention
+(``USERPORTRAIT_RETENTION_DAYS``) as background tasks.
 """
 
 from __future__ import annotations
@@ -97,13 +98,19 @@ def create_app(settings: Settings) -> FastAPI:
             pushing = asyncio.create_task(
                 push_loop(comps.callbacks, comps.ticket, settings.component_ticket_push_s)
             )
+        retaining = None
+        if settings.retention_days > 0:
+            from userportrait.store.expire import retention_loop
+
+            retaining = asyncio.create_task(retention_loop(lake, settings.retention_days))
         try:
             yield
         finally:
-            if pushing is not None:
-                pushing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pushing
+            for task in (pushing, retaining):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if live is not None:
                 await run_in_threadpool(live.stop)
             engine.close()

@@ -52,6 +52,7 @@ class Settings:
     live_max_batch_records: int = 10_000
     live_max_body_bytes: int = 16 * 1024 * 1024
     live_compact_files: int = 16
+    retention_days: int = 0
     live_parses_concurrent: int = 2
     live_parses_queue: int = 16
     max_body_bytes: int = 64 * 1024
@@ -134,6 +135,7 @@ SETTINGS: Final[dict[str, str]] = {
     "trusted_proxies": "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed for IP allow-lists and per-address limits (empty = always the TCP peer; uvicorn's own X-Forwarded-For handling is off).",
     "live_ingest": "Accept events over HTTP (POST /v1/events) through the write-ahead log, and profiles (POST /v1/profiles).",
     "live_flush_interval_ms": "How often received events are loaded into the store (visible in portraits), in ms.",
+    "retention_days": "`serve` deletes the events of days older than this many days before today (Asia/Shanghai), at start and every 24 h, keeping each user's first day; windows that start earlier are refused with 61501 (0 = keep forever; 30 or more keeps WeChat's 30-day window; docs/operations.md, Retention).",
     "live_compact_files": "After a flush, merge a day's lake files into one once it has this many (0 = never).",
     "live_max_pending_events": "Events received but not yet in the store beyond which ingestion answers 503 + Retry-After.",
     "live_max_batch_records": "Records allowed in one POST /v1/events or /v1/profiles request (more: HTTP 413).",

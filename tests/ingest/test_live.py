@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import os
@@ -27,6 +28,7 @@ from tests.server import asgi_client, ingest_headers
 from userportrait.auth.store import AuthStore
 from userportrait.portrait.rules import MAX_DEPTH
 from userportrait.settings import Settings
+from userportrait.store.expire import expire
 from userportrait.store.lake import Lake
 
 A = "wxlive0000000001"
@@ -298,3 +300,18 @@ def test_sigkill_loses_no_acknowledged_event(server_proc: tuple[Path, Any, Any])
     assert acked <= ids <= sent  # every acknowledged event, nothing invented
     assert rows[0] == rows[1]  # each exactly once
     assert sum(r["value"] for r in body["visit_uv"]["genders"]) == len(ids)
+
+
+@pytest.mark.anyio
+async def test_events_before_the_retention_cut_are_rejected(live_settings: Settings) -> None:
+    lake = Lake(live_settings)
+    expire(lake, dt.date(2024, 6, 10), A)  # (an app without events gets its cut too)
+    async with asgi_client(live_settings) as c:
+        w = ingest_headers(live_settings, A)
+        late = ev(1, ts="2024-06-09T23:00:00+08:00")
+        res = await c.post("/v1/events", headers=w, json=[late, ev(2)])
+        assert res.json() == {
+            "errcode": 0, "errmsg": "ok", "accepted": 1,
+            "rejected": [{"index": 0, "reason": "ts is before the retention cut 20240610 of its "
+                          "app: 2024-06-09T23:00:00+08:00"}],
+        }  # fmt: skip

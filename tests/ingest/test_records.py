@@ -7,6 +7,7 @@ values as the record itself.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from userportrait.ingest.records import (
 )
 from userportrait.portrait.rules import MAX_DEPTH, RecordError
 from userportrait.settings import Settings
+from userportrait.store.expire import expire
 from userportrait.store.lake import Lake
 
 A = "wx00000000000000a1"
@@ -229,3 +231,35 @@ def depth(value: Any) -> int:
     if isinstance(value, list):
         return 1 + max(map(depth, value), default=0)
     return 0
+
+
+def test_events_before_the_retention_cut_get_the_same_reason(tmp_path: Path) -> None:
+    lake = Lake(Settings(data_dir=tmp_path / "cut", duckdb_memory_limit_mb=256))
+    first = tmp_path / "first.ndjson"
+    first.write_text(json.dumps({**OK, "ts": "2024-06-01T10:00:00+08:00"}) + "\n")
+    assert ingest_file(lake, first).accepted == 1
+    expire(lake, dt.date(2024, 6, 10), A)
+    records = [
+        {**OK, "ts": "2024-06-09T23:59:59+08:00"},
+        {**OK, "ts": "2024-06-09T16:00:00Z"},  # 06-10 00:00 in Shanghai: kept
+        {**OK, "ts": 1717862400000, "age": "x"},  # 06-09 by epoch ms: the cut comes first
+        {**OK, "appid": "wxother", "ts": "2024-06-09T10:00:00+08:00"},  # not expired
+    ]
+    path = tmp_path / "late.ndjson"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = ingest_file(lake, path)
+    cuts = {A: "2024-06-10"}
+    python: dict[int, str] = {}
+    for line, record in enumerate(records, 1):
+        try:
+            check_record(record, cuts=cuts)
+        except RecordError as exc:
+            python[line] = str(exc)
+    assert (
+        {r.line: r.reason for r in report.rejects}
+        == python
+        == {
+            1: "ts is before the retention cut 20240610 of its app: 2024-06-09T23:59:59+08:00",
+            3: "ts is before the retention cut 20240610 of its app: 1717862400000",
+        }
+    )

@@ -1,9 +1,9 @@
 """The ``userportrait`` command line (README.md; docs/architecture.md maps its modules).
 
 The group lives here; each module holds one command or group of commands: ``ingest``
-(``ingest``, ``compact``), ``portrait``, ``serve``, ``apps``, ``component``, ``dashboard``,
-``regions``, ``spark``, ``synthetic`` (``generate``, ``demo``), ``forget``, ``backup``
-(``backup``, ``restore``); ``common`` holds what they
+(``ingest``, ``compact``), ``expire``, ``portrait``, ``serve``, ``apps``, ``component``,
+``dashboard``, ``regions``, ``spark``, ``synthetic`` (``generate``, ``demo``), ``forget``,
+``backup`` (``backup``, ``restore``); ``common`` holds what they
 share. Every module imports only click and ``common`` at start-up; the work is imported
 inside each command, so a fresh ``portrait`` starts fast (tests/cli/test_portrait.py).
 """
@@ -18,6 +18,7 @@ from userportrait.cli.backup import backup, restore
 from userportrait.cli.common import Group
 from userportrait.cli.component import component
 from userportrait.cli.dashboard import dashboard
+from userportrait.cli.expire import expire
 from userportrait.cli.forget import forget
 from userportrait.cli.ingest import compact, ingest
 from userportrait.cli.portrait import portrait
@@ -39,6 +40,6 @@ def cli() -> None:
     tune_process()
 
 
-for command in (ingest, portrait, generate, compact, serve, apps, component, dashboard, demo,
-                spark, regions, forget, backup, restore):  # fmt: skip
+for command in (ingest, portrait, generate, compact, expire, serve, apps, component, dashboard,
+                demo, spark, regions, forget, backup, restore):  # fmt: skip
     cli.add_command(command)

@@ -1,4 +1,5 @@
-"""Engines by name. Heavy engines are imported only when asked for."""
+"""Engines by name, each behind the retention cut (``retained.py``). Heavy engines are
+imported only when asked for."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable
 from importlib import import_module
 
 from userportrait.engine.base import Engine
+from userportrait.engine.retained import Retained
 from userportrait.errors import InputError
 from userportrait.store.lake import Lake
 
@@ -28,4 +30,4 @@ def get_engine(name: str, lake: Lake) -> Engine:
         raise InputError(f"unknown engine {name!r}; choose one of {', '.join(sorted(ENGINES))}")
     module_name, cls_name = target.split(":")
     factory: Callable[[Lake], Engine] = getattr(import_module(module_name), cls_name)
-    return factory(lake)
+    return Retained(factory(lake), lake)

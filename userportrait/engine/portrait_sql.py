@@ -32,10 +32,17 @@ PROFILE_FILL: Final = {
 }
 
 
-def portrait_sql(events: str, query: PortraitQuery, profiles: str | None, dialect: Dialect) -> str:
+def portrait_sql(
+    events: str,
+    query: PortraitQuery,
+    profiles: str | None,
+    dialect: Dialect,
+    first_seen: str | None = None,
+) -> str:
     """Exact portrait counts per (dimension, value, is_new) over the relation ``events``
     (the appid's lake files up to the window's end), gaps filled from the latest records of
-    the relation ``profiles`` (None: the app has none). Rows: one column per dimension,
+    the relation ``profiles`` (None: the app has none); ``first_seen`` (openid, first_day)
+    the first days an expiry kept (``store/expire.py``; None: never expired). Rows: one column per dimension,
     ``is_new``, ``g_<dim>`` (GROUPING) per dimension, ``n``; ``counts_from_rows`` reads them."""
     b, e = query.begin.isoformat(), query.end.isoformat()
     users = f"({filled_users_sql('users', profiles, query.end)})" if profiles else "users"
@@ -45,9 +52,12 @@ def portrait_sql(events: str, query: PortraitQuery, profiles: str | None, dialec
         for dim, col in DIM_COLUMNS.items()
     )
     sets = ", ".join(f"(is_new, {dim})" for dim in DIM_COLUMNS)
+    days = "SELECT openid, day AS first_day FROM ev"
+    if first_seen:
+        days += f" UNION ALL SELECT openid, first_day FROM {first_seen}"
     return f"""
     WITH ev AS (SELECT * FROM {events}),
-    first_seen AS (SELECT openid, min(day) AS first_day FROM ev GROUP BY openid),
+    first_seen AS (SELECT openid, min(first_day) AS first_day FROM ({days}) GROUP BY openid),
     users AS (
         SELECT openid, {latest} FROM ev
         WHERE day BETWEEN DATE '{b}' AND DATE '{e}' GROUP BY openid

@@ -33,6 +33,11 @@ class ReferenceEngine:
         latest: dict[str, Latest] = {}
         # The database ingest used (tests never replace it between ingest and query).
         ip = ipregion.ReferenceLookup(ipregion.active_db(self.lake.root))
+        kept = self.lake.catalog.retention_of(query.appid)
+        if kept is not None and kept.first_seen is not None:
+            # Users first seen before an expiry keep that first day (store/expire.py).
+            for row in pq.read_table(self.lake.root / kept.first_seen).to_pylist():
+                first_day[row["openid"]] = row["first_day"]
         for f in self.lake.files(query.appid):
             day = dt.date.fromisoformat(f.day)
             for row in pq.read_table(self.lake.root / f.path).to_pylist():

@@ -39,12 +39,18 @@ class SparkEngine:
         if pview:
             uris = [lake_uri(self.lake, f.path) for f in profiles]
             self.spark.read.parquet(*uris).createOrReplaceTempView(pview)
+        kept = self.lake.catalog.retention_of(query.appid)
+        fview = temp_name("portrait_first_seen") if kept and kept.first_seen else None
+        if fview and kept and kept.first_seen:  # first days an expiry kept (store/expire.py)
+            uri = lake_uri(self.lake, kept.first_seen)
+            self.spark.read.parquet(uri).createOrReplaceTempView(fview)
         try:
-            rows = self.spark.sql(portrait_sql(view, query, pview, "spark")).collect()
+            sql = portrait_sql(view, query, pview, "spark", fview)
+            rows = self.spark.sql(sql).collect()
         finally:
-            self.spark.catalog.dropTempView(view)
-            if pview:
-                self.spark.catalog.dropTempView(pview)
+            for name in (view, pview, fview):
+                if name:
+                    self.spark.catalog.dropTempView(name)
         return counts_from_rows(rows)
 
     def data_version(self) -> int | None:

@@ -14,6 +14,7 @@ from userportrait.portrait.query import PortraitQuery
 from userportrait.sqltext import sql_list
 from userportrait.store.lake import Lake
 from userportrait.store.profiles import profile_paths
+from userportrait.store.retention import first_seen_sql
 
 
 class SQLEngine:
@@ -35,7 +36,9 @@ class SQLEngine:
         profiles = f"read_parquet({sql_list(paths)})" if paths else None
         con = self.lake.connect()
         try:
-            rows = con.execute(portrait_sql(events, query, profiles, "duckdb")).fetchall()
+            kept = first_seen_sql(self.lake, query.appid)
+            sql = portrait_sql(events, query, profiles, "duckdb", kept)
+            rows = con.execute(sql).fetchall()
         finally:
             con.close()
         return counts_from_rows(rows)

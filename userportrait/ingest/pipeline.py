@@ -40,7 +40,7 @@ from userportrait.ingest.value_maps import (
 from userportrait.portrait import ipregion
 from userportrait.portrait.rules import CLIENT_FIELDS, Reject, appid_problem
 from userportrait.sqltext import shanghai_day_sql, sql_str, trimmed_sql
-from userportrait.store.catalog import LakeFile
+from userportrait.store.catalog import LakeFile, Retention
 from userportrait.store.durable import fsync_tree
 from userportrait.store.lake import Lake
 from userportrait.store.state import update_state
@@ -131,7 +131,7 @@ def _run(
 ) -> None:
     """The steps of one batch, under the lake's write lock: check, map, skip a file seen
     before, write, count, record the rejects, commit."""
-    appids = _check_rows(con, source, select)
+    appids = _check_rows(con, source, select, lake.catalog.retention())
     maps = _map_values(lake, con, source, step)
     sha = sha_of_file.result()
     if lake.catalog.find_batch_by_sha(sha) is not None:  # under the lock: no race
@@ -153,14 +153,17 @@ def _run(
     step("done", 1.0)
 
 
-def _check_rows(con: duckdb.DuckDBPyConnection, source: Source, select: str) -> Appids | None:
+def _check_rows(
+    con: duckdb.DuckDBPyConnection, source: Source, select: str, kept: dict[str, Retention]
+) -> Appids | None:
     """Views ``src`` (the file's rows), ``checked`` (each with its ``reason``, NULL when
-    accepted) and ``events`` (plus the compact UA); the appid rules decided per distinct
-    appid, when they could be (``reject_sql.appids_of``)."""
+    accepted; ``kept``: the apps' retention cuts) and ``events`` (plus the compact UA); the
+    appid rules decided per distinct appid, when they could be (``reject_sql.appids_of``)."""
     con.execute(f"CREATE TEMP VIEW src AS {select}")
     _appid_bounds(con, source)
     appids = appids_of(con, "appid_bounds")
-    reason = reason_sql(ts_text=source.ts_text, age_int=source.age_int, appids=appids)
+    cuts = {appid: r.first_kept for appid, r in kept.items()}
+    reason = reason_sql(ts_text=source.ts_text, age_int=source.age_int, appids=appids, cuts=cuts)
     con.execute(f"CREATE TEMP VIEW checked AS SELECT *, {reason} AS reason FROM src")
     ua_map = "ua_map" if "user_agent" in source.columns else None
     if ua_map:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -296,8 +296,11 @@ def dump_record(canonical: dict[str, Any]) -> bytes:
         raise RecordError(Reject.NOT_JSON.text()) from None
 
 
-def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
-    """The canonical record, or RecordError naming the field and the problem."""
+def check_record(
+    record: Any, appid: str | None = None, cuts: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The canonical record, or RecordError naming the field and the problem (``cuts``:
+    appid -> its retention cut, yyyy-mm-dd, as ``reject_sql.reason_sql`` takes them)."""
     if isinstance(record, Unreadable):
         raise RecordError(record.reason)
     envelope = check_envelope(record, FIELDS, LENGTH_CHECKED, "duckdb")
@@ -315,6 +318,9 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
         raise RecordError(Reject.TS_INVALID.text(value=ts_raw))
     if not ts_in_range(ts_us):  # day numbers and dates stay representable
         raise RecordError(Reject.TS_RANGE.text(value=ts_raw))
+    cut = (cuts or {}).get(envelope.appid)
+    if cut is not None and _shanghai_day(ts_us) < cut:
+        raise RecordError(Reject.BEFORE_CUT.text(cut=cut.replace("-", ""), value=ts_raw))
     try:
         if text["age"] is not None and not text["age"].isascii():
             raise ValueError(text["age"])  # DuckDB reads ASCII digits only (not １２)
@@ -329,6 +335,12 @@ def check_record(record: Any, appid: str | None = None) -> dict[str, Any]:
     if age is not None:
         out["age"] = age
     return out
+
+
+def _shanghai_day(ts_us: int) -> str:
+    """The Shanghai day (yyyy-mm-dd) of epoch microseconds (the lake's ``day``)."""
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (epoch + dt.timedelta(microseconds=ts_us)).astimezone(TZ).date().isoformat()
 
 
 def parse_ts_us(raw: Any) -> int:

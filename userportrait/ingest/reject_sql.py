@@ -9,6 +9,7 @@ of ``_err`` come from ``ingest/sources.py`` and ``ingest/csv_rows.py``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -90,6 +91,7 @@ def reason_sql(
     ts_text: str = "ts_text",
     age_int: str | None = None,
     appids: Appids | None = None,
+    cuts: Mapping[str, str] | None = None,
 ) -> str:
     """SQL: why a standard-columns row is rejected, or NULL when it is accepted.
 
@@ -98,7 +100,9 @@ def reason_sql(
     The rest specialise the SQL to a source without changing a verdict: ``ts_text`` is the
     SQL of the ts text (``Source.ts_text``), ``age_int`` the age as an integer when the
     file types it so (``Source.age_int``), and ``appids`` the appid rules decided per
-    distinct appid (``appids_of``).
+    distinct appid (``appids_of``). ``cuts`` (appid -> first kept day, yyyy-mm-dd) refuses
+    the events of days an app has expired (``store/expire.py``): they would be lost at
+    the next expiry and would make a window before the cut look answerable.
     """
     instant = "TIMESTAMP" if dialect == "spark" else "TIMESTAMPTZ"
     appid_rule = appid_rules("appid", dialect)
@@ -138,6 +142,13 @@ def reason_sql(
     else:  # an integer needs no parse (and its text only in the message)
         age_bad = f"{age_int} < 0 OR {age_int} > {MAX_AGE}"
         age_text = f"CAST({age_int} AS VARCHAR)"
+    # The lake's day is the Shanghai day of ts: both sessions are in Asia/Shanghai, so a
+    # literal without an offset is the cut's Shanghai midnight (before 1992's DST too).
+    before_cut = "".join(
+        f"WHEN appid = {sql_str(appid)} AND ts < {instant} '{cut} 00:00:00' "
+        f"THEN {Reject.BEFORE_CUT.sql(cut=sql_str(cut.replace('-', '')), value=ts_text)} "
+        for appid, cut in sorted((cuts or {}).items())
+    )
     return (
         "CASE WHEN _err IS NOT NULL THEN _err "
         f"WHEN {missing} THEN {Reject.APPID_MISSING.sql()} "
@@ -152,6 +163,7 @@ def reason_sql(
         f"WHEN ts IS NULL THEN {Reject.TS_INVALID.sql(value=ts_text)} "
         f"WHEN ts < {instant} '{rules.TS_FIRST}' OR ts >= {instant} '{rules.TS_END}' "
         f"THEN {Reject.TS_RANGE.sql(value=ts_text)} "
+        f"{before_cut}"
         f"WHEN {age_bad} THEN {Reject.AGE_INVALID.sql(value=age_text)} "
         "END"
     )

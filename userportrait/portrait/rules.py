@@ -138,6 +138,8 @@ class Reject(StrEnum):
     TS_MISSING = "ts is missing"
     TS_INVALID = "ts is not a timestamp: {value}"
     TS_RANGE = "ts is outside the years 1970..9999 (Asia/Shanghai): {value}"
+    #: An event of a day its app has expired (``store/expire.py``; ``cut``: YYYYMMDD).
+    BEFORE_CUT = "ts is before the retention cut {cut} of its app: {value}"
     AGE_INVALID = "age is not a whole number of years in 0..{max_age}: {value}"
     UPDATED_AT_INVALID = "updated_at is not a timestamp: {value}"
     UPDATED_AT_RANGE = "updated_at is outside the years 1970..9999 (Asia/Shanghai): {value}"

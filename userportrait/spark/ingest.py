@@ -117,7 +117,9 @@ def _run(
         return name
 
     src = view(frame, "ingest_src")
-    checked_df = spark.sql(f"SELECT *, {reason_sql('spark')} AS reason FROM {src}").cache()
+    cuts = {appid: r.first_kept for appid, r in lake.catalog.retention().items()}
+    reason = reason_sql("spark", cuts=cuts)
+    checked_df = spark.sql(f"SELECT *, {reason} AS reason FROM {src}").cache()
     checked = view(checked_df, "ingest_checked")
     ua_map = None
     if "user_agent" in source.columns:

@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS forgets (
     batch_id INTEGER PRIMARY KEY REFERENCES batches(id),
     appid TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS retention (
+    appid TEXT PRIMARY KEY,
+    first_kept TEXT NOT NULL,
+    first_seen TEXT
+);
 """
 
 
@@ -70,6 +75,16 @@ class ProfileFile:
     appid: str
     batch_id: int
     rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """An app's retention cut (``store/expire.py``): its events before ``first_kept`` are
+    gone, and ``first_seen`` (a lake file of openid, first_day) keeps the first day of
+    every user first seen before it."""
+
+    first_kept: str  # yyyy-mm-dd
+    first_seen: str | None  # relative to the data directory
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +207,42 @@ class Catalog:
                 (after, upto),
             )
             return {r[0] for r in rows}
+
+    def expire_files(
+        self,
+        batch_id: int,
+        source: str,
+        appid: str,
+        retention: Retention,
+        old: Iterable[str],
+    ) -> int:
+        """Drop lake files of ``appid`` and record its new retention cut and first-seen
+        file, atomically, as a batch of its own (the version moves on: caches follow).
+
+        The batch writes no file, so the derived state sees no touched day: it keeps the
+        first days it has, and windows after the cut answer as before. The caller deletes
+        the dropped files once this returns (a crash first: ``Lake.collect_garbage``)."""
+        with self.connect() as con, transaction(con):
+            _insert_batch(con, batch_id, source, None, 0, 0)
+            con.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in old])
+            con.execute(
+                "INSERT OR REPLACE INTO retention(appid, first_kept, first_seen) VALUES (?, ?, ?)",
+                (appid, retention.first_kept, retention.first_seen),
+            )
+        return batch_id
+
+    def retention(self) -> dict[str, Retention]:
+        """Every app's retention cut (apps never expired have none)."""
+        with self.connect() as con:
+            rows = con.execute("SELECT appid, first_kept, first_seen FROM retention")
+            return {r[0]: Retention(r[1], r[2]) for r in rows}
+
+    def retention_of(self, appid: str) -> Retention | None:
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT first_kept, first_seen FROM retention WHERE appid = ?", (appid,)
+            ).fetchone()
+        return Retention(row[0], row[1]) if row else None
 
     def retired(self, before: float) -> list[str]:
         """Paths retired before the given time (seconds since the epoch)."""

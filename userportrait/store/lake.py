@@ -5,6 +5,7 @@ Layout (docs/storage.md)::
     DATA_DIR/
       catalog.sqlite                       committed files, ingest log, apps, tokens
       events/appid=A/day=YYYY-MM-DD/*.parquet   normalised events, one file per batch
+      first_seen/appid=A/*.parquet         first days of users first seen before an expiry
       rejects/*.ndjson                     every rejected record, with file, line, reason
       state/                               derived state kept by the incremental store
       _staging/                            a batch being written (removed on success)
@@ -123,6 +124,13 @@ class Lake:
         if profiles.exists():
             listed = self.catalog.profile_paths()
             for path in profiles.rglob("*.parquet*"):
+                if str(path.relative_to(self.root)) not in listed:
+                    path.unlink()
+                    removed += 1
+        first_seen = self.root / "first_seen"  # an expiry killed before its commit
+        if first_seen.exists():
+            listed = {r.first_seen for r in self.catalog.retention().values() if r.first_seen}
+            for path in first_seen.rglob("*.parquet"):
                 if str(path.relative_to(self.root)) not in listed:
                     path.unlink()
                     removed += 1

@@ -19,8 +19,10 @@ from typing import Protocol
 import numpy as np
 
 from userportrait.portrait.dims import DIMS
+from userportrait.sqltext import sql_str
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import Lake
+from userportrait.store.retention import first_seen_relation
 from userportrait.store.state.days import (
     day_date,
     day_number,
@@ -101,6 +103,8 @@ class AppUpdate:
         first = (
             np.load(self.dir / self.app.first_day) if self.app.first_day else np.empty(0, np.int32)
         )
+        if self.app.n_users == 0:  # a state built anew: the users an expiry remembers first
+            first = self._kept_users()
         newest = max(day_number(d) for d in set(self.app.days) | days)
         self.app.keys = {d: f for d, f in self.app.keys.items() if day_number(d) == newest}
         t0 = min(day_number(d) for d in days)
@@ -256,6 +260,39 @@ class AppUpdate:
         names = self.names(day)
         write_folded(self.dir, self.app, overlay, self.dir, names)
         names.set(self.app)
+
+    def _kept_users(self) -> IntArray:
+        """Put the users of the app's first-seen file (``store/expire.py``: first seen
+        before its retention cut) into the new dictionary; their first days.
+
+        A state built after an expiry must not take a user's first day from the events
+        left: these users come first, with the first days the expiry kept, so that a
+        user seen again later is never taken for new (as in the state the expiry found)."""
+        kept = self.lake.catalog.retention_of(self.appid)
+        if kept is None or kept.first_seen is None:
+            return np.empty(0, np.int32)
+        part = f"users/u{self.version}_0.parquet"
+        con = self.lake.connect()
+        try:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE kept AS SELECT openid, "
+                "CAST(row_number() OVER (ORDER BY first_day, openid) - 1 AS UINTEGER) AS uid, "
+                "CAST(first_day - DATE '1970-01-01' AS INTEGER) AS first "
+                f"FROM {first_seen_relation(self.lake, kept.first_seen)}"
+            )
+            first = con.execute("SELECT first FROM kept ORDER BY uid").fetchnumpy()["first"]
+            if len(first):
+                con.execute(
+                    "COPY (SELECT openid, uid FROM kept) TO "
+                    f"{sql_str(str(self.dir / part))} (FORMAT parquet, COMPRESSION zstd)"
+                )
+        finally:
+            con.close()
+        if not len(first):
+            return np.empty(0, np.int32)
+        self.app.users.append(part)
+        self.app.n_users = len(first)
+        return np.asarray(first, np.int32)
 
     def _grown(self, first: IntArray) -> IntArray:
         """``first`` with NO_DAY for the users the dictionary gained since it was read."""
