@@ -218,3 +218,26 @@ def test_a_user_back_after_the_cut_is_not_new(store: Lake, rebuilt: bool) -> Non
     load(store, [{"appid": appid, "openid": o, "ts": ts} for o in users], "back.ndjson")
     for engine in ("incremental", "sql", "reference"):
         assert counts(engine) == (active + 2, new + 1), engine
+
+
+def test_a_forget_after_an_expiry_leaves_no_kept_first_day(tmp_path: Path, store: Lake) -> None:
+    """The first days an expiry keeps hold openids: a deletion request reaches them too."""
+    import pyarrow.parquet as pq
+
+    from tests.store.test_forget import assert_no_trace
+    from userportrait.store.forget import forget
+
+    expire(store, CUT)
+    first_seen = store.catalog.retention_of(CONFIG.appids[0])
+    assert first_seen is not None and first_seen.first_seen
+    kept = pq.read_table(store.root / first_seen.first_seen).column("openid").to_pylist()
+    gone = kept[:5]
+    report = forget(store, CONFIG.appids[0], gone)
+    assert report.users == 5
+    now = store.catalog.retention_of(CONFIG.appids[0])
+    assert now is not None and now.first_seen and now.first_seen != first_seen.first_seen
+    assert now.first_kept == first_seen.first_kept
+    left = pq.read_table(store.root / now.first_seen).column("openid").to_pylist()
+    assert left == kept[5:]
+    assert_no_trace(store.root, gone)
+    assert answers(store, "incremental", FEW) == answers(store, "reference", FEW)

@@ -175,6 +175,7 @@ class Catalog:
         new: Iterable[LakeFile],
         old_profiles: Iterable[str],
         new_profiles: Iterable[ProfileFile],
+        retention: Retention | None = None,
     ) -> int:
         """Swap lake and profile files for copies without some users' rows, atomically
         (``store/forget.py``): unlike a compaction the events change, so the batch is
@@ -197,6 +198,11 @@ class Catalog:
                 [(f.path, f.appid, f.batch_id, f.rows) for f in new_profiles],
             )
             con.execute("INSERT INTO forgets(batch_id, appid) VALUES (?, ?)", (batch_id, appid))
+            if retention is not None:  # the kept first days, rewritten without the users
+                con.execute(
+                    "UPDATE retention SET first_seen = ? WHERE appid = ?",
+                    (retention.first_seen, appid),
+                )
         return batch_id
 
     def forgotten_apps(self, after: int, upto: int) -> set[str]:

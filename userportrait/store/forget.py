@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from userportrait.errors import InvalidRequest
 from userportrait.sqlrows import register_rows
 from userportrait.sqltext import sql_str
-from userportrait.store.catalog import LakeFile, ProfileFile
+from userportrait.store.catalog import LakeFile, ProfileFile, Retention
 from userportrait.store.durable import atomic_write_bytes, fsync_tree
 from userportrait.store.lake import Lake
 from userportrait.store.state import catch_up
@@ -85,15 +85,19 @@ def openids_of(body: dict[str, Any]) -> list[str]:
 
 
 def _forget_rows(lake: Lake, appid: str, wanted: list[str], report: ForgetReport) -> None:
-    """Step 2: the lake and profile files without the users' rows, committed at once."""
+    """Step 2: the lake and profile files (and the first days an expiry kept) without the
+    users' rows, committed at once."""
     events = lake.catalog.files(appid)
     profiles = lake.catalog.profile_files(appid)
-    if not events and not profiles:
+    kept = lake.catalog.retention_of(appid)
+    first_seen = [kept.first_seen] if kept and kept.first_seen else []
+    if not events and not profiles and not first_seen:
         return
     con = lake.connect()
     try:
         register_rows(con, "forgotten", ["openid"], [(o,) for o in wanted], ["VARCHAR"])
-        hits = _holding(lake, con, [f.path for f in events] + [p.path for p in profiles])
+        paths = [f.path for f in events] + [p.path for p in profiles] + first_seen
+        hits = _holding(lake, con, paths)
         if not hits:
             return
         found = {openid for per_file in hits.values() for openid in per_file[1]}
@@ -125,12 +129,22 @@ def _forget_rows(lake: Lake, appid: str, wanted: list[str], report: ForgetReport
                 rel = f"profiles/appid={appid}/b{p.batch_id}_f{batch_id}_{key}.parquet"
                 _copy_without(lake, con, p.path, rel, rows)
                 new_profiles.append(ProfileFile(rel, appid, p.batch_id, rows))
+        # The first days an expiry kept hold openids too (store/expire.py): the same way.
+        retention = None
+        old_first_seen: list[str] = []
+        if kept and kept.first_seen and kept.first_seen in hits:
+            old_first_seen.append(kept.first_seen)
+            rows = _rows(lake, kept.first_seen) - hits[kept.first_seen][0]
+            rel = f"first_seen/appid={appid}/first_seen.b{batch_id}.parquet"
+            _copy_without(lake, con, kept.first_seen, rel, rows)
+            retention = Retention(kept.first_kept, rel)
     finally:
         con.close()
-    fsync_tree(
-        [lake.root / f.path for f in new] + [lake.root / p.path for p in new_profiles], lake.root
-    )
-    report.files = len(old) + len(old_profiles)
+    written = [lake.root / f.path for f in new] + [lake.root / p.path for p in new_profiles]
+    if retention is not None and retention.first_seen:
+        written.append(lake.root / retention.first_seen)
+    fsync_tree(written, lake.root)
+    report.files = len(old) + len(old_profiles) + len(old_first_seen)
     report.batch_id = lake.catalog.commit_forget(
         batch_id,
         appid,
@@ -139,9 +153,14 @@ def _forget_rows(lake: Lake, appid: str, wanted: list[str], report: ForgetReport
         new,
         old_profiles,
         new_profiles,
+        retention=retention,
     )
-    for path in old + old_profiles:  # no grace period: these hold the forgotten rows
+    for path in old + old_profiles + old_first_seen:  # no grace period: they hold the rows
         (lake.root / path).unlink(missing_ok=True)
+
+
+def _rows(lake: Lake, path: str) -> int:
+    return int(pq.ParquetFile(lake.root / path).metadata.num_rows)
 
 
 def _holding(lake: Lake, con: Any, paths: list[str]) -> dict[str, tuple[int, set[str]]]:
