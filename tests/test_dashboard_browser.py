@@ -12,8 +12,9 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,6 +285,137 @@ def test_form_sign_in_on_a_phone_and_export(browser: Browser, dash: Dash) -> Non
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+# Every text ECharts drew in a chart, as [text, x, y, width, height] in the chart's pixels.
+DRAWN_TEXTS = """id => {
+  const c = echarts.getInstanceByDom(document.getElementById(id));
+  const texts = c.getZr().storage.getDisplayList().filter(el => el.type === 'tspan').map(el => {
+    const r = el.getBoundingRect().clone();
+    r.applyTransform(el.getComputedTransform());
+    return [el.style.text, r.x, r.y, r.width, r.height];
+  });
+  return {width: c.getWidth(), height: c.getHeight(), texts};
+}"""
+
+
+def scale_devices(route: Route) -> None:
+    """The API's answer with device counts × 45: a top device of about 18,000 users."""
+    body = route.fetch().json()
+    for audience in ("visit_uv", "visit_uv_new"):
+        for row in body[audience]["devices"]:
+            row["value"] *= 45
+    route.fulfill(json=body)
+
+
+def test_charts_read_well_on_a_laptop_and_a_phone(browser: Browser, dash: Dash) -> None:
+    end = today_shanghai() - dt.timedelta(days=1)
+    body = dash.portrait(end - dt.timedelta(days=6), end)
+    ages = sorted(body["visit_uv"]["ages"], key=lambda r: (r["id"] == 0, r["id"]))
+    for viewport in (DESKTOP, PHONE):
+        page = new_page(browser, dash, viewport)
+        page.route("**/v1/apps/**", scale_devices)
+        sign_in_by_form(page, dash)
+        options = page.evaluate(
+            """() => Object.fromEntries(['trend', 'ages', 'genders', 'devices', 'province'].map(
+                 k => [k, echarts.getInstanceByDom(document.getElementById('chart-' + k)).getOption()]))"""
+        )
+        # New users on their own axis: under the active users' scale they were a flat 0.
+        trend = options["trend"]
+        assert [a["name"] for a in trend["yAxis"]] == ["活跃", "新增"]
+        assert [(s["name"], s["yAxisIndex"]) for s in trend["series"]] == [
+            ("活跃用户", 0),
+            ("新增用户", 1),
+        ]
+        # Age buckets and genders in their order, 未知 last.
+        assert options["ages"]["xAxis"][0]["data"] == [r["name"] for r in ages]
+        assert options["ages"]["xAxis"][0]["data"][-1] == "未知"
+        assert options["genders"]["xAxis"][0]["data"] == ["男", "女", "未知"]
+        # Numbers with thousands separators, on the axes and in the map's legend.
+        assert (
+            page.evaluate(
+                """() => ['chart-devices', 'chart-trend', 'chart-province'].map(id => {
+                 const o = echarts.getInstanceByDom(document.getElementById(id)).getOption();
+                 const f = id === 'chart-province' ? o.visualMap[0].formatter
+                         : (o.xAxis[0].type === 'value' ? o.xAxis : o.yAxis)[0].axisLabel.formatter;
+                 return [f(18000), f(2500)];
+               })"""
+            )
+            == [["18,000", "2,500"]] * 3
+        )
+        # Every label of the device chart is inside it and clear of the others; device names
+        # take at most a third of its width (the full name is in the tooltip).
+        drawn = page.evaluate(DRAWN_TEXTS, "chart-devices")
+        width, height, texts = drawn["width"], drawn["height"], drawn["texts"]
+        numbers = [int(t[0].replace(",", "")) for t in texts if re.fullmatch(r"[\d,]+", t[0])]
+        assert max(numbers) >= 18_000, texts  # the axis's last label, as long as in issue 27
+        for text, x, y, w, h in texts:
+            assert x >= 0 and y >= 0 and x + w <= width and y + h <= height, (text, x, w, width)
+            assert w <= max(width / 3, 72) or text in ("新增用户", "活跃用户"), text
+        for i, (a, ax, ay, aw, ah) in enumerate(texts):
+            for b, bx, by, bw, bh in texts[i + 1 :]:
+                assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay, (a, b)
+        province = options["province"]
+        legend = province["visualMap"][0]
+        if viewport is PHONE:
+            # Under the map, not over Xinjiang and Tibet; the map leaves it the room.
+            assert (legend["orient"], legend["left"], legend["bottom"]) == (
+                "horizontal",
+                "center",
+                0,
+            )
+            assert province["series"][0]["bottom"] == 56
+            # The range on one line, neither date broken.
+            dates = page.eval_on_selector_all(
+                "#window-label .date", "ds => ds.map(d => [d.getClientRects().length, d.offsetTop])"
+            )
+            assert len(dates) == 2 and dates[0] == dates[1] == [1, dates[0][1]]
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        else:
+            assert (legend["orient"], legend["left"], legend["bottom"]) == ("vertical", 8, 8)
+        assert page.errors == []  # type: ignore[attr-defined]
+        page.context.close()
+
+
+def answer(errcode: int) -> Callable[[Route], None]:
+    return lambda route: route.fulfill(
+        json={"errcode": errcode, "errmsg": "some english rid: 1-2-3"}
+    )
+
+
+def test_sign_in_errors_in_chinese(browser: Browser, dash: Dash) -> None:
+    page = new_page(browser, dash)
+    page.goto(dash.url + "/")
+    messages, details = page.locator("#signin-message"), page.locator("#signin-detail")
+
+    def try_secret(secret: str) -> None:
+        page.fill("#signin-appid", APP)
+        page.fill("#signin-secret", secret)
+        page.click("#signin-app button[type=submit]")
+
+    # A real wrong secret: a sentence, the errmsg and its rid in the small line under it.
+    try_secret("wrong")
+    expect(messages).to_have_text("登录失败：AppSecret 不正确，请检查后重试。")
+    expect(details).to_have_text(re.compile(r"^错误码 40125：invalid appsecret rid: [0-9a-f-]+$"))
+    # The other answers the sign-in can give (and one it cannot), each as the server sends it.
+    sentences = {
+        40013: "AppID 无效或未注册，请检查 AppID。",
+        41004: "请填写 AppSecret。",
+        40001: "凭证无效，请重新登录。",
+        42001: "登录已过期，请重新登录。",
+        45011: "尝试次数过多，请稍后再试。",
+        40164: "当前 IP 不在该应用的 IP 白名单中。",
+        48001: "没有权限：请从本站页面登录，并只查看已授权的应用。",
+        -1: "服务器内部错误，请稍后重试。",
+        43210: "发生未知错误（错误码 43210），请稍后重试。",
+    }
+    for code, sentence in sentences.items():
+        page.route("**/dashboard/signin", answer(code))
+        try_secret(f"guess-{code}")
+        expect(messages).to_have_text(f"登录失败：{sentence}")
+        expect(details).to_have_text(f"错误码 {code}：some english rid: 1-2-3")
+        page.unroute("**/dashboard/signin")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 def test_sign_out_expiry_used_link_and_states(browser: Browser, dash: Dash) -> None:
     page = new_page(browser, dash)
     link = dash.link()
@@ -313,6 +445,9 @@ def test_sign_out_expiry_used_link_and_states(browser: Browser, dash: Dash) -> N
     wait_ready(page, "empty")
     assert page.inner_text("#status") == "该时间范围内没有访问数据。"
     assert page.inner_text("#total-active") == "0"
+    for chart in CHARTS:  # no blank charts under the banner
+        expect(page.locator(f"#{chart}")).to_be_hidden()
+    expect(page.locator("#index-table")).to_be_hidden()
     page.route(
         "**/v1/apps/**",
         lambda route: route.fulfill(
@@ -322,7 +457,8 @@ def test_sign_out_expiry_used_link_and_states(browser: Browser, dash: Dash) -> N
     )  # fmt: skip
     page.click("[data-window='7']")
     wait_ready(page, "error")
-    assert page.inner_text("#status") == "加载失败：system error rid: 0-0-0"
+    assert page.inner_text("#status") == "加载失败：服务器内部错误，请稍后重试。"
+    assert page.get_attribute("#status", "title") == "错误码 -1：system error rid: 0-0-0"
     page.unroute("**/v1/apps/**")
 
     with sqlite3.connect(dash.settings.data_dir / "dashboard.sqlite") as con:

@@ -15,10 +15,32 @@
   };
   const $ = (id) => document.getElementById(id);
   const fmt = (n) => n.toLocaleString("zh-CN");
+  // The phone layout of dashboard.css (one column) and its chart options share this width.
+  const narrowScreen = () => window.matchMedia("(max-width: 760px)").matches;
+  // What a person can do about each errcode, in Chinese; the raw errmsg (with its rid, for
+  // the server's log) goes to a small detail line and the console only.
+  const ERRORS = {
+    40001: "凭证无效，请重新登录。",
+    40013: "AppID 无效或未注册，请检查 AppID。",
+    40125: "AppSecret 不正确，请检查后重试。",
+    40164: "当前 IP 不在该应用的 IP 白名单中。",
+    41001: "请先登录。",
+    41002: "请填写 AppID。",
+    41004: "请填写 AppSecret。",
+    42001: EXPIRED,
+    45011: "尝试次数过多，请稍后再试。",
+    48001: "没有权限：请从本站页面登录，并只查看已授权的应用。",
+    61500: "日期格式不正确。",
+    61501: "所选时间范围不可用（早于数据保留期限或超出范围）。",
+    [-1]: "服务器内部错误，请稍后重试。",
+  };
+  const errorText = (e) => (e.local ? e.message : ERRORS[e.code] || `发生未知错误（错误码 ${e.code}），请稍后重试。`);
   const pct = (x) => (x * 100).toFixed(1) + "%";
 
   class ApiError extends Error {
-    constructor(code, message) { super(message); this.code = code; }
+    // local: the page's own Chinese message (no answer from the server to translate).
+    constructor(code, message, local) { super(message); this.code = code; this.local = !!local; }
+    get detail() { return this.local ? "" : `错误码 ${this.code}：${this.message}`; }
   }
 
   async function api(method, path, body) {
@@ -28,9 +50,9 @@
       init.body = JSON.stringify(body);
     }
     let res;
-    try { res = await fetch(path, init); } catch (e) { throw new ApiError(-1, "无法连接服务器"); }
+    try { res = await fetch(path, init); } catch (e) { throw new ApiError(-1, "无法连接服务器。", true); }
     let data;
-    try { data = await res.json(); } catch (e) { throw new ApiError(-1, `HTTP ${res.status}`); }
+    try { data = await res.json(); } catch (e) { throw new ApiError(-1, `服务器返回了无法识别的应答（HTTP ${res.status}）。`, true); }
     if (data.errcode) throw new ApiError(data.errcode, data.errmsg);
     return data;
   }
@@ -53,7 +75,7 @@
   }
 
   // -- sign-in ---------------------------------------------------------------------------
-  function showSignin(message, kind) {
+  function showSignin(message, kind, detail) {
     state.seq++;
     $("controls").hidden = true;
     $("board").hidden = true;
@@ -61,6 +83,7 @@
     const m = $("signin-message");
     m.textContent = message || "";
     m.dataset.kind = kind || "error";
+    $("signin-detail").textContent = detail || "";
   }
 
   function signedIn(me) {
@@ -83,7 +106,9 @@
     try {
       signedIn(await api("POST", "/dashboard/signin", body));
     } catch (e) {
-      showSignin(e.code === 40001 && body.code ? "登录链接无效、已使用或已过期，请重新登录。" : `登录失败：${e.message}`);
+      if (!e.local) console.warn("sign-in failed:", e.code, e.message);
+      if (e.code === 40001 && body.code) return showSignin("登录链接无效、已使用或已过期，请重新登录。", "error", e.detail);
+      showSignin(`登录失败：${e.code === 40001 && body.admin_key ? "管理员密钥不正确。" : errorText(e)}`, "error", e.detail);
     }
   }
 
@@ -97,6 +122,7 @@
     const s = $("status");
     s.dataset.state = kind;
     s.textContent = text;
+    s.title = "";
     $("board").dataset.state = kind;
   }
 
@@ -124,7 +150,9 @@
     } catch (e) {
       if (seq !== state.seq) return;
       if (AUTH_CODES.has(e.code)) return showSignin(e.code === 42001 ? EXPIRED : "请重新登录。");
-      setStatus("error", `加载失败：${e.message}`);
+      if (!e.local) console.warn("load failed:", e.code, e.message);
+      setStatus("error", `加载失败：${errorText(e)}`);
+      $("status").title = e.detail;
     }
   }
 
@@ -165,11 +193,14 @@
 
   function render() {
     const body = state.body;
+    state.narrow = narrowScreen();
     const tn = total(body.visit_uv_new), ta = total(body.visit_uv);
     $("total-new").textContent = fmt(tn);
     $("total-active").textContent = fmt(ta);
     $("total-ratio").textContent = ta ? pct(tn / ta) : "–";
-    $("window-label").textContent = state.begin === state.end ? state.begin : `${state.begin} 至 ${state.end}`;
+    // Each date in a span that never wraps: a narrow card breaks the range at 至 only.
+    const day = (d) => Object.assign(document.createElement("span"), { textContent: d, className: "date" });
+    $("window-label").replaceChildren(...(state.begin === state.end ? [day(state.begin)] : [day(state.begin), " 至 ", day(state.end)]));
     renderTrend();
     renderMap();
     renderBars("city", "chart-city", true);
@@ -189,12 +220,17 @@
       color: [COLORS[1], COLORS[0]],
       tooltip: { trigger: "axis" },
       legend: { top: 0 },
-      grid: { left: 8, right: 16, top: 32, bottom: 8, containLabel: true },
+      grid: { left: 8, right: 8, top: 40, bottom: 8, containLabel: true },
       xAxis: { type: "category", data: days.map((d) => `${d.date.slice(4, 6)}-${d.date.slice(6)}`) },
-      yAxis: { type: "value" },
+      // New users are a few percent of the active ones: on one scale their line lies flat
+      // at 0, so each series has its own axis (active left, new right).
+      yAxis: [
+        { type: "value", name: "活跃", axisLabel: { formatter: fmt } },
+        { type: "value", name: "新增", splitLine: { show: false }, axisLabel: { formatter: fmt } },
+      ],
       series: [
-        { name: "活跃用户", type: "line", smooth: true, data: days.map((d) => d.active) },
-        { name: "新增用户", type: "line", smooth: true, data: days.map((d) => d.new) },
+        { name: "活跃用户", type: "line", smooth: true, yAxisIndex: 0, data: days.map((d) => d.active) },
+        { name: "新增用户", type: "line", smooth: true, yAxisIndex: 1, data: days.map((d) => d.new) },
       ],
     }, true);
     if (hasSize($("chart-trend"))) chart("chart-trend").resize();
@@ -215,17 +251,26 @@
     const offMap = rows.filter((r) => !names[r.id]).reduce((s, r) => s + r.value, 0);
     $("province-off-map").textContent = `未知 / 其他：${fmt(offMap)}`;
     const c = chart("chart-province");
-    const series = { name: audience === "visit_uv" ? "活跃用户" : "新增用户", data };
+    // On a phone the legend lies under the map (beside it, it covered Xinjiang and Tibet).
+    const narrow = narrowScreen();
+    const legend = narrow
+      ? { orient: "horizontal", left: "center", right: null, top: null, bottom: 0, itemWidth: 12, itemHeight: 120 }
+      : { orient: "vertical", left: 8, right: null, top: null, bottom: 8, itemWidth: 20, itemHeight: 140 };
+    const series = { name: audience === "visit_uv" ? "活跃用户" : "新增用户", data, top: 8, bottom: narrow ? 56 : 8 };
     if ((c.getOption().series || []).length) {
       // Merge new numbers into the drawn map: replacing the whole option rebuilds the geo
       // coordinate system, which ECharts 6 can trip over while a previous frame is pending.
-      c.setOption({ visualMap: { max }, series: [series] });
+      c.setOption({ visualMap: { max, ...legend }, series: [series] });
       return;
     }
     c.setOption({
       animation: false,
       tooltip: { trigger: "item", formatter: (p) => `${p.data ? p.data.full : p.name}：${fmt(p.value || 0)}` },
-      visualMap: { min: 0, max, left: 8, bottom: 8, text: ["多", "少"], calculable: true, inRange: { color: ["#e8f7ee", "#5fd394", "#07a351", "#035e2e"] } },
+      visualMap: {
+        min: 0, max, ...legend, text: ["多", "少"], calculable: true,
+        formatter: (v) => fmt(Math.round(v)),
+        inRange: { color: ["#e8f7ee", "#5fd394", "#07a351", "#035e2e"] },
+      },
       series: [{
         ...series, type: "map", map: "china", roam: false,
         label: { show: false }, emphasis: { label: { show: true } },
@@ -237,22 +282,30 @@
   function renderBars(dim, id, horizontal, byId) {
     const body = state.body;
     let rows = body.visit_uv[dim].slice(0, 20);
-    if (byId) rows = rows.slice().sort((a, b) => a.id - b.id);
+    // Ages and genders in their natural order, 未知 (id 0) last: it is not a bucket.
+    const rank = (r) => (r.id === 0 ? Infinity : r.id);
+    if (byId) rows = rows.slice().sort((a, b) => rank(a) - rank(b));
     const names = rows.map((r) => r.name);
     const pick = (audience) => {
       const m = new Map(body[audience][dim].map((r) => [keyOf(r), r.value]));
       return rows.map((r) => m.get(keyOf(r)) || 0);
     };
-    const narrow = !horizontal && $(id).offsetWidth < 480 && names.length > 4;
+    const width = $(id).offsetWidth;
+    const narrow = !horizontal && width < 480 && names.length > 4;
     const cat = { type: "category", data: names, axisLabel: { interval: 0, rotate: narrow ? 35 : 0 } };
-    const val = { type: "value" };
+    // Long names (device models) are cut to a third of the chart, the full name in the tooltip.
+    if (horizontal) Object.assign(cat.axisLabel, { width: Math.max(72, Math.min(180, Math.round(width / 3))), overflow: "truncate" });
+    // Thousands separators; fewer ticks when narrow so the labels never run into each other.
+    const val = { type: "value", splitNumber: horizontal && width < 480 ? 3 : 5, axisLabel: { formatter: fmt, hideOverlap: true } };
     if (horizontal) cat.inverse = true;
     chart(id).setOption({
       animation: false,
       color: COLORS,
       tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
       legend: { top: 0 },
-      grid: { left: 8, right: 16, top: 32, bottom: 8, containLabel: true },
+      // containLabel keeps labels inside on the left and below, not the last value label
+      // at the right end of a horizontal value axis: half of it ("18,000") needs the room.
+      grid: { left: 8, right: horizontal ? 32 : 16, top: 32, bottom: 8, containLabel: true },
       xAxis: horizontal ? val : cat,
       yAxis: horizontal ? cat : val,
       series: AUDIENCES.map(([a, label]) => ({ name: label, type: "bar", data: pick(a), barMaxWidth: 18 })),
@@ -390,6 +443,8 @@
     });
     window.addEventListener("resize", () => {
       for (const c of Object.values(state.charts)) if (hasSize(c.getDom())) c.resize();
+      // Crossing the phone width changes the charts' options, not only their size.
+      if (state.body && narrowScreen() !== state.narrow) return render();
       if (state.mapPending && state.body) renderMap();
     });
     for (const b of document.querySelectorAll("[data-window]")) b.setAttribute("aria-pressed", String(b.dataset.window === state.window));
@@ -421,7 +476,7 @@
     try {
       signedIn(await api("GET", "/dashboard/me"));
     } catch (e) {
-      showSignin(e.code === 42001 ? EXPIRED : AUTH_CODES.has(e.code) ? "" : `无法连接服务器：${e.message}`);
+      showSignin(e.code === 42001 ? EXPIRED : AUTH_CODES.has(e.code) ? "" : errorText(e), "error", e.detail);
     }
   }
 
