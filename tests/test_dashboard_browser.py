@@ -371,6 +371,12 @@ def test_charts_read_well_on_a_laptop_and_a_phone(browser: Browser, dash: Dash) 
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         else:
             assert (legend["orient"], legend["left"], legend["bottom"]) == ("vertical", 8, 8)
+            # Narrowed to a phone's width, the charts take the phone's options.
+            page.set_viewport_size(PHONE)
+            page.wait_for_function(
+                """() => echarts.getInstanceByDom(document.getElementById('chart-province'))
+                           .getOption().visualMap[0].orient === 'horizontal'"""
+            )
         assert page.errors == []  # type: ignore[attr-defined]
         page.context.close()
 
@@ -448,6 +454,19 @@ def test_sign_out_expiry_used_link_and_states(browser: Browser, dash: Dash) -> N
     for chart in CHARTS:  # no blank charts under the banner
         expect(page.locator(f"#{chart}")).to_be_hidden()
     expect(page.locator("#index-table")).to_be_hidden()
+    # Resized while hidden, the charts come back at their boxes' new size.
+    page.set_viewport_size({"width": 1000, "height": 800})
+    page.click("[data-window='30']")
+    wait_ready(page)
+    sizes = page.evaluate(
+        """ids => ids.map(id => {
+             const el = document.getElementById(id), c = echarts.getInstanceByDom(el);
+             return [el.offsetWidth - c.getWidth(), el.offsetHeight - c.getHeight()];
+           })""",
+        list(CHARTS),
+    )
+    assert sizes == [[0, 0]] * len(CHARTS)
+    page.set_viewport_size(DESKTOP)
     page.route(
         "**/v1/apps/**",
         lambda route: route.fulfill(

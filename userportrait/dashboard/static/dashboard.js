@@ -209,6 +209,11 @@
     renderBars("platforms", "chart-platforms", false);
     renderBars("devices", "chart-devices", true);
     renderIndex();
+    // A chart hidden (the empty state) while the window was resized kept its old size.
+    for (const c of Object.values(state.charts)) {
+      const el = c.getDom();
+      if (hasSize(el) && (el.offsetWidth !== c.getWidth() || el.offsetHeight !== c.getHeight())) c.resize();
+    }
   }
 
   function renderTrend() {
