@@ -188,8 +188,11 @@ def expire(data: Path, cut: dt.date) -> tuple[str, bool]:
     if cli("expire", "--help", check=False).returncode:
         return "expire: not available", False
     t = time.perf_counter()
-    out = cli("expire", "--before", f"{cut:%Y%m%d}", "--appid", APPID, "--data-dir", str(data))
+    args = ("--before", f"{cut:%Y%m%d}", "--appid", APPID, "--data-dir", str(data))
+    out = cli("expire", *args, check=False)
     took = time.perf_counter() - t
+    if out.returncode:  # a command still being built: say so, and go on with the year
+        return f"expire failed ({out.returncode}): {(out.stdout + out.stderr).strip()}", False
     last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     return f"expire --before {cut:%Y%m%d} (CLI): {took:.2f} s; {last}", True
 
@@ -258,7 +261,8 @@ def main() -> None:
     src = data.parent / "year-day.parquet"
     print(f"year: {per_day:,} users a day (population {population:,}), {days} days, "
           f"data in {data}", file=sys.stderr)  # fmt: skip
-    # Where the events happen, scaled to the run's length (days 100/200/300 of 365).
+    # Where the events happen, scaled to the run's length (days 100/200/300 of 365), and
+    # the retention the expiry keeps (180 of 365 days).
     at_live, at_forget, at_expire = (round(days * k / 365) for k in (100, 200, 300))
     rng = random.Random(26)
     months: dict[str, dict[str, Any]] = {}
@@ -283,7 +287,7 @@ def main() -> None:
         elif d + 1 == at_forget:
             notes.append(forget(data, population))
         elif d + 1 == at_expire:
-            expired = day - dt.timedelta(days=RETENTION_DAYS - 1)
+            expired = day - dt.timedelta(days=round(RETENTION_DAYS * days / 365) - 1)
             note, done = expire(data, expired)
             notes.append(note)
             cut = expired if done else None
