@@ -5,11 +5,12 @@
 
 One population is generated (``userportrait.synthetic.generate``), then each day's events
 are written to a Parquet file and added to ONE data directory by a bulk ingest in a fresh
-process (its time and peak RSS are its own, as in bench/perf.py). Twice a month a real
+process (its time and peak RSS are its own, as in bench/perf.py). Every 15th day a real
 ``userportrait serve`` answers random windows of 1-366 days (each asked once) over HTTP.
-Along the way: a live flush (POST /v1/events, waited for until visible) near day 100, a
-forget of 1,000 users (CLI, server stopped) near day 200, an expire keeping 180 days near
-day 300. Prints one Markdown table per month and the last-month / first-month ratios.
+Along the way: a live flush (POST /v1/events, waited for until visible) on day 100, a
+forget of 1,000 users (CLI, server stopped) on day 200, an expire keeping 180 days on day
+300 (all scaled to a shorter run; skipped, and said so, where ``expire`` does not exist
+yet). Prints one Markdown table per month and the last-month / first-month ratios.
 """
 
 from __future__ import annotations
