@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
+from perf import server
 
 APPID = "wx00000000000000a1"
 DEEP = b"[" + b",".join([b"[" * 999 + b"]" * 999] * 8390) + b"]"
@@ -31,7 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bodies", type=int, default=3)
     args = parser.parse_args()
-    env = {**os.environ, "USERPORTRAIT_DATA_DIR": str(Path(tempfile.mkdtemp()) / "data")}
+    data = Path(tempfile.mkdtemp()) / "data"
+    env = {**os.environ, "USERPORTRAIT_DATA_DIR": str(data)}
 
     def cli(*argv: str) -> str:
         command = [sys.executable, "-m", "userportrait", *argv]
@@ -39,35 +40,24 @@ def main() -> None:
 
     cli("apps", "add", "--appid", APPID, "--secret", "secret-secret-1")
     key = cli("apps", "ingest-key", "--appid", APPID).splitlines()[-1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "userportrait", "serve", "--port", "0"],
-        env=env, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert server.stderr is not None
-    url = ""
-    for line in server.stderr:
-        if m := re.search(r"http://127\.0\.0\.1:(\d+)", line):
-            url = f"http://127.0.0.1:{m.group(1)}"
-            break
-    threading.Thread(target=server.stderr.read, daemon=True).start()
     answers: list[tuple[float, int]] = []
 
-    def post() -> None:
+    def post(url: str) -> None:
         t = time.perf_counter()
         res = httpx.post(f"{url}/v1/events", content=DEEP, timeout=120,
                          headers={"Authorization": f"Bearer {key}"})  # fmt: skip
         answers.append((time.perf_counter() - t, res.json()["errcode"]))
 
-    senders = [threading.Thread(target=post) for _ in range(args.bodies)]
-    for s in senders:
-        s.start()
-    health: list[float] = []
-    while any(s.is_alive() for s in senders):
-        t = time.perf_counter()
-        httpx.get(f"{url}/healthz", timeout=60)
-        health.append(time.perf_counter() - t)
-        time.sleep(0.1)
-    server.terminate()
+    with server(data, live=True) as (url, _):
+        senders = [threading.Thread(target=post, args=(url,)) for _ in range(args.bodies)]
+        for s in senders:
+            s.start()
+        health: list[float] = []
+        while any(s.is_alive() for s in senders):
+            t = time.perf_counter()
+            httpx.get(f"{url}/healthz", timeout=60)
+            health.append(time.perf_counter() - t)
+            time.sleep(0.1)
     shown = ", ".join(f"{code} in {s:.2f} s" for s, code in sorted(answers))
     print(f"{args.bodies} bodies of {len(DEEP) >> 20} MiB: {shown}")
     print(

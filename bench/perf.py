@@ -25,6 +25,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -360,9 +362,40 @@ def served(data: Path, requests: int) -> dict[str, Any]:
     up = [sys.executable, "-m", "userportrait"]
     subprocess.run([*up, "apps", "add", "--appid", APPID, "--secret", SECRET,
                     "--data-dir", str(data)], check=True, capture_output=True)  # fmt: skip
-    env = {**os.environ, "USERPORTRAIT_LIVE_INGEST": "false"}
-    proc = subprocess.Popen([*up, "serve", "--data-dir", str(data), "--port", "0"], env=env,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    with server(data) as (url, pid), httpx.Client(base_url=url, timeout=60) as c:
+        tok = c.get("/cgi-bin/token", params={"grant_type": "client_credential",
+                    "appid": APPID, "secret": SECRET}).json()["access_token"]  # fmt: skip
+        rng = random.Random(5)
+        # Any window: spans of 1-366 days ending on any of the 40 days or a few after,
+        # each asked once (no answer cache can help); then WeChat's 1/7/30-day windows.
+        odd = list({(rng.randint(1, 366), END - dt.timedelta(days=rng.randint(-5, 39)))
+                    for _ in range(requests)})[:requests]  # fmt: skip
+        wechat = [(n, END - dt.timedelta(days=k)) for n in (1, 7, 30) for k in range(40)]
+        lat_first: list[float] = []
+        lat_all: list[float] = []
+        path = f"/v1/apps/{APPID}/portrait"
+        for i, (n, end) in enumerate(odd + wechat):
+            params = {"begin": f"{end - dt.timedelta(days=n - 1):%Y%m%d}",
+                      "end": f"{end:%Y%m%d}", "access_token": tok}  # fmt: skip
+            t = time.perf_counter()
+            r = c.get(path, params=params)
+            ms = (time.perf_counter() - t) * 1000
+            assert r.status_code == 200 and "visit_uv" in r.json(), r.text
+            (lat_first if i < len(odd) else lat_all).append(ms)
+        hwm = _proc_hwm(pid)
+    return {"first": lat_first, "repeat": lat_all, "rss_mb": hwm}
+
+
+@contextmanager
+def server(
+    data: Path, live: bool = False, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """A real ``userportrait serve`` on a free port, in a subprocess: (base URL, pid)."""
+    env = {**os.environ, "USERPORTRAIT_LIVE_INGEST": "true" if live else "false", **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "userportrait", "serve", "--data-dir", str(data), "--port", "0"],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     assert proc.stderr is not None
     url = None
     for line in proc.stderr:
@@ -371,33 +404,12 @@ def served(data: Path, requests: int) -> dict[str, Any]:
             url = m.group(1)
             threading.Thread(target=proc.stderr.read, daemon=True).start()
             break
-    assert url, "server did not start"
     try:
-        with httpx.Client(base_url=url, timeout=60) as c:
-            tok = c.get("/cgi-bin/token", params={"grant_type": "client_credential",
-                        "appid": APPID, "secret": SECRET}).json()["access_token"]  # fmt: skip
-            rng = random.Random(5)
-            # Any window: spans of 1-366 days ending on any of the 40 days or a few after,
-            # each asked once (no answer cache can help); then WeChat's 1/7/30-day windows.
-            odd = list({(rng.randint(1, 366), END - dt.timedelta(days=rng.randint(-5, 39)))
-                        for _ in range(requests)})[:requests]  # fmt: skip
-            wechat = [(n, END - dt.timedelta(days=k)) for n in (1, 7, 30) for k in range(40)]
-            lat_first: list[float] = []
-            lat_all: list[float] = []
-            path = f"/v1/apps/{APPID}/portrait"
-            for i, (n, end) in enumerate(odd + wechat):
-                params = {"begin": f"{end - dt.timedelta(days=n - 1):%Y%m%d}",
-                          "end": f"{end:%Y%m%d}", "access_token": tok}  # fmt: skip
-                t = time.perf_counter()
-                r = c.get(path, params=params)
-                ms = (time.perf_counter() - t) * 1000
-                assert r.status_code == 200 and "visit_uv" in r.json(), r.text
-                (lat_first if i < len(odd) else lat_all).append(ms)
-        hwm = _proc_hwm(proc.pid)
+        assert url, "server did not start"
+        yield url, proc.pid
     finally:
         proc.terminate()
-        proc.wait(10)
-    return {"first": lat_first, "repeat": lat_all, "rss_mb": hwm}
+        proc.wait(30)
 
 
 def _proc_hwm(pid: int) -> float:

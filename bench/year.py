@@ -20,18 +20,14 @@ import datetime as dt
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from perf import _proc_hwm, pct
+from perf import _proc_hwm, pct, server
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
@@ -78,28 +74,6 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and out.returncode:
         raise SystemExit(f"userportrait {' '.join(args)} failed:\n{out.stdout}{out.stderr}")
     return out
-
-
-@contextmanager
-def server(data: Path, live: bool = False) -> Iterator[tuple[str, int]]:
-    """A real ``userportrait serve`` on a free port: (base URL, pid)."""
-    env = {**os.environ, "USERPORTRAIT_LIVE_INGEST": "true" if live else "false"}
-    proc = subprocess.Popen([*UP, "serve", "--data-dir", str(data), "--port", "0"], env=env,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert proc.stderr is not None
-    url = None
-    for line in proc.stderr:
-        m = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
-        if m:
-            url = m.group(1)
-            threading.Thread(target=proc.stderr.read, daemon=True).start()
-            break
-    try:
-        assert url, "server did not start"
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def token(c: Any) -> str:
