@@ -232,17 +232,6 @@ async def allow_list(request: Request, appid: str) -> None:
     allowlist.check(client_address(request), nets)
 
 
-async def plaintext_allowed(request: Request, appid: str) -> None:
-    """An app in API-security mode is read only sealed, through the datacube routes."""
-    passed(request, Step.SECURITY)
-    _, keys = await run_in_threadpool(request.app.state.policy.of, appid)
-    if keys is not None:
-        raise Unauthorized(
-            f"{appid} is in API-security mode: its portraits are served only sealed, "
-            "through the WeChat routes (docs/api.md)"
-        )
-
-
 def query(request: Request, appid: str, begin: dt.date, end: dt.date, **kw: Any) -> PortraitQuery:
     """The portrait query of a read, with the app's small-count threshold."""
     passed(request, Step.THRESHOLD)
@@ -333,10 +322,18 @@ def _is_read_token(state: Any, token: str) -> bool:
 
 
 async def reads_app(request: Request, appid: str) -> None:
-    """The policy of every read of ``appid`` once its credential is known: allow-list and
-    API-security mode (the threshold comes with ``query``)."""
-    await allow_list(request, appid)
-    await plaintext_allowed(request, appid)
+    """The policy of every read of ``appid`` once its credential is known, in one look:
+    the allow-list, and API-security mode — an app in that mode is read only sealed,
+    through the datacube routes (the threshold comes with ``query``)."""
+    passed(request, Step.ALLOW_LIST)
+    passed(request, Step.SECURITY)
+    nets, keys = await run_in_threadpool(request.app.state.policy.of, appid)
+    allowlist.check(client_address(request), nets)
+    if keys is not None:
+        raise Unauthorized(
+            f"{appid} is in API-security mode: its portraits are served only sealed, "
+            "through the WeChat routes (docs/api.md)"
+        )
 
 
 # -- the datacube's door (WeChat's order) ------------------------------------------------------

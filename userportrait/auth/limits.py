@@ -133,9 +133,9 @@ class SecretGuard:
         """``run()`` (a secret check) under the limits; ``cheap`` when it will skip scrypt."""
         if not appid:
             return await run()  # 41002 at once, no secret is checked
-        self.admit(appid, client)
-        if cheap:
+        if cheap:  # no queue: admitted and counted at once
             return await self._held(appid, client, run)
+        self.admit(appid, client)  # refused before it queues
         if self._waiting >= self.queue:
             SECRET_CHECKS.labels("busy").inc()
             raise Busy("too many secret checks at once")

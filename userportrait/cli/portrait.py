@@ -135,9 +135,10 @@ def _existing_lake(settings: Settings) -> Lake:
 
 
 def _check_app(lake: Lake, appid: str) -> None:
-    """``appid`` has events here; else an error naming the apps that have."""
-    apps = lake.catalog.appids()
-    if appid not in apps:
+    """``appid`` has events here; else an error naming the apps that have (listed only
+    then: a fresh ``portrait`` is a look-up, and a platform may hold thousands of apps)."""
+    if not lake.catalog.has_events(appid):
+        apps = lake.catalog.appids()
         known = ", ".join(apps[:10]) + (f" and {len(apps) - 10} more" if len(apps) > 10 else "")
         fail(f"no events for {appid} in {lake.root}; apps with events: {known or 'none'}")
 

@@ -304,6 +304,12 @@ class Catalog:
             )
             return [(r[0], r[1]) for r in rows]
 
+    def has_events(self, appid: str) -> bool:
+        """Whether any committed file holds ``appid``'s events (an index look-up)."""
+        with self.connect() as con:
+            row = con.execute("SELECT 1 FROM files WHERE appid = ? LIMIT 1", (appid,)).fetchone()
+        return row is not None
+
     def appids(self) -> list[str]:
         with self.connect() as con:
             return [r[0] for r in con.execute("SELECT DISTINCT appid FROM files ORDER BY 1")]
