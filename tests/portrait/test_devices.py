@@ -112,6 +112,16 @@ def test_model_names(model: str | None, name: str | None) -> None:
     assert devices.model_name(model) == name
 
 
+@pytest.mark.parametrize(
+    ("name", "model"),
+    [(n, m) for rows in generate._PHONES.values() for n, m, _ in rows if m is not None],
+)
+def test_generated_devices_are_the_names_of_their_models(name: str, model: str) -> None:
+    """The generator's ``device`` is what its phone's model string normalises to, so the
+    demo's devices and a real client's ``model`` give one row (issue 27)."""
+    assert devices.model_name(model) == name
+
+
 SYSTEMS = [
     ("iOS 17.0", 1),
     ("iOS 16.6.1", 1),

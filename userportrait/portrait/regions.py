@@ -226,6 +226,13 @@ def region_info() -> dict[int, tuple[str, str, str]]:
     }
 
 
+@cache
+def population() -> dict[int, int]:
+    """id -> resident population of every province and city (the table's ``population``
+    column; docs/regions.md says where it comes from). The generator's weights."""
+    return {int(r["code"]): int(r["population"]) for r in _rows() if r["population"]}
+
+
 def _code(row: _Row) -> int:
     return row.code
 

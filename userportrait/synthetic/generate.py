@@ -1,6 +1,7 @@
 """A synthetic visit-event generator for tests, the benchmark and the demo.
 
-Realistic enough to exercise every rule: Zipf-like provinces, cities and devices, users
+Realistic enough to exercise every rule: provinces and cities weighted by population
+(regions.population()), phones of the last three years' market, users
 who started before the window, missing and unrecognised attributes, every accepted raw
 form of each field, users who move city, several appids. Vectorised with numpy, one day
 at a time, so tens of millions of events stay within a few hundred MB.
@@ -23,19 +24,70 @@ import pyarrow.parquet as pq
 from userportrait.portrait import regions
 from userportrait.portrait.query import TZ
 
-# Rough order of provinces by mini-program users (largest first); the rest follow.
-_TOP_PROVINCES = [44, 37, 41, 32, 51, 33, 13, 43, 42, 35, 34, 11, 31, 36, 61, 45, 53, 21, 14]
-_DEVICES = {
-    "ios": ["iPhone 13", "iPhone 14 Pro", "iPhone 12", "iPhone 15", "iPhone 11", "iPhone XR",
-            "iPhone 15 Pro Max", "iPhone SE", "iPad Air", "iPhone 8 Plus"],
-    "android": ["OPPO R9", "vivo X27", "HUAWEI P40", "Xiaomi 13", "Redmi K60", "OPPO Reno8",
-                "vivo Y76s", "HONOR 70", "Xiaomi 12S", "OnePlus 11", "Redmi Note 12",
-                "SM-G9910", "OPPO A57", "vivo S16", "realme GT Neo5", "MEIZU 20"],
-    "ohos": ["HUAWEI Mate 60 Pro", "HUAWEI P60", "HUAWEI nova 11", "HUAWEI Mate X5"],
-    "windows": ["PC", "Surface Pro 9"],
-    "mac": ["MacBookPro18,3", "MacBookAir10,1"],
-    "devtools": ["devtools"],
+
+def _weights(w: list[float]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    a = np.asarray(w, dtype=np.float64)
+    out: np.ndarray[Any, np.dtype[np.float64]] = a / a.sum()
+    return out
+
+
+# How many of a region's residents a mini program reaches, against the mainland's (1.0):
+# WeChat is one app among several in Hong Kong and Macau and rare in Taiwan.
+_REACH = {81: 0.15, 82: 0.3, 71: 0.01}
+# Per resident, the first-tier cities have more phones and use more services through mini
+# programs: a guess (a demo weight, not a measurement) that puts 北上广深 first, as an
+# app's portrait usually shows them, ahead of 重庆's larger but largely rural population.
+_CITY_REACH = {1101: 2.0, 3101: 2.0, 4401: 2.0, 4403: 2.0}
+# Phones of the last three years' Chinese market (Apple, Huawei, vivo, OPPO, Honor, Xiaomi
+# lead with 14-18% each), as (the device name, the model the client reports, weight).
+# The name is what portrait/devices.py makes of the model (tests/portrait/test_devices.py
+# checks it), so the ``device`` the generator sends and the ``model`` a client sends give
+# one row. HarmonyOS 4 Huawei phones run WeChat's Android app; ``ohos`` is HarmonyOS NEXT.
+_PHONES: dict[str, list[tuple[str, str | None, float]]] = {
+    "ios": [
+        ("iPhone 16 Pro Max", "iPhone 16 Pro Max<iPhone17,2>", 10), ("iPhone 17 Pro Max", "iPhone 17 Pro Max<iPhone18,2>", 9),
+        ("iPhone 16 Pro", "iPhone 16 Pro<iPhone17,1>", 8), ("iPhone 16", "iPhone 16<iPhone17,3>", 7),
+        ("iPhone 17 Pro", "iPhone 17 Pro<iPhone18,1>", 7), ("iPhone 17", "iPhone 17<iPhone18,3>", 7),
+        ("iPhone 15 Pro Max", "iPhone 15 Pro Max<iPhone16,2>", 6), ("iPhone 15", "iPhone 15<iPhone15,4>", 5),
+        ("iPhone 15 Pro", "iPhone 15 Pro<iPhone16,1>", 4), ("iPhone 14 Pro Max", "iPhone 14 Pro Max<iPhone15,3>", 3),
+        ("iPhone 13", "iPhone 13<iPhone14,5>", 3), ("iPhone 14", "iPhone 14<iPhone14,7>", 2),
+        ("iPhone 16 Plus", "iPhone 16 Plus<iPhone17,4>", 2), ("iPhone Air", "iPhone Air<iPhone18,4>", 2),
+        ("iPhone 16e", "iPhone 16e<iPhone17,5>", 1), ('iPad Air 6 11" WiFi', "iPad14,8", 1),
+    ],
+    "android": [
+        ("Huawei Mate 60 Pro", "ALN-AL00", 8), ("Huawei Mate 60", "BRA-AL00", 5),
+        ("Huawei Pura 70 Pro", "HBN-AL00", 4), ("Huawei Pura 70", "ADY-AL00", 3),
+        ("Huawei Nova 12", "BLK-AL00", 3), ("Huawei Nova 12 Pro", "ADA-AL00", 2),
+        ("Huawei Enjoy 50 Pro", "CTR-AL00", 2),
+        ("Vivo X100", "V2309A", 5), ("Vivo X200 Pro", "V2405A", 4), ("Vivo S19", "V2364A", 4),
+        ("Vivo X100 Pro", "V2324A", 3), ("Vivo Y200 5G", "V2343A", 3), ("Vivo S18e", "V2334A", 2),
+        ("Vivo Y35 5G", "V2230A", 2), ("iQOO 13", "V2408A", 2), ("iQOO 12 Pro", "V2329A", 1),
+        ("OPPO Reno 12", "PJV110", 5), ("OPPO Reno 13", "PKM110", 4), ("OPPO Reno 11", "PJH110", 3),
+        ("OPPO Find X8", "PKB110", 3), ("OPPO Find X8 Pro", "PKC110", 2), ("OPPO Find X7", "PHZ110", 2),
+        ("OPPO K12 5G", "PJR110", 1),
+        ("Honor X50", "ALI-AN00", 5), ("Honor 200", "ELI-AN00", 3), ("Honor 100 Pro", "MAA-AN10", 3),
+        ("Honor Magic 6 Pro", "BVL-AN16", 3), ("Honor Magic 7 Pro", "PTP-AN10", 2),
+        ("Honor Play 40 Plus", "RKY-AN00", 2), ("Honor Magic V3", "FCP-AN10", 1),
+        ("Xiaomi 15", "24129PN74C", 4), ("Xiaomi 14", "23127PN0CC", 4), ("Xiaomi 14 Ultra", "24031PN0DC", 1),
+        ("Xiaomi 13", "2211133C", 2), ("Xiaomi Civi 4 Pro", "24053PY09C", 1),
+        ("Redmi K70", "23113RKC6C", 4), ("Redmi Note 13 5G", "2312DRAABC", 4),
+        ("Redmi Turbo 3", "24069RA21C", 3), ("Redmi K80 Pro", "24122RKC7C", 2),
+        ("Redmi K70 Pro", "23117RK66C", 2), ("Redmi Note 12T", "23049RAD8C", 2),
+        ("OnePlus 13", "PJZ110", 2), ("OnePlus Ace 3", "PJE110", 2), ("OnePlus 12", "PJD110", 1),
+        ("Samsung Galaxy S24", "SM-S9210", 1), ("Realme GT 5 Pro", "RMX3888", 1),
+    ],
+    "ohos": [
+        ("Huawei Mate 70 Pro", "PLR-AL00", 5), ("Huawei Mate 60 Pro", "ALN-AL00", 4),
+        ("Huawei Mate 70 5G", "CLS-AL00", 3), ("Huawei Pura 70 Pro", "HBN-AL00", 3),
+        ("Huawei Nova 12 Pro", "ADA-AL00", 2), ("Huawei Pura 70 Ultra", "HBP-AL00", 1),
+        ("Huawei Mate 70 Pro+ 5G", "PLA-AL10", 1),
+    ],
+    "windows": [("PC", None, 3), ("Surface Pro 9", None, 1)],
+    "mac": [("MacBookPro18,3", None, 2), ("MacBookAir10,1", None, 1)],
+    "devtools": [("devtools", None, 1)],
 }  # fmt: skip
+_DEVICES = {p: [name for name, _, _ in rows] for p, rows in _PHONES.items()}
+_DEVICE_WEIGHTS = {p: _weights([w for _, _, w in rows]) for p, rows in _PHONES.items()}
 _PLATFORM_FORMS = {
     "ios": ["ios", "iOS", "iPhone"], "android": ["android", "Android"],
     "ohos": ["ohos", "HarmonyOS"], "windows": ["windows", "Windows"],
@@ -119,12 +171,20 @@ class _Population:
         n = cfg.users
         self.n = n
         self.app = rng.choice(cfg.apps, size=n, p=_zipf(cfg.apps, 0.8))
-        provinces = [p for p, _ in regions.all_provinces()]
-        order = _TOP_PROVINCES + [p for p in provinces if p not in _TOP_PROVINCES]
-        self.provinces = [p for p in order if p in provinces]
+        people = regions.population()
+        self.provinces = [p for p, _ in regions.all_provinces()]
         cities = regions.all_cities()
         self.cities_of = {p: [c for c, _, cp in cities if cp == p] for p in self.provinces}
-        self.province = rng.choice(len(self.provinces), size=n, p=_zipf(len(self.provinces), 0.9))
+        users_of = {
+            c: people[c] * _CITY_REACH.get(c, 1.0) for cs in self.cities_of.values() for c in cs
+        }
+        self.city_weights = {
+            p: _weights([users_of[c] for c in cs]) for p, cs in self.cities_of.items()
+        }
+        # The province's figure plus what its first-tier city adds.
+        extra = {p: sum(users_of[c] - people[c] for c in cs) for p, cs in self.cities_of.items()}
+        weights = _weights([(people[p] + extra[p]) * _REACH.get(p, 1.0) for p in self.provinces])
+        self.province = rng.choice(len(self.provinces), size=n, p=weights)
         self.city = self._pick_city(self.province, rng)
         # 6% move to another city (often another province) on a random day.
         self.moves = rng.random(n) < 0.06
@@ -132,7 +192,7 @@ class _Population:
         self.province2 = np.where(
             rng.random(n) < 0.5,
             self.province,
-            rng.choice(len(self.provinces), size=n, p=_zipf(len(self.provinces), 0.9)),
+            rng.choice(len(self.provinces), size=n, p=weights),
         )
         self.city2 = self._pick_city(self.province2, rng)
         self.gender = rng.choice([0, 1, 2], size=n, p=[0.08, 0.49, 0.43])
@@ -142,7 +202,7 @@ class _Population:
         self.device = (
             np.array(
                 [
-                    rng.choice(len(_DEVICES[names[p]]), p=_zipf(len(_DEVICES[names[p]]), 1.1))
+                    rng.choice(len(_DEVICES[names[p]]), p=_DEVICE_WEIGHTS[names[p]])
                     for p in self.platform
                 ]
             )
@@ -171,7 +231,7 @@ class _Population:
             mask = province == i
             k = len(self.cities_of[p])
             if k and mask.any():
-                out[mask] = rng.choice(k, size=int(mask.sum()), p=_zipf(k, 1.0))
+                out[mask] = rng.choice(k, size=int(mask.sum()), p=self.city_weights[p])
         return out
 
     def _vector_devices(self, rng: np.random.Generator) -> np.ndarray[Any, Any]:
@@ -179,7 +239,7 @@ class _Population:
         for i, name in enumerate(self.platform_names):
             mask = self.platform == i
             k = len(_DEVICES[name])
-            out[mask] = rng.choice(k, size=int(mask.sum()), p=_zipf(k, 1.1))
+            out[mask] = rng.choice(k, size=int(mask.sum()), p=_DEVICE_WEIGHTS[name])
         return out
 
 
