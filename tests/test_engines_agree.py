@@ -78,7 +78,7 @@ def test_every_engine_has_the_whole_interface(name: str) -> None:
     """``engine/base.Engine``'s members, ``data_version`` included (the cache calls it)."""
     module, cls = ENGINES[name].split(":")
     members = {m for m in vars(Engine) if not m.startswith("_")} | set(Engine.__annotations__)
-    assert members == {"name", "run_portrait", "data_version", "close"}
+    assert members == {"name", "run_portrait", "run_crosstab", "data_version", "close"}
     assert members <= set(dir(getattr(import_module(module), cls)))
 
 

@@ -112,7 +112,12 @@ def check(route: str, res: httpx.Response) -> None:
         FIVE_XX[route] += 1
     assert res.status_code < 500, (route, res.status_code, res.text[:300])
     if res.headers.get("content-type", "").startswith("text/csv"):
-        assert res.text.startswith("ref_date,audience,dimension,id,name,value\n")
+        header = res.text.split("\n", 1)[0]
+        assert re.fullmatch(
+            r"ref_date,audience,dimension,id,name,value(,previous)?"
+            r"|audience,(\w+)_id,\2_name,(\w+)_id,\3_name,value(,previous)?",
+            header,
+        ), header
         return
     body = res.json()
     assert isinstance(body, dict), body
@@ -123,6 +128,10 @@ def check(route: str, res: httpx.Response) -> None:
         assert set(body) == {"errCode", "errMsg"} and re.search(f" rid: {RID}$", body["errMsg"])
     else:
         shapes = [{"access_token", "expires_in"}, {"ref_date", "visit_uv_new", "visit_uv"},
+                  # the native portrait's compare, by, and both (issue 27)
+                  {"ref_date", "visit_uv_new", "visit_uv", "previous_ref_date", "totals"},
+                  {"ref_date", "by", "visit_uv_new", "visit_uv"},
+                  {"ref_date", "by", "visit_uv_new", "visit_uv", "previous_ref_date", "totals"},
                   {"refDate", "visitUvNew", "visitUv", "errMsg", "errCode"},
                   {"status", "version", "store_version"},
                   {"errcode", "errmsg", "accepted", "rejected"},
@@ -202,6 +211,63 @@ def test_schema_routes(server: Server, label: str) -> None:
 @pytest.mark.parametrize("label", LABELS)
 def test_schema_routes_long(server: Server, label: str) -> None:
     run_schema(server, label, FUZZ_EXAMPLES_SLOW)
+
+
+# -- hypothesis: the native portrait's compare, filter and by (issue 27) ---------------------
+PARAM_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)  # URL-encodable
+FILTERS = st.sampled_from(["province=44", "city=4401", "genders=1", "ages=0", "platforms=2",
+                           "devices=iPhone 13", "devices=未知", "province=99", "province=1",
+                           "genders=99", "ages=7", "city=4499", "devices=", "province=", "=1",
+                           "genders", "bogus=1", "province=44=1", "province=-1",
+                           "province=00044", "province=１１", "devices=" + "x" * 300]) | PARAM_TEXT  # fmt: skip
+BYS = st.sampled_from(["genders,ages", "province,city", "devices,platforms", "ages,ages",
+                       "genders", "genders,ages,city", ",", "city,", "bogus,ages"]) | PARAM_TEXT  # fmt: skip
+
+
+def native_params(examples: int) -> Any:
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(
+        filters=st.lists(FILTERS, max_size=3),
+        by=st.none() | BYS,
+        compare=st.none() | st.sampled_from(["previous", "", "next", "PREVIOUS"]),
+        fmt=st.sampled_from(["json", "csv"]),
+        window=st.sampled_from(
+            [
+                ("20240610", "20240612"),
+                ("20240612", "20240612"),
+                ("20240101", "20241231"),
+                ("20240612", "20240610"),
+            ]
+        ),  # fmt: skip
+    )
+    def run(
+        server: Server, filters: list[str], by: str | None, compare: str | None, fmt: str,
+        window: tuple[str, str],
+    ) -> None:  # fmt: skip
+        url, good_token, _, _ = server
+        params: list[tuple[str, str]] = [("begin", window[0]), ("end", window[1]),
+                                         ("format", fmt), ("access_token", good_token)]  # fmt: skip
+        params += [("filter", f) for f in filters]
+        if by is not None:
+            params.append(("by", by))
+        if compare is not None:
+            params.append(("compare", compare))
+        res = httpx.get(f"{url}/v1/apps/{A}/portrait", params=params, timeout=TIMEOUT_S)
+        check("GET /v1/apps/{appid}/portrait (compare, filter, by)", res)
+
+    return run
+
+
+def test_native_portrait_params(server: Server) -> None:
+    native_params(RAW_EXAMPLES)(server)
+    no_tracebacks(server.tracebacks)
+
+
+@pytest.mark.slow
+def test_native_portrait_params_long(server: Server) -> None:
+    native_params(RAW_EXAMPLES_SLOW)(server)
+    no_tracebacks(server.tracebacks)
 
 
 # -- hypothesis: raw bodies of the WeChat routes --------------------------------------------

@@ -9,7 +9,9 @@ CLI prints ``errmsg`` on one line. The client maps errcodes back to the same cla
     │   ├── InvalidGrantType (40002)
     │   ├── InvalidAppId (40013)
     │   ├── InvalidDate (61500, date format error)
-    │   └── InvalidDateRange (61501, date range error)
+    │   ├── InvalidDateRange (61501, date range error)
+    │   ├── InvalidArgs (40097, invalid args) — a bad filter, by or compare parameter
+    │   └── SegmentTooSmall (61502) — a filtered segment below the app's small-count k
     ├── AuthError
     │   ├── InvalidCredential (40001)
     │   ├── InvalidAppSecret (40125)
@@ -39,6 +41,7 @@ CLI prints ``errmsg`` on one line. The client maps errcodes back to the same cla
     ├── Busy (-1 / HTTP 503, retryable)
     ├── QueryTimeout (-1, system busy) — a portrait ran past query_time_limit_ms
     ├── ClientDisconnected (-1 / HTTP 400) — the client left before its body was read
+    ├── NotSupported (-1) — the configured engine cannot answer this (filter, by)
     └── InputError (-1) — CLI-side problems: missing file, unknown format, wrong columns
 """
 
@@ -92,6 +95,19 @@ class InvalidDate(InvalidRequest):
 class InvalidDateRange(InvalidRequest):
     errcode = 61501
     errmsg = "date range error"
+
+
+class InvalidArgs(InvalidRequest):
+    errcode = 40097
+    errmsg = "invalid args"
+
+
+class SegmentTooSmall(InvalidRequest):
+    """Not WeChat's: a filter whose segment has fewer than the app's k active users in a
+    window would open a way round the small-count threshold (docs/privacy.md)."""
+
+    errcode = 61502
+    errmsg = "segment too small"
 
 
 class AuthError(ServiceError):
@@ -293,6 +309,12 @@ class ClientDisconnected(ServiceError):
 
     errmsg = "client disconnected"
     http_status = 400
+
+
+class NotSupported(ServiceError):
+    """The configured engine does not implement a kind of query (docs/engines.md)."""
+
+    errmsg = "not supported"
 
 
 class InputError(ServiceError):

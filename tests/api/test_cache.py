@@ -34,7 +34,7 @@ async def test_run_answers_then_hits_under_the_catalog_version(lake: Lake) -> No
     # The reference engine reads the catalog afresh (data_version() is None): the answer
     # is filed under the version read before asking.
     version = lake.catalog.version()
-    assert list(cache._items) == [(A, "2024-06-10", "2024-06-12", None, "range", version)]
+    assert list(cache._items) == [(Q, "range", version)]
 
 
 async def test_run_takes_the_mode_and_time_limit_it_was_built_with(lake: Lake) -> None:

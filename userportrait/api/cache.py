@@ -15,14 +15,14 @@ from userportrait.portrait.result import RefDateMode
 from userportrait.portrait.service import portrait
 from userportrait.store.lake import Lake
 
-Key = tuple[str, str, str, int | None, str, int]
+Key = tuple[PortraitQuery, str, int]
 
 
 class PortraitCache:
     """The server's portraits: ``run(query)`` is what every route calls.
 
-    An LRU of answers keyed by (appid, begin, end, threshold, ref_date mode, catalog
-    version). A committed ingest raises the catalog version, so stale answers are never
+    An LRU of answers keyed by (the query: appid, window, threshold, filters, by,
+    compare; ref_date mode; catalog version). A committed ingest raises the catalog version, so stale answers are never
     served and no invalidation is needed. An engine that may answer from state lagging the
     catalog (a derived store being caught up by another writer) says so in
     ``data_version()``, the catalog version its last answer reflected: the answer is then
@@ -60,8 +60,7 @@ class PortraitCache:
 
     def get(self, query: PortraitQuery) -> dict[str, Any]:
         """The answer, from the cache or computed now (blocking; call it in a thread)."""
-        key: Key = (query.appid, query.begin.isoformat(), query.end.isoformat(),
-                    query.threshold, self.mode, self.lake.catalog.version())  # fmt: skip
+        key: Key = (query, self.mode, self.lake.catalog.version())
         with self._lock:
             body = self._lookup(key)
             if body is not None:
@@ -80,7 +79,7 @@ class PortraitCache:
                     self._flights.pop(key, None)
             with self._lock:
                 self.misses += 1
-                self._items[key if answered is None else (*key[:5], answered)] = body
+                self._items[key if answered is None else (key[0], key[1], answered)] = body
                 while len(self._items) > self.size:
                     self._items.popitem(last=False)
         return body

@@ -28,6 +28,9 @@ class Item(BaseModel):
     id: int | None = Field(None, description="Value id (absent for devices)")
     name: str
     value: int = Field(description="Distinct users")
+    previous: int | None = Field(
+        None, description="compare=previous: the value in the window just before (0: absent)"
+    )
 
 
 class Audience(BaseModel):
@@ -45,6 +48,43 @@ class PortraitBody(BaseModel):
     ref_date: str = Field(examples=["20240610-20240612"])
     visit_uv_new: Audience
     visit_uv: Audience
+
+
+class Total(BaseModel):
+    value: int | None = Field(description="Distinct users (null: withheld below k)")
+    previous: int | None
+
+
+class Totals(BaseModel):
+    visit_uv: Total
+    visit_uv_new: Total
+
+
+class ComparedBody(PortraitBody):
+    """``compare=previous``: rows carry ``previous``; the window before and both totals."""
+
+    previous_ref_date: str = Field(examples=["20240607-20240609"])
+    totals: Totals
+
+
+class Key(BaseModel):
+    id: int | None = Field(None, description="Value id (absent for devices)")
+    name: str
+
+
+class CrossRow(BaseModel):
+    keys: list[Key] = Field(description="One key per ``by`` dimension, in its order")
+    value: int
+    previous: int | None = None
+
+
+class CrossBody(BaseModel):
+    """``by=A,B``: users per pair of values, rows summing to each audience's users."""
+
+    ref_date: str
+    by: list[str] = Field(examples=[["genders", "ages"]])
+    visit_uv_new: list[CrossRow]
+    visit_uv: list[CrossRow]
 
 
 class ErrorBody(BaseModel):
@@ -78,11 +118,13 @@ def bearer(access_token: str | None, authorization: str | None) -> str | None:
 @router.get(
     "/apps/{appid}/portrait",
     summary="Portrait of new and active users for any window",
-    response_model=PortraitBody | ErrorBody,
+    response_model=PortraitBody | ComparedBody | CrossBody | ErrorBody,
     responses={
         200: {
             "description": "WeChat's success body (JSON) or its rows (CSV: ref_date, "
-            "audience, dimension, id, name, value); errors are ErrorBody, also HTTP 200.",
+            "audience, dimension, id, name, value[, previous]); with by=A,B a cross-tab "
+            "(CSV: audience, A_id, A_name, B_id, B_name, value); errors are ErrorBody, "
+            "also HTTP 200.",
             "content": {"text/csv": {}},
         }
     },
@@ -94,6 +136,16 @@ async def native_portrait(
     begin: Annotated[str, Query(description="First day, yyyymmdd or yyyy-mm-dd")],
     end: Annotated[str, Query(description="Last day (inclusive)")],
     format: Annotated[Literal["json", "csv"], Query()] = "json",
+    compare: Annotated[
+        str | None, Query(description="previous: also the window of the same length before")
+    ] = None,
+    filter: Annotated[
+        list[str] | None,
+        Query(description="DIM=ID, repeatable (AND); devices by model name (docs/semantics.md)"),
+    ] = None,
+    by: Annotated[
+        str | None, Query(description="DIM,DIM: users per pair of values of two dimensions")
+    ] = None,
     access_token: Annotated[str | None, Query(description="The app's access_token")] = None,
     authorization: Annotated[str | None, Header(description="Bearer <access_token>")] = None,
 ) -> Any:
@@ -102,7 +154,15 @@ async def native_portrait(
     elif await doors.token_reader(request, bearer(access_token, authorization)) != appid:
         raise Unauthorized("the access_token belongs to another app")
     await doors.reads_app(request, appid)
-    query = doors.query(request, appid, parse_date(begin, "begin"), parse_date(end, "end"))
+    query = doors.query(
+        request,
+        appid,
+        parse_date(begin, "begin"),
+        parse_date(end, "end"),
+        filters=filter or (),
+        by=by,
+        compare=compare,
+    )
     body = await request.app.state.portraits.run(query)
     if format == "csv":
         return PlainTextResponse(portrait_csv(body), media_type="text/csv; charset=utf-8")

@@ -41,6 +41,21 @@ if TYPE_CHECKING:
     help="json is exactly WeChat's success body.",
 )
 @click.option(
+    "--compare",
+    type=click.Choice(["previous"]),
+    help="Also the window of the same length just before: a 'previous' value on every "
+    "row, and both windows' totals.",
+)
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="DIM=ID",
+    help="Only the users whose window value of DIM is ID (repeatable, AND); DIM one of "
+    "province, city, genders, platforms, devices (ID: the model name), ages.",
+)
+@click.option("--by", metavar="DIM,DIM", help="Users per pair of values of two dimensions.")
+@click.option(
     "--raw", is_flag=True, help="Exact rows even for an app with a small-count threshold."
 )
 @click.option(
@@ -64,11 +79,15 @@ def portrait(
     engine: str | None,
     spark_master: str | None,
     fmt: str,
+    compare: str | None,
+    filters: tuple[str, ...],
+    by: str | None,
     raw: bool,
     top: int,
     bom: bool,
 ) -> None:
-    """Print the portrait of new and active users of APPID for a date window.
+    """Print the portrait of new and active users of APPID for a date window; --compare
+    previous, --filter DIM=ID and --by DIM,DIM as the native API takes them (docs/api.md).
 
     Any window works here (WeChat's 1/7/30-day limits apply only to the API), except for
     an app protected by `apps threshold`: it answers as the API does, 1/7/30-day windows
@@ -87,7 +106,7 @@ def portrait(
         from userportrait.store.thresholds import Thresholds
 
         threshold = Thresholds(settings.data_dir / "meta.sqlite").get(appid)
-    query = make_query(appid, b, e, threshold=threshold)
+    query = make_query(appid, b, e, threshold=threshold, filters=filters, by=by, compare=compare)
     eng = get_engine(settings.engine, lake)  # first: a missing engine says how to install it
     try:
         _check_app(lake, appid)
@@ -103,7 +122,7 @@ def portrait(
     else:
         from rich.console import Console
 
-        Console().print(*portrait_tables(body, top))
+        Console().print(*(cross_tables(body, top) if "by" in body else portrait_tables(body, top)))
 
 
 def _check_window(end: dt.date) -> None:
@@ -149,6 +168,7 @@ def portrait_tables(body: dict[str, Any], top: int = 0) -> list[Table]:
     from rich.table import Table
 
     new, active = body["visit_uv_new"], body["visit_uv"]
+    compared = "previous_ref_date" in body
     tables = []
     for dim, rows in active.items():
         total_active = sum(r["value"] for r in rows) or 1
@@ -160,22 +180,71 @@ def portrait_tables(body: dict[str, Any], top: int = 0) -> list[Table]:
         table.add_column("active", justify="right")
         table.add_column("share", justify="right")
         table.add_column("index", justify="right")
+        if compared:
+            table.add_column(f"active {body['previous_ref_date']}", justify="right")
+            table.add_column("change", justify="right")
         shown = rows[:top] if top else rows
         for r in shown:
             n = new_by_name.get(r["name"], 0)
             index = (n / total_new) / (r["value"] / total_active) * 100
-            table.add_row(
-                r["name"],
-                str(n),
-                str(r["value"]),
-                f"{r['value'] / total_active:.1%}",
-                f"{index:.0f}",
-            )
+            cells = [r["name"], str(n), str(r["value"]), f"{r['value'] / total_active:.1%}",
+                     f"{index:.0f}"]  # fmt: skip
+            if compared:
+                cells += [str(r["previous"]), _change(r["value"], r["previous"])]
+            table.add_row(*cells)
+        pad = ["", ""] if compared else []
         if len(shown) < len(rows):
-            table.add_row(f"… {len(rows) - len(shown)} more", "", "", "", "", style="dim")
+            table.add_row(f"… {len(rows) - len(shown)} more", "", "", "", "", *pad, style="dim")
         # Every user has exactly one value per dimension (未知 too), so a column's sum is
         # the window's users.
-        table.add_row("total", str(sum(new_by_name.values())), str(sum(r["value"] for r in rows)),
-                      "", "", style="bold", end_section=True)  # fmt: skip
+        totals = ["total", str(sum(new_by_name.values())), str(sum(r["value"] for r in rows)), "", ""]  # fmt: skip
+        if compared:
+            t = body["totals"]["visit_uv"]
+            prev = t["previous"]
+            totals += ["—" if prev is None else str(prev), _change(t["value"], prev)]
+        table.add_row(*totals, style="bold", end_section=True)
+        tables.append(table)
+    return tables
+
+
+def _change(value: int | None, previous: int | None) -> str:
+    """▲/▼ and the relative change; "new" where there was nothing before."""
+    if value is None or previous is None:
+        return "—"
+    if previous == 0:
+        return "new" if value else ""
+    change = (value - previous) / previous
+    return f"{'▲' if change > 0 else '▼' if change < 0 else ''}{change:+.1%}"
+
+
+def cross_tables(body: dict[str, Any], top: int = 0) -> list[Table]:
+    """A cross-tab (``--by``): one table per audience, its first ``top`` rows (0: all)."""
+    from rich.table import Table
+
+    a, b = body["by"]
+    compared = "previous_ref_date" in body
+    tables = []
+    for audience in ("visit_uv_new", "visit_uv"):
+        rows = body[audience]
+        title = f"{'new' if audience == 'visit_uv_new' else 'active'} users by {a}, {b} — {body['ref_date']}"  # fmt: skip
+        table = Table(title=title, title_justify="left")
+        for col in (a, b):
+            table.add_column(col)
+        table.add_column("users", justify="right")
+        table.add_column("share", justify="right")
+        if compared:
+            table.add_column(f"users {body['previous_ref_date']}", justify="right")
+            table.add_column("change", justify="right")
+        users = sum(r["value"] for r in rows) or 1
+        shown = rows[:top] if top else rows
+        for r in shown:
+            cells = [k["name"] for k in r["keys"]] + [str(r["value"]), f"{r['value'] / users:.1%}"]
+            if compared:
+                cells += [str(r["previous"]), _change(r["value"], r["previous"])]
+            table.add_row(*cells)
+        pad = ["", ""] if compared else []
+        if len(shown) < len(rows):
+            table.add_row(f"… {len(rows) - len(shown)} more", "", "", "", *pad, style="dim")
+        table.add_row("total", "", str(sum(r["value"] for r in rows)), "", *pad, style="bold")
         tables.append(table)
     return tables

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from userportrait.portrait.counts import PortraitCounts
+from userportrait.portrait.counts import CrossCounts, PortraitCounts
 from userportrait.portrait.query import PortraitQuery
 
 
@@ -13,7 +13,14 @@ class Engine(Protocol):
 
     name: str
 
-    def run_portrait(self, query: PortraitQuery) -> PortraitCounts: ...
+    def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
+        """The six lists of the users in the window (and in ``query.filters``' segment)."""
+        ...
+
+    def run_crosstab(self, query: PortraitQuery) -> CrossCounts:
+        """Users per pair of values of ``query.by`` (in ``query.filters``' segment);
+        an engine that cannot raises ``errors.NotSupported``."""
+        ...
 
     def data_version(self) -> int | None:
         """The catalog version the calling thread's last answer reflected, when it may lag

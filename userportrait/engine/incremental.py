@@ -1,7 +1,8 @@
 """The default engine, ``incremental``: portraits from the incremental store (``store/state/``).
 
 DuckDB builds the derived state from the lake; numpy merges day partitions. Standard
-1/7/30-day windows are a lookup; any other window is computed from the day partitions.
+1/7/30-day windows are a lookup; any other window is computed from the day partitions, and
+so are filters and cross-tabs (per user of the window, ``store/windows.window_users``).
 An app whose state failed to update (``StaleState``) is answered by the ``sql`` engine
 from the lake until a retry succeeds: slower, but exact.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from userportrait.engine.sql import SQLEngine
-from userportrait.portrait.counts import PortraitCounts
+from userportrait.portrait.counts import CrossCounts, PortraitCounts
 from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
 from userportrait.store.state import StaleState, StateStore
@@ -33,6 +34,13 @@ class IncrementalEngine:
         except StaleState:
             log.warning("portrait of %s answered from the lake (its state is stale)", query.appid)
             return self.fallback.run_portrait(query)
+
+    def run_crosstab(self, query: PortraitQuery) -> CrossCounts:
+        try:
+            return self.store.crosstab_after_catch_up(query)
+        except StaleState:
+            log.warning("cross-tab of %s answered from the lake (its state is stale)", query.appid)
+            return self.fallback.run_crosstab(query)
 
     def data_version(self) -> int:
         """The catalog version of this thread's last answer (the cache files it under it)."""

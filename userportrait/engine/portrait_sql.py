@@ -13,13 +13,13 @@ the same rules in Python; ``tests/test_engines_agree.py`` and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
-from userportrait.portrait.counts import AudienceCounts, PortraitCounts
+from userportrait.portrait.counts import AudienceCounts, CrossCounts, PortraitCounts
 from userportrait.portrait.dims import AGE_BUCKET_UPPER, Dim
-from userportrait.portrait.query import PortraitQuery
-from userportrait.sqltext import Dialect
+from userportrait.portrait.query import Filter, PortraitQuery
+from userportrait.sqltext import Dialect, sql_str
 from userportrait.store.lake import DIM_COLUMNS
 from userportrait.store.profiles import latest_profiles_sql
 
@@ -30,6 +30,9 @@ PROFILE_FILL: Final = {
     "city": "p.city_id",
     "genders": "p.gender_id",
 }
+
+#: ``portrait_sql`` or ``crosstab_sql``: (events, query, profiles, dialect, first_seen) -> SQL.
+MakeSQL = Callable[[str, PortraitQuery, "str | None", Dialect, "str | None"], str]
 
 
 def portrait_sql(
@@ -44,6 +47,43 @@ def portrait_sql(
     the relation ``profiles`` (None: the app has none); ``first_seen`` (openid, first_day)
     the first days an expiry kept (``store/expire.py``; None: never expired). Rows: one column per dimension,
     ``is_new``, ``g_<dim>`` (GROUPING) per dimension, ``n``; ``counts_from_rows`` reads them."""
+    sets = ", ".join(f"(is_new, {dim})" for dim in DIM_COLUMNS)
+    return f"""
+    {users_sql(events, query, profiles, dialect, first_seen)}
+    SELECT {", ".join(DIM_COLUMNS)}, is_new,
+           {", ".join(f"grouping({d}) AS g_{d}" for d in DIM_COLUMNS)}, count(*) AS n
+    FROM flagged WHERE {segment_sql(query.filters)}
+    GROUP BY GROUPING SETS ({sets})
+    """
+
+
+def crosstab_sql(
+    events: str,
+    query: PortraitQuery,
+    profiles: str | None,
+    dialect: Dialect,
+    first_seen: str | None = None,
+) -> str:
+    """Users per pair of ``query.by`` values and ``is_new``: rows (a, b, is_new, n)."""
+    assert query.by is not None
+    a, b = query.by
+    return f"""
+    {users_sql(events, query, profiles, dialect, first_seen)}
+    SELECT {a}, {b}, is_new, count(*) AS n
+    FROM flagged WHERE {segment_sql(query.filters)}
+    GROUP BY {a}, {b}, is_new
+    """
+
+
+def users_sql(
+    events: str,
+    query: PortraitQuery,
+    profiles: str | None,
+    dialect: Dialect,
+    first_seen: str | None = None,
+) -> str:
+    """The ``WITH`` clause ending in ``flagged``: one row per user active in the window,
+    a column per dimension (NULL: 未知) and ``is_new``."""
     b, e = query.begin.isoformat(), query.end.isoformat()
     users = f"({filled_users_sql('users', profiles, query.end)})" if profiles else "users"
     # Latest event carrying the attribute; at equal ts the larger value wins (struct order).
@@ -51,7 +91,6 @@ def portrait_sql(
         f"(max({_struct(dialect, t='ts', v=col)}) FILTER (WHERE {col} IS NOT NULL)).v AS {dim}"
         for dim, col in DIM_COLUMNS.items()
     )
-    sets = ", ".join(f"(is_new, {dim})" for dim in DIM_COLUMNS)
     days = "SELECT openid, day AS first_day FROM ev"
     if first_seen:
         days += f" UNION ALL SELECT openid, first_day FROM {first_seen}"
@@ -64,12 +103,18 @@ def portrait_sql(
     ),
     flagged AS (
         SELECT u.*, f.first_day >= DATE '{b}' AS is_new FROM {users} u JOIN first_seen f USING (openid)
-    )
-    SELECT {", ".join(DIM_COLUMNS)}, is_new,
-           {", ".join(f"grouping({d}) AS g_{d}" for d in DIM_COLUMNS)}, count(*) AS n
-    FROM flagged
-    GROUP BY GROUPING SETS ({sets})
-    """
+    )"""
+
+
+def segment_sql(filters: Iterable[Filter]) -> str:
+    """The condition of a segment on ``flagged`` (docs/semantics.md: NULL is 未知, id 0)."""
+    conds = []
+    for dim, value in filters:
+        if dim == "devices":
+            conds.append("devices IS NULL" if value is None else f"devices = {sql_str(str(value))}")
+        else:
+            conds.append(f"coalesce({dim}, 0) = {int(value or 0)}")
+    return " AND ".join(conds) or "TRUE"
 
 
 def _struct(dialect: Dialect, **fields: str) -> str:
@@ -108,6 +153,22 @@ def filled_users_sql(users: str, profiles: str, end: dt.date) -> str:
         f"SELECT u.openid, {', '.join(cols)} FROM {users} u "
         f"LEFT JOIN ({latest_profiles_sql(profiles)}) p ON p.openid = u.openid"
     )
+
+
+def cross_from_rows(rows: Iterable[Sequence[Any]], by: tuple[Dim, Dim]) -> CrossCounts:
+    """The rows of ``crosstab_sql`` (a, b, is_new, n) as counts."""
+    out = CrossCounts()
+    for a, b, is_new, n in rows:
+        key = (_cell_key(by[0], a), _cell_key(by[1], b))
+        for target in (out.active, out.new) if is_new else (out.active,):
+            target[key] = target.get(key, 0) + n
+    return out
+
+
+def _cell_key(dim: Dim, value: object) -> int | str | None:
+    if dim == "devices":
+        return value if isinstance(value, str) else None
+    return 0 if value is None else int(value)  # type: ignore[call-overload]
 
 
 def counts_from_rows(rows: Iterable[Sequence[Any]]) -> PortraitCounts:

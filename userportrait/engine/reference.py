@@ -8,15 +8,17 @@ Slow by design; for tests and small data.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from userportrait.portrait import devices, ipregion, normalize
-from userportrait.portrait.counts import AudienceBuilder, PortraitCounts
+from userportrait.portrait.counts import AudienceBuilder, CrossCounts, PortraitCounts
 from userportrait.portrait.dims import ID_DIMS, UNKNOWN, Dim
 from userportrait.portrait.profiles import profile_age_id
 from userportrait.portrait.query import PortraitQuery
+from userportrait.portrait.segments import cell, matches
 from userportrait.store.lake import Lake
 
 Latest = dict[str, tuple[Any, Any]]  # dim -> (ts, value) of the latest event carrying it
@@ -29,6 +31,26 @@ class ReferenceEngine:
         self.lake = lake
 
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
+        new, active = AudienceBuilder(), AudienceBuilder()
+        for values, device, is_new in self._users(query):
+            active.add(values, device)
+            if is_new:
+                new.add(values, device)
+        return PortraitCounts(new=new.build(), active=active.build())
+
+    def run_crosstab(self, query: PortraitQuery) -> CrossCounts:
+        assert query.by is not None
+        out = CrossCounts()
+        for values, device, is_new in self._users(query):
+            key = cell(query.by, {**values, "devices": device})
+            out.active[key] = out.active.get(key, 0) + 1
+            if is_new:
+                out.new[key] = out.new.get(key, 0) + 1
+        return out
+
+    def _users(self, query: PortraitQuery) -> Iterator[tuple[dict[Dim, int], str | None, bool]]:
+        """Per user active in the window and in its segment: the id values, the device
+        and whether the user is new."""
         first_day: dict[str, dt.date] = {}
         latest: dict[str, Latest] = {}
         # The database ingest used (tests never replace it between ingest and query).
@@ -47,7 +69,6 @@ class ReferenceEngine:
                 if query.begin <= day <= query.end:
                     _observe(latest.setdefault(openid, {}), row, ip)
         profiles = self._profiles(query)
-        new, active = AudienceBuilder(), AudienceBuilder()
         for openid, seen in latest.items():
             values: dict[Dim, int] = {d: (seen[d][1] if d in seen else UNKNOWN) for d in ID_DIMS}
             # Profiles fill gaps (docs/semantics.md): a dimension no event in the window carries.
@@ -55,10 +76,9 @@ class ReferenceEngine:
                 if dim not in seen and value is not None:
                     values[dim] = value
             device = seen["devices"][1] if "devices" in seen else None
-            active.add(values, device)
-            if first_day[openid] >= query.begin:
-                new.add(values, device)
-        return PortraitCounts(new=new.build(), active=active.build())
+            # A filter keeps the users whose counted value is the filter's (docs/semantics.md).
+            if matches(query.filters, {**values, "devices": device}):
+                yield values, device, first_day[openid] >= query.begin
 
     def _profiles(self, query: PortraitQuery) -> dict[str, dict[Dim, int | None]]:
         """Per openid the values of its latest profile record, re-derived from the raw

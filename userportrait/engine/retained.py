@@ -8,7 +8,7 @@ and the dashboard all pass through this one check.
 from __future__ import annotations
 
 from userportrait.engine.base import Engine
-from userportrait.portrait.counts import PortraitCounts
+from userportrait.portrait.counts import CrossCounts, PortraitCounts
 from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
 from userportrait.store.retention import check_window
@@ -23,6 +23,10 @@ class Retained:
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
         check_window(self.lake.catalog, query.appid, query.begin)
         return self.engine.run_portrait(query)
+
+    def run_crosstab(self, query: PortraitQuery) -> CrossCounts:
+        check_window(self.lake.catalog, query.appid, query.begin)
+        return self.engine.run_crosstab(query)
 
     def data_version(self) -> int | None:
         return self.engine.data_version()

@@ -7,10 +7,16 @@ and shaped by ``portrait/``. Needs the ``spark`` extra (``userportrait.spark.ses
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from userportrait.engine.portrait_sql import counts_from_rows, portrait_sql
-from userportrait.portrait.counts import PortraitCounts
+from userportrait.engine.portrait_sql import (
+    MakeSQL,
+    counts_from_rows,
+    cross_from_rows,
+    crosstab_sql,
+    portrait_sql,
+)
+from userportrait.portrait.counts import CrossCounts, PortraitCounts
 from userportrait.portrait.query import PortraitQuery
 from userportrait.spark.session import lake_uri, read_lake, spark_session, temp_name
 from userportrait.store.lake import Lake
@@ -27,10 +33,20 @@ class SparkEngine:
         self.spark: SparkSession = spark_session(lake.settings)
 
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
+        rows = self._rows(query, portrait_sql)
+        return counts_from_rows(rows) if rows is not None else PortraitCounts.empty()
+
+    def run_crosstab(self, query: PortraitQuery) -> CrossCounts:
+        assert query.by is not None
+        rows = self._rows(query, crosstab_sql)
+        return cross_from_rows(rows, query.by) if rows is not None else CrossCounts()
+
+    def _rows(self, query: PortraitQuery, make: MakeSQL) -> list[Any] | None:
+        """The rows of ``make``'s query over the app's lake (None: no files)."""
         end = query.end.isoformat()
         files = [f for f in self.lake.files(query.appid) if f.day <= end]
         if not files:
-            return PortraitCounts.empty()
+            return None
         events = read_lake(self.spark, self.lake, files)
         view = temp_name("portrait_events")
         events.createOrReplaceTempView(view)
@@ -45,13 +61,11 @@ class SparkEngine:
             uri = lake_uri(self.lake, kept.first_seen)
             self.spark.read.parquet(uri).createOrReplaceTempView(fview)
         try:
-            sql = portrait_sql(view, query, pview, "spark", fview)
-            rows = self.spark.sql(sql).collect()
+            return list(self.spark.sql(make(view, query, pview, "spark", fview)).collect())
         finally:
             for name in (view, pview, fview):
                 if name:
                     self.spark.catalog.dropTempView(name)
-        return counts_from_rows(rows)
 
     def data_version(self) -> int | None:
         return None  # each query reads the catalog afresh: never behind it

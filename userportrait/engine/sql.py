@@ -8,8 +8,16 @@ The query is ``engine/portrait_sql.py``'s, in the DuckDB dialect.
 
 from __future__ import annotations
 
-from userportrait.engine.portrait_sql import counts_from_rows, portrait_sql
-from userportrait.portrait.counts import PortraitCounts
+from typing import Any
+
+from userportrait.engine.portrait_sql import (
+    MakeSQL,
+    counts_from_rows,
+    cross_from_rows,
+    crosstab_sql,
+    portrait_sql,
+)
+from userportrait.portrait.counts import CrossCounts, PortraitCounts
 from userportrait.portrait.query import PortraitQuery
 from userportrait.sqltext import sql_list
 from userportrait.store.lake import Lake
@@ -24,10 +32,20 @@ class SQLEngine:
         self.lake = lake
 
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
+        rows = self._rows(query, portrait_sql)
+        return counts_from_rows(rows) if rows is not None else PortraitCounts.empty()
+
+    def run_crosstab(self, query: PortraitQuery) -> CrossCounts:
+        assert query.by is not None
+        rows = self._rows(query, crosstab_sql)
+        return cross_from_rows(rows, query.by) if rows is not None else CrossCounts()
+
+    def _rows(self, query: PortraitQuery, make: MakeSQL) -> list[Any] | None:
+        """The rows of ``make``'s query over the app's lake (None: no files)."""
         end = query.end.isoformat()
         files = [str(self.lake.root / f.path) for f in self.lake.files(query.appid) if f.day <= end]
         if not files:
-            return PortraitCounts.empty()
+            return None
         events = (
             f"read_parquet({sql_list(files)}, hive_partitioning=true, "
             "hive_types={'appid': VARCHAR, 'day': DATE})"
@@ -37,11 +55,9 @@ class SQLEngine:
         con = self.lake.connect()
         try:
             kept = first_seen_sql(self.lake, query.appid)
-            sql = portrait_sql(events, query, profiles, "duckdb", kept)
-            rows = con.execute(sql).fetchall()
+            return con.execute(make(events, query, profiles, "duckdb", kept)).fetchall()
         finally:
             con.close()
-        return counts_from_rows(rows)
 
     def data_version(self) -> int | None:
         return None  # each query reads the catalog afresh: never behind it

@@ -37,6 +37,25 @@ class PortraitCounts:
         return cls(AudienceCounts(), AudienceCounts())
 
 
+#: One value of a cross-tab cell: an id, or for ``devices`` a model name (None: 未知).
+CellKey = int | str | None
+Cell = tuple[CellKey, CellKey]
+
+
+@dataclass(slots=True)
+class CrossCounts:
+    """What an engine returns for a cross-tab (``by``): users per pair of values."""
+
+    new: dict[Cell, int] = field(default_factory=dict)
+    active: dict[Cell, int] = field(default_factory=dict)
+
+    def normalized(self) -> CrossCounts:
+        return CrossCounts(
+            new={k: v for k, v in self.new.items() if v},
+            active={k: v for k, v in self.active.items() if v},
+        )
+
+
 class AudienceBuilder:
     """Accumulates one user at a time; used by engines that resolve users in Python."""
 

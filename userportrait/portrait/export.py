@@ -26,12 +26,39 @@ def csv_cell(value: Any) -> Any:
 
 
 def portrait_csv(body: dict[str, Any]) -> str:
+    """``ref_date,audience,dimension,id,name,value`` (compared: and ``previous``); a
+    cross-tab body (``by``): ``audience,A_id,A_name,B_id,B_name,value``."""
+    if "by" in body:
+        return _cross_csv(body)
+    compared = "previous_ref_date" in body
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["ref_date", "audience", "dimension", "id", "name", "value"])
+    header = ["ref_date", "audience", "dimension", "id", "name", "value"]
+    writer.writerow(header + ["previous"] if compared else header)
     for audience in ("visit_uv_new", "visit_uv"):
         for dim, rows in body[audience].items():
             for row in rows:
                 cells = [body["ref_date"], audience, dim, row.get("id", ""), row["name"], row["value"]]  # fmt: skip
+                if compared:
+                    cells.append(row["previous"])
                 writer.writerow([csv_cell(c) for c in cells])
+    return out.getvalue()
+
+
+def _cross_csv(body: dict[str, Any]) -> str:
+    compared = "previous_ref_date" in body
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    a, b = body["by"]
+    header = ["audience", f"{a}_id", f"{a}_name", f"{b}_id", f"{b}_name", "value"]
+    writer.writerow(header + ["previous"] if compared else header)
+    for audience in ("visit_uv_new", "visit_uv"):
+        for row in body[audience]:
+            cells: list[Any] = [audience]
+            for key in row["keys"]:
+                cells += [key.get("id", ""), key["name"]]
+            cells.append(row["value"])
+            if compared:
+                cells.append(row["previous"])
+            writer.writerow([csv_cell(c) for c in cells])
     return out.getvalue()

@@ -14,6 +14,10 @@ rows that keep each folded row from being recovered by subtraction inside one an
   其他, and a province whose folded cities cannot find a second one to hide with is folded
   itself, so "province minus its shown cities" isolates nothing either.
 
+Filters and cross-tabs (issue 27) go through the same rule: a segment with fewer than ``k``
+active users in a window is refused (``check_segment``, 61502), a cross-tab's cells fold
+with ``protect_cross``, and a total below ``k`` is withheld (``total``).
+
 ``tests/portrait/test_privacy.py`` attacks the result with a linear program over every relation the
 rows obey (sums, new <= active, cities within provinces).
 """
@@ -23,9 +27,12 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from typing import Final, TypeVar
 
-from userportrait.portrait.counts import AudienceCounts, PortraitCounts
+from userportrait.errors import SegmentTooSmall
+from userportrait.portrait.counts import AudienceCounts, Cell, CellKey, CrossCounts, PortraitCounts
 from userportrait.portrait.dims import FOLDED_ID, OTHER_NAME, Dim
+from userportrait.portrait.query import PortraitQuery, yyyymmdd
 from userportrait.portrait.regions import province_of_city
+from userportrait.portrait.segments import filter_text
 
 K = TypeVar("K", bound=Hashable)
 
@@ -170,3 +177,70 @@ def protect(counts: PortraitCounts, k: int) -> PortraitCounts:
     n.devices = fold(new.devices, d_n, lambda _: OTHER_DEVICE)
     _regions(act, new, k, a, n)
     return PortraitCounts(new=n, active=a)
+
+
+def check_segment(query: PortraitQuery, users: int) -> None:
+    """A filtered answer of a protected app needs at least k active users in its segment:
+    below that the segment itself is a small count (docs/privacy.md)."""
+    k = query.threshold
+    if k is None or k <= 1 or not query.filters or users >= k:
+        return
+    window = f"{yyyymmdd(query.begin)}-{yyyymmdd(query.end)}"
+    raise SegmentTooSmall(
+        f"the segment {filter_text(query.filters)} has fewer than {k} active users in "
+        f"{window} (the app's small-count threshold); widen it"
+    )
+
+
+def total(users: int, k: int | None) -> int | None:
+    """A total as a protected app shows it: None (withheld) when between 1 and k-1."""
+    if k is not None and k > 1 and 0 < users < k:
+        return None
+    return users
+
+
+def _cross_bucket(by: tuple[Dim, Dim]) -> Cell:
+    def other(dim: Dim) -> CellKey:
+        if dim == "devices":
+            return OTHER_DEVICE
+        return CITY_REST if dim == "city" else OTHER_ID[dim]
+
+    return other(by[0]), other(by[1])
+
+
+def _cross_hidden(cells: Mapping[Cell, int], k: int, forced: set[Cell], bucket: Cell) -> set[Cell]:
+    """Cells to fold: ``hidden``'s rule over all cells, then, until it holds, a line (the
+    cells sharing one value of either dim) with exactly one folded cell folds its smallest
+    shown cell too, so no line's total (a row of the plain portrait) minus its shown cells
+    isolates a folded cell."""
+    out = hidden(cells, k, forced, bucket)
+    real = {c for c, n in cells.items() if n > 0 and c != bucket}
+    while True:
+        lines: dict[tuple[int, CellKey], set[Cell]] = {}
+        for c in real:
+            for side in (0, 1):
+                lines.setdefault((side, c[side]), set()).add(c)
+        grow: set[Cell] = set()
+        for members in lines.values():
+            folded = members & out
+            if len(folded) == 1 and len(members) > 1:
+                shown = sorted(members - out, key=_order(cells))
+                grow.add(shown[0])
+        if not grow - out:
+            return out
+        out |= grow
+
+
+def protect_cross(counts: CrossCounts, k: int, by: tuple[Dim, Dim]) -> CrossCounts:
+    """A cross-tab as a protected app shows it: cells below k fold into one 其他 cell
+    (both keys 其他), with the complementary cells of ``_cross_hidden``; new users hide at
+    least what active users hide."""
+    if k <= 1:
+        return counts
+    bucket = _cross_bucket(by)
+    h_a = _cross_hidden(counts.active, k, set(), bucket)
+    h_n = _cross_hidden(counts.new, k, h_a, bucket)
+    return CrossCounts(
+        new=fold(counts.new, h_n, lambda _: bucket),
+        active=fold(counts.active, h_a, lambda _: bucket),
+    )

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 from zoneinfo import ZoneInfo
 
+from userportrait.portrait.dims import Dim
+
 TZ = ZoneInfo("Asia/Shanghai")
+
+
+#: A filter's value: an id, or for ``devices`` a model name (None: 未知).
+FilterValue = int | str | None
+Filter = tuple[Dim, FilterValue]
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,12 +22,19 @@ class PortraitQuery:
     """Portrait of ``appid`` over the inclusive Asia/Shanghai day window [begin, end].
 
     ``threshold`` is the app's small-count k (docs/privacy.md); None shows exact rows.
+    ``filters``: only the users whose window value of each dim is the given one (AND;
+    docs/semantics.md). ``by``: a cross-tab of two dims instead of the six lists.
+    ``compare``: also the window of the same length just before (``previous``), shaped
+    together by ``portrait/service.py``; engines never see it set.
     """
 
     appid: str
     begin: dt.date
     end: dt.date
     threshold: int | None = None
+    filters: tuple[Filter, ...] = ()
+    by: tuple[Dim, Dim] | None = None
+    compare: Literal["previous"] | None = None
 
     def __post_init__(self) -> None:
         if self.end < self.begin:
@@ -28,6 +43,20 @@ class PortraitQuery:
     @property
     def days(self) -> int:
         return (self.end - self.begin).days + 1
+
+    @property
+    def plain(self) -> bool:
+        """No filter and no cross-tab: the six lists of every user in the window."""
+        return not self.filters and self.by is None
+
+    def previous(self) -> PortraitQuery:
+        """The window of the same length just before, without ``compare``."""
+        shift = dt.timedelta(days=self.days)
+        return replace(self, begin=self.begin - shift, end=self.end - shift, compare=None)
+
+    def current(self) -> PortraitQuery:
+        """This window without ``compare`` (what an engine is asked)."""
+        return replace(self, compare=None)
 
 
 def today_shanghai(now: dt.datetime | None = None) -> dt.date:

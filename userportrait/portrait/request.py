@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from typing import Final
 
 from userportrait.errors import InvalidDate, InvalidDateRange, InvalidRequest
 from userportrait.json_body import json_object
 from userportrait.portrait.query import PortraitQuery, today_shanghai, yyyymmdd
 from userportrait.portrait.rules import WECHAT_SPANS
+from userportrait.portrait.segments import parse_by, parse_compare, parse_filters
 
 # ASCII digits only: \d would take ２０２４ or ٢٠٢٤ too, and int() reads them.
 _DATE_RE: Final = re.compile(r"([0-9]{4})(-?)([0-9]{2})\2([0-9]{2})")
@@ -36,12 +38,20 @@ def make_query(
     wechat_limits: bool = False,
     today: dt.date | None = None,
     threshold: int | None = None,
+    filters: Sequence[str] = (),
+    by: str | None = None,
+    compare: str | None = None,
 ) -> PortraitQuery:
     """A validated query; with ``wechat_limits`` only 1/7/30-day spans ending <= yesterday.
 
     An app with a small-count ``threshold`` answers only such windows on every route
     (docs/privacy.md: comparing [b, e] with [b, e+1] would undo the folding).
+    ``filters`` (``DIM=ID``), ``by`` (``DIM,DIM``) and ``compare`` (``previous``) as the
+    native API and the CLI take them (``portrait/segments.py``; 40097 when wrong).
     """
+    parsed_filters = parse_filters(filters)
+    parsed_by = parse_by(by) if by else None
+    parsed_compare = parse_compare(compare)
     if end < begin:
         raise InvalidDateRange("end_date is before begin_date")
     span = (end - begin).days + 1
@@ -52,7 +62,15 @@ def make_query(
         yesterday = (today or today_shanghai()) - dt.timedelta(days=1)
         if end > yesterday:
             raise InvalidDateRange(f"end_date must be {yyyymmdd(yesterday)} or earlier{why}")
-    return PortraitQuery(appid=appid, begin=begin, end=end, threshold=threshold)
+    return PortraitQuery(
+        appid=appid,
+        begin=begin,
+        end=end,
+        threshold=threshold,
+        filters=parsed_filters,
+        by=parsed_by,
+        compare=parsed_compare,
+    )
 
 
 def parse_body(raw: bytes, *, camel: bool = False) -> tuple[dt.date, dt.date]:

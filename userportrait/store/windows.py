@@ -113,3 +113,82 @@ def few_windows(
             counts.new[d] = np.bincount(v[new], minlength=sizes[d])
         out[(n, e)] = counts
     return out
+
+
+@dataclass(slots=True)
+class WindowUsers:
+    """The users active in one window, each with their latest value per dim (0: none in
+    the window) and whether they are new: what filters and cross-tabs count."""
+
+    uid: IntArray  # ascending
+    new: np.ndarray[Any, np.dtype[np.bool_]]
+    values: dict[Dim, IntArray]  # aligned with uid
+
+
+def window_users(days: Mapping[int, DayPart], first_day: IntArray, n: int, end: int) -> WindowUsers:
+    """Per user of the window of ``n`` days ending on ``end``, the values ``one_window``
+    counts: the days applied oldest first, each overwriting the values of its users."""
+    begin = end - n + 1
+    n_users = len(first_day)
+    seen = np.zeros(n_users, bool)
+    value: dict[Dim, IntArray] = {}
+    for t in sorted(t for t in days if begin <= t <= end):
+        part = days[t]
+        uid = part.uid.astype(np.intp)
+        for d in DIMS:
+            vals = part.values[d]
+            has = vals != 0
+            if d not in value:
+                value[d] = np.zeros(n_users, vals.dtype)
+            value[d][uid[has]] = vals[has]
+        seen[uid] = True
+    active = np.flatnonzero(seen)
+    return WindowUsers(
+        uid=active,
+        new=first_day[active] >= begin,
+        values={
+            d: value[d][active] if d in value else np.zeros(len(active), np.int64) for d in DIMS
+        },
+    )
+
+
+def segment(users: WindowUsers, filters: Sequence[tuple[Dim, int]]) -> WindowUsers:
+    """The users whose value of each filtered dim is the filter's id (0: 未知)."""
+    if not filters:
+        return users
+    keep = np.ones(len(users.uid), bool)
+    for d, v in filters:
+        keep &= users.values[d] == v
+    return WindowUsers(
+        users.uid[keep], users.new[keep], {d: a[keep] for d, a in users.values.items()}
+    )
+
+
+def segment_counts(users: WindowUsers, sizes: Mapping[Dim, int]) -> WindowCounts:
+    """``one_window``'s counts of these users."""
+    out = WindowCounts(new={}, active={})
+    for d in DIMS:
+        v = users.values[d].astype(np.intp)
+        out.active[d] = np.bincount(v, minlength=sizes[d])
+        out.new[d] = np.bincount(v[users.new], minlength=sizes[d])
+    return out
+
+
+def cross_counts(
+    users: WindowUsers, by: tuple[Dim, Dim]
+) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]]:
+    """(new, active) users per pair of ids of the dims ``by``."""
+    a = users.values[by[0]].astype(np.int64)
+    b = users.values[by[1]].astype(np.int64)
+    width = int(b.max()) + 1 if len(b) else 1
+    flat = a * width + b
+    out: list[dict[tuple[int, int], int]] = []
+    for mask in (users.new, np.ones(len(flat), bool)):
+        keys, counts = np.unique(flat[mask], return_counts=True)
+        out.append(
+            {
+                (k // width, k % width): c
+                for k, c in zip(keys.tolist(), counts.tolist(), strict=True)
+            }
+        )
+    return out[0], out[1]

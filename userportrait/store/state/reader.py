@@ -18,7 +18,8 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 import pyarrow.parquet as pq
 
-from userportrait.portrait.counts import PortraitCounts
+from userportrait.portrait.counts import Cell, CellKey, CrossCounts, PortraitCounts
+from userportrait.portrait.dims import Dim
 from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
 from userportrait.store.state.app_update import Progress, no_progress
@@ -27,6 +28,7 @@ from userportrait.store.state.days import LazyDays, day_date, day_number, load_d
 from userportrait.store.state.manifest import AppState, Manifest, app_dir
 from userportrait.store.state.overlay import Overlay, first_days
 from userportrait.store.state.profiles import (
+    FILLED,
     ProfileDays,
     ProfileUsers,
     load_profile_users,
@@ -34,7 +36,17 @@ from userportrait.store.state.profiles import (
 )
 from userportrait.store.state.shaping import to_portrait
 from userportrait.store.state.spans import HORIZON, SpanTable, end_day_for
-from userportrait.store.windows import DayPart, IntArray, WindowCounts, one_window
+from userportrait.store.windows import (
+    DayPart,
+    IntArray,
+    WindowCounts,
+    WindowUsers,
+    cross_counts,
+    one_window,
+    segment,
+    segment_counts,
+    window_users,
+)
 
 #: Bytes of day partitions a reader keeps in memory for windows beyond the horizon.
 DAY_CACHE_BYTES = 384 << 20
@@ -143,7 +155,17 @@ class StateStore:
     # -- answering ----------------------------------------------------------------------
 
     def portrait_after_catch_up(self, query: PortraitQuery) -> PortraitCounts:
-        """The portrait from the state, after catching up with the catalog if it lags."""
+        """The portrait from the state, after catching up with the catalog if it lags
+        (a filtered one from the users of the window, ``_segment``)."""
+        if query.plain:
+            return self._after_catch_up(query, self._portrait)
+        return self._after_catch_up(query, self._segment_portrait)
+
+    def crosstab_after_catch_up(self, query: PortraitQuery) -> CrossCounts:
+        """The cross-tab ``query.by`` from the state, after catching up."""
+        return self._after_catch_up(query, self._crosstab)
+
+    def _after_catch_up(self, query: PortraitQuery, answer: Callable[[PortraitQuery], T]) -> T:
         for attempt in range(3):
             self.catch_up_if_behind()
             try:
@@ -151,7 +173,7 @@ class StateStore:
                     if query.appid in self.manifest.failed:
                         raise StaleState(query.appid)
                     self._answered.version = self.manifest.version
-                    return self._portrait(query)
+                    return answer(query)
             except FileNotFoundError:  # a writer replaced files of an old manifest
                 with self._lock:
                     self.manifest = Manifest.read(self.root)
@@ -206,6 +228,86 @@ class StateStore:
         if query is not None:
             self._fill_profiles(query, app, counts, None)
         return to_portrait(counts, devices)
+
+    # -- filters and cross-tabs (docs/semantics.md, "Filters and cross-tabs") --------------
+
+    def _segment_portrait(self, query: PortraitQuery) -> PortraitCounts:
+        got = self._segment(query)
+        if got is None:
+            return PortraitCounts.empty()
+        users, app, devices = got
+        return to_portrait(segment_counts(users, app.value_sizes()), devices)
+
+    def _crosstab(self, query: PortraitQuery) -> CrossCounts:
+        assert query.by is not None
+        got = self._segment(query)
+        if got is None:
+            return CrossCounts()
+        users, _, devices = got
+        new, active = cross_counts(users, query.by)
+        a, b = query.by
+
+        def key(dim: Dim, v: int) -> CellKey:
+            if dim != "devices":
+                return v
+            return devices[v - 1] if v else None
+
+        def named(cells: dict[tuple[int, int], int]) -> dict[Cell, int]:
+            return {(key(a, x), key(b, y)): n for (x, y), n in cells.items()}
+
+        return CrossCounts(new=named(new), active=named(active))
+
+    def _segment(self, query: PortraitQuery) -> tuple[WindowUsers, AppState, list[str]] | None:
+        """The users of the window in ``query.filters``' segment, their values filled from
+        profiles as the counts are (None: nobody in the window)."""
+        app = self.manifest.apps.get(query.appid)
+        if app is None or not app.days:
+            return None
+        n, end = query.days, day_number(query.end)
+        present = {day_number(d) for d in app.days}
+        if not any(end - n < t <= end for t in present):
+            return None
+        days = LazyDays(lambda t: self._day(query.appid, app, t), present)
+        users = window_users(days, self._first_days(query.appid, app), n, end)
+        self._fill_users(query, app, users)
+        devices = self._device_list(query.appid, app)
+        ids: list[tuple[Dim, int]] = []
+        for dim, value in query.filters:
+            if dim != "devices":
+                ids.append((dim, int(value or 0)))
+            elif value is None:
+                ids.append((dim, 0))
+            else:  # a model no event of the app names: nobody
+                ids.append((dim, self._device_ids(query.appid, app).get(str(value), -1)))
+        return segment(users, ids), app, devices
+
+    def _fill_users(self, query: PortraitQuery, app: AppState, users: WindowUsers) -> None:
+        """A user's gap (no event value in the window) takes their profile's value, as
+        ``_fill_profiles`` does for counts (docs/semantics.md)."""
+        paths = self._profile_paths(query.appid)
+        if not paths or not app.users:
+            return
+        profiled = self._profiled(query.appid, app, paths)
+        if not len(profiled.uid):
+            return
+        pos = np.full(app.n_users, -1, np.intp)
+        pos[profiled.uid] = np.arange(len(profiled.uid))
+        row = pos[users.uid]
+        has = row >= 0
+        for d in (*FILLED, "ages"):
+            source = profiled.age_ids(query.end) if d == "ages" else profiled.values[d]
+            v = users.values[d]
+            gap = has & (v == 0)
+            v[gap] = source[row[gap]]
+
+    def _device_ids(self, appid: str, app: AppState) -> dict[str, int]:
+        devices = self._device_list(appid, app)
+        return self._cached(
+            appid,
+            "device_ids",
+            app.devices or "",
+            lambda _: {d: i + 1 for i, d in enumerate(devices)},
+        )
 
     # -- profiles (docs/semantics.md, "Profiles fill gaps") -------------------------------
 
