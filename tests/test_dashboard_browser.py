@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import decimal
 import io
 import json
 import re
@@ -58,10 +59,13 @@ class Dash:
     token: str
     foreign: list[str] = field(default_factory=list)
 
-    def portrait(self, begin: dt.date, end: dt.date, appid: str = APP) -> dict[str, Any]:
+    def portrait(
+        self, begin: dt.date, end: dt.date, appid: str = APP, *extra: tuple[str, str]
+    ) -> dict[str, Any]:
+        """The native API's answer; ``extra``: ("compare", "previous"), ("filter", "DIM=ID")…"""
+        params = [("begin", f"{begin:%Y%m%d}"), ("end", f"{end:%Y%m%d}"), *extra]
         res = httpx.get(
-            f"{self.url}/v1/apps/{appid}/portrait",
-            params={"begin": f"{begin:%Y%m%d}", "end": f"{end:%Y%m%d}", "access_token": self.token},
+            f"{self.url}/v1/apps/{appid}/portrait", params=[*params, ("access_token", self.token)]
         )
         body: dict[str, Any] = res.json()
         assert "visit_uv" in body, body
@@ -168,7 +172,7 @@ def total(audience: dict[str, Any]) -> int:
     return sum(r["value"] for r in audience["genders"])
 
 
-def check_page_equals_api(page: Page, body: dict[str, Any], days: int) -> None:
+def check_page_equals_api(page: Page, body: dict[str, Any], days: int, trend: bool = True) -> None:
     new, active = total(body["visit_uv_new"]), total(body["visit_uv"])
     assert page.inner_text("#total-new").replace(",", "") == str(new)
     assert page.inner_text("#total-active").replace(",", "") == str(active)
@@ -187,7 +191,7 @@ def check_page_equals_api(page: Page, body: dict[str, Any], days: int) -> None:
              return [id, c && el.querySelector('canvas') && el.offsetHeight > 0
                          ? c.getOption().series.map(s => s.data) : null];
            }))""",
-        list(CHARTS if days > 1 else CHARTS[1:]),
+        list(CHARTS if days > 1 and trend else CHARTS[1:]),
     )
     for dim in ("city", "ages", "genders", "platforms", "devices"):
         series = options[f"chart-{dim}"]
@@ -201,9 +205,9 @@ def check_page_equals_api(page: Page, body: dict[str, Any], days: int) -> None:
     assert sorted(on_map) == sorted(r["value"] for r in provinces if r["id"] not in (0, 99))
     off_map = sum(r["value"] for r in provinces if r["id"] in (0, 99))  # 未知, 其他
     assert page.inner_text("#province-off-map") == f"未知 / 其他：{off_map:,}"
-    if days > 1:
-        trend = options["chart-trend"]
-        assert len(trend[0]) == days and len(trend[1]) == days
+    if days > 1 and trend:
+        drawn = options["chart-trend"]
+        assert len(drawn[0]) == days and len(drawn[1]) == days
 
 
 def test_link_sign_in_every_window_numbers_and_charts(browser: Browser, dash: Dash) -> None:
@@ -236,7 +240,7 @@ def test_link_sign_in_every_window_numbers_and_charts(browser: Browser, dash: Da
     page.click("th[data-sort=index]")
     assert page.get_attribute("th[data-sort=index]", "aria-sort") == "descending"
     shown = page.eval_on_selector_all(
-        "#index-table tbody tr td:last-child", "tds => tds.map(td => td.textContent)"
+        "#index-table tbody tr td:nth-child(6)", "tds => tds.map(td => td.textContent)"
     )
     numbers = [int(x) for x in shown if x != "—"]
     assert numbers == sorted(numbers, reverse=True) and len(numbers) > 5
@@ -300,6 +304,9 @@ DRAWN_TEXTS = """id => {
 def scale_devices(route: Route) -> None:
     """The API's answer with device counts × 45: a top device of about 18,000 users."""
     body = route.fetch().json()
+    if "by" in body:  # the pyramid's cross-tab: no device rows
+        route.fulfill(json=body)
+        return
     for audience in ("visit_uv", "visit_uv_new"):
         for row in body[audience]["devices"]:
             row["value"] *= 45
@@ -503,3 +510,210 @@ def test_the_guard_catches_another_host(browser: Browser, dash: Dash) -> None:
     page.wait_for_timeout(200)
     assert dash.foreign == ["http://example.invalid/x"]
     dash.foreign.clear()  # seen: the guard works; the autouse check stays green
+
+
+# -- issue 27: compare with the previous period, drill down by the map, the pyramid -------------
+
+
+def change(value: int | None, previous: int | None) -> tuple[str, str] | None:
+    """The page's rule: ▲/▼ and the change to 0.1% (half up, as JS toFixed), 新 where the
+    previous period had none; (text, class)."""
+    if value is None or previous is None:
+        return None
+    if previous == 0:
+        return ("新", "up") if value > 0 else ("—", "flat")
+    ratio = (value - previous) / previous
+    shown = decimal.Decimal(abs(ratio) * 100).quantize(
+        decimal.Decimal("0.1"), decimal.ROUND_HALF_UP
+    )
+    arrow, cls = ("▲ ", "up") if ratio > 0 else ("▼ ", "down") if ratio < 0 else ("", "flat")
+    return f"{arrow}{shown}%", cls
+
+
+def last_week() -> tuple[dt.date, dt.date]:
+    end = today_shanghai() - dt.timedelta(days=1)
+    return end - dt.timedelta(days=6), end
+
+
+def test_compare_with_the_previous_period(browser: Browser, dash: Dash) -> None:
+    page = new_page(browser, dash)
+    sign_in_by_form(page, dash)  # 近7天
+    begin, end = last_week()
+    assert page.inner_text("#delta-active") == ""
+    page.check("#compare")
+    page.wait_for_selector("#delta-active:not(:empty)")
+    wait_ready(page)
+    body = dash.portrait(begin, end, APP, ("compare", "previous"))
+    before = (begin - dt.timedelta(days=7), begin - dt.timedelta(days=1))
+    assert body["previous_ref_date"] == f"{before[0]:%Y%m%d}-{before[1]:%Y%m%d}"
+    assert page.inner_text("#previous-label") == f"对比 {before[0]} 至 {before[1]}"
+    for audience, box in (("visit_uv_new", "#delta-new"), ("visit_uv", "#delta-active")):
+        t = body["totals"][audience]
+        assert t["previous"] > 0
+        text, cls = change(t["value"], t["previous"]) or ("", "")
+        assert (page.inner_text(box), page.get_attribute(box, "class")) == (text, f"delta {cls}")
+        assert page.get_attribute(box, "title") == f"上一周期：{t['previous']:,}"
+    seen: set[str] = set()
+    for dim in DIMS:
+        page.click(f"#index-dims [data-dim={dim}]")
+        cells = page.eval_on_selector_all(
+            "#index-table tbody tr",
+            """trs => trs.map(tr => [tr.cells[0].textContent,
+                 tr.cells[6].textContent, tr.cells[6].className.split(' ').pop(),
+                 tr.cells[7].textContent, tr.cells[7].className.split(' ').pop()])""",
+        )
+        # A row without new (or, past the top 20 devices, active) users now has no previous
+        # count of them in the answer: no change shown.
+        rows = [{r["name"]: r for r in body[a][dim]} for a in ("visit_uv_new", "visit_uv")]
+        expected = {
+            name: tuple(change(r[name]["value"], r[name]["previous"]) if name in r else None
+                        for r in rows)
+            for name in rows[0].keys() | rows[1].keys()
+        }  # fmt: skip
+        got = {
+            name: ((nt, nc) if nt else None, (at, ac) if at else None)
+            for name, nt, nc, at, ac in cells
+        }
+        assert got == expected, dim
+        seen |= {at[0] for _, _, _, at, _ in cells if at}
+    assert {"▲", "▼"} <= seen
+    assert page.is_visible("th[data-sort=active_change]")
+    page.evaluate("window.scrollTo(0, 0)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-compare.png"), full_page=True)
+    # Off again: no changes shown, the columns hidden.
+    page.uncheck("#compare")
+    page.wait_for_selector("#delta-active:empty", state="attached")
+    wait_ready(page)
+    assert not page.is_visible("th[data-sort=active_change]")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+# The map's pixel of a point inside 广东 (广州), in the page's coordinates.
+GUANGDONG = """() => {
+  const el = document.getElementById('chart-province');
+  const [x, y] = echarts.getInstanceByDom(el).convertToPixel({seriesIndex: 0}, [113.28, 23.12]);
+  const r = el.getBoundingClientRect();
+  return [r.left + x, r.top + y];
+}"""
+
+
+def click_guangdong(page: Page) -> None:
+    page.locator("#chart-province").scroll_into_view_if_needed()
+    page.mouse.click(*page.evaluate(GUANGDONG))
+
+
+MAP_BOX = """() => echarts.getInstanceByDom(document.getElementById('chart-province'))
+                  .getOption().series[0].boundingCoords || null"""
+
+
+def test_map_click_drills_into_a_province_and_its_chip_removes_it(
+    browser: Browser, dash: Dash
+) -> None:
+    page = new_page(browser, dash)
+    sign_in_by_form(page, dash)
+    begin, end = last_week()
+    click_guangdong(page)
+    page.wait_for_selector("#filters .chip[data-dim=province]")
+    wait_ready(page)
+    assert page.text_content("#filters .chip") == "省份: 广东 ✕"
+    body = dash.portrait(begin, end, APP, ("filter", "province=44"))
+    assert [r["id"] for r in body["visit_uv"]["province"]] == [44]
+    check_page_equals_api(page, body, 7, trend=False)
+    assert page.is_hidden("#panel-trend")  # the trend is of all users: hidden under a filter
+    # The city chart lists the province's cities; the map is zoomed to it.
+    cities = page.evaluate(
+        "() => echarts.getInstanceByDom(document.getElementById('chart-city')).getOption().yAxis[0].data"
+    )
+    assert cities == [r["name"] for r in body["visit_uv"]["city"][:20]]
+    assert {"广州", "深圳"} <= set(cities)
+    assert page.inner_text("#city-scope") == "广东 · "
+    (west, north), (east, south) = page.evaluate(MAP_BOX)
+    assert 108 < west < 110 and 117 < east < 118 and 19 < south < 20.5 and 25.5 < north < 27
+    page.evaluate("window.scrollTo(0, 0)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-drilldown.png"), full_page=True)
+    # ✕ removes the filter: the whole app again, the map zoomed out.
+    page.click("#filters .chip button")
+    page.wait_for_selector("#filters", state="hidden")
+    wait_ready(page)
+    check_page_equals_api(page, dash.portrait(begin, end), 7)
+    assert page.evaluate(MAP_BOX) is None
+    assert page.inner_text("#city-scope") == ""
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_gender_age_pyramid_sums_to_the_window_users(browser: Browser, dash: Dash) -> None:
+    page = new_page(browser, dash)
+    sign_in_by_form(page, dash)
+    begin, end = last_week()
+    rows = dash.portrait(begin, end, APP, ("by", "genders,ages"))["visit_uv"]
+    users = total(dash.portrait(begin, end)["visit_uv"])
+    by_gender = {g: sum(r["value"] for r in rows if r["keys"][0]["id"] == g) for g in (1, 2)}
+    other = users - by_gender[1] - by_gender[2]
+    assert sum(r["value"] for r in rows) == users and other > 0
+    shown = page.eval_on_selector("#pyramid-total", "el => ({...el.dataset})")
+    assert shown == {"male": str(by_gender[1]), "female": str(by_gender[2]),
+                     "other": str(other), "total": str(users)}  # fmt: skip
+    assert page.inner_text("#pyramid-total") == (
+        f"男 {by_gender[1]:,} · 女 {by_gender[2]:,} · 未知 {other:,} · 合计 {users:,}"
+    )
+    option = page.evaluate(
+        "() => echarts.getInstanceByDom(document.getElementById('chart-pyramid')).getOption()"
+    )
+    ages = sorted({(r["keys"][1]["id"], r["keys"][1]["name"]) for r in rows},
+                  key=lambda a: (a[0] == 0, a[0]))  # fmt: skip
+    assert option["yAxis"][0]["data"] == [name for _, name in ages]
+    assert ages[-1][1] == "未知"
+    cell = {(r["keys"][0]["id"], r["keys"][1]["id"]): r["value"] for r in rows}
+    male, female = (s["data"] for s in option["series"])
+    assert male == [-cell.get((1, a), 0) for a, _ in ages]
+    assert female == [cell.get((2, a), 0) for a, _ in ages]
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_compare_and_drill_down_on_a_phone(browser: Browser, dash: Dash) -> None:
+    page = new_page(browser, dash, PHONE)
+    sign_in_by_form(page, dash)
+    page.check("#compare")
+    page.wait_for_selector("#delta-active:not(:empty)")
+    wait_ready(page)
+    click_guangdong(page)
+    page.wait_for_selector("#filters .chip[data-dim=province]")
+    wait_ready(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    # Each change sits inside its card, under the number, clear of it.
+    boxes = page.evaluate(
+        """() => ['new', 'active'].map(k => [document.getElementById('total-' + k),
+                 document.getElementById('delta-' + k)].map(e => {
+                   const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }))"""
+    )
+    cards = page.eval_on_selector_all(
+        ".totals .card", "cs => cs.slice(0, 2).map(c => { const r = c.getBoundingClientRect(); "
+        "return [r.left, r.top, r.right, r.bottom]; })"
+    )  # fmt: skip
+    for (number, delta), card in zip(boxes, cards, strict=True):
+        assert card[0] <= delta[0] and delta[2] <= card[2] and delta[3] <= card[3], (delta, card)
+        assert number[3] <= delta[1], (number, delta)
+    chip = page.eval_on_selector(
+        "#filters .chip", "c => { const r = c.getBoundingClientRect(); return [r.left, r.right]; }"
+    )
+    assert 0 <= chip[0] and chip[1] <= PHONE["width"]
+    # The pyramid's labels: inside the chart, none over another.
+    drawn = page.evaluate(DRAWN_TEXTS, "chart-pyramid")
+    texts = drawn["texts"]
+    assert len(texts) > 8
+    for text, x, y, w, h in texts:
+        assert x >= 0 and y >= 0 and x + w <= drawn["width"] and y + h <= drawn["height"], text
+    for i, (a, ax, ay, aw, ah) in enumerate(texts):
+        for b, bx, by, bw, bh in texts[i + 1 :]:
+            assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay, (a, b)
+    page.evaluate("window.scrollTo(0, 0)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-phone-drilldown.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-phone-drilldown-top.png"))
+    for part in ("panel-pyramid", "index"):
+        page.locator(f"#{part}, section.{part}").screenshot(
+            path=str(ARTIFACTS / f"dashboard-phone-{part}.png")
+        )
+    assert page.errors == []  # type: ignore[attr-defined]

@@ -1,7 +1,9 @@
-/* The dashboard: sign-in, window picker, totals, map, bar charts, new-vs-active index, export.
-   Plain JavaScript, no build step. Every number comes from the native API
-   (/v1/apps/{appid}/portrait, authorised by the HttpOnly session cookie), so the page shows
-   exactly what the API answers; the daily trend comes from /dashboard/trend. */
+/* The dashboard: sign-in, window picker, totals, map, bar charts, new-vs-active index, export;
+   the comparison with the previous period, a province drill-down and the gender × age
+   pyramid (issue 27). Plain JavaScript, no build step. Every number comes from the native API
+   (/v1/apps/{appid}/portrait, authorised by the HttpOnly session cookie: compare=previous,
+   filter=DIM=ID, by=genders,ages), so the page shows exactly what the API answers; the daily
+   trend comes from /dashboard/trend. */
 "use strict";
 (() => {
   const DIMS = [["province", "省份"], ["city", "城市"], ["genders", "性别"], ["platforms", "平台"], ["devices", "机型"], ["ages", "年龄"]];
@@ -12,7 +14,10 @@
   const state = {
     apps: [], appid: null, window: "7", begin: null, end: null, body: null, trend: null,
     indexDim: "province", sortKey: "active", sortDir: -1, charts: {}, provinceNames: null, seq: 0,
+    // compare: the previous period's numbers beside each one; filters: [{dim, id, name}], ANDed.
+    compare: false, filters: [], cross: null, provinceBoxes: {}, mapKey: null,
   };
+  const DIM_LABELS = Object.fromEntries(DIMS);
   const $ = (id) => document.getElementById(id);
   const fmt = (n) => n.toLocaleString("zh-CN");
   // The phone layout of dashboard.css (one column) and its chart options share this width.
@@ -29,13 +34,23 @@
     41004: "请填写 AppSecret。",
     42001: EXPIRED,
     45011: "尝试次数过多，请稍后再试。",
+    40097: "请求参数无效。",
     48001: "没有权限：请从本站页面登录，并只查看已授权的应用。",
     61500: "日期格式不正确。",
     61501: "所选时间范围不可用（早于数据保留期限或超出范围）。",
+    61502: "筛选后的用户太少（低于该应用的隐私阈值），无法显示；请移除筛选。",
     [-1]: "服务器内部错误，请稍后重试。",
   };
   const errorText = (e) => (e.local ? e.message : ERRORS[e.code] || `发生未知错误（错误码 ${e.code}），请稍后重试。`);
   const pct = (x) => (x * 100).toFixed(1) + "%";
+  // The change against the previous period: ▲/▼ and the percentage, 新 where there was none.
+  function change(value, previous) {
+    if (previous === undefined || previous === null || value === null) return null;
+    if (previous === 0) return value > 0 ? { text: "新", cls: "up", ratio: Infinity } : { text: "—", cls: "flat", ratio: 0 };
+    const ratio = (value - previous) / previous;
+    const text = (ratio > 0 ? "▲ " : ratio < 0 ? "▼ " : "") + pct(Math.abs(ratio));
+    return { text, cls: ratio > 0 ? "up" : ratio < 0 ? "down" : "flat", ratio };
+  }
 
   class ApiError extends Error {
     // local: the page's own Chinese message (no answer from the server to translate).
@@ -132,18 +147,24 @@
     if (!begin || !end) return setStatus("error", "请选择开始和结束日期。");
     if (begin > end) return setStatus("error", "开始日期晚于结束日期。");
     setStatus("loading", "加载中…");
+    renderFilters();
     const q = `begin=${compact(begin)}&end=${compact(end)}`;
+    const seg = state.filters.map((f) => `&filter=${encodeURIComponent(`${f.dim}=${f.id}`)}`).join("");
     const app = encodeURIComponent(state.appid);
+    // The trend and the pyramid are a bonus: the rest of the page still shows without them.
+    const bonus = (e) => {
+      if (AUTH_CODES.has(e.code)) throw e;
+      return null;
+    };
     try {
-      const [body, trend] = await Promise.all([
-        api("GET", `/v1/apps/${app}/portrait?${q}`),
-        api("GET", `/dashboard/trend?appid=${app}&${q}`).catch((e) => {
-          if (AUTH_CODES.has(e.code)) throw e;
-          return null; // the trend is a bonus: the rest of the page still shows
-        }),
+      const [body, trend, cross] = await Promise.all([
+        api("GET", `/v1/apps/${app}/portrait?${q}${seg}${state.compare ? "&compare=previous" : ""}`),
+        // The trend is of all users: with a filter it would not match the page, so it hides.
+        seg ? null : api("GET", `/dashboard/trend?appid=${app}&${q}`).catch(bonus),
+        api("GET", `/v1/apps/${app}/portrait?${q}${seg}&by=genders,ages`).catch(bonus),
       ]);
       if (seq !== state.seq) return;
-      Object.assign(state, { body, trend: trend && trend.days, begin, end });
+      Object.assign(state, { body, trend: trend && trend.days, cross, begin, end });
       render();
       if (total(body.visit_uv) === 0) setStatus("empty", "该时间范围内没有访问数据。");
       else setStatus("ready", "");
@@ -165,16 +186,23 @@
     const body = state.body;
     const tn = total(body.visit_uv_new), ta = total(body.visit_uv);
     const rows = new Map();
-    for (const r of body.visit_uv[dim]) rows.set(keyOf(r), { id: r.id, name: r.name, new: 0, active: r.value });
+    // previous: the row's value in the period before (compare=previous; 0 where absent).
+    // A row the window has no new users of has no previous new count in the answer: unknown.
+    const blank = (r) => ({ id: r.id, name: r.name, new: 0, active: 0, new_prev: undefined, active_prev: undefined });
+    for (const r of body.visit_uv[dim]) rows.set(keyOf(r), { ...blank(r), active: r.value, active_prev: r.previous });
     for (const r of body.visit_uv_new[dim]) {
-      const row = rows.get(keyOf(r)) || { id: r.id, name: r.name, new: 0, active: 0 };
-      row.new = r.value;
+      const row = rows.get(keyOf(r)) || blank(r);
+      Object.assign(row, { new: r.value, new_prev: r.previous });
       rows.set(keyOf(r), row);
     }
     for (const row of rows.values()) {
       row.new_share = tn ? row.new / tn : 0;
       row.active_share = ta ? row.active / ta : 0;
       row.index = row.active_share ? (row.new_share / row.active_share) * 100 : null;
+      row.new_delta = change(row.new, row.new_prev);
+      row.active_delta = change(row.active, row.active_prev);
+      row.new_change = row.new_delta ? row.new_delta.ratio : null;
+      row.active_change = row.active_delta ? row.active_delta.ratio : null;
     }
     return [...rows.values()];
   }
@@ -198,6 +226,21 @@
     $("total-new").textContent = fmt(tn);
     $("total-active").textContent = fmt(ta);
     $("total-ratio").textContent = ta ? pct(tn / ta) : "–";
+    const totals = body.totals || null;
+    for (const [id, audience] of [["delta-new", "visit_uv_new"], ["delta-active", "visit_uv"]]) {
+      const t = totals && totals[audience];
+      const d = t && change(t.value, t.previous);
+      const el = $(id);
+      el.textContent = d ? d.text : "";
+      el.className = "delta" + (d ? " " + d.cls : "");
+      el.title = t ? (t.previous === null ? "上一周期：低于隐私阈值，不显示" : `上一周期：${fmt(t.previous)}`) : "";
+      el.dataset.previous = t && t.previous !== null ? t.previous : "";
+    }
+    // "20240607-20240609" (or one day): the period the changes are against.
+    const iso = (d) => `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6, 8)}`;
+    const prev = body.previous_ref_date ? [...new Set(body.previous_ref_date.split("-"))].map(iso) : [];
+    $("previous-label").textContent = prev.length ? `对比 ${prev.join(" 至 ")}` : "";
+    $("index-table").dataset.compare = String(!!totals);
     // Each date in a span that never wraps: a narrow card breaks the range at 至 only.
     const day = (d) => Object.assign(document.createElement("span"), { textContent: d, className: "date" });
     $("window-label").replaceChildren(...(state.begin === state.end ? [day(state.begin)] : [day(state.begin), " 至 ", day(state.end)]));
@@ -208,6 +251,7 @@
     renderBars("genders", "chart-genders", false, true);
     renderBars("platforms", "chart-platforms", false);
     renderBars("devices", "chart-devices", true);
+    renderPyramid();
     renderIndex();
     // A chart hidden (the empty state) while the window was resized kept its old size.
     for (const c of Object.values(state.charts)) {
@@ -245,13 +289,23 @@
   // fails to invert (a TypeError in its frame loop): draw it once it has a size again.
   const hasSize = (el) => el.offsetWidth > 0 && el.offsetHeight > 0;
 
+  // The province a filter drills into (its map zoomed, its cities in the city chart), or null.
+  const drilled = () => (state.filters.find((f) => f.dim === "province") || {}).id ?? null;
+
   function renderMap() {
     state.mapPending = !hasSize($("chart-province"));
     if (state.mapPending) return;
     const audience = $("map-audience").value;
     const rows = state.body[audience].province;
     const names = state.provinceNames || {};
-    const data = rows.filter((r) => names[r.id]).map((r) => ({ name: names[r.id], value: r.value, full: r.name }));
+    const data = rows.filter((r) => names[r.id]).map((r) => ({ name: names[r.id], value: r.value, full: r.name, id: r.id }));
+    // Zooming in or out changes the map's bounding box: a new chart, not a merged option.
+    const zoom = drilled();
+    if (state.mapKey !== zoom && state.charts["chart-province"]) {
+      state.charts["chart-province"].dispose();
+      delete state.charts["chart-province"];
+    }
+    state.mapKey = zoom;
     const max = Math.max(1, ...data.map((d) => d.value));
     const offMap = rows.filter((r) => !names[r.id]).reduce((s, r) => s + r.value, 0);
     $("province-off-map").textContent = `未知 / 其他：${fmt(offMap)}`;
@@ -262,6 +316,7 @@
       ? { orient: "horizontal", left: "center", right: null, top: null, bottom: 0, itemWidth: 12, itemHeight: 120 }
       : { orient: "vertical", left: 8, right: null, top: null, bottom: 8, itemWidth: 20, itemHeight: 140 };
     const series = { name: audience === "visit_uv" ? "活跃用户" : "新增用户", data, top: 8, bottom: narrow ? 56 : 8 };
+    const box = zoom !== null && state.provinceBoxes[zoom];
     if ((c.getOption().series || []).length) {
       // Merge new numbers into the drawn map: replacing the whole option rebuilds the geo
       // coordinate system, which ECharts 6 can trip over while a previous frame is pending.
@@ -278,10 +333,74 @@
       },
       series: [{
         ...series, type: "map", map: "china", roam: false,
-        label: { show: false }, emphasis: { label: { show: true } },
+        ...(box ? { boundingCoords: box } : {}),
+        label: { show: !!box && !narrow }, emphasis: { label: { show: true } },
         itemStyle: { areaColor: "#f3f5f7", borderColor: "#b9c2cc" },
       }],
     });
+    // A click on a province shows its portrait: every chart filtered to it (filter=province=ID).
+    c.on("click", (p) => {
+      if (p.data && p.data.id && drilled() === null) addFilter("province", p.data.id, names[p.data.id]);
+    });
+  }
+
+  // -- filters: a chip per filter, ✕ removes it ------------------------------------------------
+  function addFilter(dim, id, name) {
+    state.filters = [...state.filters.filter((f) => f.dim !== dim), { dim, id, name }];
+    load();
+  }
+
+  function removeFilter(dim) {
+    state.filters = state.filters.filter((f) => f.dim !== dim);
+    load();
+  }
+
+  function renderFilters() {
+    const box = $("filters");
+    box.hidden = !state.filters.length;
+    box.replaceChildren(box.firstElementChild, ...state.filters.map((f) => {
+      const chip = document.createElement("span");
+      chip.className = "chip";
+      chip.dataset.dim = f.dim;
+      const x = Object.assign(document.createElement("button"), { type: "button", textContent: "✕", title: "移除筛选" });
+      x.setAttribute("aria-label", `移除筛选 ${DIM_LABELS[f.dim]}: ${f.name}`);
+      x.addEventListener("click", () => removeFilter(f.dim));
+      chip.append(`${DIM_LABELS[f.dim]}: ${f.name} `, x);
+      return chip;
+    }));
+    const p = state.filters.find((f) => f.dim === "province");
+    $("city-scope").textContent = p ? `${p.name} · ` : "";
+  }
+
+  // -- the gender × age pyramid (by=genders,ages, active users) ---------------------------------
+  function renderPyramid() {
+    const rows = state.cross ? state.cross.visit_uv : null;
+    $("panel-pyramid").hidden = !rows;
+    if (!rows) return;
+    // Age buckets in their order, 未知 (0) last; 男 to the left, 女 to the right.
+    const rank = (id) => (id === 0 ? Infinity : id);
+    const ages = [...new Map(rows.map((r) => [r.keys[1].id, r.keys[1].name]))].sort((a, b) => rank(a[0]) - rank(b[0]));
+    const sums = { 1: 0, 2: 0, other: 0 };
+    const cell = (g) => ages.map(([age]) => rows.filter((r) => r.keys[0].id === g && r.keys[1].id === age).reduce((s, r) => s + r.value, 0));
+    for (const r of rows) sums[r.keys[0].id === 1 || r.keys[0].id === 2 ? r.keys[0].id : "other"] += r.value;
+    const all = sums[1] + sums[2] + sums.other;
+    const el = $("pyramid-total");
+    el.textContent = `男 ${fmt(sums[1])} · 女 ${fmt(sums[2])} · 未知 ${fmt(sums.other)} · 合计 ${fmt(all)}`;
+    Object.assign(el.dataset, { male: sums[1], female: sums[2], other: sums.other, total: all });
+    const male = cell(1), female = cell(2);
+    chart("chart-pyramid").setOption({
+      animation: false,
+      color: [COLORS[1], "#e8618c"],
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, valueFormatter: (v) => fmt(Math.abs(v)) },
+      legend: { top: 0 },
+      grid: { left: 8, right: 24, top: 32, bottom: 8, containLabel: true },
+      xAxis: { type: "value", splitNumber: state.narrow ? 3 : 5, axisLabel: { formatter: (v) => fmt(Math.abs(v)), hideOverlap: true } },
+      yAxis: { type: "category", data: ages.map((a) => a[1]), axisTick: { show: false } },
+      series: [
+        { name: "男", type: "bar", stack: "people", data: male.map((v) => -v), barMaxWidth: 18 },
+        { name: "女", type: "bar", stack: "people", data: female, barMaxWidth: 18 },
+      ],
+    }, true);
   }
 
   function renderBars(dim, id, horizontal, byId) {
@@ -346,6 +465,8 @@
       const cells = [
         [r.name, ""], [fmt(r.new), "num"], [fmt(r.active), "num"], [pct(r.new_share), "num"],
         [pct(r.active_share), "num"], [r.index === null ? "—" : Math.round(r.index), "num"],
+        [r.new_delta ? r.new_delta.text : "", "num change " + (r.new_delta ? r.new_delta.cls : "")],
+        [r.active_delta ? r.active_delta.text : "", "num change " + (r.active_delta ? r.active_delta.cls : "")],
       ];
       for (const [text, cls] of cells) {
         const td = document.createElement("td");
@@ -353,9 +474,11 @@
         td.className = cls;
         tr.append(td);
       }
-      if (r.index !== null) tr.lastChild.classList.add(r.index >= 120 ? "high" : r.index <= 80 ? "low" : "mid");
+      if (r.index !== null) tr.cells[5].classList.add(r.index >= 120 ? "high" : r.index <= 80 ? "low" : "mid");
       tr.dataset.new = r.new;
       tr.dataset.active = r.active;
+      if (r.active_prev !== undefined) tr.dataset.activePrevious = r.active_prev;
+      if (r.new_prev !== undefined) tr.dataset.newPrevious = r.new_prev;
       return tr;
     }));
   }
@@ -396,6 +519,8 @@
     if (!state.body) return;
     const out = {
       appid: state.appid, begin: compact(state.begin), end: compact(state.end),
+      // The segment on screen, as the API's filter parameters ("province=44").
+      filters: state.filters.map((f) => `${f.dim}=${f.id}`),
       totals: { new: total(state.body.visit_uv_new), active: total(state.body.visit_uv) },
       portrait: state.body, trend: state.trend,
     };
@@ -421,6 +546,7 @@
     $("range").addEventListener("submit", (e) => { e.preventDefault(); load(); });
     $("app").addEventListener("change", () => { state.appid = $("app").value; load(); });
     $("map-audience").addEventListener("change", () => state.body && renderMap());
+    $("compare").addEventListener("change", () => { state.compare = $("compare").checked; load(); });
     $("export-csv").addEventListener("click", exportCsv);
     $("export-json").addEventListener("click", exportJson);
     $("signout").addEventListener("click", signout);
@@ -458,9 +584,33 @@
   async function loadMap() {
     const res = await fetch("/assets/vendor/china-map/china.json");
     const geo = await res.json();
-    echarts.registerMap("china", geo);
     // Features carry the GB/T 2260 code ("440000"); the API's province id is its first two digits.
+    // The boxes first: ECharts decodes the rings in place once it draws the map.
+    state.provinceBoxes = Object.fromEntries(geo.features.map((f) => [Math.floor(Number(f.properties.id) / 10000), boundingBox(f, geo.UTF8Scale || 1024)]));
     state.provinceNames = Object.fromEntries(geo.features.map((f) => [Math.floor(Number(f.properties.id) / 10000), f.properties.name]));
+    echarts.registerMap("china", geo);
+  }
+
+  // [[west, north], [east, south]] of a feature of the map file, with a margin: the map zooms
+  // to it on a drill-down. The file's rings are ECharts' compressed form (each point two
+  // characters, zigzag deltas from encodeOffsets; ECharts' parseGeoJson decodes them so).
+  function boundingBox(feature, scale) {
+    const { coordinates: polygons, encodeOffsets: offsets, type } = feature.geometry;
+    let [w, s, e, n] = [Infinity, Infinity, -Infinity, -Infinity];
+    const rings = type === "Polygon" ? [[polygons, offsets]] : polygons.map((p, i) => [p, offsets[i]]);
+    for (const [poly, offs] of rings) {
+      poly.forEach((ring, i) => {
+        let [x, y] = offs[i];
+        for (let k = 0; k < ring.length; k += 2) {
+          let dx = ring.charCodeAt(k) - 64, dy = ring.charCodeAt(k + 1) - 64;
+          x += (dx >> 1) ^ -(dx & 1);
+          y += (dy >> 1) ^ -(dy & 1);
+          [w, e, s, n] = [Math.min(w, x / scale), Math.max(e, x / scale), Math.min(s, y / scale), Math.max(n, y / scale)];
+        }
+      });
+    }
+    const m = Math.max(e - w, n - s) * 0.08;
+    return [[w - m, n + m], [e + m, s - m]];
   }
 
   function linkSignin() {
