@@ -643,6 +643,24 @@ def test_map_click_drills_into_a_province_and_its_chip_removes_it(
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+def test_a_segment_below_the_threshold_says_so(browser: Browser, dash: Dash) -> None:
+    """61502 (a filter's segment has fewer users than the app's k): a sentence, no numbers of
+    another segment under the chip, and ✕ brings the page back."""
+    page = new_page(browser, dash)
+    sign_in_by_form(page, dash)
+    page.route(re.compile(r"/v1/apps/.*[?&]filter=province"), answer(61502))
+    click_guangdong(page)
+    wait_ready(page, "error")
+    assert page.inner_text("#status") == (
+        "加载失败：筛选后的用户太少（低于该应用的隐私阈值），无法显示；请移除筛选。"
+    )
+    assert page.is_hidden("#content") and page.is_visible("#filters .chip")
+    page.click("#filters .chip button")
+    wait_ready(page)
+    assert page.is_visible("#content") and page.is_hidden("#filters")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 def test_gender_age_pyramid_sums_to_the_window_users(browser: Browser, dash: Dash) -> None:
     page = new_page(browser, dash)
     sign_in_by_form(page, dash)

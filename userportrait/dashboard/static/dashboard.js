@@ -173,6 +173,8 @@
       if (AUTH_CODES.has(e.code)) return showSignin(e.code === 42001 ? EXPIRED : "请重新登录。");
       if (!e.local) console.warn("load failed:", e.code, e.message);
       setStatus("error", `加载失败：${errorText(e)}`);
+      // The numbers on screen are not the filter's (dashboard.css hides them): only the chip stays.
+      $("board").dataset.filtered = String(state.filters.length > 0);
       $("status").title = e.detail;
     }
   }
