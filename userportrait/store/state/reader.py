@@ -56,6 +56,9 @@ SPAN_CACHE_BYTES = 256 << 20
 #: Bytes of heads as of past end days (filters and cross-tabs, ``_head_as_of``) a reader
 #: keeps in memory: 25 bytes a user each.
 HEAD_CACHE_BYTES = 256 << 20
+#: A filtered window with at most this many days of data and no head cached for its end
+#: walks those days (cheaper than building the head).
+SHORT_WALK = 8
 #: End days whose profile walk (``state/profiles.py``) a reader keeps in memory.
 PROFILE_WALKS = 8
 T = TypeVar("T")
@@ -76,6 +79,9 @@ class _BytesLRU(Generic[S]):
         self.limit = limit
         self._items: OrderedDict[tuple[str, str], S] = OrderedDict()
         self._bytes = 0
+
+    def has(self, key: tuple[str, str]) -> bool:
+        return key in self._items
 
     def get(self, key: tuple[str, str], load: Callable[[], S]) -> S:
         value = self._items.get(key)
@@ -281,11 +287,15 @@ class StateStore:
         fill = self._filler(query, app)
         first = self._first_days(query.appid, app)
         present = sorted(day_number(d) for d in app.days)
-        if n <= HORIZON:
-            last = next((t for t in reversed(present) if t <= end), None)
-            if last is None or n - (end - last) <= 0:
-                return None
-            head = self._head_as_of(query.appid, app, last, present)
+        last = next((t for t in reversed(present) if t <= end), None)
+        if last is None or n - (end - last) <= 0:
+            return None
+        inside = sum(1 for t in present if end - n < t <= end)
+        key = (query.appid, f"{self.manifest.version}:{last}")
+        # A head costs a pass over HORIZON days: a window of a few days with no head
+        # cached for its end walks its own days instead.
+        if n <= HORIZON and (inside > SHORT_WALK or self._heads.has(key)):
+            head = self._heads.get(key, lambda: self._head_as_of(query.appid, app, last, present))
             span = n - (end - last)
             users = head_users(head, first, span, end - n + 1, ids, dims, fill)
         else:
@@ -299,15 +309,10 @@ class StateStore:
         return users, app, self._device_list(query.appid, app)
 
     def _head_as_of(self, appid: str, app: AppState, last: int, present: list[int]) -> Head:
-        """Every user's head as of the day ``last`` (cached per state version): one pass
-        over the ``HORIZON`` days up to it."""
-        key = (appid, f"{self.manifest.version}:{last}")
-
-        def build() -> Head:
-            inside = [t for t in present if last - HORIZON < t <= last]
-            return Head.from_days((self._day(appid, app, t) for t in inside), app.n_users)
-
-        return self._heads.get(key, build)
+        """Every user's head as of the day ``last``: one pass over the ``HORIZON`` days
+        up to it (the caller caches it per state version)."""
+        inside = [t for t in present if last - HORIZON < t <= last]
+        return Head.from_days((self._day(appid, app, t) for t in inside), app.n_users)
 
     def _filter_ids(self, query: PortraitQuery, app: AppState) -> list[tuple[Dim, int]]:
         """The filters as value ids (a device model no event of the app names: -1)."""
