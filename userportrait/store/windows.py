@@ -167,10 +167,13 @@ def segment(users: WindowUsers, filters: Sequence[tuple[Dim, int]]) -> WindowUse
 def segment_counts(users: WindowUsers, sizes: Mapping[Dim, int]) -> WindowCounts:
     """``one_window``'s counts of these users."""
     out = WindowCounts(new={}, active={})
+    new = users.new.view(np.int8)
     for d in DIMS:
-        v = users.values[d].astype(np.intp)
-        out.active[d] = np.bincount(v, minlength=sizes[d])
-        out.new[d] = np.bincount(v[users.new], minlength=sizes[d])
+        # One pass for both audiences: bin 2 * value + new.
+        both = np.bincount(users.values[d].astype(np.intp) * 2 + new, minlength=2 * sizes[d])
+        pairs = both.reshape(-1, 2)
+        out.new[d] = pairs[:, 1].copy()
+        out.active[d] = pairs.sum(axis=1)
     return out
 
 

@@ -343,6 +343,7 @@ class StateStore:
             hit = self._positions[query.appid] = (profiled, where)
         pos = hit[1]
         ages: list[IntArray] = []
+        rows: list[tuple[IntArray, IntArray, Any]] = []  # (uid, profile rows, has one)
 
         def fill(d: Dim, uid: IntArray, values: IntArray) -> IntArray:
             if d not in FILLED and d != "ages":
@@ -350,8 +351,11 @@ class StateStore:
             if d == "ages" and not ages:
                 ages.append(profiled.age_ids(query.end))
             source = ages[0] if d == "ages" else profiled.values[d]
-            row = pos[uid]
-            gap = (row >= 0) & (values == 0)
+            if not rows or rows[0][0] is not uid:  # once per set of users, not per dim
+                row = pos[uid]
+                rows[:] = [(uid, row, row >= 0)]
+            _, row, has = rows[0]
+            gap = has & (values == 0)
             values[gap] = source[row[gap]]
             return values
 
