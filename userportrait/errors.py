@@ -41,7 +41,6 @@ CLI prints ``errmsg`` on one line. The client maps errcodes back to the same cla
     ├── Busy (-1 / HTTP 503, retryable)
     ├── QueryTimeout (-1, system busy) — a portrait ran past query_time_limit_ms
     ├── ClientDisconnected (-1 / HTTP 400) — the client left before its body was read
-    ├── NotSupported (-1) — the configured engine cannot answer this (filter, by)
     └── InputError (-1) — CLI-side problems: missing file, unknown format, wrong columns
 """
 
@@ -309,12 +308,6 @@ class ClientDisconnected(ServiceError):
 
     errmsg = "client disconnected"
     http_status = 400
-
-
-class NotSupported(ServiceError):
-    """The configured engine does not implement a kind of query (docs/engines.md)."""
-
-    errmsg = "not supported"
 
 
 class InputError(ServiceError):

@@ -18,8 +18,7 @@ class Engine(Protocol):
         ...
 
     def run_crosstab(self, query: PortraitQuery) -> CrossCounts:
-        """Users per pair of values of ``query.by`` (in ``query.filters``' segment);
-        an engine that cannot raises ``errors.NotSupported``."""
+        """Users per pair of values of ``query.by`` (in ``query.filters``' segment)."""
         ...
 
     def data_version(self) -> int | None:

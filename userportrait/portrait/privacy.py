@@ -209,24 +209,41 @@ def _cross_bucket(by: tuple[Dim, Dim]) -> Cell:
 
 
 def _cross_hidden(cells: Mapping[Cell, int], k: int, forced: set[Cell], bucket: Cell) -> set[Cell]:
-    """Cells to fold: ``hidden``'s rule over all cells, then, until it holds, a line (the
-    cells sharing one value of either dim) with exactly one folded cell folds its smallest
-    shown cell too, so no line's total (a row of the plain portrait) minus its shown cells
-    isolates a folded cell."""
-    out = hidden(cells, k, forced, bucket)
+    """Cells to fold: those below k (and ``forced``), then complementary cells until at
+    least two real cells fold and no line (the cells sharing one value of either dim, whose
+    sum is a row of the plain portrait) has exactly one folded cell, so "that row minus its
+    shown cells" isolates nothing. A cell of k or more alone in a line is public (it is
+    that row of the plain portrait), so it never serves as a complement; when no complement
+    is left, every cell folds."""
     real = {c for c, n in cells.items() if n > 0 and c != bucket}
+    out = {c for c in real if cells[c] < k} | (forced & real)
+    if not out and not 0 < cells.get(bucket, 0) < k:
+        return out
+    lines: dict[tuple[int, CellKey], set[Cell]] = {}
+    for c in real:
+        for side in (0, 1):
+            lines.setdefault((side, c[side]), set()).add(c)
+    public = {c for c in real - out if any(len(lines[(s, c[s])]) == 1 for s in (0, 1))}
+    order = _order(cells)
+
+    def smallest(among: set[Cell]) -> Cell | None:
+        free = sorted(among - out - public, key=order)
+        return free[0] if free else None
+
+    while len(out) < 2:
+        extra = smallest(real)
+        if extra is None:
+            return real
+        out.add(extra)
     while True:
-        lines: dict[tuple[int, CellKey], set[Cell]] = {}
-        for c in real:
-            for side in (0, 1):
-                lines.setdefault((side, c[side]), set()).add(c)
         grow: set[Cell] = set()
         for members in lines.values():
-            folded = members & out
-            if len(folded) == 1 and len(members) > 1:
-                shown = sorted(members - out, key=_order(cells))
-                grow.add(shown[0])
-        if not grow - out:
+            if len(members & out) == 1 and len(members) > 1:
+                extra = smallest(members)
+                if extra is None:
+                    return real
+                grow.add(extra)
+        if not grow:
             return out
         out |= grow
 

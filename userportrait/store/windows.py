@@ -167,10 +167,13 @@ def segment(users: WindowUsers, filters: Sequence[tuple[Dim, int]]) -> WindowUse
 def segment_counts(users: WindowUsers, sizes: Mapping[Dim, int]) -> WindowCounts:
     """``one_window``'s counts of these users."""
     out = WindowCounts(new={}, active={})
+    new = users.new.view(np.int8)
     for d in DIMS:
-        v = users.values[d].astype(np.intp)
-        out.active[d] = np.bincount(v, minlength=sizes[d])
-        out.new[d] = np.bincount(v[users.new], minlength=sizes[d])
+        # One pass for both audiences: bin 2 * value + new.
+        both = np.bincount(users.values[d].astype(np.intp) * 2 + new, minlength=2 * sizes[d])
+        pairs = both.reshape(-1, 2)
+        out.new[d] = pairs[:, 1].copy()
+        out.active[d] = pairs.sum(axis=1)
     return out
 
 
@@ -178,17 +181,20 @@ def cross_counts(
     users: WindowUsers, by: tuple[Dim, Dim]
 ) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]]:
     """(new, active) users per pair of ids of the dims ``by``."""
-    a = users.values[by[0]].astype(np.int64)
-    b = users.values[by[1]].astype(np.int64)
-    width = int(b.max()) + 1 if len(b) else 1
+    a = users.values[by[0]].astype(np.intp)
+    b = users.values[by[1]].astype(np.intp)
+    if not len(a):
+        return {}, {}
+    width = int(b.max()) + 1
     flat = a * width + b
+    size = (int(a.max()) + 1) * width  # a bincount, not np.unique: no sort of the users
     out: list[dict[tuple[int, int], int]] = []
-    for mask in (users.new, np.ones(len(flat), bool)):
-        keys, counts = np.unique(flat[mask], return_counts=True)
+    for cells in (np.bincount(flat[users.new], minlength=size), np.bincount(flat)):
+        keys = np.flatnonzero(cells)
         out.append(
             {
                 (k // width, k % width): c
-                for k, c in zip(keys.tolist(), counts.tolist(), strict=True)
+                for k, c in zip(keys.tolist(), cells[keys].tolist(), strict=True)
             }
         )
     return out[0], out[1]

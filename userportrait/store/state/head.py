@@ -43,6 +43,12 @@ class Head:
         self._age = {d: np.full(capacity, LONG_AGO, np.uint16) for d in DIMS}
         self._views(n_users)
 
+    @property
+    def nbytes(self) -> int:
+        return int(
+            self._last.nbytes + sum(v.nbytes for v in (*self._val.values(), *self._age.values()))
+        )
+
     def _views(self, n_users: int) -> None:
         self.last = self._last[:n_users]
         self.val = {d: v[:n_users] for d, v in self._val.items()}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -19,12 +19,13 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from userportrait.portrait.counts import Cell, CellKey, CrossCounts, PortraitCounts
-from userportrait.portrait.dims import Dim
+from userportrait.portrait.dims import DIMS, Dim
 from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
 from userportrait.store.state.app_update import Progress, no_progress
 from userportrait.store.state.catching_up import catch_up, remove_state
 from userportrait.store.state.days import LazyDays, day_date, day_number, load_day, overlaid
+from userportrait.store.state.head import Head
 from userportrait.store.state.manifest import AppState, Manifest, app_dir
 from userportrait.store.state.overlay import Overlay, first_days
 from userportrait.store.state.profiles import (
@@ -52,6 +53,12 @@ from userportrait.store.windows import (
 DAY_CACHE_BYTES = 384 << 20
 #: Bytes of end days' span histograms a reader keeps in memory.
 SPAN_CACHE_BYTES = 256 << 20
+#: Bytes of heads as of past end days (filters and cross-tabs, ``_head_as_of``) a reader
+#: keeps in memory: 25 bytes a user each.
+HEAD_CACHE_BYTES = 256 << 20
+#: A filtered window with at most this many days of data and no head cached for its end
+#: walks those days (cheaper than building the head).
+SHORT_WALK = 8
 #: End days whose profile walk (``state/profiles.py``) a reader keeps in memory.
 PROFILE_WALKS = 8
 T = TypeVar("T")
@@ -72,6 +79,9 @@ class _BytesLRU(Generic[S]):
         self.limit = limit
         self._items: OrderedDict[tuple[str, str], S] = OrderedDict()
         self._bytes = 0
+
+    def has(self, key: tuple[str, str]) -> bool:
+        return key in self._items
 
     def get(self, key: tuple[str, str], load: Callable[[], S]) -> S:
         value = self._items.get(key)
@@ -108,6 +118,8 @@ class StateStore:
         self._lock = threading.RLock()
         self._days: _BytesLRU[DayPart] = _BytesLRU(DAY_CACHE_BYTES)
         self._spans: _BytesLRU[SpanTable] = _BytesLRU(SPAN_CACHE_BYTES)
+        self._heads: _BytesLRU[Head] = _BytesLRU(HEAD_CACHE_BYTES)
+        self._positions: dict[str, tuple[ProfileUsers, IntArray]] = {}
         self._files: dict[tuple[str, str], tuple[str, Any]] = {}  # (appid, kind) -> (name, value)
         self._answered = threading.local()
         self._profile_files: dict[str, tuple[int, tuple[str, ...]]] = {}
@@ -232,7 +244,7 @@ class StateStore:
     # -- filters and cross-tabs (docs/semantics.md, "Filters and cross-tabs") --------------
 
     def _segment_portrait(self, query: PortraitQuery) -> PortraitCounts:
-        got = self._segment(query)
+        got = self._segment(query, DIMS)
         if got is None:
             return PortraitCounts.empty()
         users, app, devices = got
@@ -240,7 +252,7 @@ class StateStore:
 
     def _crosstab(self, query: PortraitQuery) -> CrossCounts:
         assert query.by is not None
-        got = self._segment(query)
+        got = self._segment(query, query.by)
         if got is None:
             return CrossCounts()
         users, _, devices = got
@@ -257,48 +269,97 @@ class StateStore:
 
         return CrossCounts(new=named(new), active=named(active))
 
-    def _segment(self, query: PortraitQuery) -> tuple[WindowUsers, AppState, list[str]] | None:
-        """The users of the window in ``query.filters``' segment, their values filled from
-        profiles as the counts are (None: nobody in the window)."""
+    def _segment(
+        self, query: PortraitQuery, dims: Sequence[Dim]
+    ) -> tuple[WindowUsers, AppState, list[str]] | None:
+        """The users of the window in ``query.filters``' segment with their values of
+        ``dims``, filled from profiles as the counts are (None: nobody in the window).
+
+        A window of up to ``HORIZON`` days is read off the head as of its last day with
+        data (``_head_as_of``, cached): a user is active when last seen less than the
+        span ago and takes a value seen less than the span ago, as the span histograms
+        count (``spans.py``). A longer one walks its days (``windows.window_users``)."""
         app = self.manifest.apps.get(query.appid)
         if app is None or not app.days:
             return None
         n, end = query.days, day_number(query.end)
-        present = {day_number(d) for d in app.days}
-        if not any(end - n < t <= end for t in present):
+        ids = self._filter_ids(query, app)
+        fill = self._filler(query, app)
+        first = self._first_days(query.appid, app)
+        present = sorted(day_number(d) for d in app.days)
+        last = next((t for t in reversed(present) if t <= end), None)
+        if last is None or n - (end - last) <= 0:
             return None
-        days = LazyDays(lambda t: self._day(query.appid, app, t), present)
-        users = window_users(days, self._first_days(query.appid, app), n, end)
-        self._fill_users(query, app, users)
-        devices = self._device_list(query.appid, app)
+        inside = sum(1 for t in present if end - n < t <= end)
+        key = (query.appid, f"{self.manifest.version}:{last}")
+        # A head costs a pass over HORIZON days: a window of a few days with no head
+        # cached for its end walks its own days instead.
+        if n <= HORIZON and (inside > SHORT_WALK or self._heads.has(key)):
+            head = self._heads.get(key, lambda: self._head_as_of(query.appid, app, last, present))
+            span = n - (end - last)
+            users = head_users(head, first, span, end - n + 1, ids, dims, fill)
+        else:
+            if not any(end - n < t <= end for t in present):
+                return None
+            days = LazyDays(lambda t: self._day(query.appid, app, t), set(present))
+            users = window_users(days, first, n, end)
+            for d in (*FILLED, "ages"):
+                users.values[d] = fill(d, users.uid, users.values[d])
+            users = segment(users, ids)
+        return users, app, self._device_list(query.appid, app)
+
+    def _head_as_of(self, appid: str, app: AppState, last: int, present: list[int]) -> Head:
+        """Every user's head as of the day ``last``: one pass over the ``HORIZON`` days
+        up to it (the caller caches it per state version)."""
+        inside = [t for t in present if last - HORIZON < t <= last]
+        return Head.from_days((self._day(appid, app, t) for t in inside), app.n_users)
+
+    def _filter_ids(self, query: PortraitQuery, app: AppState) -> list[tuple[Dim, int]]:
+        """The filters as value ids (a device model no event of the app names: -1)."""
         ids: list[tuple[Dim, int]] = []
         for dim, value in query.filters:
             if dim != "devices":
                 ids.append((dim, int(value or 0)))
             elif value is None:
                 ids.append((dim, 0))
-            else:  # a model no event of the app names: nobody
+            else:
                 ids.append((dim, self._device_ids(query.appid, app).get(str(value), -1)))
-        return segment(users, ids), app, devices
+        return ids
 
-    def _fill_users(self, query: PortraitQuery, app: AppState, users: WindowUsers) -> None:
-        """A user's gap (no event value in the window) takes their profile's value, as
-        ``_fill_profiles`` does for counts (docs/semantics.md)."""
+    def _filler(self, query: PortraitQuery, app: AppState) -> Fill:
+        """(dim, uids, their window values) -> the values with each gap (no event value in
+        the window) taken from the user's profile, as ``_fill_profiles`` does for counts
+        (docs/semantics.md)."""
         paths = self._profile_paths(query.appid)
         if not paths or not app.users:
-            return
+            return _no_fill
         profiled = self._profiled(query.appid, app, paths)
         if not len(profiled.uid):
-            return
-        pos = np.full(app.n_users, -1, np.intp)
-        pos[profiled.uid] = np.arange(len(profiled.uid))
-        row = pos[users.uid]
-        has = row >= 0
-        for d in (*FILLED, "ages"):
-            source = profiled.age_ids(query.end) if d == "ages" else profiled.values[d]
-            v = users.values[d]
-            gap = has & (v == 0)
-            v[gap] = source[row[gap]]
+            return _no_fill
+        hit = self._positions.get(query.appid)
+        if hit is None or hit[0] is not profiled or len(hit[1]) != app.n_users:
+            where: IntArray = np.full(app.n_users, -1, np.int32)
+            where[profiled.uid] = np.arange(len(profiled.uid), dtype=np.int32)
+            hit = self._positions[query.appid] = (profiled, where)
+        pos = hit[1]
+        ages: list[IntArray] = []
+        rows: list[tuple[IntArray, IntArray, Any]] = []  # (uid, profile rows, has one)
+
+        def fill(d: Dim, uid: IntArray, values: IntArray) -> IntArray:
+            if d not in FILLED and d != "ages":
+                return values
+            if d == "ages" and not ages:
+                ages.append(profiled.age_ids(query.end))
+            source = ages[0] if d == "ages" else profiled.values[d]
+            if not rows or rows[0][0] is not uid:  # once per set of users, not per dim
+                row = pos[uid]
+                rows[:] = [(uid, row, row >= 0)]
+            _, row, has = rows[0]
+            gap = has & (values == 0)
+            values[gap] = source[row[gap]]
+            return values
+
+        return fill
 
     def _device_ids(self, appid: str, app: AppState) -> dict[str, int]:
         devices = self._device_list(appid, app)
@@ -434,6 +495,46 @@ class StateStore:
             return overlaid(part, Overlay.load(self.app_dir(appid) / overlay, t).part)
 
         return self._days.get((appid, name if overlay is None else overlay), load)
+
+
+#: (dim, uids, their window values) -> the values with profile gaps filled.
+Fill = Callable[[Dim, IntArray, IntArray], IntArray]
+
+
+def _no_fill(_d: Dim, _uid: IntArray, values: IntArray) -> IntArray:
+    return values
+
+
+def head_users(
+    head: Head,
+    first: IntArray,
+    span: int,
+    begin: int,
+    filters: Sequence[tuple[Dim, int]],
+    dims: Sequence[Dim],
+    fill: Fill,
+) -> WindowUsers:
+    """The users of the window of ``span`` days ending on the head's day, in the segment
+    of ``filters``, with their values of ``dims`` (and of the filtered dims): the filters
+    first, so the other dims are read for the segment's users only."""
+    uid = np.flatnonzero(head.last < span)
+    values: dict[Dim, IntArray] = {}
+
+    def read(d: Dim) -> IntArray:
+        v = head.val[d][uid]
+        v[head.age[d][uid] >= span] = 0  # seen before the window: 未知 there
+        return fill(d, uid, v)
+
+    for d, wanted in filters:
+        v = read(d)
+        keep = v == wanted
+        uid = uid[keep]
+        values = {k: a[keep] for k, a in values.items()}
+        values[d] = v[keep]
+    for d in dims:
+        if d not in values:
+            values[d] = read(d)
+    return WindowUsers(uid=uid, new=first[uid] >= begin, values=values)
 
 
 def _read_devices(path: Path) -> list[str]:
