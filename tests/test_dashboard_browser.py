@@ -577,6 +577,25 @@ def test_compare_with_the_previous_period(browser: Browser, dash: Dash) -> None:
         assert got == expected, dim
         seen |= {at[0] for _, _, _, at, _ in cells if at}
     assert {"▲", "▼"} <= seen
+    # A bar's tooltip has its change too; the client's text in it is escaped.
+    for dim in ("city", "devices"):
+        tips = page.evaluate(
+            """id => {
+                 const c = echarts.getInstanceByDom(document.getElementById(id));
+                 const o = c.getOption(), names = o.yAxis[0].data;
+                 return names.map((name, i) => o.tooltip[0].formatter(o.series.map((s, k) => ({
+                   name, dataIndex: i, seriesIndex: k, seriesName: s.name, value: s.data[i], marker: ''}))));
+               }""",
+            f"chart-{dim}",
+        )
+        for row, tip in zip(body["visit_uv"][dim][:20], tips, strict=True):
+            text, cls = change(row["value"], row["previous"]) or ("", "")
+            assert f'活跃用户 {row["value"]:,} <span class="{cls}">{text}</span>' in tip, tip
+            escaped = row["name"]
+            for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"),
+                                 ("'", "&#39;")):  # fmt: skip
+                escaped = escaped.replace(char, entity)
+            assert tip.split("<br>")[0] == escaped  # =HYPERLINK("…") and the like, as text
     assert page.is_visible("th[data-sort=active_change]")
     page.evaluate("window.scrollTo(0, 0)")
     ARTIFACTS.mkdir(exist_ok=True)

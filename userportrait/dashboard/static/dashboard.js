@@ -424,10 +424,23 @@
     // Thousands separators; fewer ticks when narrow so the labels never run into each other.
     const val = { type: "value", splitNumber: horizontal && width < 480 ? 3 : 5, axisLabel: { formatter: fmt, hideOverlap: true } };
     if (horizontal) cat.inverse = true;
+    // Compared: each bar's change in the tooltip, as in the index table.
+    const previous = body.totals && AUDIENCES.map(([a]) => {
+      const m = new Map(body[a][dim].map((r) => [keyOf(r), r.previous]));
+      return rows.map((r) => m.get(keyOf(r)));
+    });
+    const tooltip = { trigger: "axis", axisPointer: { type: "shadow" } };
+    // Names are the clients' text (a device is any string): escaped, as ECharts' own tooltip does.
+    if (previous) {
+      tooltip.formatter = (ps) => [echarts.format.encodeHTML(ps[0].name), ...ps.map((p) => {
+        const d = change(p.value, previous[p.seriesIndex][p.dataIndex]);
+        return `${p.marker}${p.seriesName} ${fmt(p.value)}${d ? ` <span class="${d.cls}">${d.text}</span>` : ""}`;
+      })].join("<br>");
+    }
     chart(id).setOption({
       animation: false,
       color: COLORS,
-      tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+      tooltip,
       legend: { top: 0 },
       // containLabel keeps labels inside on the left and below, not the last value label
       // at the right end of a horizontal value axis: half of it ("18,000") needs the room.
