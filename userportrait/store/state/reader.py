@@ -83,6 +83,9 @@ class _BytesLRU(Generic[S]):
     def has(self, key: tuple[str, str]) -> bool:
         return key in self._items
 
+    def keys(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
     def get(self, key: tuple[str, str], load: Callable[[], S]) -> S:
         value = self._items.get(key)
         if value is not None:
@@ -309,8 +312,23 @@ class StateStore:
         return users, app, self._device_list(query.appid, app)
 
     def _head_as_of(self, appid: str, app: AppState, last: int, present: list[int]) -> Head:
-        """Every user's head as of the day ``last``: one pass over the ``HORIZON`` days
-        up to it (the caller caches it per state version)."""
+        """Every user's head as of the day ``last`` (the caller caches it per state
+        version): a cached head of an earlier day moved on over the days between when
+        there are few of them, else one pass over the ``HORIZON`` days up to ``last``."""
+        version = f"{self.manifest.version}:"
+        earlier = [
+            int(k[1][len(version) :])
+            for k in self._heads.keys()
+            if k[0] == appid and k[1].startswith(version) and int(k[1][len(version) :]) < last
+        ]
+        if earlier:
+            start = max(earlier)
+            between = [t for t in present if start < t <= last]
+            if len(between) <= SHORT_WALK:
+                head = self._heads.get((appid, f"{version}{start}"), _unreachable).copy()
+                for t in between:  # a day later every age grows; that day's users move
+                    head.fold(self._day(appid, app, t))
+                return head
         inside = [t for t in present if last - HORIZON < t <= last]
         return Head.from_days((self._day(appid, app, t) for t in inside), app.n_users)
 
@@ -495,6 +513,10 @@ class StateStore:
             return overlaid(part, Overlay.load(self.app_dir(appid) / overlay, t).part)
 
         return self._days.get((appid, name if overlay is None else overlay), load)
+
+
+def _unreachable() -> Head:
+    raise AssertionError("a cached head was looked up")
 
 
 #: (dim, uids, their window values) -> the values with profile gaps filled.
