@@ -278,3 +278,15 @@ async def test_compare_needs_the_window_before_kept(api_settings: Settings) -> N
         res = await c.get(PORTRAIT, params=[("begin", "20240609"), ("end", "20240612"),
                                             ("compare", "previous"), ("access_token", t)])  # fmt: skip
         assert_error(res, 61501, "date range error")
+
+
+async def test_previous_ref_date_is_a_range_for_one_day_too(api_settings: Settings) -> None:
+    async with asgi_client(api_settings) as c:
+        t = await token(c)
+        res = await c.get(PORTRAIT, params=[("begin", "20240611"), ("end", "20240611"),
+                                            ("compare", "previous"), ("access_token", t)])  # fmt: skip
+        body = res.json()
+        assert (body["ref_date"], body["previous_ref_date"]) == ("20240611", "20240610-20240610")
+        # 06-11: u1 and u5 (new); 06-10: u1, u2 (new) and u3.
+        assert body["totals"] == {"visit_uv": {"value": 2, "previous": 3},
+                                  "visit_uv_new": {"value": 1, "previous": 1}}  # fmt: skip
