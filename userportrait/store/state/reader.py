@@ -8,6 +8,7 @@ that wrote them, so a cached file is never stale).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -82,9 +83,6 @@ class _BytesLRU(Generic[S]):
 
     def has(self, key: tuple[str, str]) -> bool:
         return key in self._items
-
-    def keys(self) -> list[tuple[str, str]]:
-        return list(self._items)
 
     def get(self, key: tuple[str, str], load: Callable[[], S]) -> S:
         value = self._items.get(key)
@@ -294,11 +292,12 @@ class StateStore:
         if last is None or n - (end - last) <= 0:
             return None
         inside = sum(1 for t in present if end - n < t <= end)
-        key = (query.appid, f"{self.manifest.version}:{last}")
+        key = self._head_key(query.appid, app, last)
         # A head costs a pass over HORIZON days: a window of a few days with no head
         # cached for its end walks its own days instead.
         if n <= HORIZON and (inside > SHORT_WALK or self._heads.has(key)):
             head = self._heads.get(key, lambda: self._head_as_of(query.appid, app, last, present))
+            head.grow(app.n_users)  # users added since (a live flush): never seen by then
             span = n - (end - last)
             users = head_users(head, first, span, end - n + 1, ids, dims, fill)
         else:
@@ -311,23 +310,30 @@ class StateStore:
             users = segment(users, ids)
         return users, app, self._device_list(query.appid, app)
 
-    def _head_as_of(self, appid: str, app: AppState, last: int, present: list[int]) -> Head:
-        """Every user's head as of the day ``last`` (the caller caches it per state
-        version): a cached head of an earlier day moved on over the days between when
-        there are few of them, else one pass over the ``HORIZON`` days up to ``last``."""
-        version = f"{self.manifest.version}:"
-        earlier = [
-            int(k[1][len(version) :])
-            for k in self._heads.keys()
-            if k[0] == appid and k[1].startswith(version) and int(k[1][len(version) :]) < last
+    def _head_key(self, appid: str, app: AppState, last: int) -> tuple[str, str]:
+        """The cache key of the head as of ``last``: the files of the days it is built
+        from (names carry the version that wrote them), so a batch of other days, such as
+        a live flush of the newest day, leaves the heads of earlier days cached."""
+        names = [
+            f"{d}:{name}:{app.overlay.get(d, '')}"
+            for d, name in app.days.items()
+            if last - HORIZON < day_number(d) <= last
         ]
-        if earlier:
-            start = max(earlier)
-            between = [t for t in present if start < t <= last]
-            if len(between) <= SHORT_WALK:
-                head = self._heads.get((appid, f"{version}{start}"), _unreachable).copy()
-                for t in between:  # a day later every age grows; that day's users move
-                    head.fold(self._day(appid, app, t))
+        digest = hashlib.sha256("|".join(sorted(names)).encode()).hexdigest()[:32]
+        return appid, f"{last}:{digest}"
+
+    def _head_as_of(self, appid: str, app: AppState, last: int, present: list[int]) -> Head:
+        """Every user's head as of the day ``last`` (the caller caches it): the cached
+        head of an earlier day moved on over the days between when there are few of them,
+        else one pass over the ``HORIZON`` days up to ``last``."""
+        before = [t for t in present if t < last][-SHORT_WALK:]
+        for start in reversed(before):
+            key = self._head_key(appid, app, start)
+            if self._heads.has(key):
+                head = self._heads.get(key, _unreachable).copy()
+                head.grow(app.n_users)
+                for t in (t for t in present if start < t <= last):
+                    head.fold(self._day(appid, app, t))  # a day on: every age grows
                 return head
         inside = [t for t in present if last - HORIZON < t <= last]
         return Head.from_days((self._day(appid, app, t) for t in inside), app.n_users)
