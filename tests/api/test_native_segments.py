@@ -264,3 +264,29 @@ def test_cli_takes_the_same(api_settings: Settings) -> None:
     assert cross.exit_code == 0 and "30-39岁" in cross.output
     bad = runner.invoke(cli, [*base, "--filter", "province=1"])
     assert bad.exit_code == 1 and "filter province=1: no such province id" in bad.output
+
+
+async def test_compare_needs_the_window_before_kept(api_settings: Settings) -> None:
+    res = CliRunner().invoke(cli, ["expire", "--before", "20240607", "--appid", A,
+                                   "--data-dir", str(api_settings.data_dir)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (await get(api_settings, [("compare", "previous")])).json()["totals"] == {
+        "visit_uv": {"value": 4, "previous": 1}, "visit_uv_new": {"value": 2, "previous": 1}
+    }  # fmt: skip
+    async with asgi_client(api_settings) as c:
+        t = await token(c)
+        res = await c.get(PORTRAIT, params=[("begin", "20240609"), ("end", "20240612"),
+                                            ("compare", "previous"), ("access_token", t)])  # fmt: skip
+        assert_error(res, 61501, "date range error")
+
+
+async def test_previous_ref_date_is_a_range_for_one_day_too(api_settings: Settings) -> None:
+    async with asgi_client(api_settings) as c:
+        t = await token(c)
+        res = await c.get(PORTRAIT, params=[("begin", "20240611"), ("end", "20240611"),
+                                            ("compare", "previous"), ("access_token", t)])  # fmt: skip
+        body = res.json()
+        assert (body["ref_date"], body["previous_ref_date"]) == ("20240611", "20240610-20240610")
+        # 06-11: u1 and u5 (new); 06-10: u1, u2 (new) and u3.
+        assert body["totals"] == {"visit_uv": {"value": 2, "previous": 3},
+                                  "visit_uv_new": {"value": 1, "previous": 1}}  # fmt: skip

@@ -68,7 +68,7 @@ def shape(
         "visit_uv": audience_rows(counts.active, None if previous is None else previous.active),
     }
     if previous is not None:
-        body["previous_ref_date"] = ref_date(query.previous(), "range")
+        body["previous_ref_date"] = previous_ref_date(query)
         body["totals"] = {
             "visit_uv": _total(
                 audience_total(counts.active), audience_total(previous.active), query
@@ -76,6 +76,13 @@ def shape(
             "visit_uv_new": _total(audience_total(counts.new), audience_total(previous.new), query),
         }
     return body
+
+
+def previous_ref_date(query: PortraitQuery) -> str:
+    """``yyyymmdd-yyyymmdd`` of the window before, a one-day window too (the native API's
+    contract; ``ref_date`` follows WeChat)."""
+    before = query.previous()
+    return f"{yyyymmdd(before.begin)}-{yyyymmdd(before.end)}"
 
 
 def _total(value: int, previous: int, query: PortraitQuery) -> Row:
@@ -129,7 +136,7 @@ def shape_cross(
         ),
     }
     if previous is not None:
-        body["previous_ref_date"] = ref_date(query.previous(), "range")
+        body["previous_ref_date"] = previous_ref_date(query)
         body["totals"] = {
             "visit_uv": _total(sum(counts.active.values()), sum(previous.active.values()), query),
             "visit_uv_new": _total(sum(counts.new.values()), sum(previous.new.values()), query),

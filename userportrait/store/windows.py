@@ -169,8 +169,11 @@ def segment_counts(users: WindowUsers, sizes: Mapping[Dim, int]) -> WindowCounts
     out = WindowCounts(new={}, active={})
     new = users.new.view(np.int8)
     for d in DIMS:
+        v = users.values[d].astype(np.intp)
+        # A profile may fill a value no event had (beyond ``sizes``): room for it too.
+        top = max(sizes[d], int(v.max()) + 1 if len(v) else 0)
         # One pass for both audiences: bin 2 * value + new.
-        both = np.bincount(users.values[d].astype(np.intp) * 2 + new, minlength=2 * sizes[d])
+        both = np.bincount(v * 2 + new, minlength=2 * top)
         pairs = both.reshape(-1, 2)
         out.new[d] = pairs[:, 1].copy()
         out.active[d] = pairs.sum(axis=1)

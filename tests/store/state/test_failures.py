@@ -62,7 +62,12 @@ DECADE_QUERIES = [
     window(A, dt.date(9999, 12, 31), 30),
     PortraitQuery(A, dt.date(1970, 1, 1), dt.date(9999, 12, 31)),
     window(B, TODAY, 7),
-]
+    # Issue 27: filters and cross-tabs over decades (heads, and the walk beyond 366 days).
+    PortraitQuery(A, dt.date(1970, 1, 1), dt.date(9999, 12, 31), by=("province", "platforms")),
+    PortraitQuery(A, TODAY - dt.timedelta(days=29), TODAY, filters=(("province", 11),)),
+    PortraitQuery(A, dt.date(9999, 12, 2), dt.date(9999, 12, 31), by=("genders", "devices"),
+                  compare="previous"),
+]  # fmt: skip
 
 
 def test_a_batch_spanning_decades_costs_memory_by_its_days(lake: Lake) -> None:
@@ -115,6 +120,13 @@ BATCH = [
 LATER = [ev(A, "a3", "2024-06-12T10:00:00+08:00"), ev(B, "b2", "2024-06-12T10:00:00+08:00")]
 QUERIES = [window(a, dt.date(2024, 6, 12), n) for a in (A, B) for n in (1, 7, 30)]
 QUERIES += [PortraitQuery(a, dt.date(2024, 6, 10), dt.date(2024, 6, 11)) for a in (A, B)]
+# Issue 27: a stale app's filters and cross-tabs come from the lake too.
+QUERIES += [
+    PortraitQuery(a, dt.date(2024, 6, 10), dt.date(2024, 6, 12), filters=(("province", 44),),
+                  compare="previous")
+    for a in (A, B)
+] + [PortraitQuery(a, dt.date(2024, 6, 6), dt.date(2024, 6, 12), by=("genders", "province"))
+     for a in (A, B)]  # fmt: skip
 
 
 def test_one_apps_failed_state_never_fails_another(

@@ -99,6 +99,13 @@ class Head:
                 target[inside] = source[k][at]
         return head
 
+    def copy(self) -> Head:
+        """A head of its own with the same rows (moving it on leaves this one as it is)."""
+        out = Head(len(self.last))
+        for k, target in out.arrays().items():
+            target[:] = self.arrays()[k]
+        return out
+
     def take(self, at: IntArray) -> Head:
         """Rows ``at`` of this head, as a head of their own."""
         rows = Head(len(at))

@@ -8,6 +8,7 @@ that wrote them, so a cached file is never stale).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -291,11 +292,12 @@ class StateStore:
         if last is None or n - (end - last) <= 0:
             return None
         inside = sum(1 for t in present if end - n < t <= end)
-        key = (query.appid, f"{self.manifest.version}:{last}")
+        key = self._head_key(query.appid, app, last)
         # A head costs a pass over HORIZON days: a window of a few days with no head
         # cached for its end walks its own days instead.
         if n <= HORIZON and (inside > SHORT_WALK or self._heads.has(key)):
             head = self._heads.get(key, lambda: self._head_as_of(query.appid, app, last, present))
+            head.grow(app.n_users)  # users added since (a live flush): never seen by then
             span = n - (end - last)
             users = head_users(head, first, span, end - n + 1, ids, dims, fill)
         else:
@@ -308,9 +310,31 @@ class StateStore:
             users = segment(users, ids)
         return users, app, self._device_list(query.appid, app)
 
+    def _head_key(self, appid: str, app: AppState, last: int) -> tuple[str, str]:
+        """The cache key of the head as of ``last``: the files of the days it is built
+        from (names carry the version that wrote them), so a batch of other days, such as
+        a live flush of the newest day, leaves the heads of earlier days cached."""
+        names = [
+            f"{d}:{name}:{app.overlay.get(d, '')}"
+            for d, name in app.days.items()
+            if last - HORIZON < day_number(d) <= last
+        ]
+        digest = hashlib.sha256("|".join(sorted(names)).encode()).hexdigest()[:32]
+        return appid, f"{last}:{digest}"
+
     def _head_as_of(self, appid: str, app: AppState, last: int, present: list[int]) -> Head:
-        """Every user's head as of the day ``last``: one pass over the ``HORIZON`` days
-        up to it (the caller caches it per state version)."""
+        """Every user's head as of the day ``last`` (the caller caches it): the cached
+        head of an earlier day moved on over the days between when there are few of them,
+        else one pass over the ``HORIZON`` days up to ``last``."""
+        before = [t for t in present if t < last][-SHORT_WALK:]
+        for start in reversed(before):
+            key = self._head_key(appid, app, start)
+            if self._heads.has(key):
+                head = self._heads.get(key, _unreachable).copy()
+                head.grow(app.n_users)
+                for t in (t for t in present if start < t <= last):
+                    head.fold(self._day(appid, app, t))  # a day on: every age grows
+                return head
         inside = [t for t in present if last - HORIZON < t <= last]
         return Head.from_days((self._day(appid, app, t) for t in inside), app.n_users)
 
@@ -495,6 +519,10 @@ class StateStore:
             return overlaid(part, Overlay.load(self.app_dir(appid) / overlay, t).part)
 
         return self._days.get((appid, name if overlay is None else overlay), load)
+
+
+def _unreachable() -> Head:
+    raise AssertionError("a cached head was looked up")
 
 
 #: (dim, uids, their window values) -> the values with profile gaps filled.
