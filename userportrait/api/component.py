@@ -73,7 +73,7 @@ async def component_token(request: Request) -> WeChatJSON:
         request,
         subject,
         lambda: store.component_token(comp, secret, ticket),
-        cheap=store.known_secret(comp, secret),
+        known=store.known_secret(comp, secret),
     )
     return WeChatJSON({"component_access_token": token, "expires_in": expires_in})
 

@@ -95,7 +95,7 @@ async def signin(request: Request) -> WeChatJSON:
             request,
             f"app:{appid}" if appid else None,
             lambda: auth.check_secret(appid, secret),
-            cheap=auth.known_secret(appid, secret),
+            known=auth.known_secret(appid, secret),
         )
     sid = await run_in_threadpool(store.start, appid)
     return _ok(request, await _whoami(request, await run_in_threadpool(store.get, sid)), sid)

@@ -209,12 +209,14 @@ def client_address(request: Request) -> str:
 
 
 async def secret(
-    request: Request, subject: str | None, check: Callable[[], T], *, cheap: bool = False
-) -> T:
+    request: Request, subject: str | None, check: Callable[[], T], *, cheap: bool = False,
+    known: bool = False,
+) -> T:  # fmt: skip
     """``check()`` (blocking, raises on a wrong secret) under the brute-force limits.
 
     ``subject`` names what is guessed at (``app:wx…``, ``admin``, ``component:wx…``);
-    ``cheap`` when the check skips scrypt (a known secret, a digest compare).
+    ``cheap`` when the check skips scrypt (a digest compare); ``known`` when the secret is
+    the one last verified right (no scrypt and no guess: ``SecretGuard.check``).
     """
     passed(request, Step.SECRET)
 
@@ -222,7 +224,7 @@ async def secret(
         return await run_in_threadpool(check)
 
     guard = request.app.state.guard
-    result: T = await guard.check(subject, client_address(request), run, cheap)
+    result: T = await guard.check(subject, client_address(request), run, cheap, known)
     return result
 
 

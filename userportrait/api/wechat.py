@@ -92,7 +92,7 @@ async def _guarded(request: Request, appid: str | None, secret: str | None, meth
         request,
         f"app:{appid}" if appid else None,
         lambda: getattr(auth, method)(*args),
-        cheap=auth.known_secret(appid, secret),
+        known=auth.known_secret(appid, secret),
     )
     return issued
 

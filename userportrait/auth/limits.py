@@ -128,11 +128,18 @@ class SecretGuard:
             self.record(appid, client, ok=True)
 
     async def check(
-        self, appid: str | None, client: str, run: Callable[[], Awaitable[T]], cheap: bool
-    ) -> T:
-        """``run()`` (a secret check) under the limits; ``cheap`` when it will skip scrypt."""
+        self, appid: str | None, client: str, run: Callable[[], Awaitable[T]], cheap: bool,
+        known: bool = False,
+    ) -> T:  # fmt: skip
+        """``run()`` (a secret check) under the limits; ``cheap`` when it will skip scrypt;
+        ``known`` when the secret is the one last verified right for ``appid``: no guess, so
+        it is neither held as a failure nor refused (50 of a backend's workers asking for a
+        token at once must not read as 50 guesses), but counted should it fail after all
+        (the secret changed meanwhile)."""
         if not appid:
             return await run()  # 41002 at once, no secret is checked
+        if known:
+            return await self._known(appid, client, run)
         if cheap:  # no queue: admitted and counted at once
             return await self._held(appid, client, run)
         self.admit(appid, client)  # refused before it queues
@@ -148,6 +155,17 @@ class SecretGuard:
             return await self._held(appid, client, run)  # failures may have piled up meanwhile
         finally:
             self._slots.release()
+
+    async def _known(self, appid: str, client: str, run: Callable[[], Awaitable[T]]) -> T:
+        try:
+            result = await run()
+        except WRONG:
+            SECRET_CHECKS.labels("wrong").inc()
+            self.record(appid, client, ok=False)
+            raise
+        self.record(appid, client, ok=True)
+        SECRET_CHECKS.labels("right").inc()
+        return result
 
     async def _held(self, appid: str, client: str, run: Callable[[], Awaitable[T]]) -> T:
         t = self._hold(appid, client)
