@@ -209,38 +209,8 @@ class PartitionBuilder:
     def _winners(
         self, columns: dict[str, Any], days: list[int], keyed: int | None
     ) -> Iterator[DayPart]:
-        """The day partitions of ``days`` from their events' rows (``_fetch``), reduced in
-        numpy, users in uid order; the day ``keyed``, if among them, with its winners'
-        times."""
-        day_col = np.asarray(columns.pop("day"))
-        for day in days:
-            if len(days) > 1:
-                rows = np.flatnonzero(day_col == day)
-                cols = {name: np.asarray(col)[rows] for name, col in columns.items()}
-            else:
-                cols = {name: np.asarray(col) for name, col in columns.items()}
-            if not len(cols["uid"]):
-                continue
-            shifted = {bits: cols["t"] << bits for bits in set(_BITS.values())}
-            uid, best = self._reducer.reduce(cols.pop("uid"), _keys_of(cols, shifted))
-            del cols, shifted
-            yield DayPart(day, uid, *self._unpacked(best, with_times=day == keyed))
-
-    def _unpacked(
-        self, best: dict[Dim, IntArray], *, with_times: bool
-    ) -> tuple[dict[Dim, IntArray], dict[Dim, IntArray] | None]:
-        """The value ids (device ids) of the winners' keys, and their times if asked."""
-        values: dict[Dim, IntArray] = {}
-        times: dict[Dim, IntArray] = {}
-
-        def unpack(d: Dim) -> None:
-            low = _low(best[d], d)
-            values[d] = self._device_ids[low] if d == "devices" else low.astype(VALUE_DTYPES[d])
-            if with_times:  # the key's high bits (-1 stays -1: no value)
-                times[d] = best[d] >> _BITS[d]
-
-        on_two_cores(unpack, DIMS)
-        return {d: values[d] for d in DIMS}, {d: times[d] for d in DIMS} if with_times else None
+        """The day partitions of ``days`` from their events' rows (``_fetch``)."""
+        return day_parts(columns, days, keyed, self._reducer, self._device_ids)
 
     def _match_users(self, events: str, only_day: str | None = None) -> None:
         """Table ``uids``: the uid of every user of ``events``; users not in the dictionary
@@ -317,6 +287,48 @@ class PartitionBuilder:
         self.app.devices = f"devices.b{self.version}.parquet"
         table = con.sql("SELECT device, id FROM devices ORDER BY id").to_arrow_table()
         atomic_write(self.dir / self.app.devices, lambda fh: pq.write_table(table, fh))
+
+
+def day_parts(
+    columns: dict[str, Any],
+    days: list[int],
+    keyed: int | None,
+    reducer: DailyMax,
+    device_ids: IntArray,
+) -> Iterator[DayPart]:
+    """The day partitions of ``days`` from their events' rows (``_event_row``: day, uid,
+    time of day and value ids; devices as ranks, ``device_ids`` their ids), reduced in
+    numpy, users in uid order; the day ``keyed``, if among them, with its winners' times."""
+    day_col = np.asarray(columns.pop("day"))
+    for day in days:
+        if len(days) > 1:
+            rows = np.flatnonzero(day_col == day)
+            cols = {name: np.asarray(col)[rows] for name, col in columns.items()}
+        else:
+            cols = {name: np.asarray(col) for name, col in columns.items()}
+        if not len(cols["uid"]):
+            continue
+        shifted = {bits: cols["t"] << bits for bits in set(_BITS.values())}
+        uid, best = reducer.reduce(cols.pop("uid"), _keys_of(cols, shifted))
+        del cols, shifted
+        yield DayPart(day, uid, *_unpacked(best, device_ids, with_times=day == keyed))
+
+
+def _unpacked(
+    best: dict[Dim, IntArray], device_ids: IntArray, *, with_times: bool
+) -> tuple[dict[Dim, IntArray], dict[Dim, IntArray] | None]:
+    """The value ids (device ids) of the winners' keys, and their times if asked."""
+    values: dict[Dim, IntArray] = {}
+    times: dict[Dim, IntArray] = {}
+
+    def unpack(d: Dim) -> None:
+        low = _low(best[d], d)
+        values[d] = device_ids[low] if d == "devices" else low.astype(VALUE_DTYPES[d])
+        if with_times:  # the key's high bits (-1 stays -1: no value)
+            times[d] = best[d] >> _BITS[d]
+
+    on_two_cores(unpack, DIMS, rows=len(best[DIMS[0]]))
+    return {d: values[d] for d in DIMS}, {d: times[d] for d in DIMS} if with_times else None
 
 
 def _event_row() -> str:
