@@ -95,7 +95,7 @@ class AppUpdate:
         (self.dir / "users").mkdir(parents=True, exist_ok=True)
         (self.dir / "spans").mkdir(parents=True, exist_ok=True)
         self.app.version = self.version
-        if self._grows_newest(days):
+        if self.grows_newest(days):
             self._grow_newest(day_number(next(iter(days))), progress)
             progress("up to date", 1.0)
             return self.app
@@ -184,7 +184,7 @@ class AppUpdate:
         elif part.day == newest:  # a builder without times (Spark): no merging
             self.app.keys = {}
 
-    def _grows_newest(self, days: set[str]) -> bool:
+    def grows_newest(self, days: set[str]) -> bool:
         """More events for the newest day only (a live flush), with what merging needs."""
         if len(days) != 1 or not self.old.days:
             return False

@@ -17,10 +17,14 @@ from pathlib import Path
 
 from userportrait.store.lake import Lake
 from userportrait.store.state.app_update import AppUpdate, PartitionSource, Progress, no_progress
+from userportrait.store.state.batch import Batches, Built, Ready, small_apps
 from userportrait.store.state.manifest import AppState, Failure, Manifest, app_dir, publish
 from userportrait.store.state.partitions import PartitionBuilder
 
 log = logging.getLogger("userportrait.state")
+
+#: Among apps of as many days, the manifest is published at most this often.
+PUBLISH_EVERY_S = 2.0
 
 
 def catch_up(
@@ -63,20 +67,37 @@ def catch_up(
     # all), and no file is removed before then (every manifest in between names files of
     # old or new).
     order = sorted(touched.items(), key=lambda item: (len(item[1]), item[0]))
+    olds = {
+        appid: AppState() if appid in rebuilt else manifest.apps.get(appid, AppState())
+        for appid, _days in order
+    }
+    batches = _batches(lake, version, order, olds) if partitions is PartitionBuilder else None
     unpublished = False
+    published_at = time.monotonic()
     for k, (appid, days) in enumerate(order):
-        old = AppState() if appid in rebuilt else manifest.apps.get(appid, AppState())
-        if len(days) > 1 and unpublished:
+        old = olds[appid]
+        # Published before an app with more days than the last (the fewer-days apps are
+        # done), and at most every PUBLISH_EVERY_S among apps of equal days: a manifest
+        # per app would cost its whole text per app (quadratic in the apps, issue 30).
+        more = k > 0 and len(days) > len(order[k - 1][1])
+        if (
+            unpublished
+            and len(days) > 1
+            and (more or time.monotonic() - published_at >= PUBLISH_EVERY_S)
+        ):
             Manifest(manifest.version, dict(new.apps), dict(new.failed)).write(root)
             unpublished = False
+            published_at = time.monotonic()
+        source = partitions
+        built = batches.take(appid) if batches is not None else None
+        if built is not None:
+            source = _ready(built)
 
         def one_of_all(desc: str, frac: float, k: int = k) -> None:
             progress(desc, (k + frac) / len(touched))
 
         try:
-            new.apps[appid] = AppUpdate(lake, appid, old, version, partitions).apply(
-                days, one_of_all
-            )
+            new.apps[appid] = AppUpdate(lake, appid, old, version, source).apply(days, one_of_all)
             unpublished = True
             if new.failed.pop(appid, None) is not None:
                 log.info("portrait state of %s is up to date again", appid)
@@ -98,6 +119,31 @@ def catch_up(
     for appid in rebuilt:  # the old files hold forgotten users: not kept for readers
         _drop_unlisted(app_dir(root, appid), new.apps.get(appid))
     return new
+
+
+def _batches(
+    lake: Lake, version: int, order: list[tuple[str, set[str]]], olds: dict[str, AppState]
+) -> Batches | None:
+    """The small apps of this catch-up, to be built many in one pass (``batch.py``): not
+    those whose update is a live flush's (the newest day's overlay, per app), nor those
+    with a retention cut (a state built anew starts from their first-seen file)."""
+    cut = lake.catalog.retention()
+    candidates = {
+        appid: (olds[appid], days)
+        for appid, days in order
+        if appid not in cut and not AppUpdate(lake, appid, olds[appid], version).grows_newest(days)
+    }
+    if len(candidates) < 2:
+        return None
+    work = small_apps(lake, version, candidates)
+    return Batches(lake, version, [a for a, _ in order], work) if len(work) > 1 else None
+
+
+def _ready(built: Built) -> PartitionSource:
+    def source(_lake: Lake, _appid: str, app: AppState, directory: Path, version: int) -> Ready:
+        return Ready(built, app, directory, version)
+
+    return source
 
 
 def _drop_unlisted(directory: Path, app: AppState | None) -> None:
