@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +47,16 @@ def _split(src: Path, out: Path, where: str) -> Path:
     return out
 
 
-def _flush(src: Path, out: Path) -> Path:
-    """A live flush's batch: late events of the newest day for 60 apps, new models among
-    them (NDJSON, as the flusher writes a WAL segment)."""
+def _flush(out: Path, shift: int = 0) -> Path:
+    """A live flush's batch: late events of the newest day for 60 apps, new models and
+    new users among them (NDJSON, as the flusher writes a WAL segment)."""
     lines = []
     for k, appid in enumerate(CONFIG.appids[::2]):
         for u in range(3):
-            ts = f"{END.isoformat()}T23:{k % 60:02d}:{u:02d}+08:00"
-            rec: dict[str, Any] = {"appid": appid, "openid": f"o{(k * 50 + u):09d}", "ts": ts}
-            rec |= {"city": "拉萨", "gender": "f", "device": f"Flush Phone {k % 7}"}
+            ts = f"{END.isoformat()}T23:{k % 60:02d}:{u + shift:02d}+08:00"
+            user = f"o{(k * 50 + u + shift):09d}"
+            rec: dict[str, Any] = {"appid": appid, "openid": user, "ts": ts}
+            rec |= {"city": "拉萨", "gender": "f", "device": f"Flush Phone {(k + shift) % 7}"}
             lines.append(json.dumps(rec, ensure_ascii=False))
     out.write_text("\n".join(lines) + "\n", "utf-8")
     return out
@@ -70,7 +72,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "all": src,
         "base": _split(src, root / "base.parquet", f"ts < {cut}"),
         "last": _split(src, root / "last.parquet", f"ts >= {cut}"),
-        "flush": _flush(src, root / "flush.ndjson"),
+        "flush": _flush(root / "flush.ndjson"),
     }
 
 
@@ -120,6 +122,31 @@ def test_a_rebuild_builds_the_small_apps_in_one_pass(many: Lake) -> None:
     # App by app: a builder that is not PartitionBuilder itself takes no group pass.
     assert _rebuilt(many, lambda *a: PartitionBuilder(*a)) >= len(CONFIG.appids)
     assert _answers(many, "incremental", APPS) == expected
+
+
+def test_a_live_flush_over_many_apps_takes_one_pass(many: Lake, tmp_path: Path) -> None:
+    """A live flush's batch touching 60 apps' newest day merges through each app's overlay
+    (``grows_newest``), with their day partitions built in one pass, not one per app; the
+    answers equal the reference engine's."""
+    shutil.copytree(many.root, tmp_path / "data")
+    lake = _lake(tmp_path / "data")
+    more = _flush(tmp_path / "again.ndjson", shift=7)
+    count = 0
+    real = lake.connect
+
+    def counted() -> duckdb.DuckDBPyConnection:
+        nonlocal count
+        count += 1
+        return real()
+
+    lake.connect = counted  # type: ignore[method-assign]
+    try:
+        assert ingest_file(lake, more).accepted == 180
+    finally:
+        del lake.connect
+    assert count <= 4  # (the pipeline's own, and one pass)
+    touched = CONFIG.appids[::2][:10]
+    assert _answers(lake, "incremental", touched) == _answers(lake, "reference", touched)
 
 
 def _rebuilt(lake: Lake, partitions: PartitionSource) -> int:

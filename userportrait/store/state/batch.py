@@ -53,6 +53,8 @@ class Work:
 
     old: AppState
     days: set[str]
+    #: Only the files of batches after this version (a live flush's, ``grows_newest``).
+    after: int | None = None
     files: list[str] = field(default_factory=list)
     rows: int = 0
 
@@ -64,7 +66,8 @@ class Built:
     parts: list[DayPart]
     users_part: str | None  # the dictionary's new part (written), if it gained users
     n_users: int
-    devices: pa.Table | None  # the whole device dictionary, if it gained devices
+    dictionary: pa.Table  # the whole device dictionary (device, id), by id
+    gained: bool  # whether the dictionary gained models
 
 
 class Ready:
@@ -86,14 +89,24 @@ class Ready:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def build(self, days: list[str], *, keyed: str | None = None) -> Iterator[DayPart]:
+    def build(
+        self, days: list[str], after: int | None = None, *, keyed: str | None = None
+    ) -> Iterator[DayPart]:
+        """The parts of ``days`` (the pass read what ``after`` asks: ``Work.after``)."""
         wanted = {day_number(d) for d in days}
         return iter([p for p in self.built.parts if p.day in wanted])
 
+    def device_names(self, ids: list[int]) -> dict[int, str]:
+        """Model names of device ids (to break ties between two flushes' winners)."""
+        table = self.built.dictionary
+        wanted = set(ids)
+        pairs = zip(table.column("id").to_pylist(), table.column("device").to_pylist(), strict=True)
+        return {int(i): str(name) for i, name in pairs if i in wanted}
+
     def finish(self) -> None:
-        table = self.built.devices
-        if table is None:  # no new model: the dictionary file named now stays
+        if not self.built.gained:  # no new model: the dictionary file named now stays
             return
+        table = self.built.dictionary
         self.app.devices = f"devices.b{self.version}.parquet"
         _write_table(self.dir / self.app.devices, table)
 
@@ -150,7 +163,8 @@ def group_pass(lake: Lake, version: int, group: dict[str, Work]) -> dict[str, Bu
         keyed = max(day_number(d) for d in set(work.old.days) | work.days)
         columns = {name: np.asarray(col)[at] for name, col in rows.items()}
         parts = list(day_parts(columns, days, keyed, DailyMax(n_users, list(DIMS)), device_ids[k]))
-        out[appid] = Built(parts, users_part, n_users, devices.get(k))
+        gained = k in devices["gained"]
+        out[appid] = Built(parts, users_part, n_users, devices["all"].get(k, _NO_DEVICES), gained)
     return out
 
 
@@ -205,13 +219,15 @@ def _devices(
     return out
 
 
-def _device_tables(con: Any) -> dict[int, pa.Table]:
-    """Per app that gained models, its whole device dictionary (device, id) by id."""
-    table = con.sql(
-        "SELECT app, device, id FROM devices WHERE app IN (SELECT DISTINCT app FROM new_devices) "
-        "ORDER BY app, id"
-    ).to_arrow_table()
-    return {k: t.drop_columns(["app"]) for k, t in _split(table).items()}
+_NO_DEVICES = pa.table({"device": pa.array([], pa.string()), "id": pa.array([], pa.int32())})
+
+
+def _device_tables(con: Any) -> dict[str, Any]:
+    """Per app its whole device dictionary (device, id) by id (``all``), and the apps
+    that gained models (``gained``)."""
+    table = con.sql("SELECT app, device, id FROM devices ORDER BY app, id").to_arrow_table()
+    gained = {int(r[0]) for r in con.execute("SELECT DISTINCT app FROM new_devices").fetchall()}
+    return {"all": {k: t.drop_columns(["app"]) for k, t in _split(table).items()}, "gained": gained}
 
 
 def _users(con: Any, root: Path, appids: list[str], group: dict[str, Work], events: str) -> None:
@@ -296,17 +312,15 @@ class Batches:
         return self.built.pop(appid)
 
 
-def small_apps(
-    lake: Lake, version: int, touched: dict[str, tuple[AppState, set[str]]]
-) -> dict[str, Work]:
-    """The apps of ``touched`` (appid -> (its state, its days to build)) whose days hold
-    at most ``SMALL_APP_EVENTS`` events, with their lake files (one catalog query)."""
-    wanted = {a: Work(old, days) for a, (old, days) in touched.items()}
-    for f in lake.catalog.files(upto=version):
-        work = wanted.get(f.appid)
-        if work is not None and f.day in work.days:
-            work.files.append(str(lake.root / f.path))
-            work.rows += f.rows
+def small_apps(lake: Lake, version: int, wanted: dict[str, Work]) -> dict[str, Work]:
+    """The apps of ``wanted`` whose days to build hold at most ``SMALL_APP_EVENTS``
+    events, with their lake files (a catalog query per distinct ``Work.after``)."""
+    for after in {w.after for w in wanted.values()}:
+        for f in lake.catalog.files(upto=version, after=after):
+            work = wanted.get(f.appid)
+            if work is not None and work.after == after and f.day in work.days:
+                work.files.append(str(lake.root / f.path))
+                work.rows += f.rows
     # (an app of more than a pass's events is built alone, in slices: ``partitions.py``)
     most = min(SMALL_APP_EVENTS, partitions.CHUNK_EVENTS)
     return {a: w for a, w in wanted.items() if w.files and w.rows <= most}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from userportrait.store.lake import Lake
 from userportrait.store.state.app_update import AppUpdate, PartitionSource, Progress, no_progress
-from userportrait.store.state.batch import Batches, Built, Ready, small_apps
+from userportrait.store.state.batch import Batches, Work, small_apps
 from userportrait.store.state.manifest import AppState, Failure, Manifest, app_dir, publish
 from userportrait.store.state.partitions import PartitionBuilder
 
@@ -88,16 +88,15 @@ def catch_up(
             Manifest(manifest.version, dict(new.apps), dict(new.failed)).write(root)
             unpublished = False
             published_at = time.monotonic()
-        source = partitions
-        built = batches.take(appid) if batches is not None else None
-        if built is not None:
-            source = _ready(built)
+        prebuilt = batches.take(appid) if batches is not None else None
 
         def one_of_all(desc: str, frac: float, k: int = k) -> None:
             progress(desc, (k + frac) / len(touched))
 
         try:
-            new.apps[appid] = AppUpdate(lake, appid, old, version, source).apply(days, one_of_all)
+            new.apps[appid] = AppUpdate(lake, appid, old, version, partitions, prebuilt).apply(
+                days, one_of_all
+            )
             unpublished = True
             if new.failed.pop(appid, None) is not None:
                 log.info("portrait state of %s is up to date again", appid)
@@ -124,26 +123,21 @@ def catch_up(
 def _batches(
     lake: Lake, version: int, order: list[tuple[str, set[str]]], olds: dict[str, AppState]
 ) -> Batches | None:
-    """The small apps of this catch-up, to be built many in one pass (``batch.py``): not
-    those whose update is a live flush's (the newest day's overlay, per app), nor those
-    with a retention cut (a state built anew starts from their first-seen file)."""
+    """The small apps of this catch-up, to be built many in one pass (``batch.py``); a
+    live flush's apps (the newest day's overlay) with their new batches only. Not a state
+    built anew after an expiry (it starts from the app's first-seen file)."""
     cut = lake.catalog.retention()
-    candidates = {
-        appid: (olds[appid], days)
-        for appid, days in order
-        if appid not in cut and not AppUpdate(lake, appid, olds[appid], version).grows_newest(days)
-    }
+    candidates: dict[str, Work] = {}
+    for appid, days in order:
+        old = olds[appid]
+        if appid in cut and old.n_users == 0:
+            continue
+        flush = AppUpdate(lake, appid, old, version).grows_newest(days)
+        candidates[appid] = Work(old, days, old.version if flush else None)
     if len(candidates) < 2:
         return None
     work = small_apps(lake, version, candidates)
     return Batches(lake, version, [a for a, _ in order], work) if len(work) > 1 else None
-
-
-def _ready(built: Built) -> PartitionSource:
-    def source(_lake: Lake, _appid: str, app: AppState, directory: Path, version: int) -> Ready:
-        return Ready(built, app, directory, version)
-
-    return source
 
 
 def _drop_unlisted(directory: Path, app: AppState | None) -> None:
