@@ -31,7 +31,7 @@ from userportrait.portrait.dims import DIMS
 from userportrait.sqlrows import register_rows
 from userportrait.sqltext import sql_list
 from userportrait.store.durable import atomic_write
-from userportrait.store.lake import Lake
+from userportrait.store.lake import DIM_COLUMNS, Lake
 from userportrait.store.state import partitions
 from userportrait.store.state.days import day_number
 from userportrait.store.state.manifest import AppState, app_dir
@@ -127,8 +127,10 @@ def group_pass(lake: Lake, version: int, group: dict[str, Work]) -> dict[str, Bu
             [(a, k, group[a].old.n_users) for k, a in enumerate(appids)],
             ["VARCHAR", "INTEGER", "BIGINT"],
         )
+        # The columns every lake file has (files of older batches may lack newer ones).
+        needed = ", ".join(f"e.{c}" for c in ("openid", "ts", "day", *DIM_COLUMNS.values()))
         events = (
-            f"(SELECT e.*, a.app FROM read_parquet({sql_list([f for a in appids for f in group[a].files])}, "
+            f"(SELECT {needed}, a.app FROM read_parquet({sql_list([f for a in appids for f in group[a].files])}, "
             "hive_partitioning=true, hive_types={'appid': VARCHAR, 'day': DATE}) e "
             "JOIN apps a USING (appid))"
         )
