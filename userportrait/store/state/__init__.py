@@ -26,6 +26,7 @@ How it is kept fast:
 * ``npys``        — named arrays in one file, memory-mapped (no zip to inflate);
 * ``winners``     — each user's winners of a day reduced in numpy, not a DuckDB aggregate;
 * ``prefetch``    — the day builder a chunk ahead in a thread (DuckDB beside numpy);
+* ``batch``       — many small apps' day partitions in one DuckDB pass (issue 30);
 * ``cores``       — per-dimension numpy work on both cores (``on_two_cores``).
 
 Window counting itself is pure numpy in ``store/windows.py``.

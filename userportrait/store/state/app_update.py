@@ -23,6 +23,7 @@ from userportrait.sqltext import sql_str
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import Lake
 from userportrait.store.retention import first_seen_relation
+from userportrait.store.state.batch import Built, Ready
 from userportrait.store.state.days import (
     day_date,
     day_number,
@@ -81,9 +82,12 @@ class AppUpdate:
         old: AppState,
         version: int,
         partitions: PartitionSource = PartitionBuilder,
+        prebuilt: Built | None = None,
     ) -> None:
         self.lake = lake
         self.partitions = partitions
+        #: This app's share of a pass over many small apps (``batch.py``), if one ran.
+        self.prebuilt = prebuilt
         self.appid = appid
         self.old = old
         self.version = version
@@ -95,7 +99,7 @@ class AppUpdate:
         (self.dir / "users").mkdir(parents=True, exist_ok=True)
         (self.dir / "spans").mkdir(parents=True, exist_ok=True)
         self.app.version = self.version
-        if self._grows_newest(days):
+        if self.grows_newest(days):
             self._grow_newest(day_number(next(iter(days))), progress)
             progress("up to date", 1.0)
             return self.app
@@ -109,7 +113,7 @@ class AppUpdate:
         self.app.keys = {d: f for d, f in self.app.keys.items() if day_number(d) == newest}
         t0 = min(day_number(d) for d in days)
         present = sorted({day_number(d) for d in self.app.days} | {day_number(d) for d in days})
-        with self.partitions(self.lake, self.appid, self.app, self.dir, self.version) as parts:
+        with self._builder(self.partitions) as parts:
             progress("building days", 0.0)
             n_before = self.app.n_users  # the builder's thread extends the dictionary
             built = parts.build(sorted(days), keyed=day_date(newest).isoformat())
@@ -184,7 +188,7 @@ class AppUpdate:
         elif part.day == newest:  # a builder without times (Spark): no merging
             self.app.keys = {}
 
-    def _grows_newest(self, days: set[str]) -> bool:
+    def grows_newest(self, days: set[str]) -> bool:
         """More events for the newest day only (a live flush), with what merging needs."""
         if len(days) != 1 or not self.old.days:
             return False
@@ -204,7 +208,7 @@ class AppUpdate:
         (``overlay.py``)."""
         day = day_date(t).isoformat()
         old_users = self.old.n_users
-        with PartitionBuilder(self.lake, self.appid, self.app, self.dir, self.version) as parts:
+        with self._flush_builder() as parts:
             progress("day partitions", 0.0)
             batch = list(parts.build([day], after=self.old.version, keyed=day))
             if not batch:
@@ -244,6 +248,18 @@ class AppUpdate:
         overlay.save(self.dir / self.app.overlay[day])
         if len(overlay) > OVERLAY_USERS_MAX:
             self._fold_overlay()
+
+    def _builder(self, partitions: PartitionSource) -> DayPartitions:
+        """``partitions``' builder for this app, or the prebuilt share of a group pass."""
+        if self.prebuilt is not None:
+            return Ready(self.prebuilt, self.app, self.dir, self.version)
+        return partitions(self.lake, self.appid, self.app, self.dir, self.version)
+
+    def _flush_builder(self) -> PartitionBuilder | Ready:
+        """The builder of a live flush's batches (they alone: ``build(after=…)``)."""
+        if self.prebuilt is not None:
+            return Ready(self.prebuilt, self.app, self.dir, self.version)
+        return PartitionBuilder(self.lake, self.appid, self.app, self.dir, self.version)
 
     def _overlay(self, day: str, t: int) -> Overlay:
         name = self.old.overlay.get(day)

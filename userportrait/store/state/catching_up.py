@@ -17,10 +17,14 @@ from pathlib import Path
 
 from userportrait.store.lake import Lake
 from userportrait.store.state.app_update import AppUpdate, PartitionSource, Progress, no_progress
+from userportrait.store.state.batch import Batches, Work, small_apps
 from userportrait.store.state.manifest import AppState, Failure, Manifest, app_dir, publish
 from userportrait.store.state.partitions import PartitionBuilder
 
 log = logging.getLogger("userportrait.state")
+
+#: Among apps of as many days, the manifest is published at most this often.
+PUBLISH_EVERY_S = 2.0
 
 
 def catch_up(
@@ -63,18 +67,34 @@ def catch_up(
     # all), and no file is removed before then (every manifest in between names files of
     # old or new).
     order = sorted(touched.items(), key=lambda item: (len(item[1]), item[0]))
+    olds = {
+        appid: AppState() if appid in rebuilt else manifest.apps.get(appid, AppState())
+        for appid, _days in order
+    }
+    batches = _batches(lake, version, order, olds) if partitions is PartitionBuilder else None
     unpublished = False
+    published_at = time.monotonic()
     for k, (appid, days) in enumerate(order):
-        old = AppState() if appid in rebuilt else manifest.apps.get(appid, AppState())
-        if len(days) > 1 and unpublished:
+        old = olds[appid]
+        # Published before an app with more days than the last (the fewer-days apps are
+        # done), and at most every PUBLISH_EVERY_S among apps of equal days: a manifest
+        # per app would cost its whole text per app (quadratic in the apps, issue 30).
+        more = k > 0 and len(days) > len(order[k - 1][1])
+        if (
+            unpublished
+            and len(days) > 1
+            and (more or time.monotonic() - published_at >= PUBLISH_EVERY_S)
+        ):
             Manifest(manifest.version, dict(new.apps), dict(new.failed)).write(root)
             unpublished = False
+            published_at = time.monotonic()
+        prebuilt = batches.take(appid) if batches is not None else None
 
         def one_of_all(desc: str, frac: float, k: int = k) -> None:
             progress(desc, (k + frac) / len(touched))
 
         try:
-            new.apps[appid] = AppUpdate(lake, appid, old, version, partitions).apply(
+            new.apps[appid] = AppUpdate(lake, appid, old, version, partitions, prebuilt).apply(
                 days, one_of_all
             )
             unpublished = True
@@ -98,6 +118,26 @@ def catch_up(
     for appid in rebuilt:  # the old files hold forgotten users: not kept for readers
         _drop_unlisted(app_dir(root, appid), new.apps.get(appid))
     return new
+
+
+def _batches(
+    lake: Lake, version: int, order: list[tuple[str, set[str]]], olds: dict[str, AppState]
+) -> Batches | None:
+    """The small apps of this catch-up, to be built many in one pass (``batch.py``); a
+    live flush's apps (the newest day's overlay) with their new batches only. Not a state
+    built anew after an expiry (it starts from the app's first-seen file)."""
+    cut = lake.catalog.retention()
+    candidates: dict[str, Work] = {}
+    for appid, days in order:
+        old = olds[appid]
+        if appid in cut and old.n_users == 0:
+            continue
+        flush = AppUpdate(lake, appid, old, version).grows_newest(days)
+        candidates[appid] = Work(old, days, old.version if flush else None)
+    if len(candidates) < 2:
+        return None
+    work = small_apps(lake, version, candidates)
+    return Batches(lake, version, [a for a, _ in order], work) if len(work) > 1 else None
 
 
 def _drop_unlisted(directory: Path, app: AppState | None) -> None:

@@ -203,4 +203,4 @@ class Head:
             self.val[d][u] = values
             self.age[d][u] = age
 
-        on_two_cores(one, DIMS)
+        on_two_cores(one, DIMS, rows=len(uid))

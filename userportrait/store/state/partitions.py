@@ -47,7 +47,7 @@ class PartitionBuilder:
         self.app = app
         self.dir = app_dir
         self.version = version
-        self.n_devices = 0
+        self.n_devices = self.n_loaded = 0
         self._by_hash = False  # (set for each build)
 
     def __enter__(self) -> PartitionBuilder:
@@ -72,7 +72,7 @@ class PartitionBuilder:
             )
         else:
             con.execute("CREATE TEMP TABLE devices (device VARCHAR, id INTEGER)")
-        self.n_devices = _scalar(con, "SELECT count(*) FROM devices")
+        self.n_devices = self.n_loaded = _scalar(con, "SELECT count(*) FROM devices")
 
     def build(
         self, days: list[str], after: int | None = None, *, keyed: str | None = None
@@ -173,7 +173,7 @@ class PartitionBuilder:
         # fetchnumpy, not Arrow: pyarrow's to_numpy imports pandas (0.5-0.9 s per process).
         return dict(
             self.con.sql(
-                f"SELECT {_event_row()} FROM {events} e JOIN uids u "
+                f"SELECT {event_row()} FROM {events} e JOIN uids u "
                 + ("ON u.h = hash(e.openid) " if self._by_hash else "USING (openid) ")
                 + "LEFT JOIN drank k ON k.device = e.device"
                 + (f" WHERE u.uid >= {users[0]} AND u.uid < {users[1]}" if users else "")
@@ -186,7 +186,7 @@ class PartitionBuilder:
         uids, in openid order (as ``_match_users`` numbers a day's new users)."""
         con = self.con
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE ev AS SELECT {_event_row()}, "
+            f"CREATE OR REPLACE TEMP TABLE ev AS SELECT {event_row()}, "
             "CASE WHEN u.uid IS NULL THEN e.openid END AS openid "  # (only the misses')
             f"FROM {events} e LEFT JOIN {self._dictionary()} u USING (openid) "
             "LEFT JOIN drank k ON k.device = e.device"
@@ -209,38 +209,8 @@ class PartitionBuilder:
     def _winners(
         self, columns: dict[str, Any], days: list[int], keyed: int | None
     ) -> Iterator[DayPart]:
-        """The day partitions of ``days`` from their events' rows (``_fetch``), reduced in
-        numpy, users in uid order; the day ``keyed``, if among them, with its winners'
-        times."""
-        day_col = np.asarray(columns.pop("day"))
-        for day in days:
-            if len(days) > 1:
-                rows = np.flatnonzero(day_col == day)
-                cols = {name: np.asarray(col)[rows] for name, col in columns.items()}
-            else:
-                cols = {name: np.asarray(col) for name, col in columns.items()}
-            if not len(cols["uid"]):
-                continue
-            shifted = {bits: cols["t"] << bits for bits in set(_BITS.values())}
-            uid, best = self._reducer.reduce(cols.pop("uid"), _keys_of(cols, shifted))
-            del cols, shifted
-            yield DayPart(day, uid, *self._unpacked(best, with_times=day == keyed))
-
-    def _unpacked(
-        self, best: dict[Dim, IntArray], *, with_times: bool
-    ) -> tuple[dict[Dim, IntArray], dict[Dim, IntArray] | None]:
-        """The value ids (device ids) of the winners' keys, and their times if asked."""
-        values: dict[Dim, IntArray] = {}
-        times: dict[Dim, IntArray] = {}
-
-        def unpack(d: Dim) -> None:
-            low = _low(best[d], d)
-            values[d] = self._device_ids[low] if d == "devices" else low.astype(VALUE_DTYPES[d])
-            if with_times:  # the key's high bits (-1 stays -1: no value)
-                times[d] = best[d] >> _BITS[d]
-
-        on_two_cores(unpack, DIMS)
-        return {d: values[d] for d in DIMS}, {d: times[d] for d in DIMS} if with_times else None
+        """The day partitions of ``days`` from their events' rows (``_fetch``)."""
+        return day_parts(columns, days, keyed, self._reducer, self._device_ids)
 
     def _match_users(self, events: str, only_day: str | None = None) -> None:
         """Table ``uids``: the uid of every user of ``events``; users not in the dictionary
@@ -310,16 +280,59 @@ class PartitionBuilder:
         return {int(i): str(name) for i, name in rows}
 
     def finish(self) -> None:
-        """Write the device dictionary if this build added devices."""
+        """Write the device dictionary if this build added devices (else the file named
+        now stays: one file fewer per app updated)."""
         con = self.con
-        if self.n_devices == 0:
+        if self.n_devices == self.n_loaded:
             return
         self.app.devices = f"devices.b{self.version}.parquet"
         table = con.sql("SELECT device, id FROM devices ORDER BY id").to_arrow_table()
         atomic_write(self.dir / self.app.devices, lambda fh: pq.write_table(table, fh))
 
 
-def _event_row() -> str:
+def day_parts(
+    columns: dict[str, Any],
+    days: list[int],
+    keyed: int | None,
+    reducer: DailyMax,
+    device_ids: IntArray,
+) -> Iterator[DayPart]:
+    """The day partitions of ``days`` from their events' rows (``event_row``: day, uid,
+    time of day and value ids; devices as ranks, ``device_ids`` their ids), reduced in
+    numpy, users in uid order; the day ``keyed``, if among them, with its winners' times."""
+    day_col = np.asarray(columns.pop("day"))
+    for day in days:
+        if len(days) > 1:
+            rows = np.flatnonzero(day_col == day)
+            cols = {name: np.asarray(col)[rows] for name, col in columns.items()}
+        else:
+            cols = {name: np.asarray(col) for name, col in columns.items()}
+        if not len(cols["uid"]):
+            continue
+        shifted = {bits: cols["t"] << bits for bits in set(_BITS.values())}
+        uid, best = reducer.reduce(cols.pop("uid"), _keys_of(cols, shifted))
+        del cols, shifted
+        yield DayPart(day, uid, *_unpacked(best, device_ids, with_times=day == keyed))
+
+
+def _unpacked(
+    best: dict[Dim, IntArray], device_ids: IntArray, *, with_times: bool
+) -> tuple[dict[Dim, IntArray], dict[Dim, IntArray] | None]:
+    """The value ids (device ids) of the winners' keys, and their times if asked."""
+    values: dict[Dim, IntArray] = {}
+    times: dict[Dim, IntArray] = {}
+
+    def unpack(d: Dim) -> None:
+        low = _low(best[d], d)
+        values[d] = device_ids[low] if d == "devices" else low.astype(VALUE_DTYPES[d])
+        if with_times:  # the key's high bits (-1 stays -1: no value)
+            times[d] = best[d] >> _BITS[d]
+
+    on_two_cores(unpack, DIMS, rows=len(best[DIMS[0]]))
+    return {d: values[d] for d in DIMS}, {d: times[d] for d in DIMS} if with_times else None
+
+
+def event_row() -> str:
     """SQL: the row of an event ``e`` (its user ``u``, its device's rank ``k``) that numpy
     reduces: day, uid, time of day and the value ids."""
     # Latest event carrying the attribute wins; at equal ts the larger id (one BIGINT key:

@@ -172,7 +172,7 @@ class SpanCounter:
             np.maximum(v, f, out=v)
             self._add(self.hist[("n", d)].reshape(-1), x + v, sign)
 
-        on_two_cores(one, DIMS)
+        on_two_cores(one, DIMS, rows=len(uid))
 
     @staticmethod
     def _add(target: IntArray, keys: IntArray, sign: int) -> None:

@@ -50,7 +50,7 @@ class DailyMax:
             np.maximum.at(out, at, keys(name))
             best[name] = out
 
-        on_two_cores(one, self.names)
+        on_two_cores(one, self.names, rows=len(uid))
         return users.astype(np.uint32, copy=False), {name: best[name] for name in self.names}
 
     def _dense_rows(self, uid: IntArray) -> tuple[IntArray, IntArray]:

@@ -1,0 +1,168 @@
+"""Issue 30: the same events as one app and as many apps (a platform's thousand apps).
+
+    .venv/bin/python bench/many_apps.py --users 30000 --days 10 --apps 1 200 1000
+    .venv/bin/python bench/many_apps.py --profile --apps 200     # where an app's cost goes
+
+One generated data set (``userportrait.synthetic``, one app) is spread over N apps by the
+user (``appid`` from a hash of the openid, so each app holds ≈ users/N users on every day),
+and for each N, in a fresh data directory: a bulk ingest of all days but the last, the last
+day added, a live flush (1,000 events of the newest day over min(500, N) apps, NDJSON
+through ``ingest_file``, as the live flusher runs a WAL segment), a full rebuild of the
+state, then the files and bytes under the data directory. Every step runs in its own
+subprocess (its own time and peak RSS). Generated input is cached in bench/cache/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / "cache"
+END = dt.date(2026, 1, 31)
+
+
+def inputs(users: int, days: int, apps: int) -> tuple[Path, Path, Path]:
+    """(every day but the last, the last day, a 1,000-event flush of the last day) for
+    ``apps`` apps, cached."""
+    stem = CACHE / f"many-u{users}-d{days}-a{apps}"
+    base, extra, flush = (
+        Path(f"{stem}-{p}") for p in ("base.parquet", "extra.parquet", "flush.ndjson")
+    )
+    if base.exists() and extra.exists() and flush.exists():
+        return base, extra, flush
+    import duckdb
+
+    from userportrait.synthetic.generate import GeneratorConfig, write_events
+
+    CACHE.mkdir(exist_ok=True)
+    full = CACHE / f"many-u{users}-d{days}-all.parquet"
+    if not full.exists():
+        write_events(full, GeneratorConfig(users=users, days=days, apps=1, end=END))
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+    con.execute("SET TimeZone = 'Asia/Shanghai'")
+    # An app per user: wx + 16 hex digits, as the generator names them.
+    appid = f"printf('wx%016x', hash(openid) % {apps} + 1)"
+    con.execute(
+        f"CREATE VIEW spread AS SELECT * REPLACE ({appid} AS appid) FROM read_parquet('{full}')"
+    )
+    cut = f"TIMESTAMPTZ '{END} 00:00:00+08'"
+    for path, cond in ((base, f"ts < {cut}"), (extra, f"ts >= {cut}")):
+        con.execute(
+            f"COPY (SELECT * FROM spread WHERE {cond}) TO '{path}' "
+            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1048576)"
+        )
+    # The flush: 1,000 events of the last day, over min(500, apps) apps, users known.
+    touched = min(500, apps)
+    rows = con.execute(
+        f"SELECT * REPLACE (strftime(ts, '%Y-%m-%dT%H:%M:%S.%f+08:00') AS ts) FROM spread "
+        f"WHERE {cond} AND (hash(openid) % {apps}) < {touched} "
+        "ORDER BY hash(openid || CAST(ts AS VARCHAR)) LIMIT 1000"
+    )
+    names = [d[0] for d in rows.description]
+    with flush.open("w") as fh:
+        for row in rows.fetchall():
+            record = {k: v for k, v in zip(names, row, strict=True) if v is not None}
+            fh.write(json.dumps(record, default=str) + "\n")
+    con.close()
+    return base, extra, flush
+
+
+def _lake(data: Path) -> Any:
+    from userportrait.settings import Settings
+    from userportrait.store.lake import Lake
+
+    return Lake(Settings(data_dir=data))
+
+
+def step(name: str, src: Path, data: Path) -> dict[str, Any]:
+    """One step, in this process: its seconds."""
+    from userportrait.ingest.pipeline import ingest_file
+
+    t = time.perf_counter()
+    if name in ("ingest", "add_day", "flush"):
+        report = ingest_file(_lake(data), src)
+        assert report.batch_id is not None, report
+    elif name == "rebuild":
+        from userportrait.store.state import StateStore
+
+        StateStore(_lake(data)).rebuild()
+    else:
+        raise SystemExit(f"unknown step {name}")
+    return {"s": time.perf_counter() - t}
+
+
+def run_step(name: str, src: Path, data: Path, profile: bool = False) -> dict[str, Any]:
+    argv = [sys.executable, __file__, "--step", name, str(src), str(data)]
+    if profile:
+        argv[1:1] = ["-m", "cProfile", "-s", "cumtime"]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    if profile:
+        print(out[:12000])
+    return json.loads(out.strip().splitlines()[-1] if not profile else _last_json(out))
+
+
+def _last_json(out: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith("{"))
+
+
+def files_and_bytes(data: Path) -> tuple[int, int]:
+    n = size = 0
+    for path in data.rglob("*"):
+        if path.is_file():
+            n += 1
+            size += path.stat().st_size
+    return n, size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--step", nargs=3, metavar=("NAME", "SRC", "DATA"))
+    ap.add_argument("--users", type=int, default=30_000)
+    ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--apps", type=int, nargs="+", default=[1, 1000])
+    ap.add_argument("--profile", action="store_true", help="cProfile the bulk ingest")
+    ap.add_argument("--work", type=Path, default=CACHE / "many-data")
+    args = ap.parse_args()
+    if args.step:
+        name, src, data = args.step
+        result = step(name, Path(src), Path(data))
+        result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+    rows = []
+    for apps in args.apps:
+        base, extra, flush = inputs(args.users, args.days, apps)
+        data = args.work / f"a{apps}"
+        subprocess.run(["rm", "-rf", str(data)], check=True)
+        row: dict[str, Any] = {"apps": apps}
+        for name, src in (("ingest", base), ("add_day", extra), ("flush", flush)):
+            row[name] = run_step(name, src, data, args.profile and name == "ingest")
+        row["files"], row["bytes"] = files_and_bytes(data)
+        row["rebuild"] = run_step("rebuild", base, data)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    print(
+        f"\n{args.users:,} users, {args.days} days; {os.cpu_count()} cores "
+        f"(shared with other engineers); {dt.date.today()}\n"
+    )
+    print("| apps | ingest | peak RSS | add a day | flush 1,000 | rebuild | files | bytes |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['apps']:,} | {r['ingest']['s']:.1f} s | {r['ingest']['rss_mib']:.0f} MiB | "
+            f"{r['add_day']['s']:.2f} s | {r['flush']['s']:.2f} s | {r['rebuild']['s']:.1f} s | "
+            f"{r['files']:,} | {r['bytes'] / 1e6:.1f} MB |"
+        )
+
+
+if __name__ == "__main__":
+    main()
