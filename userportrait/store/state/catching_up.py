@@ -96,11 +96,13 @@ def catch_up(
             )
     publish(root, manifest, new)
     for appid in rebuilt:  # the old files hold forgotten users: not kept for readers
-        _drop_unlisted(app_dir(root, appid), new.apps.get(appid))
+        drop_unlisted(app_dir(root, appid), new.apps.get(appid))
     return new
 
 
-def _drop_unlisted(directory: Path, app: AppState | None) -> None:
+def drop_unlisted(directory: Path, app: AppState | None) -> None:
+    """Delete every file of an app's directory that ``app`` does not name (all of them
+    for None): after a forget, the previous state's files must not wait for readers."""
     keep = {directory / f for f in app.files()} if app is not None else set()
     for path in sorted(directory.glob("**/*"), reverse=True):
         if path.is_file() and path not in keep:

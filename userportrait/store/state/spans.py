@@ -142,6 +142,13 @@ class SpanCounter:
         head.apply(part)
         self._count(head, first, uid, +1)
 
+    def remove(self, head: Head, first: IntArray, uid: IntArray) -> None:
+        """Take the users ``uid`` out as ``head`` (as of this day) and ``first`` have them:
+        a forget (``forgetting.py``); the histograms hold every user seen by this day."""
+        if int(head.newest[0]) != self.day:
+            raise ValueError(f"a head of day {int(head.newest[0])}, not {self.day}")
+        self._count(head, first, uid, -1)
+
     def _shift(self, k: int) -> None:
         if k <= 0:
             return
