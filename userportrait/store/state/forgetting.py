@@ -9,10 +9,12 @@ is the state with their rows taken out. ``forget_in_state`` does that, per file:
 * the day partitions (and the newest day's winners' times and overlay) that hold their
   uids are written without those rows; a day left without users goes, with its files;
 * the heads get their rows back to "never seen", the ``first_day`` file ``NO_DAY``;
-* every end day's span histograms lose their contribution: a head of the forgotten users
-  alone is replayed over the days, from their own rows of the day partitions, and as of
-  each end day their buckets are subtracted (the histograms count every user seen, each
-  once, as the head has them: ``SpanCounter.remove``).
+* every end day's span histograms lose their contribution: the forgotten users' latest
+  days and values alone are replayed over the days, from their own rows of the day
+  partitions (``Latest``), and as of each end day their cells are counted down in the
+  saved file (the histograms count every user seen, each once, as the head has them:
+  ``spans.remove_users``; a cell that is not there fails the patch, and the app is
+  rebuilt instead).
 
 Exact for every window a reader answers: the replay sees the days the state has; days an
 expiry dropped (``store/expire.py``) only ever reach buckets of windows before the cut,
@@ -42,12 +44,19 @@ from userportrait.sqltext import sql_str
 from userportrait.store.durable import atomic_write
 from userportrait.store.lake import Lake
 from userportrait.store.state.catching_up import drop_unlisted
-from userportrait.store.state.days import day_number, find, load_day, overlaid, save_day
+from userportrait.store.state.days import (
+    VALUE_DTYPES,
+    day_number,
+    find,
+    load_day,
+    overlaid,
+    save_day,
+)
 from userportrait.store.state.head import LONG_AGO, Head
 from userportrait.store.state.manifest import AppState, Manifest, app_dir, publish
 from userportrait.store.state.npys import load_arrays, save_arrays
 from userportrait.store.state.overlay import FoldNames, Overlay, first_days
-from userportrait.store.state.spans import SpanCounter
+from userportrait.store.state.spans import remove_users
 from userportrait.store.windows import NO_DAY, DayPart, IntArray
 
 log = logging.getLogger("userportrait.state")
@@ -69,7 +78,11 @@ def forget_in_state(
     new = Manifest(version, dict(manifest.apps), dict(manifest.failed))
     old = manifest.apps.get(appid)
     if old is not None:
-        patched = Patch(lake, appid, old, version).apply(sorted(set(openids)))
+        try:
+            patched = Patch(lake, appid, old, version).apply(sorted(set(openids)))
+        except Exception:  # files no manifest names: the next publish removes them
+            log.exception("the state of %s could not be patched for a forget; rebuilt", appid)
+            return False
         if patched is None:
             del new.apps[appid]
         else:
@@ -120,16 +133,15 @@ class Patch:
         theirs = first[uid].copy()
         first[uid] = NO_DAY
         overlay = self._overlay(uid)
-        head = Head(len(uid))  # theirs alone, replayed over the days
+        latest = Latest(len(uid))  # theirs alone, replayed over the days
         for day in sorted(old.days):
-            mine = self._day(day, uid, overlay)
-            head.fold(mine)
+            latest.apply(self._day(day, uid, overlay))
             if day in old.spans and day in self.app.days:
                 t = day_number(day)
-                counter = SpanCounter.load(self.dir / old.spans[day], old.value_sizes(), t)
-                counter.remove(head, theirs, np.flatnonzero(theirs <= t))
                 self.app.spans[day] = self.names(day).spans
-                self.write(partial(counter.save, self.dir / self.app.spans[day]))
+                src, dst = self.dir / old.spans[day], self.dir / self.app.spans[day]
+                seen = np.flatnonzero(theirs <= t)
+                self.write(partial(remove_users, src, dst, latest.head(t), theirs, seen))
         if not self.app.days:
             return None
         self._heads(uid)
@@ -235,6 +247,38 @@ class Patch:
             self.write(partial(head.save, self.dir / self.app.heads[day]))
 
 
+class Latest:
+    """Per user, the last day active and per dimension the latest value and its day, in
+    days (not ages: a day applied touches its users only); as a ``Head`` of any later day
+    on demand (what ``Head.from_days`` does once)."""
+
+    def __init__(self, n: int) -> None:
+        self.last = np.full(n, -1, np.int64)
+        self.val = {d: np.zeros(n, VALUE_DTYPES[d]) for d in DIMS}
+        self.day = {d: np.full(n, -1, np.int64) for d in DIMS}
+
+    def apply(self, part: DayPart) -> None:
+        """The next day (days ascend)."""
+        uid = part.uid.astype(np.intp)
+        self.last[uid] = part.day
+        for d in DIMS:
+            has = part.values[d] != 0
+            self.val[d][uid[has]] = part.values[d][has]
+            self.day[d][uid[has]] = part.day
+
+    def head(self, t: int) -> Head:
+        """As of day ``t``: ages, ``LONG_AGO`` for that long ago or never."""
+        head = Head(len(self.last))
+        head.newest[0] = t
+        for days, ages in ((self.last, head.last), *((self.day[d], head.age[d]) for d in DIMS)):
+            age = np.minimum(t - days, LONG_AGO)
+            age[days < 0] = LONG_AGO
+            ages[:] = age
+        for d in DIMS:
+            head.val[d][:] = self.val[d]
+        return head
+
+
 def _now(save: Callable[[], None]) -> None:
     save()
 
@@ -247,4 +291,4 @@ def _local(part: DayPart, at: IntArray, present: IntArray) -> DayPart:
     return DayPart(part.day, np.flatnonzero(present).astype(np.uint32), values)
 
 
-__all__ = ["Patch", "forget_in_state"]
+__all__ = ["Latest", "Patch", "forget_in_state"]
