@@ -16,9 +16,10 @@ data directory, under the writer lock:
 
 A forget killed before step 2's commit leaves the events as they were (its copies are
 orphans the next writer removes); after it, they are gone and the state follows on the
-next catch-up (which rebuilds the app from the lake: a forget it did not see patched). Run again, a forget finds nothing more to remove. The write-ahead log of a
-running server is flushed into the lake first (``LiveIngest.forget``; the CLI flushes one
-left by a stopped server: ``flush_leftover_wal``).
+next catch-up (which rebuilds the app from the lake: a forget it did not see patched).
+Run again, a forget finds nothing more to remove. The write-ahead log of a running server
+is flushed into the lake first (``LiveIngest.forget``; the CLI flushes one left by a
+stopped server: ``flush_leftover_wal``).
 """
 
 from __future__ import annotations
