@@ -13,6 +13,7 @@ from tests.conftest import load
 from userportrait.engine import get_engine
 from userportrait.errors import InvalidDateRange
 from userportrait.ingest.pipeline import ingest_file
+from userportrait.ingest.profiles import ingest_profiles_file
 from userportrait.portrait.query import TZ, PortraitQuery
 from userportrait.portrait.service import portrait
 from userportrait.settings import Settings
@@ -20,7 +21,8 @@ from userportrait.store.catalog import Catalog
 from userportrait.store.expire import expire
 from userportrait.store.lake import Lake
 from userportrait.store.state import StateStore
-from userportrait.synthetic.generate import GeneratorConfig, write_events
+from userportrait.store.state.manifest import Manifest
+from userportrait.synthetic.generate import GeneratorConfig, write_events, write_profiles
 
 CONFIG = GeneratorConfig(users=800, days=40, end=dt.date(2026, 3, 31), apps=2, seed=5)
 CUT = CONFIG.start + dt.timedelta(days=8)
@@ -96,6 +98,36 @@ def test_windows_after_the_cut_answer_exactly_as_before(tmp_path: Path, store: L
     pq.write_table(table.filter(mask), tmp_path / "kept.parquet")
     assert ingest_file(fresh, tmp_path / "kept.parquet").rejected == 0
     assert answers(fresh, "incremental", FEW) != few
+
+
+def test_an_expiry_drops_the_state_files_of_the_days_before_the_cut(
+    tmp_path: Path, store: Lake
+) -> None:
+    """Disk follows the events kept: no day partition, span histogram or head of a day
+    before the cut stays, and every window after it answers as before (profiles too)."""
+    profiles = tmp_path / "profiles.ndjson"
+    write_profiles(profiles, CONFIG)
+    ingest_profiles_file(store, profiles)
+    before = answers(store, "incremental", WINDOWS)
+    dated = [p for p in store.state_dir.rglob("*") if p.is_file() and p.name[:4].isdigit()]
+    assert any(p.name < CUT.isoformat() for p in dated)
+
+    expire(store, CUT)
+
+    left = [p for p in store.state_dir.rglob("*") if p.is_file() and p.name[:4].isdigit()]
+    assert left and not [p for p in left if p.name < CUT.isoformat()]
+    manifest = Manifest.read(store.state_dir)
+    for app in manifest.apps.values():
+        assert min(app.days) == min(app.spans) == CUT.isoformat()
+    assert answers(store, "incremental", WINDOWS) == before
+    few = answers(store, "reference", FEW)
+    assert answers(store, "incremental", FEW) == few
+    # The state goes on from there: a day added after the cut.
+    day = CONFIG.end + DAY
+    load(store, [{"appid": a, "openid": "o000000003", "ts": f"{day}T08:00:00+08:00"}
+                 for a in CONFIG.appids], "next.ndjson")  # fmt: skip
+    later = [*FEW, (day - 29 * DAY, day), (day, day)]
+    assert answers(store, "incremental", later) == answers(store, "reference", later)
 
 
 def test_the_first_seen_file_keeps_each_earlier_first_day(store: Lake) -> None:

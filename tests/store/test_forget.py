@@ -153,12 +153,15 @@ from pathlib import Path
 from userportrait.settings import Settings
 from userportrait.store import catalog, forget as forget_mod
 from userportrait.store.lake import Lake
+from userportrait.store.state import forgetting
 
 where = sys.argv[2]
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 if where == "before-commit":
     catalog.Catalog.commit_forget = die
+elif where == "patching-state":  # every patched file written, not the manifest
+    forgetting.publish = die
 else:  # after the commit, before the old files go and the state is rebuilt
     real = catalog.Catalog.commit_forget
     def commit_then_die(self, *args, **kwargs):
@@ -170,7 +173,7 @@ forget_mod.forget(lake, sys.argv[3], sys.argv[4:])
 """
 
 
-@pytest.mark.parametrize("where", ["before-commit", "after-commit"])
+@pytest.mark.parametrize("where", ["before-commit", "after-commit", "patching-state"])
 def test_a_killed_forget_leaves_before_or_after(tmp_path: Path, where: str) -> None:
     events, profiles = sources(tmp_path)
     users = forgotten_users(events)
@@ -189,8 +192,11 @@ def test_a_killed_forget_leaves_before_or_after(tmp_path: Path, where: str) -> N
         assert answers(lake, "incremental") == before
         assert lake.collect_garbage() > 0  # the copies it wrote
         forget(lake, APP, users)  # run again, it finishes
-    else:
+    elif where == "after-commit":
         assert lake.collect_garbage() > 0  # the originals it had not deleted yet
+    else:  # the state is the one before the forget: the catch-up rebuilds the app
+        state = json.loads((lake.state_dir / "manifest.json").read_text())
+        assert state["version"] < lake.catalog.version()
     after = answers(lake, "reference")
     assert after != before
     assert answers(lake, "incremental") == after

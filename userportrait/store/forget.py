@@ -8,23 +8,28 @@ data directory, under the writer lock:
    copied without those rows, and the copies replace the originals in one catalog
    transaction (``Catalog.commit_forget``) — the moment the forget happens; the old
    files are deleted at once, not kept for a grace period as compaction keeps them;
-3. the app's derived state, rebuilt from the lake without them (``catch_up`` sees the
-   forget in the catalog): their rows in the user dictionary, first days, day partitions,
-   heads and histograms go; the old files are deleted when the new state is published.
+3. the app's derived state, patched (``state/forgetting.py``): their rows in the user
+   dictionary, day partitions and heads go, their first days and their share of every
+   end day's span histograms too; the old files are deleted when the new state is
+   published. The state is brought up to the catalog first, so that the patch applies
+   to the state of the batch before the forget.
 
 A forget killed before step 2's commit leaves the events as they were (its copies are
 orphans the next writer removes); after it, they are gone and the state follows on the
-next catch-up. Run again, a forget finds nothing more to remove. The write-ahead log of a
-running server is flushed into the lake first (``LiveIngest.forget``; the CLI flushes one
-left by a stopped server: ``flush_leftover_wal``).
+next catch-up (which rebuilds the app from the lake: a forget it did not see patched).
+Run again, a forget finds nothing more to remove. The write-ahead log of a running server
+is flushed into the lake first (``LiveIngest.forget``; the CLI flushes one left by a
+stopped server: ``flush_leftover_wal``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -37,11 +42,15 @@ from userportrait.sqltext import sql_str
 from userportrait.store.catalog import LakeFile, ProfileFile, Retention
 from userportrait.store.durable import atomic_write_bytes, fsync_tree
 from userportrait.store.lake import Lake
-from userportrait.store.state import catch_up
+from userportrait.store.state import catch_up, forget_in_state
 
 #: Openids one forget takes at most (``POST /v1/forget``'s limit; the CLI sends more in
 #: several forgets).
 MAX_OPENIDS: Final = 10_000
+#: Files copied at once (each copy's DuckDB ``COPY`` waits on its fsync in part).
+COPY_THREADS: Final = 4
+#: As the ingest writes the lake (``ingest/pipeline.py``): the copies are its files again.
+LAKE_COMPRESSION: Final = "COMPRESSION zstd, COMPRESSION_LEVEL 1"
 #: The source of a forget's catalog batch starts with this (no openid is ever written
 #: to the catalog).
 FORGET_SOURCE: Final = "forget of "
@@ -55,6 +64,8 @@ class ForgetReport:
     rejects: int = 0  # rejected records removed from rejects/
     files: int = 0  # lake and profile files rewritten
     batch_id: int | None = None
+    lake_s: float = 0.0  # seconds: the rejects, lake and profile files (steps 1-2)
+    state_s: float = 0.0  # seconds: the derived state (step 3)
 
 
 def forget(lake: Lake, appid: str, openids: Iterable[str]) -> ForgetReport:
@@ -67,9 +78,17 @@ def forget(lake: Lake, appid: str, openids: Iterable[str]) -> ForgetReport:
     report = ForgetReport()
     with lake.write_lock():
         lake.collect_garbage_locked()
+        catch_up(lake)  # (the patch applies to the state of the batch before the forget)
+        before = lake.catalog.version()
+        t = time.perf_counter()
         report.rejects = _forget_rejects(lake.rejects_dir, appid, set(wanted))
         _forget_rows(lake, appid, wanted, report)
-        catch_up(lake)
+        report.lake_s = time.perf_counter() - t
+        if report.batch_id is not None:
+            t = time.perf_counter()
+            if not forget_in_state(lake, appid, wanted, before, report.batch_id):
+                catch_up(lake)  # a state that was behind or failed: rebuilt for the app
+            report.state_s = time.perf_counter() - t
     return report
 
 
@@ -107,6 +126,7 @@ def _forget_rows(lake: Lake, appid: str, wanted: list[str], report: ForgetReport
         lake.staging_dir.mkdir(parents=True, exist_ok=True)
         old: list[str] = []
         new: list[LakeFile] = []
+        copies: list[tuple[str, str, int]] = []  # (file, its copy without them, rows)
         for f in events:
             if f.path not in hits:
                 continue
@@ -115,7 +135,7 @@ def _forget_rows(lake: Lake, appid: str, wanted: list[str], report: ForgetReport
             rows = f.rows - hits[f.path][0]
             if rows:  # a file left empty is dropped: the day may go with it
                 rel = f"events/appid={appid}/day={f.day}/f{batch_id}_{key}_{len(old)}.parquet"
-                _copy_without(lake, con, f.path, rel, rows)
+                copies.append((f.path, rel, rows))
                 new.append(LakeFile(rel, appid, f.day, rows))
         old_profiles: list[str] = []
         new_profiles: list[ProfileFile] = []
@@ -127,7 +147,7 @@ def _forget_rows(lake: Lake, appid: str, wanted: list[str], report: ForgetReport
             rows = p.rows - hits[p.path][0]
             if rows:
                 rel = f"profiles/appid={appid}/b{p.batch_id}_f{batch_id}_{key}.parquet"
-                _copy_without(lake, con, p.path, rel, rows)
+                copies.append((p.path, rel, rows))
                 new_profiles.append(ProfileFile(rel, appid, p.batch_id, rows))
         # The first days an expiry kept hold openids too (store/expire.py): the same way.
         retention = None
@@ -136,8 +156,9 @@ def _forget_rows(lake: Lake, appid: str, wanted: list[str], report: ForgetReport
             old_first_seen.append(kept.first_seen)
             rows = _rows(lake, kept.first_seen) - hits[kept.first_seen][0]
             rel = f"first_seen/appid={appid}/first_seen.b{batch_id}.parquet"
-            _copy_without(lake, con, kept.first_seen, rel, rows)
+            copies.append((kept.first_seen, rel, rows))
             retention = Retention(kept.first_kept, rel)
+        _copy_all(lake, wanted, copies)
     finally:
         con.close()
     written = [lake.root / f.path for f in new] + [lake.root / p.path for p in new_profiles]
@@ -183,13 +204,34 @@ def _holding(lake: Lake, con: Any, paths: list[str]) -> dict[str, tuple[int, set
     return hits
 
 
+def _copy_all(lake: Lake, wanted: list[str], copies: list[tuple[str, str, int]]) -> None:
+    """Every ``(path, rel, rows)`` of ``copies``: ``path`` without the forgotten users at
+    ``rel``, a few at once (a copy waits on its file's fsync as much as on a core)."""
+
+    def some(jobs: list[tuple[str, str, int]]) -> None:
+        con = lake.connect()
+        try:
+            register_rows(con, "forgotten", ["openid"], [(o,) for o in wanted], ["VARCHAR"])
+            for job in jobs:
+                _copy_without(lake, con, *job)
+        finally:
+            con.close()
+
+    n = min(COPY_THREADS, len(copies))
+    if n:
+        with ThreadPoolExecutor(n, thread_name_prefix="forget-copy") as pool:
+            for done in [pool.submit(some, copies[i::n]) for i in range(n)]:
+                done.result()
+
+
 def _copy_without(lake: Lake, con: Any, path: str, rel: str, rows: int) -> None:
     """``path`` without the forgotten users' rows, at ``rel`` (same columns, same order)."""
     staging = lake.staging_dir / f"forget-{uuid.uuid4().hex}.parquet"
     con.execute(
         f"COPY (SELECT * FROM read_parquet({sql_str(str(lake.root / path))}, "
         "hive_partitioning=false) WHERE openid NOT IN (SELECT openid FROM forgotten)) "
-        f"TO {sql_str(str(staging))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)"
+        f"TO {sql_str(str(staging))} (FORMAT parquet, {LAKE_COMPRESSION}, "
+        "ROW_GROUP_SIZE 262144)"
     )
     written = pq.ParquetFile(staging).metadata.num_rows
     if written != rows:  # never swap in a file that lost other users' rows

@@ -17,7 +17,8 @@ What the state is, how it follows the lake, and how it is read:
 * ``catching_up`` — ``catch_up``: every app behind the catalog updated, fewest days first;
 * ``app_update``  — ``AppUpdate``: one app's touched days rebuilt, its end days replayed;
 * ``replay``      — ``Replay``: which end days a change reaches, folded day by day;
-* ``reader``      — ``StateStore``: answers, after catching up with the catalog.
+* ``reader``      — ``StateStore``: answers, after catching up with the catalog;
+* ``forgetting``  — ``forget_in_state``: a forget's users taken out of the files, no rebuild.
 
 How it is kept fast:
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 from userportrait.store.state.catching_up import catch_up, update_state
 from userportrait.store.state.days import VALUE_DTYPES, day_date, day_number
+from userportrait.store.state.forgetting import forget_in_state
 from userportrait.store.state.head import Head
 from userportrait.store.state.manifest import FORMAT, AppState, Failure, Manifest, state_failures
 from userportrait.store.state.reader import StaleState, StateStore
@@ -54,6 +56,7 @@ __all__ = [
     "catch_up",
     "day_date",
     "day_number",
+    "forget_in_state",
     "state_failures",
     "update_state",
 ]

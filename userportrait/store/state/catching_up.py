@@ -114,9 +114,12 @@ def catch_up(
                 attempts,
                 dt.datetime.fromtimestamp(new.failed[appid].next_try(), dt.UTC),
             )
+    expired = _drop_expired(lake, new)
     publish(root, manifest, new)
     for appid in rebuilt:  # the old files hold forgotten users: not kept for readers
-        _drop_unlisted(app_dir(root, appid), new.apps.get(appid))
+        drop_unlisted(app_dir(root, appid), new.apps.get(appid))
+    for path in expired:
+        path.unlink(missing_ok=True)
     return new
 
 
@@ -140,7 +143,30 @@ def _batches(
     return Batches(lake, version, [a for a, _ in order], work) if len(work) > 1 else None
 
 
-def _drop_unlisted(directory: Path, app: AppState | None) -> None:
+def _drop_expired(lake: Lake, manifest: Manifest) -> list[Path]:
+    """Take the files of the days before each app's retention cut out of ``manifest``
+    (``store/expire.py``: a window that starts before it is refused, so no answer reads
+    them); the paths to delete once it is published. The users' first days stay (kept
+    first days: nobody back after the cut is new), and so do the dictionaries."""
+    cuts = lake.catalog.retention()
+    gone: list[Path] = []
+    for appid, app in manifest.apps.items():
+        cut = cuts[appid].first_kept if appid in cuts else None
+        if cut is None or not any(day < cut for day in app.days):
+            continue
+        kept = app.copy()
+        files = len(gone)
+        for kind in (kept.days, kept.spans, kept.heads, kept.keys, kept.overlay):
+            for day in [d for d in kind if d < cut]:
+                gone.append(app_dir(lake.state_dir, appid) / kind.pop(day))
+        manifest.apps[appid] = kept
+        log.info("state of %s: %d files of days before %s dropped", appid, len(gone) - files, cut)
+    return gone
+
+
+def drop_unlisted(directory: Path, app: AppState | None) -> None:
+    """Delete every file of an app's directory that ``app`` does not name (all of them
+    for None): after a forget, the previous state's files must not wait for readers."""
     keep = {directory / f for f in app.files()} if app is not None else set()
     for path in sorted(directory.glob("**/*"), reverse=True):
         if path.is_file() and path not in keep:

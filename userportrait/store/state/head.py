@@ -121,6 +121,13 @@ class Head:
             if k != "newest":
                 target[uid] = theirs[k]
 
+    def forget(self, uid: IntArray) -> None:
+        """The users ``uid`` back to never seen (a forget: ``forgetting.py``)."""
+        self.last[uid] = LONG_AGO
+        for d in DIMS:
+            self.val[d][uid] = 0
+            self.age[d][uid] = LONG_AGO
+
     def save(self, path: Path) -> None:
         save_arrays(path, self.arrays())
 

@@ -194,6 +194,52 @@ class SpanCounter:
         atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
+def remove_users(src: Path, dst: Path, head: Head, first: IntArray, uid: IntArray) -> None:
+    """The span histograms of ``src`` (an end day's file) without the users ``uid`` as
+    ``head`` (as of that day) and ``first`` have them, written to ``dst``: a forget
+    (``forgetting.py``). The saved cells are patched where they are, not unpacked into
+    the dense grids: each of the users' cells must be there (ValueError otherwise: the
+    file does not hold them)."""
+    day = int(head.newest[0])
+    with np.load(src) as z:
+        arrays: dict[str, Any] = {k: z[k] for k in z.files}
+    f = np.subtract(day, first[uid], dtype=np.int64)
+    np.clip(f, 0, HORIZON, out=f)
+    for name, ages in (("last", head.last[uid].astype(np.int64)), ("first", f)):
+        arrays[name] = arrays[name] - np.bincount(ages, minlength=_B).astype(arrays[name].dtype)
+    for d in DIMS:
+        value = head.val[d][uid].astype(np.int64)
+        v = head.age[d][uid].astype(np.int64)
+        for k, age in (("a", v), ("n", np.maximum(v, f))):
+            held = (value != 0) & (age < HORIZON)  # (the cells a file keeps)
+            _remove_cells(arrays, f"{k}_{d}", value[held], age[held])
+    atomic_write(dst, lambda fh: np.savez(fh, **arrays))
+
+
+def _remove_cells(arrays: dict[str, Any], key: str, value: IntArray, age: IntArray) -> None:
+    """One user out of the sparse cell (age, value) per pair: counts down, emptied cells
+    dropped, ``ptr`` recounted."""
+    if not len(value):
+        return
+    ptr, ids, n = arrays[f"{key}_ptr"], arrays[f"{key}_value"], arrays[f"{key}_n"]
+    cell_age = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+    cells = (cell_age << 32) | ids.astype(np.int64)
+    order = np.argsort(cells, kind="stable")
+    wanted, count = np.unique((age << 32) | value, return_counts=True)
+    at = np.searchsorted(cells, wanted, sorter=order)
+    pos = order[np.minimum(at, max(len(cells) - 1, 0))] if len(cells) else at
+    found = np.asarray(at < len(cells)) & (cells[pos] == wanted if len(cells) else False)
+    if not found.all():
+        raise ValueError(f"{key}: {int((~found).sum())} cells of the users are not there")
+    n = n.copy()
+    n[pos] -= count.astype(n.dtype)
+    if (n < 0).any():
+        raise ValueError(f"{key}: more users taken out than a cell holds")
+    keep = n > 0
+    arrays[f"{key}_ptr"] = np.searchsorted(cell_age[keep], np.arange(HORIZON + 1))
+    arrays[f"{key}_value"], arrays[f"{key}_n"] = ids[keep], n[keep]
+
+
 class SpanTable:
     """One saved end day, for queries: counts of any span ending on it or after it."""
 
@@ -232,4 +278,4 @@ def end_day_for(days: Sequence[T], end: T) -> T | None:
     return days[i - 1] if i else None
 
 
-__all__ = ["HORIZON", "NO_DAY", "SpanCounter", "SpanTable", "end_day_for"]
+__all__ = ["HORIZON", "NO_DAY", "SpanCounter", "SpanTable", "end_day_for", "remove_users"]
