@@ -9,12 +9,15 @@ from the lake until a retry succeeds: slower, but exact.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from userportrait.engine.sql import SQLEngine
 from userportrait.portrait.counts import PortraitCounts
 from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
 from userportrait.store.state import StaleState, StateStore
+
+if TYPE_CHECKING:
+    from userportrait.engine.sql import SQLEngine
 
 log = logging.getLogger("userportrait.engine")
 
@@ -25,13 +28,19 @@ class IncrementalEngine:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self.store = StateStore(lake)
-        self.fallback = SQLEngine(lake)
+        # Made on the first stale answer only: a lookup (a fresh CLI) never imports the
+        # SQL engine's modules.
+        self.fallback: SQLEngine | None = None
 
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
         try:
             return self.store.portrait_after_catch_up(query)
         except StaleState:
             log.warning("portrait of %s answered from the lake (its state is stale)", query.appid)
+            if self.fallback is None:
+                from userportrait.engine.sql import SQLEngine
+
+                self.fallback = SQLEngine(self.lake)
             return self.fallback.run_portrait(query)
 
     def data_version(self) -> int:
@@ -39,4 +48,5 @@ class IncrementalEngine:
         return self.store.answered_version()
 
     def close(self) -> None:
-        self.fallback.close()
+        if self.fallback is not None:
+            self.fallback.close()
