@@ -117,7 +117,7 @@ class _Population:
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Each per-user integer array in the smallest signed type that holds it, as it is
-        # drawn: the same values, a third of the memory (30 M users fit in ~1 GB).
+        # drawn: the same values, a third of the memory (30 M users: 1 GB, not 2.7 GB).
         super().__setattr__(name, _compact(value))
 
     def __init__(self, cfg: GeneratorConfig, rng: np.random.Generator) -> None:
