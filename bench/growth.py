@@ -119,8 +119,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         f"{platform.node()}, {os.cpu_count()} cores shared with other engineers' jobs, "
         f"Python {platform.python_version()}; 40 days, one appid, 13 visits per user.",
         "",
-        "| users | events | bulk ingest, wall and CPU (peak RSS) | ingest / decode | ingest µs / event | "
-        "add a day (RSS) | live flush of 1,000, median / p90 (RSS) | fresh CLI, slowest "
+        "| users | events | bulk ingest, wall and CPU (peak RSS) | ingest / decode: wall / CPU | "
+        "ingest µs / event | add a day, wall and CPU (RSS) | live flush of 1,000, median / p90 (RSS) | fresh CLI, slowest "
         "window: wall / CPU (RSS) | served p50 / p99, 1-366 days (server RSS) | state B / user | "
         "lake B / event | load |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -128,7 +128,14 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         s, ev = r["steps"], r["events"]
         mark = " *(projected)*" if r.get("projected") else ""
-        ratio = "" if r.get("projected") else f"{s['ingest']['s'] / s['decode']['s']:.1f}"
+        ratio = (
+            ""
+            if r.get("projected")
+            else (
+                f"{s['ingest']['s'] / s['decode']['s']:.1f} / "
+                f"{s['ingest']['cpu_s'] / s['decode']['cpu_s']:.1f}"
+            )
+        )
         cli = max(r["cli"].values(), key=lambda c: c["s"])
         cli_rss = max(c["rss_mb"] for c in r["cli"].values())
         flush = s["flush"]
@@ -137,8 +144,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['users']:,}{mark} | {ev:,} | {s['ingest']['s']:.0f} s, CPU "
             f"{s['ingest'].get('cpu_s', float('nan')):.0f} s ({s['ingest']['rss_mb']:,.0f} MiB) "
             f"| {ratio} | "
-            f"{s['ingest']['s'] / ev * 1e6:.2f} | {s['add_day']['s']:.1f} s "
-            f"({s['add_day']['rss_mb']:,.0f} MiB) | {flush['s']:.2f} / "
+            f"{s['ingest']['s'] / ev * 1e6:.2f} | {s['add_day']['s']:.1f} s, CPU "
+            f"{s['add_day'].get('cpu_s', float('nan')):.1f} s ({s['add_day']['rss_mb']:,.0f} MiB) | {flush['s']:.2f} / "
             f"{flush.get('p90', flush['s']):.2f} s ({flush['rss_mb']:,.0f} MiB) | "
             f"{cli['s']:.2f} / {cli.get('cpu_s', float('nan')):.2f} s ({cli_rss:,.0f} MiB) | "
             f"{r['served']['p50']:.1f} / "
