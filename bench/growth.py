@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -39,22 +38,48 @@ def saved(users: int) -> Path:
     return perf.CACHE / f"growth-u{users}.json"
 
 
+#: Runs the CLI in this process and prints its peak RSS on the way out: a fork's
+#: ru_maxrss starts from its parent's (this driver, which may have generated the input).
+_CLI = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print(next(l for l in open('/proc/self/status') "
+    "if l.startswith('VmHWM')), file=sys.stderr))\n"
+    "from userportrait.cli import cli\n"
+    "sys.argv = ['userportrait', *sys.argv[1:]]\n"
+    "cli()\n"
+)
+
+
 def cli_run(data: Path, n: int, end: dt.date) -> tuple[float, float, float]:
     """(wall seconds, peak RSS MiB, CPU seconds) of a fresh ``userportrait portrait``
     process; its CPU time is what it costs when the cores are shared."""
     begin = end - dt.timedelta(days=n - 1)
-    cmd = [sys.executable, "-m", "userportrait", "portrait", "--data-dir", str(data),
+    cmd = [sys.executable, "-c", _CLI, "portrait", "--data-dir", str(data),
            "--appid", perf.APPID, "--begin", f"{begin:%Y%m%d}", "--end", f"{end:%Y%m%d}"]  # fmt: skip
     t = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=perf.cli_env()
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=perf.cli_env()
     )
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
     took = time.perf_counter() - t
     if status:
-        raise SystemExit(f"portrait failed: {' '.join(cmd)}")
-    # ru_maxrss (KiB): the child's peak, at least this small parent's RSS at the fork.
-    return took, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+        raise SystemExit(f"portrait failed: {' '.join(cmd)}: {err}")
+    hwm = int(err.strip().splitlines()[-1].split()[1]) / 1024
+    return took, hwm, usage.ru_utime + usage.ru_stime
+
+
+def measure_cli(users: int) -> None:
+    """Measure a saved size's fresh CLI again (its data directory as the run left it)."""
+    out = json.loads(saved(users).read_text())
+    data = perf.CACHE / f"u{users}-data"
+    cli_run(data, 30, perf.END)  # writes the .pyc files, as an install does
+    cli = {f"{n}@{end}": sorted(cli_run(data, n, end) for _ in range(3))[1]
+           for n, end in CLI_WINDOWS}  # fmt: skip
+    out["cli"] = {k: {"s": s, "rss_mb": rss, "cpu_s": cpu} for k, (s, rss, cpu) in cli.items()}
+    out["cli_load"] = os.getloadavg()[0]
+    saved(users).write_text(json.dumps(out, indent=1))
 
 
 def lake_bytes(data: Path) -> int:
@@ -92,8 +117,10 @@ def measure(users: int, requests: int) -> dict[str, Any]:
 
 
 def project(lo: dict[str, Any], hi: dict[str, Any], users: int) -> dict[str, Any]:
-    """A size not measured, on paper: each figure on the line through the two largest
-    measured sizes (per-user and per-event figures: the larger size's, unchanged)."""
+    """A size not measured, on paper: the figures that follow from the size (events, CPU
+    seconds, peak RSS, bytes) on the line through the two largest measured sizes; the
+    fresh CLI's, which do not depend on the size, the larger measured. Wall times follow
+    the machine's load more than the size, so they are not projected."""
 
     def line(a: float, b: float) -> float:
         slope = (b - a) / (hi["users"] - lo["users"])
@@ -102,55 +129,53 @@ def project(lo: dict[str, Any], hi: dict[str, Any], users: int) -> dict[str, Any
     out: dict[str, Any] = json.loads(json.dumps(hi))
     out.update(users=users, projected=True, events=round(line(lo["events"], hi["events"])))
     for name, step in out["steps"].items():
-        for f in ("s", "rss_mb"):
+        for f in ("cpu_s", "rss_mb"):
             step[f] = line(lo["steps"][name][f], hi["steps"][name][f])
-    for k in ("p50", "p99", "rss_mb"):
-        out["served"][k] = line(lo["served"][k], hi["served"][k])
-    for k, v in out["cli"].items():
-        for f in ("s", "rss_mb", "cpu_s"):
-            v[f] = line(lo["cli"][k][f], hi["cli"][k][f])
+    out["served"]["rss_mb"] = line(lo["served"]["rss_mb"], hi["served"]["rss_mb"])
+    for k, v in out["cli"].items():  # reads one span file whatever the users: flat
+        for f in ("rss_mb", "cpu_s"):
+            v[f] = max(lo["cli"][k][f], hi["cli"][k][f])
     out["state"]["total"] = line(lo["state"]["total"], hi["state"]["total"])
     out["lake_bytes"] = line(lo["lake_bytes"], hi["lake_bytes"])
     return out
 
 
 def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per size; a projected one gives no wall times (see ``project``)."""
     lines = [
         f"{platform.node()}, {os.cpu_count()} cores shared with other engineers' jobs, "
         f"Python {platform.python_version()}; 40 days, one appid, 13 visits per user.",
         "",
-        "| users | events | bulk ingest, wall and CPU (peak RSS) | ingest / decode: wall / CPU | "
-        "ingest µs / event | add a day, wall and CPU (RSS) | live flush of 1,000, median / p90 (RSS) | fresh CLI, slowest "
-        "window: wall / CPU (RSS) | served p50 / p99, 1-366 days (server RSS) | state B / user | "
-        "lake B / event | load |",
+        "| users | events | bulk ingest: wall, CPU (peak RSS) | ingest / decode: wall, CPU "
+        "| ingest CPU µs / event | add a day: wall, CPU (RSS) | live flush of 1,000: median "
+        "/ p90 wall, CPU per flush (RSS) | fresh CLI, slowest window: wall, CPU (RSS) | served "
+        "p50 / p99, 1-366 days (server RSS) | state B / user | lake B / event | load |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        s, ev = r["steps"], r["events"]
-        mark = " *(projected)*" if r.get("projected") else ""
-        ratio = (
-            ""
-            if r.get("projected")
-            else (
-                f"{s['ingest']['s'] / s['decode']['s']:.1f} / "
-                f"{s['ingest']['cpu_s'] / s['decode']['cpu_s']:.1f}"
-            )
-        )
-        cli = max(r["cli"].values(), key=lambda c: c["s"])
+        s, ev, guess = r["steps"], r["events"], bool(r.get("projected"))
+
+        def wall(x: float, digits: int = 1, guess: bool = guess) -> str:
+            return "—" if guess else f"{x:.{digits}f} s"
+
+        ing, add, flush = s["ingest"], s["add_day"], s["flush"]
+        cli = max(r["cli"].values(), key=lambda c: c["cpu_s"])
         cli_rss = max(c["rss_mb"] for c in r["cli"].values())
-        flush = s["flush"]
-        load = "" if r.get("projected") else f"{r['load_before']:.1f} → {r['load_after']:.1f}"
+        ratio = "" if guess else (
+            f"{ing['s'] / s['decode']['s']:.1f}, {ing['cpu_s'] / s['decode']['cpu_s']:.1f}"
+        )  # fmt: skip
+        load = "" if guess else f"{r['load_before']:.1f} → {r['load_after']:.1f}"
+        flushes = "—" if guess else f"{flush['s']:.2f} / {flush['p90']:.2f} s"
+        served = "—" if guess else f"{r['served']['p50']:.1f} / {r['served']['p99']:.1f} ms"
         lines.append(
-            f"| {r['users']:,}{mark} | {ev:,} | {s['ingest']['s']:.0f} s, CPU "
-            f"{s['ingest'].get('cpu_s', float('nan')):.0f} s ({s['ingest']['rss_mb']:,.0f} MiB) "
-            f"| {ratio} | "
-            f"{s['ingest']['s'] / ev * 1e6:.2f} | {s['add_day']['s']:.1f} s, CPU "
-            f"{s['add_day'].get('cpu_s', float('nan')):.1f} s ({s['add_day']['rss_mb']:,.0f} MiB) | {flush['s']:.2f} / "
-            f"{flush.get('p90', flush['s']):.2f} s ({flush['rss_mb']:,.0f} MiB) | "
-            f"{cli['s']:.2f} / {cli.get('cpu_s', float('nan')):.2f} s ({cli_rss:,.0f} MiB) | "
-            f"{r['served']['p50']:.1f} / "
-            f"{r['served']['p99']:.1f} ms ({r['served']['rss_mb']:,.0f} MiB) | "
-            f"{r['state']['total'] / r['users']:.0f} | {r['lake_bytes'] / ev:.1f} | {load} |"
+            f"| {r['users']:,}{' *(projected)*' if guess else ''} | {ev:,} "
+            f"| {wall(ing['s'], digits=0)}, {ing['cpu_s']:.0f} s ({ing['rss_mb']:,.0f} MiB) "
+            f"| {ratio} | {ing['cpu_s'] / ev * 1e6:.2f} "
+            f"| {wall(add['s'])}, {add['cpu_s']:.1f} s ({add['rss_mb']:,.0f} MiB) "
+            f"| {flushes}, {flush['cpu_s'] / (flush['n'] + 1):.2f} s ({flush['rss_mb']:,.0f} MiB) "
+            f"| {wall(cli['s'], digits=2)}, {cli['cpu_s']:.2f} s ({cli_rss:,.0f} MiB) "
+            f"| {served} ({r['served']['rss_mb']:,.0f} MiB) "
+            f"| {r['state']['total'] / r['users']:.0f} | {r['lake_bytes'] / ev:.1f} | {load} |"
         )
     return "\n".join(lines)
 
@@ -160,7 +185,10 @@ def main() -> None:
     ap.add_argument("--users", type=int, nargs="*", default=[], help="sizes to measure now")
     ap.add_argument("--requests", type=int, default=200, help="random windows served")
     ap.add_argument("--table", action="store_true", help="only print the saved sizes' table")
+    ap.add_argument("--cli", type=int, nargs="*", default=[], help="re-measure sizes' CLI")
     args = ap.parse_args()
+    for users in args.cli:
+        measure_cli(users)
     if not args.table:
         for users in args.users:
             measure(users, args.requests)
@@ -170,9 +198,10 @@ def main() -> None:
         rows += [project(done[-2], done[-1], u) for u in SIZES if u > done[-1]["users"]]
     print(table(rows))
     if rows:
-        cli = {k: statistics.median([r["cli"][k]["s"] for r in done]) for k in done[0]["cli"]}
-        print("\nfresh CLI per window (median over the measured sizes): "
-              + ", ".join(f"{k}: {v:.2f} s" for k, v in cli.items()))  # fmt: skip
+        for r in done:
+            print(f"\nfresh CLI at {r['users']:,} users, wall / CPU per window: "
+                  + ", ".join(f"{k}: {c['s']:.2f} / {c['cpu_s']:.2f} s"
+                              for k, c in r["cli"].items()))  # fmt: skip
 
 
 if __name__ == "__main__":
