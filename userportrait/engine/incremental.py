@@ -9,6 +9,7 @@ from the lake until a retry succeeds: slower, but exact.
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from userportrait.portrait.counts import PortraitCounts
@@ -28,19 +29,20 @@ class IncrementalEngine:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self.store = StateStore(lake)
-        # Made on the first stale answer only: a lookup (a fresh CLI) never imports the
-        # SQL engine's modules.
-        self.fallback: SQLEngine | None = None
+
+    @cached_property
+    def fallback(self) -> SQLEngine:
+        """The SQL engine, made on the first stale answer: a lookup (a fresh CLI) never
+        imports its modules."""
+        from userportrait.engine.sql import SQLEngine
+
+        return SQLEngine(self.lake)
 
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
         try:
             return self.store.portrait_after_catch_up(query)
         except StaleState:
             log.warning("portrait of %s answered from the lake (its state is stale)", query.appid)
-            if self.fallback is None:
-                from userportrait.engine.sql import SQLEngine
-
-                self.fallback = SQLEngine(self.lake)
             return self.fallback.run_portrait(query)
 
     def data_version(self) -> int:
@@ -48,5 +50,5 @@ class IncrementalEngine:
         return self.store.answered_version()
 
     def close(self) -> None:
-        if self.fallback is not None:
+        if "fallback" in self.__dict__:  # made (cached_property keeps it there)
             self.fallback.close()
