@@ -1,4 +1,5 @@
-"""Issues 5 and 14: the incremental store against the naive one-query DuckDB baseline.
+"""Issues 5, 14 and 28: the incremental store against the naive one-query DuckDB baseline
+and ClickHouse (chDB, ``pip install -e '.[bench]'``; skipped with a note when missing).
 
     .venv/bin/python bench/perf.py --small     # ~1.9 M events, under a minute
     .venv/bin/python bench/perf.py             # ~40 M events, 3 M users, 40 days
@@ -7,13 +8,15 @@
 Every measured step runs in its own subprocess (``--step NAME``), so its time and peak RSS
 are its own; the short ones run three times and report the median. Generated input is
 cached in bench/cache/ (git-ignored). The naive baseline's
-30-day answer is CHECKED equal to the store's. Prints one table (Markdown).
+30-day answer is CHECKED equal to the store's, and ClickHouse's answers of five windows
+(``CHECKED``) too. Prints one table (Markdown). bench/growth.py reuses these steps per size.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -252,13 +255,21 @@ def state_bytes(data: Path) -> dict[str, float]:
             "total": total}  # fmt: skip
 
 
+def cli_env() -> dict[str, str]:
+    """The environment of a timed fresh CLI: with bytecode caching on, as an installed
+    package runs (pip writes the .pyc files); a shell with PYTHONDONTWRITEBYTECODE set (as
+    these sessions have) would otherwise compile ~50 modules from source in every process."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def cli_time(data: Path, n: int, end: dt.date) -> float:
     """Wall time of a fresh ``userportrait portrait`` process (start-up included)."""
     begin = end - dt.timedelta(days=n - 1)
     cmd = [sys.executable, "-m", "userportrait", "portrait", "--data-dir", str(data),
            "--appid", APPID, "--begin", f"{begin:%Y%m%d}", "--end", f"{end:%Y%m%d}"]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, env=cli_env())  # writes the .pyc
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    subprocess.run(cmd, check=True, capture_output=True, env=cli_env())
     return time.perf_counter() - t
 
 
@@ -268,6 +279,141 @@ def step_add_day(src: Path, data: Path) -> dict[str, Any]:
     t = time.perf_counter()
     report = ingest_file(_lake(data), src)
     return {"s": time.perf_counter() - t, "events": report.accepted}
+
+
+#: Windows (days, end) whose answers the bench checks equal between the project and its
+#: peers: WeChat's 1/7/30 days, an odd span, one ending before the newest day.
+CHECKED = [(1, END), (7, END), (30, END), (23, END - dt.timedelta(days=3)), (40, END)]
+
+
+def step_answers(_src: Path, data: Path) -> dict[str, Any]:
+    """The project's answers for the ``CHECKED`` windows (not timed: the reference)."""
+    from userportrait.engine import get_engine
+
+    engine = get_engine("incremental", _lake(data))
+    answers = {f"{n}@{end}": _dump(engine.run_portrait(_query(n, end))) for n, end in CHECKED}
+    return {"s": 0.0, "answers": answers}
+
+
+def step_clickhouse(src: Path, data: Path) -> dict[str, Any]:
+    """The peer a data engineer would pick (issue 28): ClickHouse (chDB, embedded) loading
+    the same file into a MergeTree table ordered by (appid, openid, day), normalised as the
+    ingest does: the distinct raw values through the project's own value maps
+    (``ingest/value_maps.map_values``), joined onto the rows; province from city, ages in
+    buckets, the Asia/Shanghai day. Then the ``CHECKED`` windows, twice (cold, warm)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from chdb import session
+
+    from userportrait.ingest.value_maps import DISTINCT_VALUES_SQL, map_values
+
+    home = data.with_name(data.name + "-clickhouse")
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    ch = session.Session(str(home / "db"))
+    ch.query("SET max_threads = 2")
+    raw = f"file('{src}', Parquet)"
+
+    def rows(sql: str) -> list[list[Any]]:
+        return list(json.loads(ch.query(sql, "JSONCompact").bytes())["data"])
+
+    def key(v: str | None, name: str) -> dict[str, Any]:
+        # A join matches no NULL: the key is (is it NULL, the text or '').
+        return {f"{name}_null": v is None, name: v or ""}
+
+    t = time.perf_counter()
+    distinct = rows(f"SELECT {DISTINCT_VALUES_SQL.format(src=raw)} SETTINGS group_by_use_nulls = 1")
+    regions, genders, platforms = map_values(distinct)
+    maps = {
+        "region_map": pa.Table.from_pylist([
+            key(r[0], "province") | key(r[1], "city") | {"province_id": r[2], "city_id": r[3]}
+            for r in regions]),
+        "gender_map": pa.Table.from_pylist([key(g, "gender") | {"gender_id": i}
+                                            for g, i in genders]),
+        "platform_map": pa.Table.from_pylist([key(p, "platform") | {"platform_id": i}
+                                              for p, i in platforms]),
+    }  # fmt: skip
+    for name, table in maps.items():
+        pq.write_table(table, home / f"{name}.parquet")
+        ch.query(f"CREATE TABLE {name} ENGINE = Memory AS "
+                 f"SELECT * FROM file('{home / name}.parquet', Parquet)")  # fmt: skip
+
+    def on(col: str, alias: str) -> str:
+        return f"isNull(c.{col}) = {alias}.{col}_null AND ifNull(c.{col}, '') = {alias}.{col}"
+
+    buckets = " ".join(f"WHEN c.age_n <= {u} THEN {b}" for u, b in AGE_BUCKETS)
+    ch.query("""CREATE TABLE events (appid String, openid String, day Date,
+        ts DateTime64(6, 'UTC'), province_id Nullable(Int16), city_id Nullable(Int32),
+        gender_id Nullable(Int8), platform_id Nullable(Int8), age_id Nullable(Int8),
+        device Nullable(String)) ENGINE = MergeTree ORDER BY (appid, openid, day)""")
+    ch.query(f"""INSERT INTO events SELECT c.appid, c.openid,
+        toDate(c.ts, 'Asia/Shanghai'), c.ts, r.province_id, r.city_id, g.gender_id,
+        p.platform_id, CASE WHEN c.age_n IS NULL THEN NULL {buckets} ELSE 6 END,
+        nullIf(trimBoth(c.device), '')
+        FROM (SELECT *, toInt16OrNull(trimBoth(toString(age))) AS age_n FROM {raw}) c
+        LEFT JOIN region_map r ON {on("province", "r")} AND {on("city", "r")}
+        LEFT JOIN gender_map g ON {on("gender", "g")}
+        LEFT JOIN platform_map p ON {on("platform", "p")}
+        SETTINGS join_use_nulls = 1""")  # fmt: skip
+    load = time.perf_counter() - t
+    parts = rows("SELECT count() FROM system.parts WHERE table = 'events' AND active")[0][0]
+    events = rows("SELECT count() FROM events")[0][0]
+    answers, took = {}, {}
+    for attempt in ("cold", "warm"):
+        for n, end in CHECKED:
+            t = time.perf_counter()
+            counts = _clickhouse_portrait(rows, n, end)
+            took.setdefault(f"{n}@{end}", {})[attempt] = time.perf_counter() - t
+            answers[f"{n}@{end}"] = _dump(counts)
+    size = sum(p.stat().st_size for p in (home / "db").rglob("*") if p.is_file())
+    ch.close()
+    shutil.rmtree(home)
+    return {"s": load, "events": events, "parts": parts, "bytes": size, "answers": answers,
+            "query_s": took}  # fmt: skip
+
+
+#: The age buckets (upper bound, id) of ``portrait/dims.py``, for the peers' SQL.
+def _age_buckets() -> tuple[tuple[int, int], ...]:
+    from userportrait.portrait.dims import AGE_BUCKET_UPPER
+
+    return AGE_BUCKET_UPPER
+
+
+AGE_BUCKETS = _age_buckets()
+
+
+def _clickhouse_portrait(rows: Any, n: int, end: dt.date) -> Any:
+    """The portrait of the last ``n`` days to ``end`` in ClickHouse SQL: per user the latest
+    event carrying each attribute (ties to the larger value), new when the first day over
+    all data falls in the window: the rules of ``engine/portrait_sql.py``."""
+    from userportrait.portrait.counts import PortraitCounts
+    from userportrait.store.lake import DIM_COLUMNS
+
+    begin = end - dt.timedelta(days=n - 1)
+    latest = ", ".join(
+        f"argMaxIf({c}, (ts, {c}), {c} IS NOT NULL AND day >= '{begin}') AS {d}"
+        for d, c in DIM_COLUMNS.items()
+    )
+    pairs = ", ".join(f"('{d}', toString({d}))" for d in DIM_COLUMNS)
+    got = rows(f"""
+        WITH users AS (
+            SELECT openid, min(day) AS first_day,
+                   countIf(day >= '{begin}') > 0 AS active, {latest}
+            FROM events WHERE appid = '{APPID}' AND day <= '{end}' GROUP BY openid
+        )
+        SELECT kv.1 AS dim, kv.2 AS value, first_day >= '{begin}' AS is_new, count() AS n
+        FROM (SELECT * FROM users WHERE active) ARRAY JOIN [{pairs}] AS kv
+        GROUP BY dim, value, is_new
+        SETTINGS optimize_aggregation_in_order = 1""")
+    counts = PortraitCounts.empty()
+    for dim, value, is_new, k in got:
+        for audience in (counts.active, counts.new) if is_new else (counts.active,):
+            if dim == "devices":
+                audience.devices[value] = audience.devices.get(value, 0) + int(k)
+            else:
+                vid = 0 if value is None else int(value)
+                audience.ids[dim][vid] = audience.ids[dim].get(vid, 0) + int(k)
+    return counts
 
 
 #: Users a forget step removes (issue 26: ≤ the time of adding one day).
@@ -300,6 +446,8 @@ STEPS = {
     "flush": step_flush,
     "flush_busy": step_flush_busy,
     "forget": step_forget,
+    "answers": step_answers,
+    "clickhouse": step_clickhouse,
 }
 
 
@@ -536,6 +684,16 @@ def main() -> None:
     r["decode"] = run_step("decode", base, data, repeat=3)
     r["ingest_lake_only"] = run_step("ingest_lake_only", base, data)
     r["ingest"] = run_step("ingest", base, data)
+    if importlib.util.find_spec("chdb"):  # the `bench` extra: pip install -e '.[bench]'
+        r["clickhouse"] = run_step("clickhouse", base, data)
+        r["answers"] = run_step("answers", base, data)
+        for window, answer in r["answers"]["answers"].items():
+            if r["clickhouse"]["answers"][window] != answer:
+                raise SystemExit(f"MISMATCH: ClickHouse's {window} differs from the store's")
+        windows = ", ".join(r["answers"]["answers"])
+        print(f"  answers: ClickHouse == store ({windows})", file=sys.stderr)
+    else:
+        print("  ClickHouse not measured: pip install -e '.[bench]' (chdb)", file=sys.stderr)
     r["naive"] = run_step("naive", base, data)
     r["cold"] = run_step("cold", base, data, repeat=3)
     r["lookup"] = run_step("lookup", base, data, repeat=3)
@@ -574,6 +732,19 @@ def report(
         ("bulk ingest, lake + state (`ingest_file`)", r["ingest"], "≤ 15× decode"),
         ("  of which lake only (state update off)", r["ingest_lake_only"], ""),
         ("DuckDB decoding every value of the raw file", r["decode"], "baseline"),
+        *(
+            [
+                (
+                    f"ClickHouse (chDB) loading the same file into MergeTree ORDER BY (appid, "
+                    f"openid, day), normalised alike ({r['clickhouse']['parts']} parts, "
+                    f"{r['clickhouse']['bytes'] / 2**20:,.0f} MiB)",
+                    r["clickhouse"],
+                    "baseline",
+                )
+            ]
+            if "clickhouse" in r
+            else []
+        ),  # fmt: skip
         ("30-day portrait, naive one-query DuckDB (`sql`)", r["naive"], "baseline"),
         ("30-day portrait from the day partitions (path beyond 366 days)", r["cold"], ""),
         ("30-day portrait, store, fresh process, span histograms", r["lookup"], ""),
@@ -629,6 +800,14 @@ def report(
                       "p50 ≤ 20 ms, p99 ≤ 100 ms |")  # fmt: skip
     else:
         print("| served over HTTP | not measured: userportrait.app is missing | | |")
+    if "clickhouse" in r:
+        took = r["clickhouse"]["query_s"]
+        warm = sorted(t["warm"] for t in took.values())
+        cold = ", ".join(f"{t['cold']:.1f}" for t in took.values())
+        print(f"| ClickHouse answering the same windows ({', '.join(took)}), warm | "
+              f"median {statistics.median(warm):.2f} s, max {warm[-1]:.2f} s (cold: "
+              f"{cold} s); answers equal "
+              "the store's | | baseline |")  # fmt: skip
     print(
         f"| fresh CLI process, 30-day window | {cli['standard']:.2f} s (median of 3) | | ≤ 0.3 s |"
     )
@@ -638,11 +817,19 @@ def report(
         f"| state: all files per user | {sizes['per_user']:.0f} B ({sizes['total'] / 2**20:.0f} MiB) | | |"
     )
     ratios = [
-        ("ingest / decode", r["ingest"]["s"] / r["decode"]["s"], "≤ 15"),
+        ("ingest / decode", r["ingest"]["s"] / r["decode"]["s"], "≤ 12"),
         ("naive / fresh CLI 23-day", r["naive"]["s"] / cli["odd"], "≥ 50"),
         ("bulk ingest / add-a-day", r["ingest"]["s"] / r["add_day"]["s"], "≥ 15"),
         ("forget 1,000 users / add-a-day", r["forget"]["s"] / r["add_day"]["s"], "≤ 1"),
     ]
+    if "clickhouse" in r:
+        ch = r["clickhouse"]
+        ratios.insert(1, ("ingest / ClickHouse load", r["ingest"]["s"] / ch["s"], "≤ 1"))
+        ratios.insert(2, ("ClickHouse load / decode", ch["s"] / r["decode"]["s"], ""))
+        if http:
+            warm = statistics.median(t["warm"] for t in ch["query_s"].values())
+            p50 = pct(http["first"], 0.5) / 1000
+            ratios.append(("ClickHouse warm window / served p50", warm / p50, ""))
     if http:
         p50 = pct(http["first"], 0.5) / 1000
         ratios.insert(2, ("naive / served p50 (random windows)", r["naive"]["s"] / p50, "≥ 50"))

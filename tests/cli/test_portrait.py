@@ -33,8 +33,9 @@ def test_portrait_formats_and_bad_dates(runner: CliRunner, tmp_path: Path) -> No
 
 def test_a_fresh_portrait_process_loads_no_heavy_module(runner: CliRunner, tmp_path: Path) -> None:
     """Start-up is most of a CLI answer: answering from the state must not import DuckDB,
-    pandas (pyarrow pulls it in for ChunkedArray.to_numpy, read_table, …), pyarrow.compute
-    or the server. Checked by module, not timed (bench/perf.py measures the time)."""
+    pandas (pyarrow pulls it in for ChunkedArray.to_numpy, read_table, …), pyarrow.compute,
+    the server, or the SQL engine the incremental one falls back to on a stale state.
+    Checked by module, not timed (bench/perf.py and bench/growth.py measure the time)."""
     import os
     import subprocess
     import sys
@@ -48,7 +49,8 @@ def test_a_fresh_portrait_process_loads_no_heavy_module(runner: CliRunner, tmp_p
             f"sys.argv = ['userportrait', 'portrait', '--appid', {A!r}, '--begin', {begin!r},"
             " '--end', '20240612']\n"
             "try:\n    cli()\nexcept SystemExit:\n    pass\n"
-            "heavy = {'duckdb', 'pandas', 'pyarrow.compute', 'pyarrow.dataset', 'fastapi'}\n"
+            "heavy = {'duckdb', 'pandas', 'pyarrow.compute', 'pyarrow.dataset', 'fastapi',"
+            " 'pydantic', 'userportrait.engine.sql'}\n"
             "print(sorted(heavy & set(sys.modules)), file=sys.stderr)\n"
         )
         res = subprocess.run(
@@ -57,6 +59,27 @@ def test_a_fresh_portrait_process_loads_no_heavy_module(runner: CliRunner, tmp_p
         assert res.returncode == 0, res.stderr
         assert res.stderr.strip().splitlines()[-1] == "[]"
         assert json.loads(res.stdout)["ref_date"] == f"{begin}-20240612"
+
+
+def test_the_command_group_imports_only_click_and_its_own_modules() -> None:
+    """Every command's work is imported inside the command: the group itself (all a
+    ``--help`` or a mistyped command pays) loads no server, data or table library."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import userportrait.cli\n"
+        "heavy = {'fastapi', 'starlette', 'uvicorn', 'pydantic', 'httpx', 'duckdb', 'pandas',"
+        " 'pyarrow', 'numpy', 'rich'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
 
 
 #: Device names a spreadsheet would run as formulas (OWASP "CSV Injection").

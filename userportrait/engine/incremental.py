@@ -10,12 +10,16 @@ from the lake until a retry succeeds: slower, but exact.
 from __future__ import annotations
 
 import logging
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-from userportrait.engine.sql import SQLEngine
 from userportrait.portrait.counts import CrossCounts, PortraitCounts
 from userportrait.portrait.query import PortraitQuery
 from userportrait.store.lake import Lake
 from userportrait.store.state import StaleState, StateStore
+
+if TYPE_CHECKING:
+    from userportrait.engine.sql import SQLEngine
 
 log = logging.getLogger("userportrait.engine")
 
@@ -26,7 +30,14 @@ class IncrementalEngine:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self.store = StateStore(lake)
-        self.fallback = SQLEngine(lake)
+
+    @cached_property
+    def fallback(self) -> SQLEngine:
+        """The SQL engine, made on the first stale answer: a lookup (a fresh CLI) never
+        imports its modules."""
+        from userportrait.engine.sql import SQLEngine
+
+        return SQLEngine(self.lake)
 
     def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
         try:
@@ -47,4 +58,5 @@ class IncrementalEngine:
         return self.store.answered_version()
 
     def close(self) -> None:
-        self.fallback.close()
+        if "fallback" in self.__dict__:  # made (cached_property keeps it there)
+            self.fallback.close()
