@@ -14,6 +14,8 @@ import gzip
 import json
 import shutil
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from click.testing import CliRunner
 from tests.conftest import write_ndjson
 from tests.fixtures import EVENTS, IP_VISITS, WINDOW_0610_0612, A
 from tests.server import asgi_client, token
-from tests.spark_support import SPARK
+from tests.spark_support import CLUSTER, LOCAL, SPARK, SparkCluster
 from userportrait.cli import cli
 from userportrait.engine import get_engine
 from userportrait.errors import InputError, InvalidDateRange
@@ -41,6 +43,17 @@ from userportrait.store.state import StateStore
 from userportrait.synthetic.generate import GeneratorConfig, write_events
 
 pytestmark = SPARK
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test here that runs Spark runs in ``local[2]`` and on a standalone cluster
+    (``spark_master``, tests/spark_support.py), unless it names its master itself."""
+    named = any(
+        m.args[0] == "spark_master" for m in metafunc.definition.iter_markers("parametrize")
+    )
+    if "spark_master" in metafunc.fixturenames and not named:
+        metafunc.parametrize("spark_master", [LOCAL, CLUSTER], indirect=True, scope="session")
+
 
 CONFIG = GeneratorConfig(
     users=900, days=33, end=dt.date(2026, 3, 31), apps=3, seed=23, event_ids=True,
@@ -255,10 +268,12 @@ def test_state_built_by_either_is_updated_by_the_other(
         assert _answers(lake, "incremental") == _answers(lake, "reference")
 
 
-def test_cli_spark_build_and_portrait(on_spark: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_spark_build_and_portrait(
+    on_spark: Loaded, spark_master: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("USERPORTRAIT_DATA_DIR", str(on_spark.lake.root))
     runner = CliRunner()
-    res = runner.invoke(cli, ["spark", "build", "-q", "--spark-master", "local[2]"])
+    res = runner.invoke(cli, ["spark", "build", "-q", "--spark-master", spark_master])
     assert res.exit_code == 0, res.output
     assert "state at catalog version" in res.output and "3 apps" in res.output
     args = ["--appid", CONFIG.appids[0], "--begin", "20260320", "--end", "20260326"]
@@ -457,3 +472,64 @@ def test_after_an_expiry_spark_keeps_first_days_and_the_cut(spark: Any, tmp_path
     assert [r.reason for r in report.rejects] == [
         "ts is before the retention cut 20240610 of its app: 2024-06-01T10:00:00+08:00"
     ]
+
+
+def test_the_cluster_runs_the_jobs(spark: Any, spark_master: str) -> None:
+    """The ``cluster`` cases really run on the standalone workers, not in this JVM."""
+    sc = spark.sparkContext
+    assert sc.master == spark_master
+    if spark_master.startswith("spark://"):
+        deadline = time.monotonic() + 60  # executors register a moment after the session
+        while sc._jsc.sc().getExecutorMemoryStatus().size() < 3:  # the driver's counts too
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        # The tasks run in the workers' executors, whose zone is not the driver's.
+        zones = spark.range(0, 4, 1, 4).selectExpr("reflect('java.lang.System', 'getenv', 'TZ')")
+        assert {r[0] for r in zones.collect()} == {"America/Sao_Paulo"}
+
+
+@pytest.mark.parametrize("spark_master", [CLUSTER], indirect=True, scope="session")
+def test_a_worker_killed_mid_ingest(
+    spark: Any,
+    spark_cluster: SparkCluster,
+    inputs: list[Path],
+    tmp_path: Path,
+) -> None:
+    """Spark reruns the lost tasks on the other worker: the same lake as ``ingest``'s, or,
+    if the job fails, a clear error and nothing committed."""
+    from userportrait.spark.ingest import spark_ingest_file
+
+    lake = Lake(Settings(data_dir=tmp_path / "data"))
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["report"] = spark_ingest_file(lake, spark, str(inputs[0]))
+        except Exception as exc:  # checked below, on the test's thread
+            result["error"] = exc
+
+    tracker = spark.sparkContext.statusTracker()
+    job = threading.Thread(target=run)
+    job.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not tracker.getActiveStageIds() and job.is_alive():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert job.is_alive()  # killed mid-job
+        spark_cluster.kill("worker1")
+        job.join(timeout=600)
+        assert not job.is_alive()
+    finally:
+        spark_cluster.add_worker()  # two workers again for the tests after this one
+        spark_cluster.wait_for_workers(2)
+    if "error" in result:
+        assert isinstance(result["error"], InputError), result["error"]
+        assert "the Spark job failed; nothing was committed" in str(result["error"])
+        assert lake.catalog.version() == 0
+        assert not list(lake.events_dir.rglob("*.parquet"))
+        return
+    embedded = Lake(Settings(data_dir=tmp_path / "embedded"))
+    expected = ingest_file(embedded, inputs[0])
+    assert result["report"].accepted == expected.accepted
+    assert _lake_rows(lake) == _lake_rows(embedded)

@@ -93,9 +93,12 @@ def spark_ingest_file(
         lake.collect_garbage_locked()
         try:
             _run(lake, spark, source, frame, sha, report, step)
-        except spark_errors() as exc:  # e.g. an unreadable .gz: nothing committed
+        except spark_errors() as exc:  # an unreadable .gz, a cluster that lost its executors
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise InputError(f"{uri}: cannot read as {source.format}: {first[:300]}") from None
+            raise InputError(
+                f"{uri}: the Spark job failed; nothing was committed "
+                f"(is it readable as {source.format}?): {first[:300]}"
+            ) from None
     return report
 
 
