@@ -33,6 +33,8 @@ import pytest
 SPARK = pytest.mark.xdist_group("spark")
 #: ``spark_master``'s parameter for the standalone cluster (the tests of ``-m cluster``).
 CLUSTER = pytest.param("cluster", marks=pytest.mark.cluster, id="cluster")
+#: ... for a Spark Connect server (``sc://``), marked ``cluster`` too.
+CONNECT = pytest.param("connect", marks=pytest.mark.cluster, id="connect")
 LOCAL = pytest.param("local[2]", id="local")
 
 
@@ -54,7 +56,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(SPARK)
             if "spark" not in item.fixturenames:  # type: ignore[attr-defined]
                 item.fixturenames.append("spark")  # type: ignore[attr-defined]
-        if params.get("spark_master") == "cluster":
+        if params.get("spark_master") in ("cluster", "connect"):
             # its own group, so that a parallel run can give the cluster set a worker
             # of its own beside the local[2] set (a driver JVM each)
             item.add_marker(pytest.mark.xdist_group("spark-cluster"))
@@ -196,13 +198,84 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkClu
         cluster.stop()
 
 
+class ConnectServer:
+    """The Spark Connect server the pyspark package ships (what ``sbin/start-connect-server.sh``
+    runs), in ``local[2]``, in its own JVM and process group."""
+
+    def __init__(self, root: Path) -> None:
+        import pyspark
+
+        home = Path(pyspark.__file__).parent
+        port = free_port()
+        self.url = f"sc://127.0.0.1:{port}"
+        self.log = root / "connect.log"
+        env = {
+            **os.environ,
+            "SPARK_HOME": str(home),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "SPARK_CONNECT_MODE": "0",  # the server itself is a classic driver
+            "TZ": "America/Sao_Paulo",  # not the client's zone (see SparkCluster)
+        }
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    str(home / "bin" / "spark-submit"),
+                    *("--class", "org.apache.spark.sql.connect.service.SparkConnectServer"),
+                    *("--name", "userportrait-tests-connect", "--master", "local[2]"),
+                    *("--driver-memory", "1g", "--conf", "spark.ui.enabled=false"),
+                    *("--conf", f"spark.connect.grpc.binding.port={port}"),
+                    *("--conf", "spark.connect.grpc.binding.address=127.0.0.1"),
+                    *("--conf", f"spark.sql.warehouse.dir={root / 'warehouse'}"),
+                ],
+                env=env,
+                cwd=root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while b"Spark Connect server started" not in self.log.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the Spark Connect server did not start:\n{tail}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def spark_connect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectServer]:
+    pytest.importorskip("pyspark", reason="the spark extra is not installed")
+    pytest.importorskip("grpc", reason="the Spark Connect client (pyspark[connect]) is missing")
+    server = ConnectServer(tmp_path_factory.mktemp("spark-connect"))
+    try:
+        server.wait()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def spark_master(request: pytest.FixtureRequest) -> str:
-    """``local[2]``, or the cluster's URL when a test is parametrized with ``CLUSTER``."""
+    """``local[2]``, or the cluster's (the Connect server's) URL when a test is
+    parametrized with ``CLUSTER`` (``CONNECT``)."""
     param = getattr(request, "param", "local[2]")
     if param == "cluster":
         cluster: SparkCluster = request.getfixturevalue("spark_cluster")
         return cluster.url
+    if param == "connect":
+        server: ConnectServer = request.getfixturevalue("spark_connect")
+        return server.url
     return str(param)
 
 
@@ -211,8 +284,18 @@ def spark(spark_master: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     pytest.importorskip("pyspark", reason="the spark extra is not installed")
     from pyspark.sql import SparkSession
 
-    from userportrait.spark.session import SQL_CONF
+    from userportrait.settings import Settings
+    from userportrait.spark.session import SQL_CONF, spark_session
 
+    if spark_master.startswith("sc://"):
+        # The product's own way in (the server owns the static settings).
+        conf = "spark.sql.shuffle.partitions=2"
+        remote = spark_session(Settings(spark_master=spark_master, spark_conf=conf))
+        yield remote
+        remote.stop()
+        # pyspark marks the process as a Connect client; a later classic session needs it gone
+        os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+        return
     warehouse = tmp_path_factory.mktemp("spark-warehouse")
     builder = (
         SparkSession.builder.master(spark_master)

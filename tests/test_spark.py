@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from tests.conftest import write_ndjson
 from tests.fixtures import EVENTS, IP_VISITS, WINDOW_0610_0612, A
 from tests.server import asgi_client, token
-from tests.spark_support import CLUSTER, LOCAL, SPARK, SparkCluster
+from tests.spark_support import CLUSTER, CONNECT, LOCAL, SPARK, SparkCluster
 from userportrait.cli import cli
 from userportrait.engine import get_engine
 from userportrait.errors import InputError, InvalidDateRange
@@ -46,13 +46,15 @@ pytestmark = SPARK
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test here that runs Spark runs in ``local[2]`` and on a standalone cluster
-    (``spark_master``, tests/spark_support.py), unless it names its master itself."""
+    """Every test here that runs Spark runs in ``local[2]``, on a standalone cluster and
+    through Spark Connect (``spark_master``, tests/spark_support.py), unless it names its
+    master itself."""
     named = any(
         m.args[0] == "spark_master" for m in metafunc.definition.iter_markers("parametrize")
     )
     if "spark_master" in metafunc.fixturenames and not named:
-        metafunc.parametrize("spark_master", [LOCAL, CLUSTER], indirect=True, scope="session")
+        masters = [LOCAL, CLUSTER, CONNECT]
+        metafunc.parametrize("spark_master", masters, indirect=True, scope="session")
 
 
 CONFIG = GeneratorConfig(
@@ -475,7 +477,13 @@ def test_after_an_expiry_spark_keeps_first_days_and_the_cut(spark: Any, tmp_path
 
 
 def test_the_cluster_runs_the_jobs(spark: Any, spark_master: str) -> None:
-    """The ``cluster`` cases really run on the standalone workers, not in this JVM."""
+    """The ``cluster`` cases really run on the standalone workers, not in this JVM; the
+    ``connect`` ones in the server's."""
+    if spark_master.startswith("sc://"):
+        assert type(spark).__module__ == "pyspark.sql.connect.session"
+        zones = spark.range(0, 4, 1, 4).selectExpr("reflect('java.lang.System', 'getenv', 'TZ')")
+        assert {r[0] for r in zones.collect()} == {"America/Sao_Paulo"}
+        return
     sc = spark.sparkContext
     assert sc.master == spark_master
     if spark_master.startswith("spark://"):
