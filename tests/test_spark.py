@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -33,6 +34,7 @@ from userportrait.cli import cli
 from userportrait.engine import get_engine
 from userportrait.errors import InputError, InvalidDateRange
 from userportrait.ingest.pipeline import IngestReport, ingest_file
+from userportrait.ingest.profiles import ingest_profiles_file
 from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.service import portrait
@@ -40,7 +42,7 @@ from userportrait.settings import Settings
 from userportrait.store.expire import expire
 from userportrait.store.lake import Lake
 from userportrait.store.state import StateStore
-from userportrait.synthetic.generate import GeneratorConfig, write_events
+from userportrait.synthetic.generate import GeneratorConfig, write_events, write_profiles
 
 pytestmark = SPARK
 
@@ -474,6 +476,66 @@ def test_after_an_expiry_spark_keeps_first_days_and_the_cut(spark: Any, tmp_path
     assert [r.reason for r in report.rejects] == [
         "ts is before the retention cut 20240610 of its app: 2024-06-01T10:00:00+08:00"
     ]
+
+
+def _profile_rows(lake: Lake) -> list[tuple[Any, ...]]:
+    paths = [str(lake.root / f.path) for a in CONFIG.appids for f in lake.catalog.profile_files(a)]
+    paths += [str(lake.root / f.path) for f in lake.catalog.profile_files("wxa")]
+    return (
+        duckdb.connect().execute(f"SELECT * FROM read_parquet({paths!r}) ORDER BY ALL").fetchall()
+    )
+
+
+def test_spark_ingest_profiles_checks_as_ingest_profiles(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``spark ingest --profiles`` (issue 29): the same profiles, rejects and rejects files
+    as ``ingest --profiles``, for NDJSON with broken records, gzipped CSV and typed Parquet."""
+    from userportrait.spark.profiles import spark_ingest_profiles_file
+
+    now = int(dt.datetime(2026, 4, 1, 12, tzinfo=dt.UTC).timestamp() * 1_000_000)
+    generated = tmp_path / "generated.ndjson"
+    write_profiles(generated, CONFIG)
+    broken = [
+        json.dumps({"appid": "wxa", "openid": "a", "gender": "女", "birth_date": "1990-01-02"}),
+        json.dumps({"appid": "wxa", "gender": 1}),
+        "{not json",
+        json.dumps({"appid": "wxa", "openid": "b", "birth_date": "1990-13-01"}),
+        "",
+        json.dumps({"appid": "wxa", "openid": "c", "updated_at": "soon"}),
+        json.dumps({"appid": "wxa", "openid": "d", "birth_year": 1985, "city": "广州"}),
+        json.dumps({"appid": "wxa", "openid": "e", "birth_date": 19900304, "province": ["x"]}),
+        json.dumps({"appid": "wxa", "openid": "f", "birth_year": "2030"}),
+        json.dumps({"appid": "wxa", "openid": "g", "updated_at": "9999-01-01"}),
+    ]
+    (tmp_path / "broken.ndjson").write_text("\n".join(broken) + "\n", "utf-8")
+    with gzip.open(tmp_path / "p.csv.gz", "wt", encoding="utf-8") as fh:
+        fh.write("openid,appid,gender,updated_at\na,wxa,f,1717000000\nb,wxa,m,x,y\n,wxa,,\n")
+    ts = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    pq.write_table(
+        pa.table({"appid": ["wxa", "wxa"], "openid": ["a", "h"], "gender": [1, 2],
+                  "birth_date": [dt.date(1990, 1, 1), None], "updated_at": [ts, ts]}),
+        tmp_path / "p.parquet",
+    )  # fmt: skip
+    names = ["generated.ndjson", "broken.ndjson", "p.csv.gz", "p.parquet"]
+    embedded = Lake(Settings(data_dir=tmp_path / "embedded"))
+    on_spark = Lake(Settings(data_dir=tmp_path / "spark"))
+    for name in names:
+        a = ingest_profiles_file(embedded, tmp_path / name, now)
+        b = spark_ingest_profiles_file(on_spark, spark, str(tmp_path / name), now)
+        assert (b.accepted, b.rejected, b.batch_id) == (a.accepted, a.rejected, a.batch_id), name
+        assert b.rejects == a.rejects, name
+        assert a.rejects_file is None or (
+            Path(a.rejects_file).read_bytes() == Path(str(b.rejects_file)).read_bytes()
+        )
+    assert [r.line for r in ingest_profiles_file(Lake(Settings(data_dir=tmp_path / "x")),
+            tmp_path / "broken.ndjson", now).rejects] == [2, 3, 4, 6, 8, 9, 10]  # fmt: skip
+    assert _profile_rows(on_spark) == _profile_rows(embedded)
+    # The command: skips what it loaded, builds nothing (no day changed).
+    monkeypatch.setenv("USERPORTRAIT_DATA_DIR", str(on_spark.root))
+    res = CliRunner().invoke(cli, ["spark", "ingest", "-q", "--profiles", str(tmp_path / names[1])])
+    assert res.exit_code == 0, res.output
+    assert res.output == f"{tmp_path / names[1]}: already ingested (same content), skipped\n"
 
 
 def test_the_cluster_runs_the_jobs(spark: Any, spark_master: str) -> None:

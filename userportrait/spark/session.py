@@ -141,6 +141,16 @@ def spark_errors() -> tuple[type[BaseException], ...]:
     return (PySparkException, Py4JJavaError)
 
 
+def job_failed(uri: str, fmt: str, exc: BaseException) -> InputError:
+    """What a failed job of an ingest (an unreadable .gz, a cluster that lost its executors)
+    says; it is raised before the catalog commit, so nothing of the file was committed."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return InputError(
+        f"{uri}: the Spark job failed; nothing was committed "
+        f"(is it readable as {fmt}?): {first[:300]}"
+    )
+
+
 def temp_name(prefix: str) -> str:
     """A temp view name no concurrent job shares (views are per session)."""
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
