@@ -4,7 +4,8 @@
     .venv/bin/python bench/spark_bench.py --users 3000000    # the ~40 M-event set
 
 Steps, each timed on its own: the embedded ``ingest`` (lake + state), ``spark ingest``
-(lake only), ``spark build --rebuild`` (the whole state), and a cold 30-day portrait from
+(lake only), ``spark build --rebuild`` (the whole state, split into the time in Spark
+jobs and on the driver), and a cold 30-day portrait from
 the ``sql`` engine, the ``spark`` engine and the incremental store in a fresh process.
 Also the figures the paper design in docs/spark.md rests on: bytes Spark shuffled per
 event in each job (from Spark's REST API) and the state's bytes per user. The two lakes
@@ -89,7 +90,7 @@ def main() -> None:
 
     from userportrait.ingest.pipeline import ingest_file
     from userportrait.settings import Settings
-    from userportrait.spark.build import spark_build
+    from userportrait.spark.build import BuildTimes, spark_build
     from userportrait.spark.ingest import spark_ingest_file
     from userportrait.spark.session import SQL_CONF
     from userportrait.store.lake import Lake
@@ -127,12 +128,16 @@ def main() -> None:
     ingest_s = time.perf_counter() - t
     after_ingest = shuffle_bytes(spark)
     t = time.perf_counter()
-    manifest = spark_build(lake, spark, rebuild=True)
+    times = BuildTimes()
+    manifest = spark_build(lake, spark, rebuild=True, times=times)
     build_s = time.perf_counter() - t
     after_build = shuffle_bytes(spark)
     assert not manifest.failed
     rows.append(("`spark ingest` (lake only)", f"{ingest_s:.1f} s"))
     rows.append(("`spark build --rebuild` (whole state)", f"{build_s:.1f} s"))
+    rows.append(("… of which in Spark jobs (executors)", f"{times.spark_s:.1f} s"))
+    rows.append(("… of which on the driver (reading their output, writing the state)",
+                 f"{times.driver_s:.1f} s"))  # fmt: skip
     ingest_shuffle = after_ingest[0] - before[0]
     build_shuffle = after_build[0] - after_ingest[0]
     rows.append(("shuffle bytes per event, ingest", f"{ingest_shuffle / events:.1f}"))

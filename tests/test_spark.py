@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import re
 import shutil
 import sys
 import threading
@@ -280,6 +281,8 @@ def test_cli_spark_build_and_portrait(
     res = runner.invoke(cli, ["spark", "build", "-q", "--spark-master", spark_master])
     assert res.exit_code == 0, res.output
     assert "state at catalog version" in res.output and "3 apps" in res.output
+    split = r"  \d+\.\d s: \d+\.\d s in Spark jobs \(executors\), \d+\.\d s on the driver "
+    assert re.search(split, res.output), res.output
     args = ["--appid", CONFIG.appids[0], "--begin", "20260320", "--end", "20260326"]
     res = runner.invoke(cli, ["portrait", *args, "--engine", "spark"])
     assert res.exit_code == 0, res.output

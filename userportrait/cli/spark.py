@@ -91,7 +91,7 @@ def spark_ingest(
     Parquet, CSV or NDJSON (optionally .gz): the same checks, rejects and lake layout as
     `ingest`, one batch per file.
     """
-    from userportrait.spark.build import spark_build
+    from userportrait.spark.build import BuildTimes, spark_build
     from userportrait.spark.ingest import spark_ingest_file
     from userportrait.spark.profiles import spark_ingest_profiles_file
     from userportrait.spark.session import spark_session
@@ -113,8 +113,9 @@ def spark_ingest(
             continue
         echo_report(uri, report, show_rejects)
     if build and not profiles:
-        manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick))
-        _report_build(manifest)
+        times = BuildTimes()
+        manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick, times=times))
+        _report_build(manifest, times)
 
 
 @spark.command("build")
@@ -132,23 +133,28 @@ def spark_build_command(
 ) -> None:
     """Bring the portrait state up to the lake with Spark (only new batches, or all with
     --rebuild); `serve` then answers from it without touching the lake."""
-    from userportrait.spark.build import spark_build
+    from userportrait.spark.build import BuildTimes, spark_build
     from userportrait.spark.session import spark_session
     from userportrait.store.lake import Lake
 
     settings = spark_settings(data_dir, spark_master, spark_conf)
     lake = Lake(settings)
     session = spark_session(settings)
-    manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick, rebuild))
-    _report_build(manifest)
+    times = BuildTimes()
+    manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick, rebuild, times))
+    _report_build(manifest, times)
 
 
-def _report_build(manifest: Any) -> None:
+def _report_build(manifest: Any, times: Any) -> None:
     users = sum(a.n_users for a in manifest.apps.values())
     days = sum(len(a.days) for a in manifest.apps.values())
     click.echo(
         f"state at catalog version {manifest.version}: {len(manifest.apps)} apps, "
         f"{users} users, {days} day partitions"
+    )
+    click.echo(
+        f"  {times.total_s:.1f} s: {times.spark_s:.1f} s in Spark jobs (executors), "
+        f"{times.driver_s:.1f} s on the driver (reading their output, writing the state)"
     )
     if manifest.failed:
         for appid, failure in sorted(manifest.failed.items()):
