@@ -25,8 +25,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
 END = dt.date(2026, 1, 31)
@@ -95,6 +93,7 @@ def main() -> None:
     from userportrait.spark.session import SQL_CONF
     from userportrait.store.lake import Lake
     from userportrait.store.state import StateStore
+    from userportrait.store.state.npys import load_arrays
     from userportrait.synthetic.generate import GeneratorConfig, write_events
 
     config = GeneratorConfig(users=args.users, days=args.days, end=END, apps=1, seed=7)
@@ -152,10 +151,10 @@ def main() -> None:
     heads = sorted((state / "heads").glob("*.npys"))
     head = heads[-1].stat().st_size if heads else 0  # the newest day's head
     users = dir_bytes(state / "users", "*.parquet")
-    days = dir_bytes(state / "days", "*.npz") - dir_bytes(state / "days", "*.keys.*")
+    days = dir_bytes(state / "days", "*.npys") - dir_bytes(state / "days", "*.keys.*")
     user_days = sum(  # day partitions only, not the newest day's times (.keys.)
-        int(np.load(p)["uid"].size)
-        for p in (state / "days").glob("*.npz")
+        int(load_arrays(p)["uid"].size)
+        for p in (state / "days").glob("*.npys")
         if ".keys." not in p.name
     )
     rows.append(("users", f"{n:,}"))

@@ -541,6 +541,26 @@ def test_spark_ingest_profiles_checks_as_ingest_profiles(
     assert res.output == f"{tmp_path / names[1]}: already ingested (same content), skipped\n"
 
 
+def test_a_failed_spark_job_commits_nothing(spark: Any, tmp_path: Path) -> None:
+    """A job that fails mid-ingest (here: Parquet whose footer reads but whose pages are
+    broken, found by the executors) says so, and the catalog and the lake are as before."""
+    from userportrait.spark.ingest import spark_ingest_file
+
+    lake = Lake(Settings(data_dir=tmp_path / "data"))
+    bad = tmp_path / "bad.parquet"
+    n = 5000
+    table = pa.table({"appid": ["wxa"] * n, "openid": [f"u{i}" for i in range(n)], "ts": [_TS] * n})
+    pq.write_table(table, bad, compression="snappy")
+    data = bytearray(bad.read_bytes())
+    data[60 : len(data) // 2] = b"\xff" * (len(data) // 2 - 60)  # the pages, not the footer
+    bad.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"bad\.parquet: the Spark job failed; nothing was "
+                       r"committed \(is it readable as parquet\?\)"):  # fmt: skip
+        spark_ingest_file(lake, spark, str(bad))
+    assert lake.catalog.version() == 0
+    assert not list(lake.events_dir.rglob("*.parquet"))
+
+
 def test_the_cluster_runs_the_jobs(spark: Any, spark_master: str) -> None:
     """The ``cluster`` cases really run on the standalone workers, not in this JVM; the
     ``connect`` ones in the server's."""

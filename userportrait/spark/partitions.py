@@ -101,7 +101,7 @@ class SparkPartitionBuilder:
         ]
         if not files:
             return
-        start = time.perf_counter()
+        began = time.perf_counter()
         spark = self.spark
         events = temp_name("build_events")
         read_lake(spark, self.lake, files).createOrReplaceTempView(events)
@@ -182,7 +182,7 @@ class SparkPartitionBuilder:
         ).repartition("day").write.partitionBy("day").parquet(lake_uri(self.lake, days_dir))
         for view in (events, ranks, matched, firsts, fresh_view):
             spark.catalog.dropTempView(view)
-        self.times.spark_s += time.perf_counter() - start
+        self.times.spark_s += time.perf_counter() - began
         if added:
             self._write_users(fresh_dir, n, added)
         for day_dir in sorted(days_dir.glob("day=*")):
