@@ -255,8 +255,14 @@ def test_state_built_by_either_is_updated_by_the_other(
     from userportrait.spark.build import spark_build
     from userportrait.spark.ingest import spark_ingest_file
 
-    expected = _answers(embedded.lake, "reference")
-    assert _answers(on_spark.lake, "incremental") == expected  # served from Spark's state
+    # On copies: the lakes are shared with the tests after this one and the other masters.
+    copies = []
+    for name, loaded in (("embedded", embedded), ("spark", on_spark)):
+        shutil.copytree(loaded.lake.root, tmp_path / name)
+        copies.append(Lake(Settings(data_dir=tmp_path / name)))
+    embedded_lake, spark_lake = copies
+    expected = _answers(embedded_lake, "reference")
+    assert _answers(spark_lake, "incremental") == expected  # served from Spark's state
     more = write_ndjson(
         tmp_path / "more.ndjson",
         [
@@ -266,10 +272,10 @@ def test_state_built_by_either_is_updated_by_the_other(
              "age": "66"},
         ],
     )  # fmt: skip
-    ingest_file(on_spark.lake, more)  # DuckDB updates the state Spark built
-    spark_ingest_file(embedded.lake, spark, str(more))  # and Spark the one DuckDB built
-    spark_build(embedded.lake, spark)
-    for lake in (on_spark.lake, embedded.lake):
+    ingest_file(spark_lake, more)  # DuckDB updates the state Spark built
+    spark_ingest_file(embedded_lake, spark, str(more))  # and Spark the one DuckDB built
+    spark_build(embedded_lake, spark)
+    for lake in (spark_lake, embedded_lake):
         assert _answers(lake, "incremental") == _answers(lake, "reference")
 
 
