@@ -4,7 +4,8 @@
     .venv/bin/python bench/spark_bench.py --users 3000000    # the ~40 M-event set
 
 Steps, each timed on its own: the embedded ``ingest`` (lake + state), ``spark ingest``
-(lake only), ``spark build --rebuild`` (the whole state), and a cold 30-day portrait from
+(lake only), ``spark build --rebuild`` (the whole state, split into the time in Spark
+jobs and on the driver), and a cold 30-day portrait from
 the ``sql`` engine, the ``spark`` engine and the incremental store in a fresh process.
 Also the figures the paper design in docs/spark.md rests on: bytes Spark shuffled per
 event in each job (from Spark's REST API) and the state's bytes per user. The two lakes
@@ -23,8 +24,6 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
@@ -89,11 +88,12 @@ def main() -> None:
 
     from userportrait.ingest.pipeline import ingest_file
     from userportrait.settings import Settings
-    from userportrait.spark.build import spark_build
+    from userportrait.spark.build import BuildTimes, spark_build
     from userportrait.spark.ingest import spark_ingest_file
     from userportrait.spark.session import SQL_CONF
     from userportrait.store.lake import Lake
     from userportrait.store.state import StateStore
+    from userportrait.store.state.npys import load_arrays
     from userportrait.synthetic.generate import GeneratorConfig, write_events
 
     config = GeneratorConfig(users=args.users, days=args.days, end=END, apps=1, seed=7)
@@ -127,12 +127,16 @@ def main() -> None:
     ingest_s = time.perf_counter() - t
     after_ingest = shuffle_bytes(spark)
     t = time.perf_counter()
-    manifest = spark_build(lake, spark, rebuild=True)
+    times = BuildTimes()
+    manifest = spark_build(lake, spark, rebuild=True, times=times)
     build_s = time.perf_counter() - t
     after_build = shuffle_bytes(spark)
     assert not manifest.failed
     rows.append(("`spark ingest` (lake only)", f"{ingest_s:.1f} s"))
     rows.append(("`spark build --rebuild` (whole state)", f"{build_s:.1f} s"))
+    rows.append(("… of which in Spark jobs (executors)", f"{times.spark_s:.1f} s"))
+    rows.append(("… of which on the driver (reading their output, writing the state)",
+                 f"{times.driver_s:.1f} s"))  # fmt: skip
     ingest_shuffle = after_ingest[0] - before[0]
     build_shuffle = after_build[0] - after_ingest[0]
     rows.append(("shuffle bytes per event, ingest", f"{ingest_shuffle / events:.1f}"))
@@ -147,10 +151,10 @@ def main() -> None:
     heads = sorted((state / "heads").glob("*.npys"))
     head = heads[-1].stat().st_size if heads else 0  # the newest day's head
     users = dir_bytes(state / "users", "*.parquet")
-    days = dir_bytes(state / "days", "*.npz") - dir_bytes(state / "days", "*.keys.*")
+    days = dir_bytes(state / "days", "*.npys") - dir_bytes(state / "days", "*.keys.*")
     user_days = sum(  # day partitions only, not the newest day's times (.keys.)
-        int(np.load(p)["uid"].size)
-        for p in (state / "days").glob("*.npz")
+        int(load_arrays(p)["uid"].size)
+        for p in (state / "days").glob("*.npys")
         if ".keys." not in p.name
     )
     rows.append(("users", f"{n:,}"))

@@ -12,13 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import re
 import shutil
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -26,11 +30,12 @@ from click.testing import CliRunner
 from tests.conftest import write_ndjson
 from tests.fixtures import EVENTS, IP_VISITS, WINDOW_0610_0612, A
 from tests.server import asgi_client, token
-from tests.spark_support import SPARK
+from tests.spark_support import CLUSTER, CONNECT, LOCAL, SPARK, SparkCluster
 from userportrait.cli import cli
 from userportrait.engine import get_engine
 from userportrait.errors import InputError, InvalidDateRange
 from userportrait.ingest.pipeline import IngestReport, ingest_file
+from userportrait.ingest.profiles import ingest_profiles_file
 from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.query import PortraitQuery
 from userportrait.portrait.service import portrait
@@ -38,9 +43,22 @@ from userportrait.settings import Settings
 from userportrait.store.expire import expire
 from userportrait.store.lake import Lake
 from userportrait.store.state import StateStore
-from userportrait.synthetic.generate import GeneratorConfig, write_events
+from userportrait.synthetic.generate import GeneratorConfig, write_events, write_profiles
 
 pytestmark = SPARK
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test here that runs Spark runs in ``local[2]``, on a standalone cluster and
+    through Spark Connect (``spark_master``, tests/spark_support.py), unless it names its
+    master itself."""
+    named = any(
+        m.args[0] == "spark_master" for m in metafunc.definition.iter_markers("parametrize")
+    )
+    if "spark_master" in metafunc.fixturenames and not named:
+        masters = [LOCAL, CLUSTER, CONNECT]
+        metafunc.parametrize("spark_master", masters, indirect=True, scope="session")
+
 
 CONFIG = GeneratorConfig(
     users=900, days=33, end=dt.date(2026, 3, 31), apps=3, seed=23, event_ids=True,
@@ -237,8 +255,14 @@ def test_state_built_by_either_is_updated_by_the_other(
     from userportrait.spark.build import spark_build
     from userportrait.spark.ingest import spark_ingest_file
 
-    expected = _answers(embedded.lake, "reference")
-    assert _answers(on_spark.lake, "incremental") == expected  # served from Spark's state
+    # On copies: the lakes are shared with the tests after this one and the other masters.
+    copies = []
+    for name, loaded in (("embedded", embedded), ("spark", on_spark)):
+        shutil.copytree(loaded.lake.root, tmp_path / name)
+        copies.append(Lake(Settings(data_dir=tmp_path / name)))
+    embedded_lake, spark_lake = copies
+    expected = _answers(embedded_lake, "reference")
+    assert _answers(spark_lake, "incremental") == expected  # served from Spark's state
     more = write_ndjson(
         tmp_path / "more.ndjson",
         [
@@ -248,19 +272,23 @@ def test_state_built_by_either_is_updated_by_the_other(
              "age": "66"},
         ],
     )  # fmt: skip
-    ingest_file(on_spark.lake, more)  # DuckDB updates the state Spark built
-    spark_ingest_file(embedded.lake, spark, str(more))  # and Spark the one DuckDB built
-    spark_build(embedded.lake, spark)
-    for lake in (on_spark.lake, embedded.lake):
+    ingest_file(spark_lake, more)  # DuckDB updates the state Spark built
+    spark_ingest_file(embedded_lake, spark, str(more))  # and Spark the one DuckDB built
+    spark_build(embedded_lake, spark)
+    for lake in (spark_lake, embedded_lake):
         assert _answers(lake, "incremental") == _answers(lake, "reference")
 
 
-def test_cli_spark_build_and_portrait(on_spark: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_spark_build_and_portrait(
+    on_spark: Loaded, spark_master: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("USERPORTRAIT_DATA_DIR", str(on_spark.lake.root))
     runner = CliRunner()
-    res = runner.invoke(cli, ["spark", "build", "-q", "--spark-master", "local[2]"])
+    res = runner.invoke(cli, ["spark", "build", "-q", "--spark-master", spark_master])
     assert res.exit_code == 0, res.output
     assert "state at catalog version" in res.output and "3 apps" in res.output
+    split = r"  \d+\.\d s: \d+\.\d s in Spark jobs \(executors\), \d+\.\d s on the driver "
+    assert re.search(split, res.output), res.output
     args = ["--appid", CONFIG.appids[0], "--begin", "20260320", "--end", "20260326"]
     res = runner.invoke(cli, ["portrait", *args, "--engine", "spark"])
     assert res.exit_code == 0, res.output
@@ -457,3 +485,150 @@ def test_after_an_expiry_spark_keeps_first_days_and_the_cut(spark: Any, tmp_path
     assert [r.reason for r in report.rejects] == [
         "ts is before the retention cut 20240610 of its app: 2024-06-01T10:00:00+08:00"
     ]
+
+
+def _profile_rows(lake: Lake) -> list[tuple[Any, ...]]:
+    paths = [str(lake.root / f.path) for a in CONFIG.appids for f in lake.catalog.profile_files(a)]
+    paths += [str(lake.root / f.path) for f in lake.catalog.profile_files("wxa")]
+    return (
+        duckdb.connect().execute(f"SELECT * FROM read_parquet({paths!r}) ORDER BY ALL").fetchall()
+    )
+
+
+def test_spark_ingest_profiles_checks_as_ingest_profiles(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``spark ingest --profiles`` (issue 29): the same profiles, rejects and rejects files
+    as ``ingest --profiles``, for NDJSON with broken records, gzipped CSV and typed Parquet."""
+    from userportrait.spark.profiles import spark_ingest_profiles_file
+
+    now = int(dt.datetime(2026, 4, 1, 12, tzinfo=dt.UTC).timestamp() * 1_000_000)
+    generated = tmp_path / "generated.ndjson"
+    write_profiles(generated, CONFIG)
+    broken = [
+        json.dumps({"appid": "wxa", "openid": "a", "gender": "女", "birth_date": "1990-01-02"}),
+        json.dumps({"appid": "wxa", "gender": 1}),
+        "{not json",
+        json.dumps({"appid": "wxa", "openid": "b", "birth_date": "1990-13-01"}),
+        "",
+        json.dumps({"appid": "wxa", "openid": "c", "updated_at": "soon"}),
+        json.dumps({"appid": "wxa", "openid": "d", "birth_year": 1985, "city": "广州"}),
+        json.dumps({"appid": "wxa", "openid": "e", "birth_date": 19900304, "province": ["x"]}),
+        json.dumps({"appid": "wxa", "openid": "f", "birth_year": "2030"}),
+        json.dumps({"appid": "wxa", "openid": "g", "updated_at": "9999-01-01"}),
+    ]
+    (tmp_path / "broken.ndjson").write_text("\n".join(broken) + "\n", "utf-8")
+    with gzip.open(tmp_path / "p.csv.gz", "wt", encoding="utf-8") as fh:
+        fh.write("openid,appid,gender,updated_at\na,wxa,f,1717000000\nb,wxa,m,x,y\n,wxa,,\n")
+    ts = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    pq.write_table(
+        pa.table({"appid": ["wxa", "wxa"], "openid": ["a", "h"], "gender": [1, 2],
+                  "birth_date": [dt.date(1990, 1, 1), None], "updated_at": [ts, ts]}),
+        tmp_path / "p.parquet",
+    )  # fmt: skip
+    names = ["generated.ndjson", "broken.ndjson", "p.csv.gz", "p.parquet"]
+    embedded = Lake(Settings(data_dir=tmp_path / "embedded"))
+    on_spark = Lake(Settings(data_dir=tmp_path / "spark"))
+    for name in names:
+        a = ingest_profiles_file(embedded, tmp_path / name, now)
+        b = spark_ingest_profiles_file(on_spark, spark, str(tmp_path / name), now)
+        assert (b.accepted, b.rejected, b.batch_id) == (a.accepted, a.rejected, a.batch_id), name
+        assert b.rejects == a.rejects, name
+        assert a.rejects_file is None or (
+            Path(a.rejects_file).read_bytes() == Path(str(b.rejects_file)).read_bytes()
+        )
+    assert [r.line for r in ingest_profiles_file(Lake(Settings(data_dir=tmp_path / "x")),
+            tmp_path / "broken.ndjson", now).rejects] == [2, 3, 4, 6, 8, 9, 10]  # fmt: skip
+    assert _profile_rows(on_spark) == _profile_rows(embedded)
+    # The command: skips what it loaded, builds nothing (no day changed).
+    monkeypatch.setenv("USERPORTRAIT_DATA_DIR", str(on_spark.root))
+    res = CliRunner().invoke(cli, ["spark", "ingest", "-q", "--profiles", str(tmp_path / names[1])])
+    assert res.exit_code == 0, res.output
+    assert res.output == f"{tmp_path / names[1]}: already ingested (same content), skipped\n"
+
+
+def test_a_failed_spark_job_commits_nothing(spark: Any, tmp_path: Path) -> None:
+    """A job that fails mid-ingest (here: Parquet whose footer reads but whose pages are
+    broken, found by the executors) says so, and the catalog and the lake are as before."""
+    from userportrait.spark.ingest import spark_ingest_file
+
+    lake = Lake(Settings(data_dir=tmp_path / "data"))
+    bad = tmp_path / "bad.parquet"
+    n = 5000
+    table = pa.table({"appid": ["wxa"] * n, "openid": [f"u{i}" for i in range(n)], "ts": [_TS] * n})
+    pq.write_table(table, bad, compression="snappy")
+    data = bytearray(bad.read_bytes())
+    data[60 : len(data) // 2] = b"\xff" * (len(data) // 2 - 60)  # the pages, not the footer
+    bad.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"bad\.parquet: the Spark job failed; nothing was "
+                       r"committed \(is it readable as parquet\?\)"):  # fmt: skip
+        spark_ingest_file(lake, spark, str(bad))
+    assert lake.catalog.version() == 0
+    assert not list(lake.events_dir.rglob("*.parquet"))
+
+
+def test_the_cluster_runs_the_jobs(spark: Any, spark_master: str) -> None:
+    """The ``cluster`` cases really run on the standalone workers, not in this JVM; the
+    ``connect`` ones in the server's."""
+    if spark_master.startswith("sc://"):
+        assert type(spark).__module__ == "pyspark.sql.connect.session"
+        zones = spark.range(0, 4, 1, 4).selectExpr("reflect('java.lang.System', 'getenv', 'TZ')")
+        assert {r[0] for r in zones.collect()} == {"America/Sao_Paulo"}
+        return
+    sc = spark.sparkContext
+    assert sc.master == spark_master
+    if spark_master.startswith("spark://"):
+        deadline = time.monotonic() + 60  # executors register a moment after the session
+        while sc._jsc.sc().getExecutorMemoryStatus().size() < 3:  # the driver's counts too
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        # The tasks run in the workers' executors, whose zone is not the driver's.
+        zones = spark.range(0, 4, 1, 4).selectExpr("reflect('java.lang.System', 'getenv', 'TZ')")
+        assert {r[0] for r in zones.collect()} == {"America/Sao_Paulo"}
+
+
+@pytest.mark.parametrize("spark_master", [CLUSTER], indirect=True, scope="session")
+def test_a_worker_killed_mid_ingest(
+    spark: Any,
+    spark_cluster: SparkCluster,
+    inputs: list[Path],
+    tmp_path: Path,
+) -> None:
+    """Spark reruns the lost tasks on the other worker: the same lake as ``ingest``'s, or,
+    if the job fails, a clear error and nothing committed."""
+    from userportrait.spark.ingest import spark_ingest_file
+
+    lake = Lake(Settings(data_dir=tmp_path / "data"))
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["report"] = spark_ingest_file(lake, spark, str(inputs[0]))
+        except Exception as exc:  # checked below, on the test's thread
+            result["error"] = exc
+
+    tracker = spark.sparkContext.statusTracker()
+    job = threading.Thread(target=run)
+    job.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not tracker.getActiveStageIds() and job.is_alive():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert job.is_alive()  # killed mid-job
+        spark_cluster.kill("worker1")
+        job.join(timeout=600)
+        assert not job.is_alive()
+    finally:
+        spark_cluster.add_worker()  # two workers again for the tests after this one
+        spark_cluster.wait_for_workers(2)
+    if "error" in result:
+        assert isinstance(result["error"], InputError), result["error"]
+        assert "the Spark job failed; nothing was committed" in str(result["error"])
+        assert lake.catalog.version() == 0
+        assert not list(lake.events_dir.rglob("*.parquet"))
+        return
+    embedded = Lake(Settings(data_dir=tmp_path / "embedded"))
+    expected = ingest_file(embedded, inputs[0])
+    assert result["report"].accepted == expected.accepted
+    assert _lake_rows(lake) == _lake_rows(embedded)

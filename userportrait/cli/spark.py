@@ -70,6 +70,11 @@ def spark() -> None:
 @click.option("--build/--no-build", default=True, help="Update the state with Spark afterwards.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--show-rejects", default=20, show_default=True, help="Rejected records to print.")
+@click.option(
+    "--profiles",
+    is_flag=True,
+    help="FILES hold user profiles (the rules of `ingest --profiles`), not events.",
+)
 def spark_ingest(
     files: tuple[str, ...],
     data_dir: Path | None,
@@ -78,14 +83,17 @@ def spark_ingest(
     build: bool,
     quiet: bool,
     show_rejects: int,
+    profiles: bool,
 ) -> None:
-    """Load visit events from FILES (local paths or s3a://, hdfs:// URIs) with Spark.
+    """Load visit events (or, with --profiles, user profiles) from FILES (local paths or
+    s3a://, hdfs:// URIs) with Spark.
 
     Parquet, CSV or NDJSON (optionally .gz): the same checks, rejects and lake layout as
     `ingest`, one batch per file.
     """
-    from userportrait.spark.build import spark_build
+    from userportrait.spark.build import BuildTimes, spark_build
     from userportrait.spark.ingest import spark_ingest_file
+    from userportrait.spark.profiles import spark_ingest_profiles_file
     from userportrait.spark.session import spark_session
     from userportrait.store.lake import Lake
 
@@ -95,6 +103,8 @@ def spark_ingest(
     for uri in files:
 
         def work(tick: Callable[[str, float], None], uri: str = uri) -> Any:
+            if profiles:  # no day changes: the state notes the version itself
+                return spark_ingest_profiles_file(lake, session, uri)
             return spark_ingest_file(lake, session, uri, tick)
 
         report = _with_progress(quiet, work)
@@ -102,9 +112,10 @@ def spark_ingest(
             click.echo(f"{uri}: already ingested (same content), skipped")
             continue
         echo_report(uri, report, show_rejects)
-    if build:
-        manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick))
-        _report_build(manifest)
+    if build and not profiles:
+        times = BuildTimes()
+        manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick, times=times))
+        _report_build(manifest, times)
 
 
 @spark.command("build")
@@ -122,23 +133,28 @@ def spark_build_command(
 ) -> None:
     """Bring the portrait state up to the lake with Spark (only new batches, or all with
     --rebuild); `serve` then answers from it without touching the lake."""
-    from userportrait.spark.build import spark_build
+    from userportrait.spark.build import BuildTimes, spark_build
     from userportrait.spark.session import spark_session
     from userportrait.store.lake import Lake
 
     settings = spark_settings(data_dir, spark_master, spark_conf)
     lake = Lake(settings)
     session = spark_session(settings)
-    manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick, rebuild))
-    _report_build(manifest)
+    times = BuildTimes()
+    manifest = _with_progress(quiet, lambda tick: spark_build(lake, session, tick, rebuild, times))
+    _report_build(manifest, times)
 
 
-def _report_build(manifest: Any) -> None:
+def _report_build(manifest: Any, times: Any) -> None:
     users = sum(a.n_users for a in manifest.apps.values())
     days = sum(len(a.days) for a in manifest.apps.values())
     click.echo(
         f"state at catalog version {manifest.version}: {len(manifest.apps)} apps, "
         f"{users} users, {days} day partitions"
+    )
+    click.echo(
+        f"  {times.total_s:.1f} s: {times.spark_s:.1f} s in Spark jobs (executors), "
+        f"{times.driver_s:.1f} s on the driver (reading their output, writing the state)"
     )
     if manifest.failed:
         for appid, failure in sorted(manifest.failed.items()):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -68,9 +68,22 @@ def ingest_profiles_file(lake: Lake, path: Path, now: int | None = None) -> Inge
     finally:
         con.close()
     at = now_us() if now is None else now
+    numbered = ((n + source.line_offset, *row) for n, row in enumerate(fetched, start=1))
+    accepted, rejects = check_profile_rows(numbered, str(path), at)
+    commit_profiles(lake, str(path), sha, accepted, rejects, report)
+    return report
+
+
+def check_profile_rows(
+    rows: Iterable[Sequence[Any]], file: str, at: int
+) -> tuple[list[Profile], list[dict[str, Any]]]:
+    """The accepted profiles and the rejects of ``rows`` of (line, ``_err``, ``ts_text``,
+    the ``PROFILE_INPUT.text`` columns), in file order: ``ingest --profiles`` and ``spark
+    ingest --profiles`` both pass their rows through here."""
+    text_cols = PROFILE_INPUT.text
     accepted: list[Profile] = []
     rejects: list[dict[str, Any]] = []
-    for n, (err, ts_text, *values) in enumerate(fetched, start=1):
+    for line, err, ts_text, *values in rows:
         record = dict(zip(text_cols, values, strict=True))
         record["updated_at"] = ts_text
         if err == Reject.BLANK_LINE:
@@ -81,24 +94,34 @@ def ingest_profiles_file(lake: Lake, path: Path, now: int | None = None) -> Inge
             accepted.append(check_profile(record, at, parse_ts_us))
         except RecordError as exc:
             kept = {k: record[k] for k in PROFILE_FIELDS if record.get(k) is not None}
-            line = n + source.line_offset
-            rejects.append({"file": str(path), "line": line, "reason": str(exc), "record": kept})
+            rejects.append({"file": file, "line": line, "reason": str(exc), "record": kept})
+    return accepted, rejects
+
+
+def commit_profiles(
+    lake: Lake,
+    file: str,
+    sha: str,
+    accepted: list[Profile],
+    rejects: list[dict[str, Any]],
+    report: IngestReport,
+) -> None:
+    """Write and commit one file's profiles as a batch, and its rejects."""
     with lake.write_lock():
         lake.collect_garbage_locked()  # what a killed writer left behind
-        report.batch_id = write_profiles(lake, accepted, str(path), sha, len(rejects))
+        report.batch_id = write_profiles(lake, accepted, file, sha, len(rejects))
     report.accepted, report.rejected = len(accepted), len(rejects)
     if rejects:
-        _write_rejects(lake, path, rejects, report)
+        _write_rejects(lake, Path(file).name, rejects, report)
     if report.batch_id is not None:
         update_state(lake)  # the catalog version moved: the state notes it (no day changed)
-    return report
 
 
 def _write_rejects(
-    lake: Lake, path: Path, rejects: list[dict[str, Any]], report: IngestReport
+    lake: Lake, file_name: str, rejects: list[dict[str, Any]], report: IngestReport
 ) -> None:
     lake.rejects_dir.mkdir(parents=True, exist_ok=True)
-    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{path.name}-{uuid.uuid4().hex[:12]}.ndjson"
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{file_name}-{uuid.uuid4().hex[:12]}.ndjson"
     target = lake.rejects_dir / name
     with target.open("w", encoding="utf-8") as fh:
         for item in rejects:

@@ -8,9 +8,12 @@ built here is read, and later updated, by the embedded store as if it had built 
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
-from userportrait.spark.partitions import spark_partitions
+from userportrait.spark.partitions import BuildTimes, spark_partitions
+
+__all__ = ["BuildTimes", "spark_build"]
 from userportrait.store.lake import Lake
 from userportrait.store.state import Manifest, catch_up
 from userportrait.store.state.app_update import Progress, no_progress
@@ -21,11 +24,21 @@ if TYPE_CHECKING:
 
 
 def spark_build(
-    lake: Lake, spark: SparkSession, progress: Progress = no_progress, rebuild: bool = False
+    lake: Lake,
+    spark: SparkSession,
+    progress: Progress = no_progress,
+    rebuild: bool = False,
+    times: BuildTimes | None = None,
 ) -> Manifest:
     """Bring the state up to the catalog (from scratch with ``rebuild``); returns the
-    manifest, whose ``failed`` names the apps that could not be updated."""
-    with lake.write_lock():
-        if rebuild:
-            remove_state(lake)
-        return catch_up(lake, progress, spark_partitions(spark))
+    manifest, whose ``failed`` names the apps that could not be updated. ``times``, when
+    given, gets the split of the wall time."""
+    times = times if times is not None else BuildTimes()
+    start = time.perf_counter()
+    try:
+        with lake.write_lock():
+            if rebuild:
+                remove_state(lake)
+            return catch_up(lake, progress, spark_partitions(spark, times))
+    finally:
+        times.total_s += time.perf_counter() - start

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from userportrait.errors import InputError
 from userportrait.ingest import ip_sql
 from userportrait.ingest.pipeline import (
     IngestReport,
@@ -44,7 +43,7 @@ from userportrait.ingest.value_maps import (
 from userportrait.portrait import ipregion
 from userportrait.portrait.devices import CLIENT_FIELDS
 from userportrait.portrait.rules import Reject
-from userportrait.spark.session import lake_uri, read_lake, spark_errors, temp_name
+from userportrait.spark.session import job_failed, lake_uri, read_lake, spark_errors, temp_name
 from userportrait.spark.sources import SparkSource, open_spark_source, record_numbers
 from userportrait.store.durable import move_into_place
 from userportrait.store.lake import Lake
@@ -93,9 +92,8 @@ def spark_ingest_file(
         lake.collect_garbage_locked()
         try:
             _run(lake, spark, source, frame, sha, report, step)
-        except spark_errors() as exc:  # e.g. an unreadable .gz: nothing committed
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise InputError(f"{uri}: cannot read as {source.format}: {first[:300]}") from None
+        except spark_errors() as exc:  # an unreadable .gz, a cluster that lost its executors
+            raise job_failed(uri, source.format, exc) from None
     return report
 
 

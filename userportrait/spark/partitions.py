@@ -12,8 +12,10 @@ written by Spark and by the embedded store is the same, file for file.
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +37,25 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def spark_partitions(spark: SparkSession) -> PartitionSource:
+@dataclass(slots=True)
+class BuildTimes:
+    """Where a build's wall time went (seconds)."""
+
+    spark_s: float = 0.0  # in Spark jobs: the executors' work (the driver waits)
+    total_s: float = 0.0
+
+    @property
+    def driver_s(self) -> float:
+        """The rest: the driver reading Spark's output and writing the state."""
+        return max(self.total_s - self.spark_s, 0.0)
+
+
+def spark_partitions(spark: SparkSession, times: BuildTimes | None = None) -> PartitionSource:
     """A ``PartitionSource`` for ``catch_up`` that builds on ``spark``."""
+    spent = times if times is not None else BuildTimes()
 
     def make(lake: Lake, appid: str, app: AppState, app_dir: Path, version: int) -> Any:
-        return SparkPartitionBuilder(spark, lake, appid, app, app_dir, version)
+        return SparkPartitionBuilder(spark, lake, appid, app, app_dir, version, spent)
 
     return make
 
@@ -55,8 +71,10 @@ class SparkPartitionBuilder:
         app: AppState,
         app_dir: Path,
         version: int,
+        times: BuildTimes,
     ) -> None:
         self.spark = spark
+        self.times = times
         self.lake = lake
         self.appid = appid
         self.app = app
@@ -83,6 +101,7 @@ class SparkPartitionBuilder:
         ]
         if not files:
             return
+        began = time.perf_counter()
         spark = self.spark
         events = temp_name("build_events")
         read_lake(spark, self.lake, files).createOrReplaceTempView(events)
@@ -163,6 +182,7 @@ class SparkPartitionBuilder:
         ).repartition("day").write.partitionBy("day").parquet(lake_uri(self.lake, days_dir))
         for view in (events, ranks, matched, firsts, fresh_view):
             spark.catalog.dropTempView(view)
+        self.times.spark_s += time.perf_counter() - began
         if added:
             self._write_users(fresh_dir, n, added)
         for day_dir in sorted(days_dir.glob("day=*")):

@@ -9,7 +9,9 @@ TIMESTAMPTZ) are set on every session we hand out, whoever created it.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import uuid
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -69,7 +71,13 @@ def spark_session(settings: Settings) -> SparkSession:
                 f"Spark Connect needs {', '.join(missing)}; install them with: "
                 "pip install 'pyspark[connect]'"
             )
-        session = SparkSession.builder.remote(master).getOrCreate()
+        with warnings.catch_warnings():
+            # pyspark's Connect client warns once, on import, that pandas 3 is new to it;
+            # it uses pandas only to hand small lists to createDataFrame.
+            warnings.filterwarnings("ignore", "PySpark does not yet fully", FutureWarning)
+            session = SparkSession.builder.remote(master).getOrCreate()
+    elif (remote := _connect_session()) is not None:
+        session = remote  # one session per process, as getOrCreate gives a classic one
     else:
         builder = SparkSession.builder.master(master).appName("userportrait")
         for key, value in {**START_CONF, **SQL_CONF, **conf}.items():
@@ -81,6 +89,20 @@ def spark_session(settings: Settings) -> SparkSession:
     }.items():
         session.conf.set(key, value)
     return session
+
+
+def _connect_session() -> SparkSession | None:
+    """The Spark Connect session this process opened, if any (a classic builder would
+    start a local JVM beside it)."""
+    if "pyspark.sql.connect.session" not in sys.modules:
+        return None
+    from pyspark.errors import PySparkRuntimeError
+    from pyspark.sql.connect.session import SparkSession as RemoteSession
+
+    try:
+        return RemoteSession.active()  # type: ignore[return-value]
+    except PySparkRuntimeError:  # none open, or stopped
+        return None
 
 
 def _importable(module: str) -> bool:
@@ -117,6 +139,16 @@ def spark_errors() -> tuple[type[BaseException], ...]:
     from pyspark.errors import PySparkException
 
     return (PySparkException, Py4JJavaError)
+
+
+def job_failed(uri: str, fmt: str, exc: BaseException) -> InputError:
+    """What a failed job of an ingest (an unreadable .gz, a cluster that lost its executors)
+    says; it is raised before the catalog commit, so nothing of the file was committed."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return InputError(
+        f"{uri}: the Spark job failed; nothing was committed "
+        f"(is it readable as {fmt}?): {first[:300]}"
+    )
 
 
 def temp_name(prefix: str) -> str:

@@ -19,7 +19,9 @@ from urllib.parse import urlparse
 from userportrait.errors import InputError
 from userportrait.ingest.csv_rows import OPEN_QUOTE, field_pattern, opens_quote
 from userportrait.ingest.sources import (
+    EVENT_FIELDS,
     SUFFIXES,
+    Fields,
     Format,
     check_columns,
     check_file,
@@ -31,7 +33,7 @@ from userportrait.ingest.sources import (
     ts_from_text,
 )
 from userportrait.portrait import rules
-from userportrait.portrait.rules import BAD_JSON_TYPES, FIELDS, TEXT_FIELDS, Reject
+from userportrait.portrait.rules import BAD_JSON_TYPES, Reject
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
@@ -86,17 +88,20 @@ def _format(uri: str, spark: SparkSession) -> Format:
     return fmt
 
 
-def open_spark_source(spark: SparkSession, uri: str) -> tuple[SparkSource, DataFrame]:
-    """Check ``uri`` and return it with a DataFrame of the standard columns and ``_mid``."""
+def open_spark_source(
+    spark: SparkSession, uri: str, fields: Fields = EVENT_FIELDS
+) -> tuple[SparkSource, DataFrame]:
+    """Check ``uri`` and return it with a DataFrame of the standard columns of ``fields``
+    (events, or profiles) and ``_mid``."""
     fmt = _format(uri, spark)
     path = spark_uri(uri)
     try:
         if fmt == "parquet":
-            source, frame = _parquet(spark, uri, path)
+            source, frame = _parquet(spark, uri, path, fields)
         elif fmt == "csv":
-            source, frame = _csv(spark, uri, path)
+            source, frame = _csv(spark, uri, path, fields)
         else:
-            source, frame = _json_lines(spark, uri, path)
+            source, frame = _json_lines(spark, uri, path, fields)
     except InputError:
         raise
     except Exception as exc:  # AnalysisException and friends: the file is not readable
@@ -138,12 +143,17 @@ def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _parquet(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, DataFrame]:
+def _parquet(
+    spark: SparkSession, uri: str, path: str, fields: Fields
+) -> tuple[SparkSource, DataFrame]:
     raw = spark.read.parquet(path)
     types = {f.name: f.dataType.simpleString() for f in raw.schema.fields}
     lowered = {name.lower(): name for name in types}
-    columns = check_columns(Path(uri), list(lowered))
-    ts_col, ts_type = _q(lowered["ts"]), types[lowered["ts"]]
+    columns = check_columns(Path(uri), list(lowered), fields)
+    if fields.time not in lowered:  # an optional time column (a profile's updated_at)
+        ts_col, ts_type = "CAST(NULL AS STRING)", "string"
+    else:
+        ts_col, ts_type = _q(lowered[fields.time]), types[lowered[fields.time]]
     if ts_type in ("timestamp", "timestamp_ntz"):
         ts_expr = f"CAST({ts_col} AS TIMESTAMP)"  # naive: Asia/Shanghai, as DuckDB reads it
     elif ts_type in ("bigint", "int", "smallint"):
@@ -151,7 +161,7 @@ def _parquet(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, Dat
     else:
         ts_expr = ts_from_text(f"CAST({ts_col} AS STRING)", "spark")
     cols = [f"{ts_expr} AS ts", f"CAST({ts_col} AS STRING) AS ts_text"]
-    for f in TEXT_FIELDS:
+    for f in fields.text:
         cols.append(
             f"CAST({_q(lowered[f])} AS STRING) AS {f}"
             if f in lowered
@@ -161,7 +171,7 @@ def _parquet(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, Dat
     return SparkSource(uri, "parquet", columns, 0), raw.selectExpr(*cols)
 
 
-def _csv(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, DataFrame]:
+def _csv(spark: SparkSession, uri: str, path: str, fields: Fields) -> tuple[SparkSource, DataFrame]:
     """Lines as text, split by ``csv_rows``'s grammar: each broken row is rejected on its
     own, with the reason and line number ``ingest`` gives (DuckDB's strict reader)."""
     from pyspark.sql import functions as F
@@ -183,7 +193,7 @@ def _csv(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, DataFra
     else:
         first = lines.select("line").first()
         delim, names = csv_header(first[0].encode() if first is not None else b"")
-    columns = check_columns(Path(uri), [n.strip().lower() for n in names])
+    columns = check_columns(Path(uri), [n.strip().lower() for n in names], fields)
     split = _split(lines, delim)
     # Each file's first line is its header; a line ending inside a quoted field makes the
     # rows from there on multi-line records, put together on the driver (rare).
@@ -205,7 +215,7 @@ def _csv(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, DataFra
         )
         head = records.where(F.col("_mid") < start).drop("_t", "_whole", "_opens")
         records = _split(head.unionByName(tail), delim)
-    err, cols = _csv_columns(names)
+    err, cols = _csv_columns(names, fields)
     frame = records.withColumn("_err", F.expr(err)).selectExpr(*cols, "_err", "_mid")
     return SparkSource(uri, "csv", columns, 0), frame
 
@@ -270,7 +280,7 @@ def _unclosed(record: list[Any]) -> list[Any]:
     return [record[0], record[1], True, 0, record[4]]
 
 
-def _csv_columns(names: list[str]) -> tuple[str, list[str]]:
+def _csv_columns(names: list[str], fields: Fields) -> tuple[str, list[str]]:
     """``_err`` of split CSV rows (what ``ingest`` rejects a row for, or NULL), and the
     standard columns from them (all NULL for a refused row, as DuckDB gives them)."""
     width = len(names)
@@ -297,15 +307,17 @@ def _csv_columns(names: list[str]) -> tuple[str, list[str]]:
             f"THEN {unquoted} ELSE {t} END, '') END"
         )
 
-    text = {f: value(f) for f in FIELDS}
+    text = {f: value(f) for f in fields.known}
     return err, [
-        f"{ts_from_text(text['ts'], 'spark')} AS ts",
-        f"{text['ts']} AS ts_text",
-        *(f"{text[f]} AS {f}" for f in TEXT_FIELDS),
+        f"{ts_from_text(text[fields.time], 'spark')} AS ts",
+        f"{text[fields.time]} AS ts_text",
+        *(f"{text[f]} AS {f}" for f in fields.text),
     ]
 
 
-def _json_lines(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, DataFrame]:
+def _json_lines(
+    spark: SparkSession, uri: str, path: str, fields: Fields
+) -> tuple[SparkSource, DataFrame]:
     # A line that is not UTF-8 or too long is refused whole (no fields), as ingest does.
     readable = f"is_valid_utf8(value) AND octet_length(value) < {rules.MAX_LINE_BYTES}"
     lines = spark.read.text(path).selectExpr(
@@ -319,15 +331,16 @@ def _json_lines(spark: SparkSession, uri: str, path: str) -> tuple[SparkSource, 
         .collect()
     )
     present = [k[0] for k in keys]
-    columns = check_columns(Path(uri), present) if present else FIELDS[:3]
-    kind = {f: f"schema_of_variant(variant_get(v, '$.{f}'))" for f in FIELDS}
-    text = {f: f"variant_get(v, '$.{f}', 'string')" for f in FIELDS}
-    cols = [f"{ts_from_text(text['ts'], 'spark')} AS ts", f"{text['ts']} AS ts_text"]
-    cols += [f"{text[f]} AS {f}" for f in TEXT_FIELDS]
+    columns = check_columns(Path(uri), present, fields) if present else fields.required
+    kind = {f: f"schema_of_variant(variant_get(v, '$.{f}'))" for f in fields.known}
+    text = {f: f"variant_get(v, '$.{f}', 'string')" for f in fields.known}
+    time = text[fields.time]
+    cols = [f"{ts_from_text(time, 'spark')} AS ts", f"{time} AS ts_text"]
+    cols += [f"{text[f]} AS {f}" for f in fields.text]
     bad_type = " ".join(
         f"WHEN split({kind[f]}, '<')[0] IN {BAD_JSON_TYPES} THEN "
         f"{Reject.WRONG_TYPE.sql(field=repr(f), kind=f'lower(split({kind[f]}, {chr(39)}<{chr(39)})[0])')}"
-        for f in FIELDS
+        for f in fields.known
     )
     cols.append(
         f"CASE WHEN NOT is_valid_utf8(line) THEN {Reject.NOT_UTF8.sql()} "
