@@ -161,7 +161,7 @@ def group_pass(lake: Lake, version: int, group: dict[str, Work]) -> dict[str, Bu
             users_part = f"users/u{version}_{n_users}.parquet"
             path = app_dir(root, appid) / users_part
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_table(path, table, "zstd")
+            _write_table(path, table.cast(USERS_SCHEMA), "zstd")
             n_users += table.num_rows
         days = sorted(day_number(d) for d in work.days)
         keyed = max(day_number(d) for d in set(work.old.days) | work.days)
@@ -170,6 +170,13 @@ def group_pass(lake: Lake, version: int, group: dict[str, Work]) -> dict[str, Bu
         gained = k in devices["gained"]
         out[appid] = Built(parts, users_part, n_users, devices["all"].get(k), gained)
     return out
+
+
+# The dictionary part as ``PartitionBuilder`` and ``spark build`` write it (DuckDB's
+# ``fresh`` has no NULLs): the same file whichever builder made it.
+USERS_SCHEMA = pa.schema(
+    [pa.field("openid", pa.string(), nullable=False), pa.field("uid", pa.uint32(), nullable=False)]
+)
 
 
 def _write_table(path: Path, table: pa.Table, compression: str = "snappy") -> None:
