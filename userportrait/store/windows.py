@@ -184,15 +184,21 @@ def cross_counts(
     users: WindowUsers, by: tuple[Dim, Dim]
 ) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]]:
     """(new, active) users per pair of ids of the dims ``by``."""
-    a = users.values[by[0]].astype(np.intp)
-    b = users.values[by[1]].astype(np.intp)
+    a = users.values[by[0]]
+    b = users.values[by[1]]
     if not len(a):
         return {}, {}
     width = int(b.max()) + 1
-    flat = a * width + b
-    size = (int(a.max()) + 1) * width  # a bincount, not np.unique: no sort of the users
+    # One bincount (not np.unique: no sort of the users) for both audiences: bin
+    # 2 * (a * width + b) + new.
+    flat = a.astype(np.intp)
+    flat *= 2 * width
+    flat += b
+    flat += b
+    flat += users.new
+    both = np.bincount(flat, minlength=2 * (int(a.max()) + 1) * width).reshape(-1, 2)
     out: list[dict[tuple[int, int], int]] = []
-    for cells in (np.bincount(flat[users.new], minlength=size), np.bincount(flat)):
+    for cells in (both[:, 1], both.sum(axis=1)):
         keys = np.flatnonzero(cells)
         out.append(
             {

@@ -543,23 +543,42 @@ def head_users(
     fill: Fill,
 ) -> WindowUsers:
     """The users of the window of ``span`` days ending on the head's day, in the segment
-    of ``filters``, with their values of ``dims`` (and of the filtered dims): the filters
-    first, so the other dims are read for the segment's users only."""
-    uid = np.flatnonzero(head.last < span)
+    of ``filters``, with their values of ``dims`` (and of the filtered dims).
+
+    The filters are tested first on every user's row as it is held (compact dtypes, no
+    gather), so only the segment's users are gathered and read; where profiles may fill
+    a gap, a user with a gap is a candidate too and settled after the fill."""
+    keep = head.last < span
+    fills = fill is not _no_fill
+    for d, wanted in filters:
+        inside = head.age[d] < span
+        if wanted:  # (``head.val[d] == wanted`` is False for an id beyond the dtype)
+            hit = head.val[d] == wanted
+            hit &= inside
+            if fills:
+                hit |= ~inside
+                hit |= head.val[d] == 0
+        else:
+            hit = ~inside
+            hit |= head.val[d] == 0
+        keep &= hit
+    uid = np.flatnonzero(keep)
     values: dict[Dim, IntArray] = {}
 
     def read(d: Dim) -> IntArray:
         v = head.val[d][uid]
-        v[head.age[d][uid] >= span] = 0  # seen before the window: 未知 there
+        # Seen before the window: 未知 there (a product, not a masked store: 4x faster).
+        v *= head.age[d][uid] < span
         return fill(d, uid, v)
 
-    for d, wanted in filters:
-        v = read(d)
-        keep = v == wanted
-        uid = uid[keep]
-        values = {k: a[keep] for k, a in values.items()}
-        values[d] = v[keep]
-    for d in dims:
+    if fills:  # the candidates' values after the fill: the exact test
+        for d, wanted in filters:
+            v = read(d)
+            kept = v == wanted
+            uid = uid[kept]
+            values = {k: a[kept] for k, a in values.items()}
+            values[d] = v[kept]
+    for d in (*dims, *(d for d, _ in filters)):
         if d not in values:
             values[d] = read(d)
     return WindowUsers(uid=uid, new=first[uid] >= begin, values=values)
