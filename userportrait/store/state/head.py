@@ -154,10 +154,12 @@ class Head:
     def from_days(cls, parts: Iterable[DayPart], n_users: int, dims: Iterable[Dim] = DIMS) -> Head:
         """The head after ``parts`` (ascending days), with absolute days while building
         and ages once at the end: no per-day shift of every user's ages. Only ``dims``:
-        each dim costs a pass as long as ``last``'s five."""
+        each costs about three times what ``last`` does."""
         head = cls(n_users, dims=dims)
-        last = np.full(n_users, -1, np.int32)
-        day = {d: np.full(n_users, -1, np.int32) for d in head.dims}
+        # Never seen: so long ago that the age saturates (in int32: no masked store).
+        never = -(1 << 30)
+        last = np.full(n_users, never, np.int32)
+        day = {d: np.full(n_users, never, np.int32) for d in head.dims}
         newest = None
         for part in parts:
             if newest is not None and part.day <= newest:
@@ -174,10 +176,9 @@ class Head:
             return head
         head.newest[0] = newest
         for days, ages in ((last, head.last), *((day[d], head.age[d]) for d in head.dims)):
-            age = np.subtract(newest, days, dtype=np.int64)
-            age[days < 0] = LONG_AGO  # never
-            np.minimum(age, LONG_AGO, out=age)
-            ages[:] = age
+            np.subtract(newest, days, out=days)
+            np.minimum(days, LONG_AGO, out=days)
+            ages[:] = days
         return head
 
     def fold(self, part: DayPart) -> None:

@@ -65,8 +65,9 @@ SHORT_WALK = 8
 #: lacks from the window's days (``windows.window_values``); a larger one has the head's
 #: columns of those dims built.
 SETTLE_SHARE = 4
-#: Heads (keys) whose missing dims a segment took from the days once (the next such ask
-#: builds the columns), the most recent ones.
+#: A head's missing dims are settled from the days for this many asks, then built.
+SETTLES = 2
+#: Heads (keys) whose settles are counted, the most recent ones.
 SETTLED_KEYS = 16
 #: End days whose profile walk (``state/profiles.py``) a reader keeps in memory.
 PROFILE_WALKS = 8
@@ -137,7 +138,7 @@ class StateStore:
         self._days: _BytesLRU[DayPart] = _BytesLRU(DAY_CACHE_BYTES)
         self._spans: _BytesLRU[SpanTable] = _BytesLRU(SPAN_CACHE_BYTES)
         self._heads: _BytesLRU[Head] = _BytesLRU(HEAD_CACHE_BYTES)
-        self._settled: OrderedDict[tuple[str, str], None] = OrderedDict()  # heads' keys
+        self._settled: OrderedDict[tuple[str, str], int] = OrderedDict()  # key -> settles
         self._positions: dict[str, tuple[ProfileUsers, IntArray]] = {}
         self._files: dict[tuple[str, str], tuple[str, Any]] = {}  # (appid, kind) -> (name, value)
         self._answered = threading.local()
@@ -309,13 +310,29 @@ class StateStore:
         last = next((t for t in reversed(present) if t <= end), None)
         if last is None or n - (end - last) <= 0:
             return None
-        inside = sum(1 for t in present if end - n < t <= end)
         key = self._head_key(query.appid, app, last)
-        # A head costs a pass over HORIZON days: a window of a few days with no head
-        # cached for its end walks its own days instead.
-        if n <= HORIZON and (inside > SHORT_WALK or self._heads.has(key)):
-            # The columns every user is tested or counted on: the filters', else ``dims``.
-            full = [d for d, _ in ids] or list(dims)
+        window = [t for t in present if end - n < t <= end]
+        if n > HORIZON:
+            days = LazyDays(lambda t: self._day(query.appid, app, t), set(present))
+            users = window_users(days, first, n, end)
+            for d in (*FILLED, "ages"):
+                users.values[d] = fill(d, users.uid, users.values[d])
+            return segment(users, ids), app, self._device_list(query.appid, app)
+        # The columns every user is tested or counted on: the filters', else ``dims``.
+        full = [d for d, _ in ids] or list(dims)
+        span = n - (end - last)
+        if len(window) <= SHORT_WALK and not self._heads.has(key):
+            # A head costs a pass over HORIZON days: a window of a few days with no head
+            # cached for its end builds one of its own days only, for this ask.
+            head = Head.from_days(
+                (self._day(query.appid, app, t) for t in window), app.n_users, full
+            )
+
+            def settle(uid: IntArray, missing: Sequence[Dim]) -> dict[Dim, IntArray]:
+                days = (self._day(query.appid, app, t) for t in window)
+                return window_values(days, uid, app.n_users, missing)
+
+        else:
             head = self._heads.get(
                 key, lambda: self._head_as_of(query.appid, app, last, present, full)
             )
@@ -323,28 +340,21 @@ class StateStore:
             self._with_dims(query.appid, app, key, head, present, full)
 
             def settle(uid: IntArray, missing: Sequence[Dim]) -> dict[Dim, IntArray]:
-                """The segment's values of dims the head lacks: the first time, for a
-                small segment, from the window's days (a fraction of the columns' cost);
-                else the columns, kept with the head for the asks that follow."""
-                if len(uid) * SETTLE_SHARE > len(head.last) or key in self._settled:
+                """The segment's values of dims the head lacks: for a small segment, the
+                first ``SETTLES`` times, from the window's days (a third of the columns'
+                cost or less); else the columns, kept with the head for the asks that
+                follow (paid once the settling has cost about as much)."""
+                settled = self._settled.pop(key, 0)
+                if len(uid) * SETTLE_SHARE > len(head.last) or settled >= SETTLES:
                     self._with_dims(query.appid, app, key, head, present, missing)
                     return {}
-                self._settled[key] = None
+                self._settled[key] = settled + 1
                 while len(self._settled) > SETTLED_KEYS:
                     self._settled.popitem(last=False)
-                window = (self._day(query.appid, app, t) for t in present if end - n < t <= end)
-                return window_values(window, uid, len(head.last), missing)
+                days = (self._day(query.appid, app, t) for t in window)
+                return window_values(days, uid, len(head.last), missing)
 
-            span = n - (end - last)
-            users = head_users(head, first, span, end - n + 1, ids, dims, fill, settle)
-        else:
-            if not any(end - n < t <= end for t in present):
-                return None
-            days = LazyDays(lambda t: self._day(query.appid, app, t), set(present))
-            users = window_users(days, first, n, end)
-            for d in (*FILLED, "ages"):
-                users.values[d] = fill(d, users.uid, users.values[d])
-            users = segment(users, ids)
+        users = head_users(head, first, span, end - n + 1, ids, dims, fill, settle)
         return users, app, self._device_list(query.appid, app)
 
     def _head_key(self, appid: str, app: AppState, last: int) -> tuple[str, str]:
