@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from userportrait.portrait.query import Filter, PortraitQuery
 from userportrait.portrait.service import portrait
 from userportrait.settings import Settings
 from userportrait.store.lake import Lake
+from userportrait.store.state import head as state_head
 from userportrait.synthetic.generate import GeneratorConfig, write_events, write_profiles
 
 CONFIG = GeneratorConfig(
@@ -176,6 +178,48 @@ def test_cached_heads_follow_new_batches(tmp_path: Path) -> None:
                 load(lake, batch, name=name)
             for q in asks():
                 assert portrait(q, eng) == portrait(q, ref), (name, q)
+    finally:
+        eng.close()
+        ref.close()
+
+
+def test_heads_hold_the_columns_asks_need(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filter builds its dims' columns only, a small segment's other dims are taken from
+    the window's days for two asks and then built; a cross-tab builds its two; the last
+    day with data answers from the state's own head (no build). Exact throughout."""
+    ref = get_engine("reference", lake)
+    eng = get_engine("incremental", lake)
+    appid = CONFIG.appids[0]  # (with profiles: their fill is settled too)
+    store = eng.engine.store  # type: ignore[attr-defined]
+
+    def cached_dims() -> list[tuple[str, ...]]:
+        return [head.dims for head in store._heads._items.values()]
+
+    try:
+        end = CONFIG.end - dt.timedelta(days=10)
+        plain = PortraitQuery(appid, end - dt.timedelta(days=40), end)
+        cities = portrait(plain, ref)["visit_uv"]["city"]
+        city = min((r for r in cities if r["id"]), key=lambda r: r["value"])["id"]
+        asks = [
+            (PortraitQuery(appid, plain.begin, end, filters=(("city", city),)), [("city",)]),
+            (replace(plain, filters=(("city", city),), by=("genders", "ages")), [("city",)]),
+            (replace(plain, filters=(("city", city), ("ages", 0))), [DIMS]),  # the third: built
+            (replace(plain, end=end - dt.timedelta(days=1), begin=plain.begin, by=("genders", "ages")),
+             [DIMS, ("genders", "ages")]),
+        ]  # fmt: skip
+        for q, dims in asks:
+            assert portrait(q, eng) == portrait(q, ref), q
+            assert cached_dims() == dims, q
+
+        def no_build(*_: Any, **__: Any) -> Any:
+            raise AssertionError("built")
+
+        newest = max(store.manifest.apps[appid].days)
+        last = dt.date.fromisoformat(newest)
+        q = PortraitQuery(appid, last - dt.timedelta(days=30), last, filters=(("genders", 2),))
+        want = portrait(q, ref)
+        monkeypatch.setattr(state_head.Head, "from_days", no_build)
+        assert portrait(q, eng) == want
     finally:
         eng.close()
         ref.close()

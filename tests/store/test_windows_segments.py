@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from tests.store.state.support import random_days
 from userportrait.portrait.dims import DIMS
-from userportrait.store.windows import WindowUsers, cross_counts, segment, segment_counts
+from userportrait.store.windows import (
+    WindowUsers,
+    cross_counts,
+    segment,
+    segment_counts,
+    window_users,
+    window_values,
+)
 
 
 def users() -> WindowUsers:
@@ -34,3 +43,23 @@ def test_segment_and_cross_counts() -> None:
     assert new == {(0, 0): 1, (11, 2): 1}
     empty = segment(users(), [("province", 99)])
     assert cross_counts(empty, ("province", "genders")) == ({}, {})
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_window_values_of_some_users_equal_window_users(seed: int) -> None:
+    """A segment's values taken from the days equal the walk of every user's."""
+    rng = np.random.default_rng(seed)
+    n_users = 300
+    parts = random_days(rng, n_users, 12)
+    days = {p.day: p for p in parts}
+    first = np.zeros(n_users, np.int32)
+    n, end = 60, parts[-2].day
+    walked = window_users(days, first, n, end)
+    some = np.sort(rng.choice(walked.uid, size=len(walked.uid) // 2, replace=False))
+    at = np.searchsorted(walked.uid, some)
+    inside = [p for p in parts if end - n < p.day <= end]
+    got = window_values(inside, some, n_users, ["city", "devices"])
+    assert set(got) == {"city", "devices"}
+    for d in ("city", "devices"):
+        assert got[d].tolist() == walked.values[d][at].tolist(), d
+    assert window_values([], some, n_users, ["ages"])["ages"].tolist() == [0] * len(some)

@@ -12,7 +12,7 @@ the path for longer windows, and the oracle the histograms are tested against.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,6 +152,29 @@ def window_users(days: Mapping[int, DayPart], first_day: IntArray, n: int, end: 
     )
 
 
+def window_values(
+    days: Iterable[DayPart], uid: IntArray, n_users: int, dims: Sequence[Dim]
+) -> dict[Dim, IntArray]:
+    """Of the users ``uid`` only, the latest value of each of ``dims`` in ``days`` (the
+    window's days, ascending; 0: none): ``window_users``' values of a few users, for the
+    segment of a filter without a pass over every user's rows of the other dims."""
+    member = np.zeros(n_users, bool)  # (a byte a user: its gathers stay in the cache)
+    member[uid] = True
+    where = np.zeros(n_users, np.int32)
+    where[uid] = np.arange(len(uid), dtype=np.int32)
+    out: dict[Dim, IntArray] = {}
+    for part in days:
+        rows = np.flatnonzero(member[part.uid])
+        at = where[part.uid[rows]]
+        for d in dims:
+            vals = part.values[d][rows]
+            if d not in out:  # in the partition's own (small) dtype
+                out[d] = np.zeros(len(uid), vals.dtype)
+            has = np.flatnonzero(vals)
+            out[d][at[has]] = vals[has]
+    return {d: out[d] if d in out else np.zeros(len(uid), np.int64) for d in dims}
+
+
 def segment(users: WindowUsers, filters: Sequence[tuple[Dim, int]]) -> WindowUsers:
     """The users whose value of each filtered dim is the filter's id (0: 未知)."""
     if not filters:
@@ -184,15 +207,21 @@ def cross_counts(
     users: WindowUsers, by: tuple[Dim, Dim]
 ) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]]:
     """(new, active) users per pair of ids of the dims ``by``."""
-    a = users.values[by[0]].astype(np.intp)
-    b = users.values[by[1]].astype(np.intp)
+    a = users.values[by[0]]
+    b = users.values[by[1]]
     if not len(a):
         return {}, {}
     width = int(b.max()) + 1
-    flat = a * width + b
-    size = (int(a.max()) + 1) * width  # a bincount, not np.unique: no sort of the users
+    # One bincount (not np.unique: no sort of the users) for both audiences: bin
+    # 2 * (a * width + b) + new.
+    flat = a.astype(np.intp)
+    flat *= 2 * width
+    flat += b
+    flat += b
+    flat += users.new
+    both = np.bincount(flat, minlength=2 * (int(a.max()) + 1) * width).reshape(-1, 2)
     out: list[dict[tuple[int, int], int]] = []
-    for cells in (np.bincount(flat[users.new], minlength=size), np.bincount(flat)):
+    for cells in (both[:, 1], both.sum(axis=1)):
         keys = np.flatnonzero(cells)
         out.append(
             {

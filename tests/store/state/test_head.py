@@ -83,3 +83,23 @@ def test_grow_into_the_room_matches_a_head_that_had_them(spare: int) -> None:
     assert head.last.tolist() == [2, 5, 7, LONG_AGO, LONG_AGO, 1] + [LONG_AGO] * 14
     assert head.val["genders"].tolist() == [1, 2] + [0] * 18
     assert all(len(a) == 20 for a in (*head.val.values(), *head.age.values()))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_head_of_some_dims_plus_the_rest_equals_the_whole_head(seed: int) -> None:
+    """Readers build the columns an ask needs and add others later (``include``)."""
+    n_users = 200
+    parts = random_days(np.random.default_rng(seed), n_users, 25)
+    whole = Head.from_days(parts, n_users)
+    some = Head.from_days(parts, n_users, ["city", "ages"])
+    assert some.dims == ("city", "ages") and set(some.arrays()) == {
+        "newest", "last", "v_city", "a_city", "v_ages", "a_ages"
+    }  # fmt: skip
+    some.grow(n_users + 7)  # room beyond the views: the added columns follow it
+    some.include(Head.from_days(parts, n_users + 7, ["province", "city", "devices"]))
+    assert some.dims == ("province", "city", "devices", "ages")
+    whole.grow(n_users + 7)
+    for name, array in some.arrays().items():
+        assert array.tolist() == whole.arrays()[name].tolist(), name
+    with pytest.raises(ValueError):
+        some.include(Head.from_days(parts[:-1], n_users + 7, ["genders"]))  # another day

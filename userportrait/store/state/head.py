@@ -29,18 +29,22 @@ class Head:
 
     Ages, not days: two bytes per user and dim (saturating at ``LONG_AGO``), and moving
     the head a day on is one addition; 25 bytes per user.
+
+    A head may hold some of the dims only (``dims``): a reader builds the columns an ask
+    needs (``from_days``) and adds others when an ask needs them (``include``).
     """
 
-    def __init__(self, n_users: int, spare: int = 0) -> None:
+    def __init__(self, n_users: int, spare: int = 0, dims: Iterable[Dim] = DIMS) -> None:
         self.newest = np.full(1, NO_DAY, np.int32)  # the day ages count back from
+        self.dims: tuple[Dim, ...] = tuple(d for d in DIMS if d in set(dims))
         self._alloc(n_users, n_users + spare)
 
     def _alloc(self, n_users: int, capacity: int) -> None:
         """Fresh arrays with room for ``capacity`` users, of which the first ``n_users``
         are in use (views): growing within the room copies nothing."""
         self._last = np.full(capacity, LONG_AGO, np.uint16)
-        self._val = {d: np.zeros(capacity, VALUE_DTYPES[d]) for d in DIMS}
-        self._age = {d: np.full(capacity, LONG_AGO, np.uint16) for d in DIMS}
+        self._val = {d: np.zeros(capacity, VALUE_DTYPES[d]) for d in self.dims}
+        self._age = {d: np.full(capacity, LONG_AGO, np.uint16) for d in self.dims}
         self._views(n_users)
 
     @property
@@ -79,7 +83,7 @@ class Head:
             old = (self.last, self.val, self.age)
             self._alloc(n, n_users + n_users // ROOM)
             self.last[:] = old[0]
-            for d in DIMS:
+            for d in self.dims:
                 self.val[d][:] = old[1][d]
                 self.age[d][:] = old[2][d]
         self._views(n_users)  # the room holds never-seen users already
@@ -101,14 +105,14 @@ class Head:
 
     def copy(self) -> Head:
         """A head of its own with the same rows (moving it on leaves this one as it is)."""
-        out = Head(len(self.last))
+        out = Head(len(self.last), dims=self.dims)
         for k, target in out.arrays().items():
             target[:] = self.arrays()[k]
         return out
 
     def take(self, at: IntArray) -> Head:
         """Rows ``at`` of this head, as a head of their own."""
-        rows = Head(len(at))
+        rows = Head(len(at), dims=self.dims)
         theirs = self.arrays()
         for k, target in rows.arrays().items():
             target[:] = theirs[k] if k == "newest" else theirs[k][at]
@@ -133,18 +137,36 @@ class Head:
 
     def arrays(self) -> dict[str, Any]:
         out: dict[str, Any] = {"newest": self.newest, "last": self.last}
-        for d in DIMS:
+        for d in self.dims:
             out[f"v_{d}"] = self.val[d]
             out[f"a_{d}"] = self.age[d]
         return out
 
+    def include(self, other: Head) -> None:
+        """Add the dims of ``other`` (a head of the same users as of the same day) that
+        this one lacks."""
+        if other.newest[0] != self.newest[0] or len(other.last) != len(self.last):
+            raise ValueError("not a head of the same users and day")
+        n, capacity = len(self.last), len(self._last)
+        for d in other.dims:
+            if d not in self.dims:
+                self._val[d] = np.zeros(capacity, VALUE_DTYPES[d])
+                self._val[d][:n] = other.val[d]
+                self._age[d] = np.full(capacity, LONG_AGO, np.uint16)
+                self._age[d][:n] = other.age[d]
+        self.dims = tuple(d for d in DIMS if d in self._val)
+        self._views(n)
+
     @classmethod
-    def from_days(cls, parts: Iterable[DayPart], n_users: int) -> Head:
+    def from_days(cls, parts: Iterable[DayPart], n_users: int, dims: Iterable[Dim] = DIMS) -> Head:
         """The head after ``parts`` (ascending days), with absolute days while building
-        and ages once at the end: no per-day shift of every user's ages."""
-        head = cls(n_users)
-        last = np.full(n_users, -1, np.int32)
-        day = {d: np.full(n_users, -1, np.int32) for d in DIMS}
+        and ages once at the end: no per-day shift of every user's ages. Only ``dims``:
+        each costs about three times what ``last`` does."""
+        head = cls(n_users, dims=dims)
+        # Never seen: so long ago that the age saturates (in int32: no masked store).
+        never = -(1 << 30)
+        last = np.full(n_users, never, np.int32)
+        day = {d: np.full(n_users, never, np.int32) for d in head.dims}
         newest = None
         for part in parts:
             if newest is not None and part.day <= newest:
@@ -152,7 +174,7 @@ class Head:
             newest = part.day
             uid = part.uid.astype(np.intp)
             last[uid] = part.day
-            for d in DIMS:
+            for d in head.dims:
                 has = part.values[d] != 0
                 u = uid[has]
                 head.val[d][u] = part.values[d][has]
@@ -160,11 +182,10 @@ class Head:
         if newest is None:
             return head
         head.newest[0] = newest
-        for days, ages in ((last, head.last), *((day[d], head.age[d]) for d in DIMS)):
-            age = np.subtract(newest, days, dtype=np.int64)
-            age[days < 0] = LONG_AGO  # never
-            np.minimum(age, LONG_AGO, out=age)
-            ages[:] = age
+        for days, ages in ((last, head.last), *((day[d], head.age[d]) for d in head.dims)):
+            np.subtract(newest, days, out=days)
+            np.minimum(days, LONG_AGO, out=days)
+            ages[:] = days
         return head
 
     def fold(self, part: DayPart) -> None:
@@ -210,4 +231,4 @@ class Head:
             self.val[d][u] = values
             self.age[d][u] = age
 
-        on_two_cores(one, DIMS, rows=len(uid))
+        on_two_cores(one, self.dims, rows=len(uid))

@@ -48,6 +48,7 @@ from userportrait.store.windows import (
     segment,
     segment_counts,
     window_users,
+    window_values,
 )
 
 #: Bytes of day partitions a reader keeps in memory for windows beyond the horizon.
@@ -60,6 +61,14 @@ HEAD_CACHE_BYTES = 256 << 20
 #: A filtered window with at most this many days of data and no head cached for its end
 #: walks those days (cheaper than building the head).
 SHORT_WALK = 8
+#: A segment of at most 1/SETTLE_SHARE of the users takes the values of dims the head
+#: lacks from the window's days (``windows.window_values``); a larger one has the head's
+#: columns of those dims built.
+SETTLE_SHARE = 4
+#: A head's missing dims are settled from the days for this many asks, then built.
+SETTLES = 2
+#: Heads (keys) whose settles are counted, the most recent ones.
+SETTLED_KEYS = 16
 #: End days whose profile walk (``state/profiles.py``) a reader keeps in memory.
 PROFILE_WALKS = 8
 T = TypeVar("T")
@@ -79,6 +88,7 @@ class _BytesLRU(Generic[S]):
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._items: OrderedDict[tuple[str, str], S] = OrderedDict()
+        self._sizes: dict[tuple[str, str], int] = {}
         self._bytes = 0
 
     def has(self, key: tuple[str, str]) -> bool:
@@ -90,14 +100,22 @@ class _BytesLRU(Generic[S]):
             self._items.move_to_end(key)
             return value
         value = self._items[key] = load()
-        self._bytes += value.nbytes
-        while self._bytes > self.limit and len(self._items) > 1:
-            _, old = self._items.popitem(last=False)
-            self._bytes -= old.nbytes
+        self._sizes[key] = 0
+        self.refresh(key)
         return value
+
+    def refresh(self, key: tuple[str, str]) -> None:
+        """Count the value of ``key`` anew (it grew), dropping the oldest to make room."""
+        size = self._items[key].nbytes
+        self._bytes += size - self._sizes[key]
+        self._sizes[key] = size
+        while self._bytes > self.limit and len(self._items) > 1:
+            old, _ = self._items.popitem(last=False)
+            self._bytes -= self._sizes.pop(old)
 
     def clear(self) -> None:
         self._items.clear()
+        self._sizes.clear()
         self._bytes = 0
 
 
@@ -120,6 +138,7 @@ class StateStore:
         self._days: _BytesLRU[DayPart] = _BytesLRU(DAY_CACHE_BYTES)
         self._spans: _BytesLRU[SpanTable] = _BytesLRU(SPAN_CACHE_BYTES)
         self._heads: _BytesLRU[Head] = _BytesLRU(HEAD_CACHE_BYTES)
+        self._settled: OrderedDict[tuple[str, str], int] = OrderedDict()  # key -> settles
         self._positions: dict[str, tuple[ProfileUsers, IntArray]] = {}
         self._files: dict[tuple[str, str], tuple[str, Any]] = {}  # (appid, kind) -> (name, value)
         self._answered = threading.local()
@@ -291,23 +310,51 @@ class StateStore:
         last = next((t for t in reversed(present) if t <= end), None)
         if last is None or n - (end - last) <= 0:
             return None
-        inside = sum(1 for t in present if end - n < t <= end)
         key = self._head_key(query.appid, app, last)
-        # A head costs a pass over HORIZON days: a window of a few days with no head
-        # cached for its end walks its own days instead.
-        if n <= HORIZON and (inside > SHORT_WALK or self._heads.has(key)):
-            head = self._heads.get(key, lambda: self._head_as_of(query.appid, app, last, present))
-            head.grow(app.n_users)  # users added since (a live flush): never seen by then
-            span = n - (end - last)
-            users = head_users(head, first, span, end - n + 1, ids, dims, fill)
-        else:
-            if not any(end - n < t <= end for t in present):
-                return None
+        window = [t for t in present if end - n < t <= end]
+        if n > HORIZON:
             days = LazyDays(lambda t: self._day(query.appid, app, t), set(present))
             users = window_users(days, first, n, end)
             for d in (*FILLED, "ages"):
                 users.values[d] = fill(d, users.uid, users.values[d])
-            users = segment(users, ids)
+            return segment(users, ids), app, self._device_list(query.appid, app)
+        # The columns every user is tested or counted on: the filters', else ``dims``.
+        full = [d for d, _ in ids] or list(dims)
+        span = n - (end - last)
+        if len(window) <= SHORT_WALK and not self._heads.has(key):
+            # A head costs a pass over HORIZON days: a window of a few days with no head
+            # cached for its end builds one of its own days only, for this ask.
+            head = Head.from_days(
+                (self._day(query.appid, app, t) for t in window), app.n_users, full
+            )
+
+            def settle(uid: IntArray, missing: Sequence[Dim]) -> dict[Dim, IntArray]:
+                days = (self._day(query.appid, app, t) for t in window)
+                return window_values(days, uid, app.n_users, missing)
+
+        else:
+            head = self._heads.get(
+                key, lambda: self._head_as_of(query.appid, app, last, present, full)
+            )
+            head.grow(app.n_users)  # users added since (a live flush): never seen by then
+            self._with_dims(query.appid, app, key, head, present, full)
+
+            def settle(uid: IntArray, missing: Sequence[Dim]) -> dict[Dim, IntArray]:
+                """The segment's values of dims the head lacks: for a small segment, the
+                first ``SETTLES`` times, from the window's days (a third of the columns'
+                cost or less); else the columns, kept with the head for the asks that
+                follow (paid once the settling has cost about as much)."""
+                settled = self._settled.pop(key, 0)
+                if len(uid) * SETTLE_SHARE > len(head.last) or settled >= SETTLES:
+                    self._with_dims(query.appid, app, key, head, present, missing)
+                    return {}
+                self._settled[key] = settled + 1
+                while len(self._settled) > SETTLED_KEYS:
+                    self._settled.popitem(last=False)
+                days = (self._day(query.appid, app, t) for t in window)
+                return window_values(days, uid, len(head.last), missing)
+
+        users = head_users(head, first, span, end - n + 1, ids, dims, fill, settle)
         return users, app, self._device_list(query.appid, app)
 
     def _head_key(self, appid: str, app: AppState, last: int) -> tuple[str, str]:
@@ -322,10 +369,17 @@ class StateStore:
         digest = hashlib.sha256("|".join(sorted(names)).encode()).hexdigest()[:32]
         return appid, f"{last}:{digest}"
 
-    def _head_as_of(self, appid: str, app: AppState, last: int, present: list[int]) -> Head:
-        """Every user's head as of the day ``last`` (the caller caches it): the cached
-        head of an earlier day moved on over the days between when there are few of them,
-        else one pass over the ``HORIZON`` days up to ``last``."""
+    def _head_as_of(
+        self, appid: str, app: AppState, last: int, present: list[int], dims: Sequence[Dim]
+    ) -> Head:
+        """Every user's head as of the day ``last`` (the caller caches it): the state's
+        own head of that day (one of the last few with data), or the cached head of an
+        earlier day moved on over the days between when there are few of them, else one
+        pass over the ``HORIZON`` days up to ``last`` for ``dims`` only."""
+        day = day_date(last).isoformat()
+        kept = app.heads.get(day)
+        if kept is not None and day not in app.overlay:  # (an overlay holds rows of its own)
+            return Head.load(self.app_dir(appid) / kept, app.n_users)
         before = [t for t in present if t < last][-SHORT_WALK:]
         for start in reversed(before):
             key = self._head_key(appid, app, start)
@@ -336,7 +390,25 @@ class StateStore:
                     head.fold(self._day(appid, app, t))  # a day on: every age grows
                 return head
         inside = [t for t in present if last - HORIZON < t <= last]
-        return Head.from_days((self._day(appid, app, t) for t in inside), app.n_users)
+        return Head.from_days((self._day(appid, app, t) for t in inside), app.n_users, dims)
+
+    def _with_dims(
+        self,
+        appid: str,
+        app: AppState,
+        key: tuple[str, str],
+        head: Head,
+        present: list[int],
+        dims: Sequence[Dim],
+    ) -> None:
+        """Add to the cached ``head`` the columns of ``dims`` it lacks."""
+        missing = [d for d in dims if d not in head.dims]
+        if missing:
+            last = int(head.newest[0])
+            inside = [t for t in present if last - HORIZON < t <= last]
+            days = (self._day(appid, app, t) for t in inside)
+            head.include(Head.from_days(days, len(head.last), missing))
+            self._heads.refresh(key)
 
     def _filter_ids(self, query: PortraitQuery, app: AppState) -> list[tuple[Dim, int]]:
         """The filters as value ids (a device model no event of the app names: -1)."""
@@ -529,6 +601,11 @@ def _unreachable() -> Head:
 Fill = Callable[[Dim, IntArray, IntArray], IntArray]
 
 
+#: (uids of the segment, dims the head lacks) -> their values in the window (before the
+#: profiles' fill), or {} once the head holds those dims.
+Settle = Callable[[IntArray, Sequence[Dim]], dict[Dim, IntArray]]
+
+
 def _no_fill(_d: Dim, _uid: IntArray, values: IntArray) -> IntArray:
     return values
 
@@ -541,27 +618,49 @@ def head_users(
     filters: Sequence[tuple[Dim, int]],
     dims: Sequence[Dim],
     fill: Fill,
+    settle: Settle,
 ) -> WindowUsers:
     """The users of the window of ``span`` days ending on the head's day, in the segment
-    of ``filters``, with their values of ``dims`` (and of the filtered dims): the filters
-    first, so the other dims are read for the segment's users only."""
-    uid = np.flatnonzero(head.last < span)
+    of ``filters``, with their values of ``dims`` (and of the filtered dims).
+
+    The filters are tested first on every user's row as it is held (compact dtypes, no
+    gather), so only the segment's users are gathered and read; where profiles may fill
+    a gap, a user with a gap is a candidate too and settled after the fill."""
+    keep = head.last < span
+    fills = fill is not _no_fill
+    for d, wanted in filters:
+        inside = head.age[d] < span
+        if wanted:  # (``head.val[d] == wanted`` is False for an id beyond the dtype)
+            hit = head.val[d] == wanted
+            hit &= inside
+            if fills:
+                hit |= ~inside
+                hit |= head.val[d] == 0
+        else:
+            hit = ~inside
+            hit |= head.val[d] == 0
+        keep &= hit
+    uid = np.flatnonzero(keep)
     values: dict[Dim, IntArray] = {}
 
     def read(d: Dim) -> IntArray:
         v = head.val[d][uid]
-        v[head.age[d][uid] >= span] = 0  # seen before the window: 未知 there
+        # Seen before the window: 未知 there (a product, not a masked store: 4x faster).
+        v *= head.age[d][uid] < span
         return fill(d, uid, v)
 
-    for d, wanted in filters:
-        v = read(d)
-        keep = v == wanted
-        uid = uid[keep]
-        values = {k: a[keep] for k, a in values.items()}
-        values[d] = v[keep]
-    for d in dims:
-        if d not in values:
-            values[d] = read(d)
+    if fills:  # the candidates' values after the fill: the exact test
+        for d, wanted in filters:
+            v = read(d)
+            kept = v == wanted
+            uid = uid[kept]
+            values = {k: a[kept] for k, a in values.items()}
+            values[d] = v[kept]
+    rest = [d for d in (*dims, *(d for d, _ in filters)) if d not in values]
+    lacking = [d for d in rest if d not in head.dims]
+    settled = settle(uid, lacking) if lacking else {}
+    for d in rest:
+        values[d] = fill(d, uid, settled[d]) if d in settled else read(d)
     return WindowUsers(uid=uid, new=first[uid] >= begin, values=values)
 
 
