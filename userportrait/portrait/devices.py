@@ -23,9 +23,12 @@ the rules give the same answer on a full UA and on its compact form.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
 import threading
+from pathlib import Path
 from typing import Any, Final
 
 from userportrait.portrait.normalize import normalize_platform
@@ -304,6 +307,38 @@ class _Prefilter:
         return None
 
 
+def _cache_dir() -> Path:
+    """Where compiled prefilters are kept across processes (a compile takes seconds)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "userportrait"
+
+
+def _compile(compiled: list[tuple[bytes, int, int]], always: set[int]) -> Any:
+    """Hyperscan's database of ``compiled`` (pattern, flags, id); the ids of the patterns
+    it refuses are added to ``always``."""
+    import hyperscan
+
+    database = hyperscan.Database()
+    try:
+        database.compile(
+            expressions=[c[0] for c in compiled],
+            flags=[c[1] for c in compiled],
+            ids=[c[2] for c in compiled],
+        )
+    except hyperscan.error:
+        # The error does not say which: find the ones Hyperscan refuses, one by one.
+        kept = []
+        for c in compiled:
+            try:
+                hyperscan.Database().compile(expressions=[c[0]], flags=[c[1]], ids=[c[2]])
+                kept.append(c)
+            except hyperscan.error:
+                always.add(c[2])
+        database.compile(
+            expressions=[c[0] for c in kept], flags=[c[1] for c in kept], ids=[c[2] for c in kept]
+        )
+    return database
+
+
 @functools.cache
 def _prefilter(lists: tuple[tuple[str, ...], ...]) -> _Prefilter | None:
     """The prefilter of the detector's regexes of ``lists`` (each a parser's fixture files),
@@ -315,6 +350,9 @@ def _prefilter(lists: tuple[tuple[str, ...], ...]) -> _Prefilter | None:
         import hyperscan
     except ImportError:  # pragma: no cover - a main dependency
         return None
+    import hashlib
+    import importlib.metadata
+
     from device_detector.settings import BOUNDED_REGEX
     from device_detector.yaml_loader import regex_list
 
@@ -344,25 +382,22 @@ def _prefilter(lists: tuple[tuple[str, ...], ...]) -> _Prefilter | None:
             continue
         caseless = hyperscan.HS_FLAG_CASELESS if flags & _IGNORECASE else 0
         compiled.append((pattern.encode("ascii"), base | caseless, i))
-    database = hyperscan.Database()
+    version = importlib.metadata.version("hyperscan")
+    key = hashlib.sha256(repr((version, compiled, sorted(always))).encode())
+    path = _cache_dir() / f"matomo-prefilter-{key.hexdigest()[:20]}.hs"
     try:
-        database.compile(
-            expressions=[c[0] for c in compiled],
-            flags=[c[1] for c in compiled],
-            ids=[c[2] for c in compiled],
-        )
-    except hyperscan.error:
-        # The error does not say which: find the ones Hyperscan refuses, one by one.
-        kept = []
-        for c in compiled:
-            try:
-                hyperscan.Database().compile(expressions=[c[0]], flags=[c[1]], ids=[c[2]])
-                kept.append(c)
-            except hyperscan.error:
-                always.add(c[2])
-        database.compile(
-            expressions=[c[0] for c in kept], flags=[c[1] for c in kept], ids=[c[2] for c in kept]
-        )
+        # ids Hyperscan refused, a line, then the database (it checks its own CRC)
+        refused, _, blob = path.read_bytes().partition(b"\n")
+        database = hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK)
+        always.update(int(i) for i in refused.split())
+    except (OSError, ValueError, hyperscan.error):
+        database = _compile(compiled, always)
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
+            refused = " ".join(str(c[2]) for c in compiled if c[2] in always).encode()
+            temporary.write_bytes(refused + b"\n" + hyperscan.dumpb(database))
+            temporary.replace(path)
     return _Prefilter(database, entries, spans, frozenset(always))
 
 
@@ -522,14 +557,23 @@ def _finds_no_model(ua: str) -> bool:
     return all(first_match(files, ua) is None for files in lists)
 
 
+#: The Android UA a model is read in.
+_MODEL_UA: Final = "Mozilla/5.0 (Linux; Android 13; {} Build/A; wv)"
+
+
 @functools.lru_cache(maxsize=65536)
 def _matomo_name(model: str) -> str | None:
     """Matomo's device-detector on ``model`` set in an Android UA; None if it knows none."""
-    ua = f"Mozilla/5.0 (Linux; Android 13; {model} Build/A; wv)"
+    ua = _MODEL_UA.format(model)
     if _finds_no_model(ua):
         return None
     # check_cache=False: the library's cache would build its own class, not ours
-    found = _model_detector()(ua, skip_bot_detection=True, check_cache=False).parse()
+    return _name_of(_model_detector()(ua, skip_bot_detection=True, check_cache=False).parse())
+
+
+def _name_of(found: Any) -> str | None:
+    """The name of a detector's answer: the maker's name in front, unless the line is sold
+    under its own; None without a model."""
     name = str(found.device_model() or "").strip()
     brand = str(found.device_brand() or "").strip()
     if not name:
