@@ -266,9 +266,10 @@ def _regex_groups(fixture_files: tuple[str, ...]) -> tuple[tuple[Any, range], ..
 
 #: Escapes and ``(?`` forms that mean the same to the library's engine ``regex`` and to
 #: Hyperscan's PCRE syntax on printable ASCII text: a pattern with any other (``\\u``,
-#: ``\\p``, ``\\x``, inline flags, ``{,n}``, a POSIX class, non-ASCII) is tried always.
+#: ``\\p``, ``\\x``, inline flags, a brace other than ``{n}``, ``{n,}``, ``{n,m}`` (the
+#: engines differ on ``{,n}``), a POSIX class, non-ASCII) is tried always.
 _HS_SAFE_ESCAPE: Final = re.compile(r"\\(?:[dDwWsSbB]|[^0-9A-Za-z])")
-_HS_UNSAFE: Final = re.compile(r"\{,|\[:|\(\?(?!:|=|!|<=|<!)")
+_HS_UNSAFE: Final = re.compile(r"\{(?!\d+(?:,\d*)?\})|\[:|\(\?(?!:|=|!|<=|<!)")
 
 
 class _Prefilter:
