@@ -203,9 +203,10 @@ def test_precedence() -> None:
     assert devices.resolve_device(None) is None and devices.resolve_platform(None) is None
 
 
-# Matomo's detector, made fast (issue 24, hole 7): ``devices._detector()`` finds each
-# parser's first matching regex through alternations of 64 (``devices.first_match``); the
-# answers must be the library's own, one regex at a time.
+# Matomo's detector, made fast (issue 24, hole 7; issue 28): ``devices._detector()`` finds
+# each parser's first matching regex through Hyperscan's prefilter (device and OS lists,
+# printable ASCII) or alternations of 64 (``devices.first_match``); the answers must be the
+# library's own, one regex at a time.
 _FIXTURES = Path(device_detector.__file__).parent / "tests" / "fixtures"
 _MODEL_UA = "Mozilla/5.0 (Linux; Android 13; {} Build/A; wv)"
 
