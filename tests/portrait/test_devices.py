@@ -203,9 +203,10 @@ def test_precedence() -> None:
     assert devices.resolve_device(None) is None and devices.resolve_platform(None) is None
 
 
-# Matomo's detector, made fast (issue 24, hole 7): ``devices._detector()`` finds each
-# parser's first matching regex through alternations of 64 (``devices.first_match``); the
-# answers must be the library's own, one regex at a time.
+# Matomo's detector, made fast (issue 24, hole 7; issue 28): ``devices._detector()`` finds
+# each parser's first matching regex through Hyperscan's prefilter (device and OS lists,
+# printable ASCII) or alternations of 64 (``devices.first_match``); the answers must be the
+# library's own, one regex at a time.
 _FIXTURES = Path(device_detector.__file__).parent / "tests" / "fixtures"
 _MODEL_UA = "Mozilla/5.0 (Linux; Android 13; {} Build/A; wv)"
 
@@ -290,3 +291,83 @@ def test_fast_detector_gives_the_librarys_answer_on_many() -> None:
     models = _models(20000, seed=2024)
     for ua in _fixture_user_agents() + [_MODEL_UA.format(m) for m in models]:
         assert _details(detector, ua) == _details(DeviceDetector, ua), ua
+
+
+# Issue 28, target 4: a model name reads only the device parsers (``_model_detector``: no
+# client parsers), no detector runs when no device regex matches (``_finds_no_model``),
+# and the device and OS lists go through Hyperscan's prefilter (``_prefilter``); each must
+# give the library's own answer.
+def _library_name(model: str) -> str | None:
+    found = DeviceDetector(_MODEL_UA.format(model), skip_bot_detection=True, check_cache=False)
+    return devices._name_of(found.parse())
+
+
+def _no_model_agrees(uas: list[str]) -> None:
+    for ua in uas:
+        if devices._finds_no_model(ua):
+            found = DeviceDetector(ua, skip_bot_detection=True, check_cache=False).parse()
+            assert found.device_model() == "", ua
+
+
+def test_model_names_are_the_librarys() -> None:
+    models = _models(300, seed=28)
+    models += ["".join(random.Random(i).choices(string.ascii_uppercase, k=8)) for i in range(50)]
+    for model in models:
+        assert devices._matomo_name.__wrapped__(model) == _library_name(model), model
+
+
+def test_no_model_found_only_where_the_library_finds_none() -> None:
+    """Over the library's fixture UAs too (TVs, consoles, notebooks, cameras, cars)."""
+    assert devices._finds_no_model(_MODEL_UA.format("QWERTYUI"))
+    assert not devices._finds_no_model(_MODEL_UA.format("M2012K11AC"))
+    assert not devices._finds_no_model(_MODEL_UA.format("SM-G9910"))
+    uas = _fixture_user_agents()
+    _no_model_agrees(uas[::60] + [ua for ua in uas if "HbbTV" in ua or "Shell" in ua][::10])
+
+
+def test_prefilter_outside_printable_ascii_takes_the_groups() -> None:
+    """Non-ASCII and control characters (where the engines' ``\\s`` and case differ) agree
+    with the one-by-one answer through the groups."""
+    texts = [
+        _MODEL_UA.format(m)
+        for m in ("SM-G991\x1cB", "\u212aB-100", "Redmi\u00a0Note 9", "Mi 9\u0130", "ONE A2003\n")
+    ]
+    _agree(texts, _fast_lists())
+    _no_model_agrees(texts)
+
+
+def test_prefilter_kept_across_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled once, then loaded from the cache directory; a damaged file is compiled again."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    lists = (("upstream/device/consoles.yml",), ("upstream/device/cameras.yml",))
+    uas = _fixture_user_agents()[::50] + ["Nintendo Switch", "PlayStation 4 Pro", "iOS; EK-GC100"]
+    expected = [[_one_by_one(files, ua) for files in lists] for ua in uas]
+
+    def answers() -> list[list[int | None]]:
+        prefilter = devices._prefilter.__wrapped__(lists)
+        assert prefilter is not None
+        return [
+            [
+                prefilter.first(ua, span) if devices._printable_ascii(ua) else None
+                for span in prefilter.spans
+            ]
+            for ua in uas
+        ]
+
+    printable = [devices._printable_ascii(ua) for ua in uas]
+    want = [e if ok else [None, None] for e, ok in zip(expected, printable, strict=True)]
+    assert answers() == want
+    (cached,) = (tmp_path / "userportrait").iterdir()
+    assert answers() == want
+    cached.write_bytes(b"\n" + b"x" * 100)
+    assert answers() == want
+    assert cached.read_bytes() != b"\n" + b"x" * 100
+
+
+@pytest.mark.slow
+def test_model_names_are_the_librarys_on_many() -> None:
+    """No model found only where the library finds none, on every fixture UA; the names of
+    20,000 models."""
+    _no_model_agrees(_fixture_user_agents())
+    for model in _models(20000, seed=2028):
+        assert devices._matomo_name.__wrapped__(model) == _library_name(model), model

@@ -23,8 +23,12 @@ the rules give the same answer on a full UA and on its compact form.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
+import threading
+from pathlib import Path
 from typing import Any, Final
 
 from userportrait.portrait.normalize import normalize_platform
@@ -166,6 +170,8 @@ def model_name(raw: str | None) -> str | None:
 
 #: How many of the detector's regexes one alternation holds (docs/performance.md "Odd input").
 _GROUP: Final = 64
+#: ``regex.IGNORECASE`` (the only flag the detector's regexes carry), without importing it.
+_IGNORECASE: Final = 2
 #: A body that may mean something else inside an alternation (a back-reference, a group
 #: called or tested by number or name, an inline flag or comment, a named group), or one
 #: ``_balanced`` may misread (a POSIX class ``[:alpha:]``).
@@ -258,9 +264,170 @@ def _regex_groups(fixture_files: tuple[str, ...]) -> tuple[tuple[Any, range], ..
     return tuple(groups)
 
 
+#: Escapes and ``(?`` forms that mean the same to the library's engine ``regex`` and to
+#: Hyperscan's PCRE syntax on printable ASCII text: a pattern with any other (``\\u``,
+#: ``\\p``, ``\\x``, inline flags, a brace other than ``{n}``, ``{n,}``, ``{n,m}`` (the
+#: engines differ on ``{,n}``), a POSIX class, non-ASCII) is tried always.
+_HS_SAFE_ESCAPE: Final = re.compile(r"\\(?:[dDwWsSbB]|[^0-9A-Za-z])")
+_HS_UNSAFE: Final = re.compile(r"\{(?!\d+(?:,\d*)?\})|\[:|\(\?(?!:|=|!|<=|<!)")
+
+
+class _Prefilter:
+    """Hyperscan's database of regexes in prefilter mode: a scan of a text reports every
+    regex that may match it (a superset, never fewer), so that only those are tried, in
+    order, by the real engine. Regexes it cannot vouch for are tried always."""
+
+    __slots__ = ("_database", "_entries", "_lock", "_scratch", "_always", "spans")
+
+    def __init__(
+        self, database: Any, entries: list[Any], spans: list[range], always: frozenset[int]
+    ) -> None:
+        import hyperscan
+
+        self._database = database
+        self._entries = entries
+        #: Where each list's regexes are in the numbering.
+        self.spans = spans
+        self._scratch = hyperscan.Scratch(database)
+        self._lock = threading.Lock()  # a scratch serves one scan at a time
+        self._always = always
+
+    def first(self, text: str, span: range) -> int | None:
+        """The index of the first regex of ``span`` that ``text`` matches (printable ASCII
+        only), counted from the span's start."""
+        found = set(self._always)
+
+        def hit(index: int, start: int, end: int, flags: int, context: object) -> None:
+            found.add(index)
+
+        with self._lock:
+            self._database.scan(text.encode("ascii"), hit, scratch=self._scratch)
+        for i in sorted(found):
+            if i in span and self._entries[i].search(text) is not None:
+                return i - span.start
+        return None
+
+
+def _cache_dir() -> Path:
+    """Where compiled prefilters are kept across processes (a compile takes seconds)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "userportrait"
+
+
+def _compile(compiled: list[tuple[bytes, int, int]], always: set[int]) -> Any:
+    """Hyperscan's database of ``compiled`` (pattern, flags, id); the ids of the patterns
+    it refuses are added to ``always``."""
+    import hyperscan
+
+    database = hyperscan.Database()
+    try:
+        database.compile(
+            expressions=[c[0] for c in compiled],
+            flags=[c[1] for c in compiled],
+            ids=[c[2] for c in compiled],
+        )
+    except hyperscan.error:
+        # The error does not say which: find the ones Hyperscan refuses, one by one.
+        kept = []
+        for c in compiled:
+            try:
+                hyperscan.Database().compile(expressions=[c[0]], flags=[c[1]], ids=[c[2]])
+                kept.append(c)
+            except hyperscan.error:
+                always.add(c[2])
+        database.compile(
+            expressions=[c[0] for c in kept], flags=[c[1] for c in kept], ids=[c[2] for c in kept]
+        )
+    return database
+
+
+@functools.cache
+def _prefilter(lists: tuple[tuple[str, ...], ...]) -> _Prefilter | None:
+    """The prefilter of the detector's regexes of ``lists`` (each a parser's fixture files),
+    numbered in order across them; None without the ``hyperscan`` module (``first_match``
+    then takes the groups, also exact). The library writes each regex as
+    ``BOUNDED_REGEX.format(body)``: where the body is one unit, only the body is compiled
+    (the whole matches only where the body does; 2x faster to compile)."""
+    try:
+        import hyperscan
+    except ImportError:  # pragma: no cover - a main dependency
+        return None
+    import hashlib
+    import importlib.metadata
+
+    from device_detector.settings import BOUNDED_REGEX
+    from device_detector.yaml_loader import regex_list
+
+    head, tail = BOUNDED_REGEX.split("{}")
+    base = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_SINGLEMATCH
+    base |= hyperscan.HS_FLAG_ALLOWEMPTY
+    entries = [entry["regex"] for files in lists for entry in regex_list(files)]
+    spans, start = [], 0
+    for files in lists:
+        spans.append(range(start, start + len(regex_list(files))))
+        start = spans[-1].stop
+    compiled: list[tuple[bytes, int, int]] = []
+    always: set[int] = set()
+    for i, rx in enumerate(entries):
+        pattern: str = _lazy(rx, "pattern")
+        flags: int = _lazy(rx, "flags")
+        inner = pattern[len(head) : -len(tail)]
+        if pattern.startswith(head) and pattern.endswith(tail) and _balanced(inner):
+            pattern = inner
+        if (
+            not pattern.isascii()
+            or _HS_UNSAFE.search(pattern)
+            or flags & ~_IGNORECASE
+            or any(not _HS_SAFE_ESCAPE.fullmatch(e) for e in re.findall(r"(?s)\\.", pattern))
+        ):
+            always.add(i)
+            continue
+        caseless = hyperscan.HS_FLAG_CASELESS if flags & _IGNORECASE else 0
+        compiled.append((pattern.encode("ascii"), base | caseless, i))
+    version = importlib.metadata.version("hyperscan")
+    key = hashlib.sha256(repr((version, compiled, sorted(always))).encode())
+    path = _cache_dir() / f"matomo-prefilter-{key.hexdigest()[:20]}.hs"
+    try:
+        # ids Hyperscan refused, a line, then the database (it checks its own CRC)
+        refused, _, blob = path.read_bytes().partition(b"\n")
+        database = hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK)
+        always.update(int(i) for i in refused.split())
+    except (OSError, ValueError, hyperscan.error):
+        database = _compile(compiled, always)
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
+            refused = " ".join(str(c[2]) for c in compiled if c[2] in always).encode()
+            temporary.write_bytes(refused + b"\n" + hyperscan.dumpb(database))
+            temporary.replace(path)
+    return _Prefilter(database, entries, spans, frozenset(always))
+
+
+@functools.cache
+def _prefiltered_lists() -> tuple[tuple[str, ...], ...] | None:
+    """The lists that go through one prefilter: the device parsers' that name a model
+    (``_model_lists``), then the OS parser's. The client parsers' keep the groups
+    (their regexes start ``^`` inside the bound, which Hyperscan refuses, and the model
+    names never read them)."""
+    from device_detector.parser.operating_system import OS
+
+    lists = _model_lists()
+    return None if lists is None else (*lists, OS.fixture_files)
+
+
+def _printable_ascii(text: str) -> bool:
+    # There ``\\d``, ``\\s``, ``\\w``, ``$`` and case mean the same to both engines (not on
+    # all of Unicode: ``\\s`` takes ``\\x1c``, case folds ``K`` (Kelvin sign) to ``k``).
+    return text.isascii() and text.isprintable()
+
+
 def first_match(fixture_files: tuple[str, ...], text: str) -> int | None:
     """The index of the first of the detector's regexes of ``fixture_files`` that ``text``
     matches (``search``, as the detector tries them in order), None if none does."""
+    lists = _prefiltered_lists()
+    if lists is not None and fixture_files in lists and _printable_ascii(text):
+        prefilter = _prefilter(lists)
+        if prefilter is not None:
+            return prefilter.first(text, prefilter.spans[lists.index(fixture_files)])
     entries = None
     for combined, span in _regex_groups(fixture_files):
         if combined is not None and combined.search(text) is None:
@@ -283,13 +450,15 @@ def _detector() -> Any:
     each, of which the device parser's 2,043 brand regexes take 9)."""
     from device_detector import DeviceDetector  # 0.04 s, and its tables load on first use
     from device_detector.parser.device.device import Device
+    from device_detector.parser.operating_system import OS
     from device_detector.parser.parser import Parser
     from device_detector.yaml_loader import RegexLoader
 
     @property  # type: ignore[misc]
     def first_only(self: Any) -> list[dict[str, Any]]:
         # The loops of ``Parser._parse`` and ``Device._parse`` stop at the first regex
-        # the UA matches; with client hints the device loop reads on (not used here).
+        # the UA matches (``OS._parse`` is ``Parser._parse``, then a fragment check when
+        # none does); with client hints the device loop reads on (not used here).
         entries: list[dict[str, Any]] = RegexLoader.regex_list.fget(self)
         if self.client_hints is not None:
             return entries
@@ -299,12 +468,22 @@ def _detector() -> Any:
     def fast(parser: type) -> type:
         if (
             parser.regex_list is not RegexLoader.regex_list  # type: ignore[attr-defined]
-            or parser._parse not in (Parser._parse, Device._parse)  # type: ignore[attr-defined]
+            or parser._parse not in (Parser._parse, Device._parse, OS._parse)  # type: ignore[attr-defined]
             or not parser.fixture_files  # type: ignore[attr-defined]
         ):
             return parser
         # The same name: the library picks a parser's Aho-Corasick words by class name.
         return type(parser.__name__, (parser,), {"__slots__": (), "regex_list": first_only})
+
+    fast_os = fast(OS)
+
+    def parse_os(self: Any) -> None:
+        # ``DeviceDetector.parse_os`` with the fast OS parser.
+        if not self.os:
+            found = fast_os(self.user_agent, self.client_hints).parse()
+            if found:
+                self.os = found
+                self.all_details["os"] = found.ua_data
 
     return type(
         DeviceDetector.__name__,
@@ -313,16 +492,89 @@ def _detector() -> Any:
             "__slots__": (),
             "CLIENT_PARSERS": tuple(map(fast, DeviceDetector.CLIENT_PARSERS)),
             "DEVICE_PARSERS": tuple(map(fast, DeviceDetector.DEVICE_PARSERS)),
+            "parse_os": parse_os,
         },
     )
+
+
+@functools.cache
+def _model_detector() -> Any:
+    """``_detector()`` without the client parsers (browsers, apps: 1/4 of its time): no
+    device parser reads their answer, only ``is_television`` (the device *type*), so the
+    device's model and brand are the library's (``tests/portrait/test_devices.py``)."""
+    detector = _detector()
+
+    def parse_client(self: Any) -> None:
+        return None
+
+    return type(detector.__name__, (detector,), {"__slots__": (), "parse_client": parse_client})
+
+
+@functools.cache
+def _model_lists() -> tuple[tuple[str, ...], ...] | None:
+    """The regex lists of the device parsers that can name a model, when the library's
+    device parsers are the ones ``_finds_no_model`` knows (None otherwise)."""
+    from device_detector import DeviceDetector
+    from device_detector.parser.device import (
+        Camera,
+        CarBrowser,
+        Console,
+        Device,
+        HbbTv,
+        Notebook,
+        PortableMediaPlayer,
+        ShellTv,
+    )
+    from device_detector.parser.parser import Parser
+
+    looped = (Console, CarBrowser, Camera, PortableMediaPlayer, Notebook, Device)
+    if DeviceDetector.DEVICE_PARSERS != (HbbTv, ShellTv, *looped) or any(
+        p._parse not in (Parser._parse, Device._parse, Notebook._parse) for p in looped
+    ):
+        return None  # pragma: no cover - another version of the library
+    return tuple(p.fixture_files for p in looped)
+
+
+def _finds_no_model(ua: str) -> bool:
+    """Whether the detector surely finds no model in ``ua``: no device parser's regex
+    matches it. A device parser names a model only from a regex of its list that matches
+    (its ``model``, or one of its ``models``); the TV parsers run only on a fragment
+    (``HbbTV/``, ``Shell``) and else leave the model empty; the vendor fragments, the device
+    type and ``Coolita OS`` set the brand and type only. Random text is nearly always so,
+    and a few prefilter scans replace the detector's ~0.3 ms (docs/performance.md)."""
+    lists = _model_lists()
+    if lists is None:
+        return False
+    from device_detector.parser.device.television import HBBTV_FRAGMENT, SHELL_TV_FRAGMENT
+
+    if HBBTV_FRAGMENT.search(ua) is not None or SHELL_TV_FRAGMENT.search(ua) is not None:
+        return False
+    everything = _prefiltered_lists()
+    prefilter = _prefilter(everything) if everything and _printable_ascii(ua) else None
+    if prefilter is not None and everything is not None:
+        # one scan for the six lists (they come first, in a row)
+        span = range(0, prefilter.spans[len(lists) - 1].stop)
+        return prefilter.first(ua, span) is None
+    return all(first_match(files, ua) is None for files in lists)
+
+
+#: The Android UA a model is read in.
+_MODEL_UA: Final = "Mozilla/5.0 (Linux; Android 13; {} Build/A; wv)"
 
 
 @functools.lru_cache(maxsize=65536)
 def _matomo_name(model: str) -> str | None:
     """Matomo's device-detector on ``model`` set in an Android UA; None if it knows none."""
-    ua = f"Mozilla/5.0 (Linux; Android 13; {model} Build/A; wv)"
+    ua = _MODEL_UA.format(model)
+    if _finds_no_model(ua):
+        return None
     # check_cache=False: the library's cache would build its own class, not ours
-    found = _detector()(ua, skip_bot_detection=True, check_cache=False).parse()
+    return _name_of(_model_detector()(ua, skip_bot_detection=True, check_cache=False).parse())
+
+
+def _name_of(found: Any) -> str | None:
+    """The name of a detector's answer: the maker's name in front, unless the line is sold
+    under its own; None without a model."""
     name = str(found.device_model() or "").strip()
     brand = str(found.device_brand() or "").strip()
     if not name:
