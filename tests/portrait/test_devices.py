@@ -22,6 +22,23 @@ from userportrait.ingest.value_maps import ua_compact_sql
 from userportrait.portrait import devices
 from userportrait.synthetic import generate
 
+
+@pytest.fixture(autouse=True)
+def _prefilter_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check the prefilter's answers: as in a process past its first new models."""
+    monkeypatch.setattr(devices, "_resolved", devices.PREFILTER_AFTER)
+
+
+def test_a_process_with_few_new_models_never_loads_the_prefilter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(devices, "_resolved", 0)
+    lists = devices._prefiltered_lists()
+    assert lists is not None and devices._prefilter_if_due(lists) is None
+    monkeypatch.setattr(devices, "_resolved", devices.PREFILTER_AFTER)
+    assert devices._prefilter_if_due(lists) is not None
+
+
 UA_ANDROID_XIAOMI = (
     "Mozilla/5.0 (Linux; Android 13; 22081212C Build/TKQ1.220829.002; wv) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Version/4.0 Chrome/111.0.5563.116 Mobile Safari/537.36 XWEB/5235 "

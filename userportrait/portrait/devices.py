@@ -420,12 +420,23 @@ def _printable_ascii(text: str) -> bool:
     return text.isascii() and text.isprintable()
 
 
+#: New models a process resolves by the groups before it loads the prefilter (compiling it,
+#: once per machine, takes 3-8 s; loading it 0.3 s): a process that meets a few new models
+#: (a demo, a day's ingest) never pays that, a flood of them pays it once.
+PREFILTER_AFTER: Final = 256
+_resolved = 0  # models ``_matomo_name`` worked out in this process (a race only delays it)
+
+
+def _prefilter_if_due(lists: tuple[tuple[str, ...], ...]) -> _Prefilter | None:
+    return _prefilter(lists) if _resolved >= PREFILTER_AFTER else None
+
+
 def first_match(fixture_files: tuple[str, ...], text: str) -> int | None:
     """The index of the first of the detector's regexes of ``fixture_files`` that ``text``
     matches (``search``, as the detector tries them in order), None if none does."""
     lists = _prefiltered_lists()
     if lists is not None and fixture_files in lists and _printable_ascii(text):
-        prefilter = _prefilter(lists)
+        prefilter = _prefilter_if_due(lists)
         if prefilter is not None:
             return prefilter.first(text, prefilter.spans[lists.index(fixture_files)])
     entries = None
@@ -550,7 +561,7 @@ def _finds_no_model(ua: str) -> bool:
     if HBBTV_FRAGMENT.search(ua) is not None or SHELL_TV_FRAGMENT.search(ua) is not None:
         return False
     everything = _prefiltered_lists()
-    prefilter = _prefilter(everything) if everything and _printable_ascii(ua) else None
+    prefilter = _prefilter_if_due(everything) if everything and _printable_ascii(ua) else None
     if prefilter is not None and everything is not None:
         # one scan for the six lists (they come first, in a row)
         span = range(0, prefilter.spans[len(lists) - 1].stop)
@@ -565,6 +576,8 @@ _MODEL_UA: Final = "Mozilla/5.0 (Linux; Android 13; {} Build/A; wv)"
 @functools.lru_cache(maxsize=65536)
 def _matomo_name(model: str) -> str | None:
     """Matomo's device-detector on ``model`` set in an Android UA; None if it knows none."""
+    global _resolved
+    _resolved += 1
     ua = _MODEL_UA.format(model)
     if _finds_no_model(ua):
         return None
