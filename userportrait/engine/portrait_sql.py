@@ -193,3 +193,20 @@ def _add(audience: AudienceCounts, dim: str, value: object, n: int) -> None:
         d: Dim = dim  # type: ignore[assignment]
         vid = 0 if value is None else int(value)  # type: ignore[call-overload]
         audience.ids[d][vid] = audience.ids[d].get(vid, 0) + n
+
+
+class LakeSQL:
+    """What the SQL engines share: the two queries, their rows decoded; an engine says only
+    how it runs ``make``'s query over an app's lake (``_rows``: None when it has no files)."""
+
+    def _rows(self, query: PortraitQuery, make: MakeSQL) -> list[Any] | None:
+        raise NotImplementedError
+
+    def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
+        rows = self._rows(query, portrait_sql)
+        return counts_from_rows(rows) if rows is not None else PortraitCounts.empty()
+
+    def run_crosstab(self, query: PortraitQuery) -> CrossCounts:
+        assert query.by is not None
+        rows = self._rows(query, crosstab_sql)
+        return cross_from_rows(rows, query.by) if rows is not None else CrossCounts()

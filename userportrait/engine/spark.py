@@ -9,14 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from userportrait.engine.portrait_sql import (
-    MakeSQL,
-    counts_from_rows,
-    cross_from_rows,
-    crosstab_sql,
-    portrait_sql,
-)
-from userportrait.portrait.counts import CrossCounts, PortraitCounts
+from userportrait.engine.portrait_sql import LakeSQL, MakeSQL
 from userportrait.portrait.query import PortraitQuery
 from userportrait.spark.session import lake_uri, read_lake, spark_session, temp_name
 from userportrait.store.lake import Lake
@@ -25,21 +18,12 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-class SparkEngine:
+class SparkEngine(LakeSQL):
     name = "spark"
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self.spark: SparkSession = spark_session(lake.settings)
-
-    def run_portrait(self, query: PortraitQuery) -> PortraitCounts:
-        rows = self._rows(query, portrait_sql)
-        return counts_from_rows(rows) if rows is not None else PortraitCounts.empty()
-
-    def run_crosstab(self, query: PortraitQuery) -> CrossCounts:
-        assert query.by is not None
-        rows = self._rows(query, crosstab_sql)
-        return cross_from_rows(rows, query.by) if rows is not None else CrossCounts()
 
     def _rows(self, query: PortraitQuery, make: MakeSQL) -> list[Any] | None:
         """The rows of ``make``'s query over the app's lake (None: no files)."""
