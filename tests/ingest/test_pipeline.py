@@ -78,7 +78,12 @@ def test_a_crlf_or_bare_cr_line_in_an_lf_csv_costs_no_other_row(
 
 @pytest.mark.parametrize(
     ("suffix", "limit", "kind"),
-    [(".ndjson", None, "table"), (".ndjson", 10, "view"), (".parquet", None, "view")],
+    [
+        (".ndjson", None, "table"),
+        (".ndjson", 10, "view"),
+        (".ndjson.gz", None, "view"),
+        (".parquet", None, "view"),
+    ],
 )
 def test_a_small_text_source_is_parsed_once_into_a_table(
     lake: Lake,
@@ -90,7 +95,8 @@ def test_a_small_text_source_is_parsed_once_into_a_table(
 ) -> None:
     """A batch reads its rows five times; a live WAL segment (NDJSON) re-parsed each time
     was most of a flush's time (issue 28). Text up to ``PARSE_ONCE_BYTES`` becomes a
-    temporary table; bigger text and Parquet (columnar, nothing to parse) stay a view."""
+    temporary table; bigger or gzipped text (its size unknown) and Parquet (columnar,
+    nothing to parse) stay a view."""
     if limit is not None:
         monkeypatch.setattr(pipeline, "PARSE_ONCE_BYTES", limit)
     ndjson = tmp_path / "e.ndjson"
@@ -102,6 +108,9 @@ def test_a_small_text_source_is_parsed_once_into_a_table(
         )
     )
     src = ndjson
+    if suffix == ".ndjson.gz":
+        src = tmp_path / "e.ndjson.gz"
+        src.write_bytes(gzip.compress(ndjson.read_bytes()))
     if suffix == ".parquet":
         src = tmp_path / "e.parquet"
         duckdb.sql(f"COPY (SELECT * FROM read_json('{ndjson}')) TO '{src}'")
