@@ -4,6 +4,7 @@ and ClickHouse (chDB, ``pip install -e '.[bench]'``; skipped with a note when mi
     .venv/bin/python bench/perf.py --small     # ~1.9 M events, under a minute
     .venv/bin/python bench/perf.py             # ~40 M events, 3 M users, 40 days
     .venv/bin/python bench/perf.py --segments  # issue 27: compare / filter / by over HTTP
+    .venv/bin/python bench/perf.py --live      # issue 28: 8 senders POST /v1/events
 
 Every measured step runs in its own subprocess (``--step NAME``), so its time and peak RSS
 are its own; the short ones run three times and report the median. Generated input is
@@ -33,12 +34,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
 APPID = "wx0000000000000001"
 SECRET = "bench-secret-1"
 END = dt.date(2026, 1, 31)  # generator default; the extra day is END + 1
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def config(users: int, days: int) -> Any:
@@ -536,6 +539,139 @@ def served(data: Path, requests: int) -> dict[str, Any]:
     return {"first": lat_first, "repeat": lat_all, "rss_mb": hwm}
 
 
+# -- live ingestion over HTTP (issue 28 target 4) --------------------------------------------
+
+#: Client records of the newest day: existing users, the generator's kinds of values.
+LIVE_VALUES = {"city": ["深圳", "德阳市", "4111", "双鸭山"], "province": ["广东", "四川省", None],
+               "gender": ["女", "male", None], "platform": ["ios", "android", "ohos"],
+               "device": ["iPhone 15", "Xiaomi 12S", "HUAWEI P40", "HUAWEI P60"]}  # fmt: skip
+
+
+def _live_bodies(users: int, seed: int, n: int = 12) -> list[bytes]:
+    """``n`` request bodies of 1,000 events each for END (the newest day: a flush lands in
+    the day that holds the most), sent round robin; no ``event_id``, so none is dropped."""
+    import orjson
+
+    rng = random.Random(seed)
+    bodies = []
+    for _ in range(n):
+        batch = []
+        for _ in range(1000):
+            ts = dt.datetime.combine(END, dt.time(rng.randrange(24), rng.randrange(60),
+                                     rng.randrange(60)), tzinfo=SHANGHAI)  # fmt: skip
+            record = {k: rng.choice(v) for k, v in LIVE_VALUES.items()}
+            record.update(appid=APPID, openid=f"o{rng.randrange(users):09d}", ts=ts.isoformat())
+            batch.append({k: v for k, v in record.items() if v is not None})
+        bodies.append(orjson.dumps(batch))
+    return bodies
+
+
+def _scrape(c: Any) -> dict[str, float]:
+    """The live figures of ``GET /metrics``: pending events and the flush histogram."""
+    out: dict[str, float] = {}
+    for line in c.get("/metrics").text.splitlines():
+        m = re.match(r"userportrait_live_(pending_events|flush_duration_seconds_\w+)"
+                     r'(?:\{le="([^"]+)"\})? (\S+)$', line)  # fmt: skip
+        if m:
+            out[m.group(1) + (f"@{m.group(2)}" if m.group(2) else "")] = float(m.group(3))
+    return out
+
+
+def live(data: Path, senders: int, seconds: float) -> dict[str, Any]:
+    """``senders`` threads POST /v1/events batches of 1,000 with the ingest key to a real
+    server (live ingestion on, the default 2 s flush interval) on a hard-linked copy of the
+    store, for ``seconds``; a batch counts once acknowledged (after the WAL's fsync). Then
+    the time until every acknowledged event is in a committed batch (pending 0)."""
+    import httpx
+
+    users = int(data.name.split("-")[0][1:])
+    copy = data.with_name(data.name + "-live")
+    shutil.rmtree(copy, ignore_errors=True)
+    _copy_store(data, copy)
+    up = [sys.executable, "-m", "userportrait"]
+    # Not checked: the app may be registered already (served() adds it).
+    subprocess.run([*up, "apps", "add", "--appid", APPID, "--secret", SECRET,
+                    "--data-dir", str(copy)], capture_output=True)  # fmt: skip
+    key = subprocess.run([*up, "apps", "ingest-key", "--appid", APPID, "--data-dir", str(copy)],
+                         check=True, capture_output=True, text=True).stdout.split()[-1]  # fmt: skip
+    bodies = [_live_bodies(users, seed) for seed in range(senders)]
+    lat: list[float] = []
+    acked = [0] * senders
+    env = {"USERPORTRAIT_METRICS_OPEN": "true"}
+    try:
+        with server(copy, live=True, env=env) as (url, pid), httpx.Client(base_url=url) as c:
+            before = _scrape(c)
+            start = time.perf_counter()
+            stop = start + seconds
+
+            def send(w: int) -> None:
+                head = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+                with httpx.Client(base_url=url, timeout=120, headers=head) as s:
+                    i = 0
+                    while time.perf_counter() < stop:
+                        t = time.perf_counter()
+                        r = s.post("/v1/events", content=bodies[w][i % len(bodies[w])])
+                        lat.append(time.perf_counter() - t)
+                        assert r.status_code == 200 and r.json()["accepted"] == 1000, r.text
+                        acked[w] += 1000
+                        i += 1
+
+            threads = [threading.Thread(target=send, args=(w,)) for w in range(senders)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            took = time.perf_counter() - start
+            during = _scrape(c)
+            t = time.perf_counter()
+            while _scrape(c)["pending_events"] > 0:
+                time.sleep(0.1)
+            drain = time.perf_counter() - t
+            after = _scrape(c)
+            hwm = _proc_hwm(pid)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+    def flushes(m: dict[str, float]) -> tuple[int, float, dict[str, int]]:
+        buckets = {k.split("@")[1]: int(v - before.get(k, 0)) for k, v in m.items() if "@" in k}
+        return (int(m["flush_duration_seconds_count"] - before["flush_duration_seconds_count"]),
+                m["flush_duration_seconds_sum"] - before["flush_duration_seconds_sum"],
+                buckets)  # fmt: skip
+
+    n, total, buckets = flushes(during)
+    n_all, total_all, buckets_all = flushes(after)
+    return {"events": sum(acked), "s": took, "per_s": sum(acked) / took, "lat": lat,
+            "pending_at_end": during["pending_events"], "drain_s": drain,
+            "flushes": n, "flush_mean": total / max(1, n), "flush_buckets": buckets,
+            "flushes_all": n_all, "flush_mean_all": total_all / max(1, n_all),
+            "flush_buckets_all": buckets_all, "rss_mb": hwm}  # fmt: skip
+
+
+def report_live(users: int, senders: int, r: dict[str, Any]) -> None:
+    lat = [x * 1000 for x in r["lat"]]
+
+    def within(buckets: dict[str, int]) -> str:
+        # The histogram's bucket that holds the slowest flush: an upper bound on it.
+        top = next((le for le, k in sorted(buckets.items(), key=lambda kv: float(kv[0]))
+                    if k == max(buckets.values())), "?")  # fmt: skip
+        return f"all ≤ {top} s" if max(buckets.values(), default=0) else "none"
+
+    print(f"\nlive ingestion, {users:,} users (40 days), {senders} senders, "
+          f"{r['s']:.0f} s — {dt.date.today()}, {platform.node()}, {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.1f}\n")  # fmt: skip
+    print("| figure | measured | target |\n|---|---:|---|")
+    print(f"| events/s acknowledged (durable), batches of 1,000 | {r['per_s']:,.0f} "
+          f"({r['events']:,} in {r['s']:.1f} s) | ≥ 50,000 |")  # fmt: skip
+    print(f"| batch round trip | p50 {pct(lat, 0.5):.0f} ms, p99 {pct(lat, 0.99):.0f} ms, "
+          f"max {max(lat):.0f} ms | |")  # fmt: skip
+    print(f"| flushes while sending | {r['flushes']}, mean {r['flush_mean']:.2f} s, "
+          f"{within(r['flush_buckets'])} | ≤ 0.5 s |")  # fmt: skip
+    print(f"| pending at the last ack -> all committed | {r['pending_at_end']:,.0f} events, "
+          f"{r['drain_s']:.1f} s ({r['flushes_all']} flushes in all, mean "
+          f"{r['flush_mean_all']:.2f} s, {within(r['flush_buckets_all'])}) | |")  # fmt: skip
+    print(f"| server peak RSS | {r['rss_mb']:.0f} MiB | |")
+
+
 #: Issue 27's asks: a filter (a map click: a province, then a city), a cross-tab, a
 #: comparison, and the dashboard's filter with its comparison.
 SEGMENT_ASKS: dict[str, list[tuple[str, str]]] = {
@@ -657,6 +793,13 @@ def main() -> None:
         action="store_true",
         help="only issue 27's compare / filter / by latency over HTTP (--requests asks)",
     )
+    ap.add_argument(
+        "--live",
+        action="store_true",
+        help="only issue 28's live ingestion over HTTP (--senders threads, --seconds)",
+    )
+    ap.add_argument("--senders", type=int, default=8, help="concurrent senders for --live [8]")
+    ap.add_argument("--seconds", type=float, default=20, help="how long --live sends [20]")
     args = ap.parse_args()
     if args.step:
         from userportrait.runtime import tune_process
@@ -672,9 +815,14 @@ def main() -> None:
         print(json.dumps(result))
         return
     users = args.users or (150_000 if args.small else 3_000_000)
-    base, extra = inputs(users)
     data = CACHE / f"u{users}-data"
     print(f"bench: {users:,} users, data in {data}", file=sys.stderr)
+    if args.live:  # a cached store is enough (its generated input may be gone)
+        if not (data / "catalog.sqlite").exists():
+            run_step("ingest", inputs(users)[0], data)
+        report_live(users, args.senders, live(data, args.senders, args.seconds))
+        return
+    base, extra = inputs(users)
     if args.segments:
         if not (data / "catalog.sqlite").exists():
             run_step("ingest", base, data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import tempfile
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import duckdb
 import pytest
 
 from tests.conftest import ingest_in_a_fresh_process, load
+from userportrait.ingest import pipeline
 from userportrait.ingest.pipeline import ingest_file
+from userportrait.ingest.sources import open_source
 from userportrait.store.lake import Lake
 
 
@@ -71,3 +74,56 @@ def test_a_crlf_or_bare_cr_line_in_an_lf_csv_costs_no_other_row(
     ).fetchall()
     assert rows == [("o1", 1), ("o2", 2), ("o3", 1), ("o4", 1), ("o6", 2)]
     assert set(Path(tempfile.gettempdir()).glob("userportrait-*.csv")) == copies  # removed
+
+
+@pytest.mark.parametrize(
+    ("suffix", "limit", "kind"),
+    [
+        (".ndjson", None, "table"),
+        (".ndjson", 10, "view"),
+        (".ndjson.gz", None, "view"),
+        (".parquet", None, "view"),
+    ],
+)
+def test_a_small_text_source_is_parsed_once_into_a_table(
+    lake: Lake,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    suffix: str,
+    limit: int | None,
+    kind: str,
+) -> None:
+    """A batch reads its rows five times; a live WAL segment (NDJSON) re-parsed each time
+    was most of a flush's time (issue 28). Text up to ``PARSE_ONCE_BYTES`` becomes a
+    temporary table; bigger or gzipped text (its size unknown) and Parquet (columnar,
+    nothing to parse) stay a view."""
+    if limit is not None:
+        monkeypatch.setattr(pipeline, "PARSE_ONCE_BYTES", limit)
+    ndjson = tmp_path / "e.ndjson"
+    ndjson.write_text(
+        "".join(
+            json.dumps({"appid": "wx0000000000000001", "openid": f"o{i}", "ts": "2024-06-10"})
+            + "\n"
+            for i in range(3)
+        )
+    )
+    src = ndjson
+    if suffix == ".ndjson.gz":
+        src = tmp_path / "e.ndjson.gz"
+        src.write_bytes(gzip.compress(ndjson.read_bytes()))
+    if suffix == ".parquet":
+        src = tmp_path / "e.parquet"
+        duckdb.sql(f"COPY (SELECT * FROM read_json('{ndjson}')) TO '{src}'")
+    con = lake.connect()
+    try:
+        source, select = open_source(con, src)
+        pipeline._check_rows(con, source, select, {})
+        tables = con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+        views = con.execute("SELECT view_name FROM duckdb_views() WHERE temporary").fetchall()
+    finally:
+        con.close()
+    assert ("src" in [t[0] for t in tables], "src" in [v[0] for v in views]) == (
+        kind == "table",
+        kind == "view",
+    )
+    assert ingest_file(lake, src).accepted == 3
