@@ -25,8 +25,7 @@ from userportrait.api.doors import Step, door
 from userportrait.errors import AccessTokenMissing
 from userportrait.metrics import REGISTRY
 from userportrait.store.lake import Lake
-from userportrait.store.state import state_failures
-from userportrait.store.state.manifest import Manifest
+from userportrait.store.state import state_failures, state_version
 
 router = APIRouter(tags=["operations"], include_in_schema=False)
 #: Lake files are stat'ed for their bytes at most this often (a scrape every 15 s is usual).
@@ -69,11 +68,10 @@ class AppCollector(Collector):
         yield GaugeMetricFamily("userportrait_lake_events", "Events in the lake.", rows)
         yield GaugeMetricFamily("userportrait_lake_bytes", "Bytes of the lake's files.", size)
         version = lake.catalog.version()
-        state_version = Manifest.read(lake.state_dir).version
         yield GaugeMetricFamily(
             "userportrait_state_lag_batches",
             "Committed batches the portrait state has not caught up with yet.",
-            value=max(0, version - state_version),
+            value=max(0, version - state_version(lake)),
         )
         failing = GaugeMetricFamily(
             "userportrait_state_failures",

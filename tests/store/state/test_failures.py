@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from userportrait.portrait.service import portrait
 from userportrait.settings import Settings
 from userportrait.store import state as state_mod
 from userportrait.store.lake import Lake
-from userportrait.store.state import app_update, state_failures
+from userportrait.store.state import app_update, state_failures, state_version
 from userportrait.store.state import manifest as state_manifest
 
 A, B = "wxa000000000000001", "wxb000000000000002"
@@ -169,6 +170,34 @@ def test_failed_app_is_retried_with_back_off(
         "2024-06-11",
         "2024-06-12",
     }
+
+
+def test_health_probes_parse_the_manifest_only_after_a_writer_replaced_it(
+    lake: Lake, broken_a: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 30: the manifest grows with apps x days and /healthz, /metrics ask for the
+    failures and the state's version every few seconds; they parse it once per version, not
+    once per probe."""
+    load(lake, BATCH)
+    version = state_manifest.Manifest.read(lake.state_dir).version
+    reads: list[Path] = []
+    read = state_manifest.Manifest.read
+
+    def counted(root: Path) -> state_manifest.Manifest:
+        reads.append(root)
+        return read(root)
+
+    monkeypatch.setattr(state_manifest.Manifest, "read", counted)
+    first = state_failures(lake)
+    assert state_failures(lake) == first
+    assert list(first) == [A] and first[A]["days_pending"] == 2
+    assert state_version(lake) == version
+    assert reads == [lake.state_dir]
+    load(lake, LATER, name="later.ndjson")  # A's pending days grow: a new manifest
+    reads.clear()
+    assert state_failures(lake)[A]["days_pending"] == 3
+    assert state_version(lake) == version + 1
+    assert reads == [lake.state_dir]
 
 
 @pytest.mark.anyio

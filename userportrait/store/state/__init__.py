@@ -39,7 +39,14 @@ from userportrait.store.state.catching_up import catch_up, update_state
 from userportrait.store.state.days import VALUE_DTYPES, day_date, day_number
 from userportrait.store.state.forgetting import forget_in_state
 from userportrait.store.state.head import Head
-from userportrait.store.state.manifest import FORMAT, AppState, Failure, Manifest, state_failures
+from userportrait.store.state.manifest import (
+    FORMAT,
+    AppState,
+    Failure,
+    Manifest,
+    state_failures,
+    state_version,
+)
 from userportrait.store.state.reader import StaleState, StateStore
 from userportrait.store.state.spans import STANDARD_LENGTHS
 
@@ -58,5 +65,6 @@ __all__ = [
     "day_number",
     "forget_in_state",
     "state_failures",
+    "state_version",
     "update_state",
 ]

@@ -159,7 +159,33 @@ def publish(root: Path, old: Manifest, new: Manifest) -> None:
             path.unlink(missing_ok=True)
 
 
+#: Each data directory's manifest as last parsed for the probes (its version and failures),
+#: by its (inode, mtime, size): /healthz and /metrics ask every few seconds, and the manifest
+#: grows with apps x days (1.5 MB at 1,000 apps of 10 days, 15 MB at 10,000). A writer
+#: replaces it by a rename (a new inode), so an unchanged stat means an unchanged manifest.
+_probed: dict[Path, tuple[tuple[int, int, int], int, dict[str, Failure]]] = {}
+
+
+def _probe(lake: Lake) -> tuple[int, dict[str, Failure]]:
+    path = lake.state_dir / "manifest.json"
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return 0, {}
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    seen = _probed.get(path)
+    if seen is None or seen[0] != stamp:
+        # Replaced after the stat: cached under the older stamp, read again next time.
+        manifest = Manifest.read(lake.state_dir)
+        seen = _probed[path] = (stamp, manifest.version, manifest.failed)
+    return seen[1], seen[2]
+
+
+def state_version(lake: Lake) -> int:
+    """The catalog version the published state reflects (for /metrics' lag)."""
+    return _probe(lake)[0]
+
+
 def state_failures(lake: Lake) -> dict[str, dict[str, Any]]:
     """The apps whose state update failed and is waiting for a retry (for /healthz)."""
-    failed = Manifest.read(lake.state_dir).failed
-    return {a: f.public() for a, f in sorted(failed.items())}
+    return {a: f.public() for a, f in sorted(_probe(lake)[1].items())}
