@@ -118,7 +118,9 @@ class Manifest:
             for a, f in sorted(self.failed.items())
         }
         body = {"format": FORMAT, "version": self.version, "apps": apps, "failed": failed}
-        return json.dumps(body, indent=1)
+        # Compact: ``indent`` takes json's pure-Python encoder, 5x slower, and every writer
+        # writes the whole manifest (35-60 ms at 1,000 apps; ``python -m json.tool`` reads it).
+        return json.dumps(body, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
